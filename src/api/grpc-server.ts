@@ -1,0 +1,76 @@
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { Limits } from '../config/config.js';
+import { Kvs2Service } from '../gen/kvs2.js';
+import type { KvService } from '../service/kv-service.js';
+import { HealthService } from './health.js';
+import { kvs2Handlers } from './kvs2-handlers.js';
+import { addReflection } from './reflection.js';
+
+export interface GrpcApiOptions {
+  readonly service: KvService;
+  readonly limits: Limits;
+  readonly requestTimeoutMs: number;
+}
+
+/** Room for field tags, lengths and framing around the keys and values of one message. */
+const MESSAGE_OVERHEAD_BYTES = 64 * 1024;
+
+/**
+ * The gRPC face of a node: kvs2.Kvs2, grpc.health.v1.Health and server reflection on one server.
+ * Owns the server; `shutdown` stops it.
+ */
+export class GrpcApi {
+  readonly #server: Server;
+  readonly #health = new HealthService();
+
+  constructor(options: GrpcApiOptions) {
+    const { maxKeyBytes, maxValueBytes, maxBatchKeys, maxReplyBytes } = options.limits;
+    // Big enough for the largest request the limits allow, so that an oversized request reaches our
+    // validation and gets a clear INVALID_ARGUMENT instead of a transport error.
+    const maxRequestBytes = Math.max(
+      4 * 1024 * 1024,
+      maxKeyBytes + maxValueBytes + MESSAGE_OVERHEAD_BYTES,
+      maxBatchKeys * (maxKeyBytes + 8) + MESSAGE_OVERHEAD_BYTES,
+    );
+    this.#server = new Server({
+      'grpc.max_receive_message_length': Math.min(maxRequestBytes, 2 ** 31 - 1),
+      'grpc.max_send_message_length': Math.min(2 * maxReplyBytes + MESSAGE_OVERHEAD_BYTES, 2 ** 31 - 1),
+    });
+    this.#server.addService(Kvs2Service, kvs2Handlers(options.service, options.requestTimeoutMs));
+    this.#health.addTo(this.#server);
+    addReflection(this.#server);
+  }
+
+  /** Binds and starts serving; resolves with the bound port (useful with port 0). */
+  listen(host: string, port: number): Promise<number> {
+    const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    return new Promise((resolve, reject) => {
+      this.#server.bindAsync(address, ServerCredentials.createInsecure(), (error, boundPort) => {
+        if (error) reject(new Error(`cannot listen on ${address}: ${error.message}`, { cause: error }));
+        else resolve(boundPort);
+      });
+    });
+  }
+
+  setServing(serving: boolean): void {
+    this.#health.setServing(serving);
+  }
+
+  /**
+   * Announces NOT_SERVING, stops accepting calls and waits up to `graceMs` for calls in flight, then
+   * cancels whatever is left. Resolves with whether everything finished within the grace period.
+   */
+  async shutdown(graceMs: number): Promise<boolean> {
+    this.#health.setServing(false);
+    this.#health.endWatches();
+    const graceful = new Promise<boolean>((resolve) => this.#server.tryShutdown(() => resolve(true)));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), graceMs);
+    });
+    const finished = await Promise.race([graceful, timedOut]);
+    clearTimeout(timer);
+    if (!finished) this.#server.forceShutdown();
+    return finished;
+  }
+}

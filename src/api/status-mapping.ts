@@ -1,0 +1,22 @@
+import { type ServiceError, status } from '@grpc/grpc-js';
+import { describeError, isKvs2Error, type Kvs2ErrorCode } from '../errors.js';
+
+/** The one place where kvs2's error codes become gRPC status codes. */
+const STATUS_OF: Readonly<Record<Kvs2ErrorCode, status>> = {
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  LOG_UNAVAILABLE: status.UNAVAILABLE,
+  STORE_UNAVAILABLE: status.UNAVAILABLE,
+  SHUTTING_DOWN: status.UNAVAILABLE,
+  DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
+  CANCELLED: status.CANCELLED,
+  REPLY_TOO_LARGE: status.RESOURCE_EXHAUSTED,
+  INCONSISTENT_STATE: status.INTERNAL,
+};
+
+export type StatusError = Partial<ServiceError> & { code: status; details: string };
+
+/** A gRPC error for anything thrown below the API; unknown errors become INTERNAL. */
+export function toStatusError(error: unknown): StatusError {
+  if (isKvs2Error(error)) return { code: STATUS_OF[error.code], details: error.message };
+  return { code: status.INTERNAL, details: `internal error: ${describeError(error)}` };
+}

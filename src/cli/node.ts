@@ -1,0 +1,125 @@
+import { join } from 'node:path';
+import { GrpcApi } from '../api/grpc-server.js';
+import type { Config } from '../config/config.js';
+import { Kvs2Error } from '../errors.js';
+import { EmbeddedLog } from '../log/embedded/embedded-log.js';
+import type { Log } from '../log/log.js';
+import type { Logger } from '../logger.js';
+import { Replica } from '../replica/replica.js';
+import { KvService } from '../service/kv-service.js';
+import { LmdbStore } from '../store/lmdb-store.js';
+import type { Store } from '../store/store.js';
+
+export interface NodeOptions {
+  readonly config: Config;
+  readonly logger: Logger;
+  /** Called once if the node meets an error it cannot recover from; the owner should close it. */
+  readonly onFatal: (error: Kvs2Error) => void;
+}
+
+/**
+ * One kvs2 node: store, log, replica, service and gRPC API, built in that order and closed in reverse.
+ * The node owns every resource it opens.
+ */
+export class KvsNode {
+  readonly port: number;
+  readonly #logger: Logger;
+  readonly #shutdownTimeoutMs: number;
+  readonly #store: Store;
+  readonly #log: Log;
+  readonly #service: KvService;
+  readonly #api: GrpcApi;
+  readonly #replica: Replica;
+  #closing: Promise<void> | undefined;
+
+  private constructor(parts: {
+    port: number;
+    logger: Logger;
+    shutdownTimeoutMs: number;
+    store: Store;
+    log: Log;
+    service: KvService;
+    api: GrpcApi;
+    replica: Replica;
+  }) {
+    this.port = parts.port;
+    this.#logger = parts.logger;
+    this.#shutdownTimeoutMs = parts.shutdownTimeoutMs;
+    this.#store = parts.store;
+    this.#log = parts.log;
+    this.#service = parts.service;
+    this.#api = parts.api;
+    this.#replica = parts.replica;
+  }
+
+  static async start({ config, logger, onFatal }: NodeOptions): Promise<KvsNode> {
+    const opened: Array<() => Promise<unknown>> = [];
+    try {
+      const store = LmdbStore.open(join(config.dataDir, 'store'));
+      opened.push(() => store.close());
+      const log = createLog(config);
+      opened.push(() => log.close());
+      const logIdentity = await log.open();
+      const service = new KvService({ log, store, limits: config.limits });
+      const api = new GrpcApi({ service, limits: config.limits, requestTimeoutMs: config.requestTimeoutMs });
+      opened.push(() => api.shutdown(0));
+      const port = await api.listen(config.listen.host, config.listen.port);
+      logger.info(
+        { address: `${config.listen.host}:${port}`, port, log: log.description, dataDir: config.dataDir },
+        `kvs2 listening on ${config.listen.host}:${port}, ${log.description}, data in ${config.dataDir}`,
+      );
+      const replica = new Replica({ log, logIdentity, store, logger, onFatal });
+      await replica.start();
+      opened.push(() => replica.stop());
+      replica.whenCaughtUp().then(
+        () => api.setServing(true),
+        () => {},
+      );
+      return new KvsNode({
+        port,
+        logger,
+        shutdownTimeoutMs: config.shutdownTimeoutMs,
+        store,
+        log,
+        service,
+        api,
+        replica,
+      });
+    } catch (error) {
+      for (const close of opened.reverse()) await close().catch(() => {});
+      throw error;
+    }
+  }
+
+  /**
+   * Graceful shutdown: NOT_SERVING, stop accepting, let calls in flight finish (bounded), stop the
+   * replica, flush and close the log, close the store. Safe to call more than once.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    const started = Date.now();
+    this.#service.close();
+    const graceful = await this.#api.shutdown(this.#shutdownTimeoutMs);
+    if (!graceful) {
+      this.#logger.warn(
+        { graceMs: this.#shutdownTimeoutMs },
+        'calls still in flight after the grace period were cancelled',
+      );
+    }
+    await this.#replica.stop();
+    await this.#log.close();
+    await this.#store.close();
+    this.#logger.info({ tookMs: Date.now() - started }, 'kvs2 stopped');
+  }
+}
+
+function createLog(config: Config): Log {
+  if (config.kafka !== null) {
+    throw new Kvs2Error('LOG_UNAVAILABLE', 'the Kafka log is not available in this build yet');
+  }
+  return new EmbeddedLog({ dir: join(config.dataDir, 'log') });
+}

@@ -1,0 +1,224 @@
+import { isAbsolute, resolve } from 'node:path';
+import { ConfigError } from './config-error.js';
+import { MAX_BATCH_KEYS_CEILING, MAX_VALUE_BYTES_CEILING, STORE_MAX_KEY_BYTES } from './limits.js';
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface KafkaConfig {
+  readonly brokers: readonly string[];
+  readonly topic: string;
+}
+
+export interface Limits {
+  readonly maxKeyBytes: number;
+  readonly maxValueBytes: number;
+  readonly maxBatchKeys: number;
+  readonly maxReplyBytes: number;
+}
+
+/** The whole configuration of a node: parsed and validated once, then frozen. */
+export interface Config {
+  readonly listen: ListenAddress;
+  /** Absolute path of the folder that holds the store (and the embedded log). */
+  readonly dataDir: string;
+  /** Kafka settings; null runs on the embedded log. */
+  readonly kafka: KafkaConfig | null;
+  readonly topic: string;
+  readonly limits: Limits;
+  /** The longest a single call may take on the server, whatever deadline the client sent. */
+  readonly requestTimeoutMs: number;
+  /** How long shutdown waits for calls in flight before cancelling them. */
+  readonly shutdownTimeoutMs: number;
+  readonly logLevel: LogLevel;
+}
+
+/** Settings as they arrive from flags or environment variables: strings, or absent. */
+export type RawSettings = Readonly<Partial<Record<SettingName, string>>>;
+
+export type SettingName = (typeof SETTINGS)[number]['name'];
+
+export interface SettingSpec {
+  /** The flag without dashes; also names the `KVS2_*` environment variable. */
+  readonly name: string;
+  readonly valueName: string;
+  readonly description: string;
+  /** Default as the user would type it; absent means "not set". */
+  readonly defaultValue?: string;
+}
+
+/** Every setting of `kvs2 serve`, in the order `--help` lists them. */
+export const SETTINGS = [
+  {
+    name: 'listen',
+    valueName: 'host:port',
+    description: 'address the gRPC server listens on (port 0 picks a free port)',
+    defaultValue: '0.0.0.0:50051',
+  },
+  {
+    name: 'data-dir',
+    valueName: 'path',
+    description: 'folder for the local store (and the embedded log)',
+    defaultValue: './data',
+  },
+  {
+    name: 'kafka-brokers',
+    valueName: 'host:port,...',
+    description: 'Kafka bootstrap brokers; absent runs on the embedded log',
+  },
+  { name: 'topic', valueName: 'name', description: 'Kafka topic that holds the data', defaultValue: 'kvs2' },
+  {
+    name: 'max-key-bytes',
+    valueName: 'n',
+    description: `largest key accepted, in bytes (at most ${STORE_MAX_KEY_BYTES})`,
+    defaultValue: '1024',
+  },
+  {
+    name: 'max-value-bytes',
+    valueName: 'n',
+    description: 'largest value accepted, in bytes',
+    defaultValue: String(1024 * 1024),
+  },
+  {
+    name: 'max-batch-keys',
+    valueName: 'n',
+    description: 'most keys one MultiGet may ask for',
+    defaultValue: '10000',
+  },
+  {
+    name: 'max-reply-bytes',
+    valueName: 'n',
+    description: 'largest reply a node builds for one call, in bytes',
+    defaultValue: String(64 * 1024 * 1024),
+  },
+  {
+    name: 'request-timeout-ms',
+    valueName: 'ms',
+    description: 'deadline of every call on the server, whatever the client asks for',
+    defaultValue: '5000',
+  },
+  {
+    name: 'shutdown-timeout-ms',
+    valueName: 'ms',
+    description: 'how long shutdown waits for calls in flight before cancelling them',
+    defaultValue: '5000',
+  },
+  {
+    name: 'log-level',
+    valueName: 'level',
+    description: `one of ${LOG_LEVELS.join(', ')}`,
+    defaultValue: 'info',
+  },
+] as const satisfies readonly SettingSpec[];
+
+export function flagOf(name: SettingName): string {
+  return `--${name}`;
+}
+
+export function envVarOf(name: string): string {
+  return `KVS2_${name.toUpperCase().replaceAll('-', '_')}`;
+}
+
+/** Validates raw settings into a frozen Config, or throws a ConfigError naming the first bad setting. */
+export function parseConfig(raw: RawSettings, cwd: string = process.cwd()): Config {
+  const value = (name: SettingName): string | undefined => {
+    const given = raw[name];
+    if (given !== undefined) return given;
+    const spec: SettingSpec | undefined = SETTINGS.find((s) => s.name === name);
+    return spec?.defaultValue;
+  };
+  const required = (name: SettingName): string => {
+    const v = value(name);
+    if (v === undefined) throw new ConfigError(flagOf(name), 'missing value');
+    return v;
+  };
+
+  const maxKeyBytes = parseInteger('max-key-bytes', required('max-key-bytes'), 1, STORE_MAX_KEY_BYTES);
+  const maxValueBytes = parseInteger('max-value-bytes', required('max-value-bytes'), 0, MAX_VALUE_BYTES_CEILING);
+  const maxBatchKeys = parseInteger('max-batch-keys', required('max-batch-keys'), 1, MAX_BATCH_KEYS_CEILING);
+  const maxReplyBytes = parseInteger('max-reply-bytes', required('max-reply-bytes'), 1024, 2 ** 31 - 1);
+  const topic = parseTopic(required('topic'));
+  const brokers = value('kafka-brokers');
+
+  const config: Config = {
+    listen: parseListen(required('listen')),
+    dataDir: parseDataDir(required('data-dir'), cwd),
+    kafka: brokers === undefined || brokers.trim() === '' ? null : { brokers: parseBrokers(brokers), topic },
+    topic,
+    limits: { maxKeyBytes, maxValueBytes, maxBatchKeys, maxReplyBytes },
+    requestTimeoutMs: parseInteger('request-timeout-ms', required('request-timeout-ms'), 1, 24 * 3600 * 1000),
+    shutdownTimeoutMs: parseInteger('shutdown-timeout-ms', required('shutdown-timeout-ms'), 0, 3600 * 1000),
+    logLevel: parseLogLevel(required('log-level')),
+  };
+  return deepFreeze(config);
+}
+
+function parseInteger(name: SettingName, text: string, min: number, max: number): number {
+  const trimmed = text.trim();
+  const n = /^\d+$/.test(trimmed) ? Number(trimmed) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new ConfigError(flagOf(name), `expected an integer from ${min} to ${max}, got '${text}'`);
+  }
+  return n;
+}
+
+/** `host:port`, `[v6]:port` or `:port` (all interfaces). */
+export function parseListen(text: string): ListenAddress {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(text.trim());
+  const port = match ? Number(match[3]) : Number.NaN;
+  if (!match || port > 65535) {
+    throw new ConfigError(flagOf('listen'), `expected host:port (e.g. 127.0.0.1:50051), got '${text}'`);
+  }
+  const host = match[1] ?? (match[2] === '' || match[2] === undefined ? '0.0.0.0' : match[2]);
+  return { host, port };
+}
+
+function parseDataDir(text: string, cwd: string): string {
+  if (text.trim() === '') throw new ConfigError(flagOf('data-dir'), 'must not be empty');
+  return isAbsolute(text) ? text : resolve(cwd, text);
+}
+
+function parseBrokers(text: string): string[] {
+  const brokers = text
+    .split(',')
+    .map((b) => b.trim())
+    .filter((b) => b !== '');
+  for (const broker of brokers) {
+    if (!/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(broker)) {
+      throw new ConfigError(flagOf('kafka-brokers'), `expected host:port[,host:port...], got '${broker}'`);
+    }
+  }
+  return brokers;
+}
+
+/** Kafka's own rule for topic names. */
+function parseTopic(text: string): string {
+  if (!/^[A-Za-z0-9._-]{1,249}$/.test(text) || text === '.' || text === '..') {
+    throw new ConfigError(
+      flagOf('topic'),
+      `expected 1 to 249 characters of letters, digits, '.', '_' or '-', got '${text}'`,
+    );
+  }
+  return text;
+}
+
+function parseLogLevel(text: string): LogLevel {
+  const level = LOG_LEVELS.find((l) => l === text.trim().toLowerCase());
+  if (level === undefined) {
+    throw new ConfigError(flagOf('log-level'), `expected one of ${LOG_LEVELS.join(', ')}, got '${text}'`);
+  }
+  return level;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,56 @@
+/**
+ * The one error type of kvs2. Callers branch on `code`, never on message text; the API layer maps each
+ * code to a gRPC status in one place (api/status-mapping.ts).
+ */
+export type Kvs2ErrorCode =
+  /** The request is malformed or over a limit; retrying it unchanged will fail again. */
+  | 'INVALID_ARGUMENT'
+  /** The log (embedded or Kafka) could not take or serve a record. */
+  | 'LOG_UNAVAILABLE'
+  /** The local store could not be read or written. */
+  | 'STORE_UNAVAILABLE'
+  /** The call's deadline passed before the operation finished. */
+  | 'DEADLINE_EXCEEDED'
+  /** The caller went away. */
+  | 'CANCELLED'
+  /** The node is shutting down and takes no new work. */
+  | 'SHUTTING_DOWN'
+  /** The answer would be larger than the node is willing to build in memory. */
+  | 'REPLY_TOO_LARGE'
+  /** The local store and the log disagree in a way the node cannot repair by itself. */
+  | 'INCONSISTENT_STATE';
+
+export class Kvs2Error extends Error {
+  override readonly name = 'Kvs2Error';
+
+  constructor(
+    readonly code: Kvs2ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export function isKvs2Error(error: unknown): error is Kvs2Error {
+  return error instanceof Kvs2Error;
+}
+
+/** A short description of any thrown value, for messages that say what failed. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
+
+/**
+ * Turns an abort into the matching typed error: a deadline becomes DEADLINE_EXCEEDED, anything else
+ * (the caller cancelled, the node is closing) keeps the reason if it is already ours.
+ */
+export function abortError(signal: AbortSignal, what: string): Kvs2Error {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Kvs2Error) return reason;
+  if (reason instanceof DOMException && reason.name === 'TimeoutError') {
+    return new Kvs2Error('DEADLINE_EXCEEDED', `${what}: deadline exceeded`);
+  }
+  return new Kvs2Error('CANCELLED', `${what}: cancelled`);
+}

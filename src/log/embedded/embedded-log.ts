@@ -1,0 +1,201 @@
+import { randomUUID } from 'node:crypto';
+import { type Database, open, type RootDatabase } from 'lmdb';
+import { describeError, Kvs2Error } from '../../errors.js';
+import { type CommitPromise, untilFlushed } from '../../store/lmdb-durability.js';
+import type { Log, LogBatch, LogPosition, LogRecord, Offsets } from '../log.js';
+import { decodeRecord, encodeRecord } from './record-codec.js';
+
+/** The embedded log has a single partition. */
+const PARTITION = 0;
+
+export interface EmbeddedLogOptions {
+  /** Folder of the log's LMDB environment. */
+  readonly dir: string;
+  /** Most records one read batch carries. */
+  readonly maxBatchRecords?: number;
+  /** Most bytes (keys + values) one read batch carries, unless a single record is larger. */
+  readonly maxBatchBytes?: number;
+}
+
+/**
+ * A write-ahead log on LMDB, used when no Kafka is configured. Records are keyed by offset. Every append
+ * is an LMDB put; lmdb-js gathers all puts of one event-loop turn into one transaction, so concurrent
+ * appends share one commit and one disk sync (group commit). An append resolves only once its commit is
+ * synced, and readers only see synced records, so nothing a reader applied can vanish in a crash.
+ *
+ * Records the store has durably applied are deleted (releaseBefore), so the log stays small; the store
+ * is then the only copy, which is why this log does not retain history.
+ */
+export class EmbeddedLog implements Log {
+  readonly description: string;
+  readonly retainsHistory = false;
+
+  readonly #dir: string;
+  readonly #maxBatchRecords: number;
+  readonly #maxBatchBytes: number;
+  #env: RootDatabase | undefined;
+  #records: Database<Buffer, number> | undefined;
+  #meta: Database<unknown, string> | undefined;
+  /** Offset the next append gets. */
+  #nextOffset = 0;
+  /** Every offset below this is synced to disk (or was never assigned because its append failed). */
+  #durableEnd = 0;
+  /** Offsets below this have been released and deleted. */
+  #startOffset = 0;
+  /** Readers parked until more records are durable. */
+  #wakeReaders: Array<() => void> = [];
+  #closing = false;
+
+  constructor(options: EmbeddedLogOptions) {
+    this.#dir = options.dir;
+    this.#maxBatchRecords = options.maxBatchRecords ?? 10_000;
+    this.#maxBatchBytes = options.maxBatchBytes ?? 16 * 1024 * 1024;
+    this.description = `embedded log in ${options.dir}`;
+  }
+
+  async open(): Promise<string> {
+    try {
+      const env = open({ path: this.#dir, maxDbs: 4, separateFlushed: true });
+      this.#env = env;
+      this.#records = env.openDB<Buffer, number>({ name: 'records', encoding: 'binary' });
+      this.#meta = env.openDB<unknown, string>({ name: 'meta' });
+      let identity = this.#meta.get('identity');
+      if (typeof identity !== 'string') {
+        identity = randomUUID();
+        await untilFlushed(this.#meta.put('identity', identity) as CommitPromise<boolean>);
+      }
+      const start = this.#meta.get('startOffset');
+      this.#startOffset = typeof start === 'number' ? start : 0;
+      let last: number | undefined;
+      for (const key of this.#records.getKeys({ reverse: true, limit: 1 })) last = key;
+      this.#nextOffset = last === undefined ? this.#startOffset : Math.max(last + 1, this.#startOffset);
+      this.#durableEnd = this.#nextOffset;
+      return `embedded:${String(identity)}`;
+    } catch (error) {
+      throw new Kvs2Error('LOG_UNAVAILABLE', `cannot open ${this.description}: ${describeError(error)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  async append(key: Buffer, value: Buffer | null): Promise<LogPosition> {
+    const records = this.#openRecords();
+    if (this.#closing) throw new Kvs2Error('SHUTTING_DOWN', `${this.description} is closing`);
+    const offset = this.#nextOffset++;
+    try {
+      // Deliberately not abortable: once queued, the record will be written, and the caller must not be
+      // told otherwise. Deadlines are enforced by the caller racing this promise.
+      await untilFlushed(records.put(offset, encodeRecord(key, value)) as CommitPromise<boolean>);
+    } catch (error) {
+      throw new Kvs2Error('LOG_UNAVAILABLE', `${this.description}: append failed: ${describeError(error)}`, {
+        cause: error,
+      });
+    } finally {
+      // Commits complete in order, so every offset up to this one is settled too.
+      if (offset + 1 > this.#durableEnd) {
+        this.#durableEnd = offset + 1;
+        this.#wake();
+      }
+    }
+    return { partition: PARTITION, offset };
+  }
+
+  async endOffsets(): Promise<Offsets> {
+    this.#openRecords();
+    return new Map([[PARTITION, this.#durableEnd]]);
+  }
+
+  async startOffsets(): Promise<Offsets> {
+    this.#openRecords();
+    return new Map([[PARTITION, this.#startOffset]]);
+  }
+
+  async *read(from: Offsets, signal: AbortSignal): AsyncIterable<LogBatch> {
+    const records = this.#openRecords();
+    let position = from.get(PARTITION) ?? this.#startOffset;
+    if (position < this.#startOffset) {
+      throw new Kvs2Error(
+        'INCONSISTENT_STATE',
+        `${this.description} starts at offset ${this.#startOffset} but offset ${position} was asked for: ` +
+          'records the store never applied were discarded',
+      );
+    }
+    while (!signal.aborted && !this.#closing) {
+      const end = this.#durableEnd;
+      if (position >= end) {
+        await this.#waitForRecords(signal);
+        continue;
+      }
+      const batch: LogRecord[] = [];
+      let bytes = 0;
+      let next = position;
+      for (const { key: offset, value } of records.getRange({ start: position, end, limit: this.#maxBatchRecords })) {
+        const { key, value: recordValue } = decodeRecord(value);
+        batch.push({ partition: PARTITION, offset, key, value: recordValue });
+        next = offset + 1;
+        bytes += value.length;
+        if (bytes >= this.#maxBatchBytes) break;
+      }
+      // A full range means the batch reached `end`; offsets whose append failed leave gaps to skip.
+      if (batch.length < this.#maxBatchRecords && bytes < this.#maxBatchBytes) next = end;
+      position = next;
+      yield { records: batch, nextOffsets: new Map([[PARTITION, next]]) };
+    }
+  }
+
+  releaseBefore(offsets: Offsets): void {
+    const upTo = Math.min(offsets.get(PARTITION) ?? this.#startOffset, this.#durableEnd);
+    const records = this.#records;
+    const meta = this.#meta;
+    if (records === undefined || meta === undefined || upTo <= this.#startOffset || this.#closing) return;
+    const from = this.#startOffset;
+    this.#startOffset = upTo;
+    // Offsets are dense, so the deleted range needs no read. The deletes join the next commit; they need
+    // not be synced before anything else happens, since replaying an applied record is harmless.
+    records
+      .batch(() => {
+        for (let offset = from; offset < upTo; offset++) records.remove(offset);
+        meta.put('startOffset', upTo);
+      })
+      .catch(() => {
+        // A failed release only leaves the records in place; the next release retries them.
+        if (this.#startOffset === upTo) this.#startOffset = from;
+      });
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    this.#wake();
+    const env = this.#env;
+    if (env === undefined) return;
+    this.#env = undefined;
+    this.#records = undefined;
+    this.#meta = undefined;
+    await env.flushed;
+    await env.close();
+  }
+
+  #openRecords(): Database<Buffer, number> {
+    if (this.#records === undefined) {
+      throw new Kvs2Error('LOG_UNAVAILABLE', `${this.description} is not open`);
+    }
+    return this.#records;
+  }
+
+  #waitForRecords(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        signal.removeEventListener('abort', wake);
+        resolve();
+      };
+      signal.addEventListener('abort', wake, { once: true });
+      this.#wakeReaders.push(wake);
+    });
+  }
+
+  #wake(): void {
+    const readers = this.#wakeReaders;
+    this.#wakeReaders = [];
+    for (const wake of readers) wake();
+  }
+}

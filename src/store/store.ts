@@ -1,0 +1,46 @@
+import type { Offsets } from '../log/log.js';
+
+/** One change to apply: a null value deletes the key. */
+export interface StoreWrite {
+  readonly key: Buffer;
+  readonly value: Buffer | null;
+}
+
+/** What the store knows about the log it was built from, saved with the data in every transaction. */
+export interface StoreProgress {
+  /** Identity of the log the data came from; null for a store that never applied anything. */
+  readonly logIdentity: string | null;
+  /** Per partition, the next log offset to apply. */
+  readonly appliedOffsets: Offsets;
+  /** Wall-clock milliseconds when the replica last knew itself caught up with the log; null if never. */
+  readonly caughtUpAt: number | null;
+}
+
+export interface Applied {
+  /** Resolves once the applied transaction is synced to disk. */
+  readonly flushed: Promise<void>;
+}
+
+/** The read side, which is all the service needs. */
+export interface KeyValueReader {
+  get(key: Buffer): Buffer | undefined;
+  getMany(keys: readonly Buffer[]): Array<Buffer | undefined>;
+}
+
+/** The replica is the only writer; `clear` is never called while other writes are pending. */
+export interface Store extends KeyValueReader {
+  readonly description: string;
+  progress(): StoreProgress;
+  /**
+   * Applies writes and the offsets they bring the store to, in one transaction. Resolves once the
+   * transaction is committed (visible to readers), with a promise for when it is also on disk.
+   */
+  apply(writes: readonly StoreWrite[], appliedOffsets: Offsets, logIdentity: string): Promise<Applied>;
+  /** Records that the replica was caught up at this time; saved with the next transaction. */
+  markCaughtUp(at: number): Promise<void>;
+  /** Resolves once every committed transaction is on disk. */
+  flushed(): Promise<void>;
+  /** Deletes all data and progress, for a rebuild from the start of the log. */
+  clear(): Promise<void>;
+  close(): Promise<void>;
+}
