@@ -409,6 +409,8 @@ start_broker_process() {
     -Dkvs2.broker.log="$LOG_DIR/broker-$id.log" \
     -cp "$LIBS_DIR/*" kafka.Kafka "$props" \
     </dev/null >>"$out" 2>&1 8>&- 9>&- &
+  # Not a job of ours any more: no "Killed" notices from bash when stop-broker/cleanup kill it.
+  disown "$!" 2>/dev/null || true
   local i
   for ((i = 0; i < 50; i++)); do
     [[ -s "$pidf" ]] && return 0
@@ -487,7 +489,7 @@ wait_ready() {
       ((missing)) || return 0
     fi
     if ((SECONDS >= deadline)); then
-      log "timed out after ${READY_TIMEOUT}s; brokers answering: ${got:- none}"
+      log "timed out after ${READY_TIMEOUT}s; brokers answering:${got:- none}"
       for id in $want; do
         log "last lines of broker $id's log ($LOG_DIR/broker-$id.log):"
         tail -n 15 "$LOG_DIR/broker-$id.log" >&2 2>/dev/null || true

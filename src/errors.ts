@@ -7,6 +7,10 @@ export type Kvs2ErrorCode =
   | 'INVALID_ARGUMENT'
   /** The log (embedded or Kafka) could not take or serve a record. */
   | 'LOG_UNAVAILABLE'
+  /** The log was deleted and recreated under a reader (Kafka: the topic id changed). */
+  | 'LOG_RECREATED'
+  /** A reader asked for records the log no longer has (removed by retention). */
+  | 'LOG_POSITION_LOST'
   /** The local store could not be read or written. */
   | 'STORE_UNAVAILABLE'
   /** The call's deadline passed before the operation finished. */

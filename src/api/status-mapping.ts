@@ -5,6 +5,8 @@ import { describeError, isKvs2Error, type Kvs2ErrorCode } from '../errors.js';
 const STATUS_OF: Readonly<Record<Kvs2ErrorCode, status>> = {
   INVALID_ARGUMENT: status.INVALID_ARGUMENT,
   LOG_UNAVAILABLE: status.UNAVAILABLE,
+  LOG_RECREATED: status.UNAVAILABLE,
+  LOG_POSITION_LOST: status.UNAVAILABLE,
   STORE_UNAVAILABLE: status.UNAVAILABLE,
   SHUTTING_DOWN: status.UNAVAILABLE,
   DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,

@@ -44,8 +44,20 @@ export interface Log {
    */
   readonly retainsHistory: boolean;
 
-  /** Opens the log (creating it if needed) and returns its identity; call once, before anything else. */
+  /**
+   * Opens the log (creating it if needed) and returns its identity, a string that changes when the log
+   * is deleted and recreated (for Kafka: the topic id). Call once, before anything else.
+   */
   open(signal?: AbortSignal): Promise<string>;
+
+  /** The identity of the log as it is now; differs from what open() returned if it was recreated since. */
+  currentIdentity(signal?: AbortSignal): Promise<string>;
+
+  /**
+   * How long deletes (tombstones) stay readable before compaction may remove them, in milliseconds; null
+   * when they never vanish unread. A replica away for longer may have missed deletes. Known after open().
+   */
+  readonly tombstoneRetentionMs: number | null;
 
   /**
    * Appends one record (a null value deletes the key) and resolves once it is durable: synced to disk
@@ -61,7 +73,10 @@ export interface Log {
 
   /**
    * Reads every partition from the given offsets (partitions not named start at their start offset),
-   * yielding batches as records become readable, until the signal aborts.
+   * yielding batches as records become readable, until the signal aborts. Throws a Kvs2Error with code
+   * LOG_RECREATED when the log's identity changes under it, and LOG_POSITION_LOST when an offset asked
+   * for is no longer readable (removed by retention); other failures are retried inside or thrown as
+   * LOG_UNAVAILABLE.
    */
   read(from: Offsets, signal: AbortSignal): AsyncIterable<LogBatch>;
 

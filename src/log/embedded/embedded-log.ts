@@ -29,6 +29,7 @@ export interface EmbeddedLogOptions {
 export class EmbeddedLog implements Log {
   readonly description: string;
   readonly retainsHistory = false;
+  readonly tombstoneRetentionMs = null;
 
   readonly #dir: string;
   readonly #maxBatchRecords: number;
@@ -45,6 +46,7 @@ export class EmbeddedLog implements Log {
   /** Readers parked until more records are durable. */
   #wakeReaders: Array<() => void> = [];
   #closing = false;
+  #identity = '';
 
   constructor(options: EmbeddedLogOptions) {
     this.#dir = options.dir;
@@ -70,12 +72,18 @@ export class EmbeddedLog implements Log {
       for (const key of this.#records.getKeys({ reverse: true, limit: 1 })) last = key;
       this.#nextOffset = last === undefined ? this.#startOffset : Math.max(last + 1, this.#startOffset);
       this.#durableEnd = this.#nextOffset;
-      return `embedded:${String(identity)}`;
+      this.#identity = `embedded:${String(identity)}`;
+      return this.#identity;
     } catch (error) {
       throw new Kvs2Error('LOG_UNAVAILABLE', `cannot open ${this.description}: ${describeError(error)}`, {
         cause: error,
       });
     }
+  }
+
+  async currentIdentity(): Promise<string> {
+    this.#openRecords();
+    return this.#identity;
   }
 
   async append(key: Buffer, value: Buffer | null): Promise<LogPosition> {
