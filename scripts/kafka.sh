@@ -521,6 +521,7 @@ remove_cluster_files() {
 # Commands
 
 UP_STARTED=0
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup_failed_up() {
   if ((UP_STARTED)); then
     log "cleaning up the brokers this 'up' started"

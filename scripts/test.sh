@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `npm test`: type-check and build, lint, then run every test with node:test.
+#
+# The Kafka tests need real brokers. When KAFKA_BROKERS is not given, this starts a one-broker cluster
+# with scripts/kafka.sh (Java and Maven fetch and run Apache Kafka) and stops it afterwards. Without
+# Java or Maven the Kafka tests report themselves skipped, loudly; under CI (CI=true) that is a failure.
+# Arguments are passed to `node --test` (e.g. --test-name-pattern=...); by default all tests run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+npm run --silent build
+npm run --silent lint
+
+if [ -z "${KAFKA_BROKERS:-}" ]; then
+  if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
+    # Our own state dir, so a cluster someone started by hand in .kafka/ is left alone.
+    export KVS2_KAFKA_STATE="${KVS2_KAFKA_STATE:-$PWD/.kafka/npm-test}"
+    trap 'scripts/kafka.sh down >/dev/null 2>&1 || true' EXIT
+    line="$(scripts/kafka.sh up)"
+    export KAFKA_BROKERS="${line#KAFKA_BROKERS=}"
+    echo "test: Kafka for the tests at $KAFKA_BROKERS" >&2
+  elif [ "${CI:-}" = "true" ]; then
+    echo "test: CI=true but Java and Maven are missing, so no Kafka broker can run: failing" >&2
+    exit 1
+  else
+    echo "test: WARNING: no Java or Maven here, so the Kafka tests will be SKIPPED" >&2
+  fi
+fi
+
+if [ "$#" -eq 0 ]; then
+  set -- 'dist/test/**/*.test.js'
+fi
+exec node --test --test-reporter=spec "$@"

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { envVarOf, parseConfig } from '../../src/config/config.js';
+import { ConfigError } from '../../src/config/config-error.js';
+
+describe('parseConfig', () => {
+  test('defaults: embedded log, ./data, 0.0.0.0:50051 and the documented limits', () => {
+    const config = parseConfig({}, '/srv');
+    assert.deepEqual(config.listen, { host: '0.0.0.0', port: 50051 });
+    assert.equal(config.dataDir, '/srv/data');
+    assert.equal(config.kafka, null);
+    assert.equal(config.topic, 'kvs2');
+    assert.deepEqual(config.limits, {
+      maxKeyBytes: 1024,
+      maxValueBytes: 1048576,
+      maxBatchKeys: 10000,
+      maxReplyBytes: 64 * 1024 * 1024,
+    });
+    assert.equal(config.requestTimeoutMs, 5000);
+    assert.equal(config.logLevel, 'info');
+    assert.ok(Object.isFrozen(config) && Object.isFrozen(config.limits) && Object.isFrozen(config.listen));
+  });
+
+  test('Kafka brokers, IPv6 listen addresses and absolute data dirs', () => {
+    const config = parseConfig({
+      'kafka-brokers': '127.0.0.1:9092, localhost:9093',
+      topic: 'orders.v1',
+      listen: '[::1]:7000',
+      'data-dir': '/var/lib/kvs2',
+    });
+    assert.deepEqual(config.kafka, { brokers: ['127.0.0.1:9092', 'localhost:9093'], topic: 'orders.v1' });
+    assert.deepEqual(config.listen, { host: '::1', port: 7000 });
+    assert.equal(config.dataDir, '/var/lib/kvs2');
+  });
+
+  const invalid: Array<[string, Record<string, string>]> = [
+    ['--max-key-bytes', { 'max-key-bytes': '1979' }],
+    ['--max-key-bytes', { 'max-key-bytes': '0' }],
+    ['--max-value-bytes', { 'max-value-bytes': '1e6' }],
+    ['--max-batch-keys', { 'max-batch-keys': '' }],
+    ['--listen', { listen: '127.0.0.1:70000' }],
+    ['--listen', { listen: 'localhost' }],
+    ['--topic', { topic: 'bad topic' }],
+    ['--kafka-brokers', { 'kafka-brokers': 'host-without-port' }],
+    ['--log-level', { 'log-level': 'verbose' }],
+    ['--request-timeout-ms', { 'request-timeout-ms': '0' }],
+  ];
+  for (const [setting, raw] of invalid) {
+    test(`rejects ${JSON.stringify(raw)} naming ${setting}`, () => {
+      assert.throws(
+        () => parseConfig(raw),
+        (error: unknown) =>
+          error instanceof ConfigError && error.setting === setting && error.message.includes(setting),
+      );
+    });
+  }
+
+  test('environment variable names', () => {
+    assert.equal(envVarOf('max-key-bytes'), 'KVS2_MAX_KEY_BYTES');
+    assert.equal(envVarOf('kafka-brokers'), 'KVS2_KAFKA_BROKERS');
+  });
+});

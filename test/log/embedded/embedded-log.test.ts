@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { open } from 'lmdb';
+import { EmbeddedLog } from '../../../src/log/embedded/embedded-log.js';
+import type { LogBatch, LogRecord } from '../../../src/log/log.js';
+import { tempDir } from '../../support/paths.js';
+
+/** Reads batches until `count` records arrived (or the time runs out). */
+async function readRecords(
+  log: EmbeddedLog,
+  from: Map<number, number>,
+  count: number,
+): Promise<{ records: LogRecord[]; batches: LogBatch[] }> {
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), 10_000);
+  const records: LogRecord[] = [];
+  const batches: LogBatch[] = [];
+  for await (const batch of log.read(from, stop.signal)) {
+    batches.push(batch);
+    records.push(...batch.records);
+    if (records.length >= count) break;
+  }
+  clearTimeout(timer);
+  return { records, batches };
+}
+
+describe('EmbeddedLog', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  before(async () => {
+    dir = await tempDir('embedded-log');
+  });
+  after(async () => {
+    await dir.remove();
+  });
+
+  test('appends get dense offsets and read back in order, tombstones and empty values kept apart', async () => {
+    const log = new EmbeddedLog({ dir: `${dir.path}/order` });
+    await log.open();
+    const positions = [
+      await log.append(Buffer.from('a'), Buffer.from('1')),
+      await log.append(Buffer.from('b'), Buffer.alloc(0)),
+      await log.append(Buffer.from('a'), null),
+    ];
+    assert.deepEqual(positions, [
+      { partition: 0, offset: 0 },
+      { partition: 0, offset: 1 },
+      { partition: 0, offset: 2 },
+    ]);
+    const { records, batches } = await readRecords(log, new Map(), 3);
+    assert.deepEqual(
+      records.map((r) => [r.offset, r.key?.toString(), r.value === null ? null : r.value.toString()]),
+      [
+        [0, 'a', '1'],
+        [1, 'b', ''],
+        [2, 'a', null],
+      ],
+    );
+    assert.deepEqual(batches.at(-1)?.nextOffsets, new Map([[0, 3]]));
+    assert.deepEqual(await log.endOffsets(), new Map([[0, 3]]));
+    await log.close();
+  });
+
+  test('concurrent appends share commits (group commit)', async () => {
+    const path = `${dir.path}/group`;
+    const log = new EmbeddedLog({ dir: path });
+    await log.open();
+    const before = await lastTxnId(path);
+    const count = 1000;
+    const positions = await Promise.all(
+      Array.from({ length: count }, (_, i) => log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`))),
+    );
+    assert.deepEqual(
+      positions.map((p) => p.offset).sort((x, y) => x - y),
+      Array.from({ length: count }, (_, i) => i),
+    );
+    await log.close();
+    const commits = (await lastTxnId(path)) - before;
+    assert.ok(commits < count / 10, `${count} appends took ${commits} commits`);
+  });
+
+  test('a reader waiting at the end wakes up for new appends', async () => {
+    const log = new EmbeddedLog({ dir: `${dir.path}/wake` });
+    await log.open();
+    const reading = readRecords(log, new Map([[0, 0]]), 1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await log.append(Buffer.from('late'), Buffer.from('arrival'));
+    const { records } = await reading;
+    assert.equal(records[0]?.key?.toString(), 'late');
+    await log.close();
+  });
+
+  test('reopening keeps records, offsets and identity; reading resumes at the given offset', async () => {
+    const path = `${dir.path}/reopen`;
+    let log = new EmbeddedLog({ dir: path });
+    const identity = await log.open();
+    for (let i = 0; i < 10; i++) await log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`));
+    await log.close();
+
+    log = new EmbeddedLog({ dir: path });
+    assert.equal(await log.open(), identity);
+    assert.deepEqual(await log.endOffsets(), new Map([[0, 10]]));
+    assert.deepEqual(await log.append(Buffer.from('k10'), Buffer.from('v10')), { partition: 0, offset: 10 });
+    const { records } = await readRecords(log, new Map([[0, 7]]), 4);
+    assert.deepEqual(
+      records.map((r) => r.offset),
+      [7, 8, 9, 10],
+    );
+    await log.close();
+  });
+
+  test('released records are deleted, offsets keep counting, and reading before the start is refused', async () => {
+    const path = `${dir.path}/release`;
+    let log = new EmbeddedLog({ dir: path });
+    await log.open();
+    for (let i = 0; i < 100; i++) await log.append(Buffer.from(`k${i}`), Buffer.alloc(1000));
+    log.releaseBefore(new Map([[0, 100]]));
+    await log.close();
+
+    log = new EmbeddedLog({ dir: path });
+    await log.open();
+    assert.deepEqual(await log.startOffsets(), new Map([[0, 100]]));
+    assert.deepEqual(await log.endOffsets(), new Map([[0, 100]]));
+    assert.deepEqual(await log.append(Buffer.from('next'), Buffer.from('v')), { partition: 0, offset: 100 });
+    assert.equal(await countRecords(path), 1);
+    const stop = new AbortController();
+    await assert.rejects(
+      async () => {
+        for await (const _ of log.read(new Map([[0, 50]]), stop.signal)) break;
+      },
+      { code: 'INCONSISTENT_STATE' },
+    );
+    await log.close();
+  });
+
+  test('big batches are bounded in bytes', async () => {
+    const log = new EmbeddedLog({ dir: `${dir.path}/bounded`, maxBatchBytes: 64 * 1024 });
+    await log.open();
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => log.append(Buffer.from(`k${i}`), Buffer.alloc(16 * 1024, i))),
+    );
+    const { records, batches } = await readRecords(log, new Map(), 20);
+    assert.equal(records.length, 20);
+    assert.ok(batches.length >= 5, `20 records of 16 KiB came in ${batches.length} batches`);
+    records.forEach((record) => assert.equal(record.value?.[0], record.offset));
+    await log.close();
+  });
+});
+
+/** LMDB's own transaction counter: one per commit. */
+async function lastTxnId(path: string): Promise<number> {
+  const env = open({ path, readOnly: true });
+  const id = (env.getStats() as { lastTxnId: number }).lastTxnId;
+  await env.close();
+  return id;
+}
+
+async function countRecords(path: string): Promise<number> {
+  const env = open({ path, maxDbs: 4 });
+  const count = env.openDB({ name: 'records', encoding: 'binary' }).getKeysCount();
+  await env.close();
+  return count;
+}

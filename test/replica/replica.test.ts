@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { Kvs2Error } from '../../src/errors.js';
+import { EmbeddedLog } from '../../src/log/embedded/embedded-log.js';
+import { createLogger } from '../../src/logger.js';
+import { Replica } from '../../src/replica/replica.js';
+import { LmdbStore } from '../../src/store/lmdb-store.js';
+import { eventually } from '../support/grpc-clients.js';
+import { tempDir } from '../support/paths.js';
+
+const logger = createLogger('silent');
+
+async function startReplica(path: string, onFatal: (e: Kvs2Error) => void = () => {}) {
+  const log = new EmbeddedLog({ dir: `${path}/log` });
+  const store = LmdbStore.open(`${path}/store`);
+  const logIdentity = await log.open();
+  const replica = new Replica({ log, logIdentity, store, logger, onFatal });
+  return {
+    log,
+    store,
+    replica,
+    close: async () => {
+      await replica.stop();
+      await log.close();
+      await store.close();
+    },
+  };
+}
+
+describe('Replica on the embedded log', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  before(async () => {
+    dir = await tempDir('replica');
+  });
+  after(async () => {
+    await dir.remove();
+  });
+
+  test('applies appended records to the store, deletes included, and reports catch-up', async () => {
+    const node = await startReplica(`${dir.path}/apply`);
+    await node.log.append(Buffer.from('a'), Buffer.from('1'));
+    await node.log.append(Buffer.from('b'), Buffer.from('2'));
+    await node.replica.start();
+    await node.replica.whenCaughtUp();
+    assert.deepEqual(node.store.get(Buffer.from('a')), Buffer.from('1'));
+    await node.log.append(Buffer.from('a'), null);
+    await eventually(() => node.store.get(Buffer.from('a')) === undefined, 5000, 'the delete');
+    assert.deepEqual(node.replica.appliedOffsets, new Map([[0, 3]]));
+    await node.close();
+  });
+
+  test('resumes from the stored offsets after a restart instead of replaying, and the log is released', async () => {
+    const path = `${dir.path}/resume`;
+    let node = await startReplica(path);
+    await node.replica.start();
+    for (let i = 0; i < 50; i++) await node.log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`));
+    await eventually(() => node.replica.appliedOffsets.get(0) === 50, 5000, 'all applied');
+    await eventually(async () => (await node.log.startOffsets()).get(0) === 50, 5000, 'the log to be released');
+    await node.close();
+
+    node = await startReplica(path);
+    assert.deepEqual(node.store.progress().appliedOffsets, new Map([[0, 50]]));
+    await node.replica.start();
+    await node.replica.whenCaughtUp();
+    assert.deepEqual(node.store.get(Buffer.from('k49')), Buffer.from('v49'));
+    await node.log.append(Buffer.from('k50'), Buffer.from('v50'));
+    await eventually(() => node.store.get(Buffer.from('k50')) !== undefined, 5000, 'the new record');
+    await node.close();
+  });
+
+  test('refuses a store built from another embedded log: it cannot be rebuilt from a log that discards history', async () => {
+    const path = `${dir.path}/mismatch`;
+    const first = await startReplica(path);
+    await first.replica.start();
+    await first.log.append(Buffer.from('k'), Buffer.from('v'));
+    await eventually(() => first.store.get(Buffer.from('k')) !== undefined, 5000, 'the write');
+    await first.close();
+
+    const other = new EmbeddedLog({ dir: `${path}/other-log` });
+    const store = LmdbStore.open(`${path}/store`);
+    const replica = new Replica({ log: other, logIdentity: await other.open(), store, logger, onFatal: () => {} });
+    await assert.rejects(replica.start(), { code: 'INCONSISTENT_STATE' });
+    assert.deepEqual(store.get(Buffer.from('k')), Buffer.from('v'), 'nothing was deleted');
+    await other.close();
+    await store.close();
+  });
+});

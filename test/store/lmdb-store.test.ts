@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { LmdbStore } from '../../src/store/lmdb-store.js';
+import { tempDir } from '../support/paths.js';
+
+describe('LmdbStore', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  before(async () => {
+    dir = await tempDir('store');
+  });
+  after(async () => {
+    await dir.remove();
+  });
+
+  test('applies puts and deletes with the offsets in one transaction, and keeps both across a reopen', async () => {
+    const path = `${dir.path}/apply`;
+    let store = LmdbStore.open(path);
+    assert.deepEqual(store.progress(), { logIdentity: null, appliedOffsets: new Map(), caughtUpAt: null });
+    const binaryKey = Buffer.from([0, 0xff, 0]);
+    const applied = await store.apply(
+      [
+        { key: Buffer.from('a'), value: Buffer.from('1') },
+        { key: binaryKey, value: Buffer.from([0, 1, 2]) },
+        { key: Buffer.from('empty'), value: Buffer.alloc(0) },
+        { key: Buffer.from('gone'), value: Buffer.from('x') },
+      ],
+      new Map([[0, 4]]),
+      'log-1',
+    );
+    await applied.flushed;
+    await store.apply([{ key: Buffer.from('gone'), value: null }], new Map([[3, 9]]), 'log-1');
+    await store.close();
+
+    store = LmdbStore.open(path);
+    assert.deepEqual(store.get(Buffer.from('a')), Buffer.from('1'));
+    assert.deepEqual(store.get(binaryKey), Buffer.from([0, 1, 2]));
+    assert.deepEqual(store.get(Buffer.from('empty')), Buffer.alloc(0));
+    assert.equal(store.get(Buffer.from('gone')), undefined);
+    assert.deepEqual(store.getMany([Buffer.from('a'), Buffer.from('nope'), Buffer.from('a')]), [
+      Buffer.from('1'),
+      undefined,
+      Buffer.from('1'),
+    ]);
+    assert.deepEqual(
+      store.progress().appliedOffsets,
+      new Map([
+        [0, 4],
+        [3, 9],
+      ]),
+    );
+    assert.equal(store.progress().logIdentity, 'log-1');
+    await store.close();
+  });
+
+  test('values read back are copies that later writes do not change', async () => {
+    const store = LmdbStore.open(`${dir.path}/copies`);
+    await store.apply([{ key: Buffer.from('k'), value: Buffer.from('first') }], new Map([[0, 1]]), 'log');
+    const first = store.get(Buffer.from('k'));
+    await store.apply([{ key: Buffer.from('k'), value: Buffer.from('second') }], new Map([[0, 2]]), 'log');
+    store.get(Buffer.from('k'));
+    assert.deepEqual(first, Buffer.from('first'));
+    await store.close();
+  });
+
+  test('markCaughtUp is kept with the progress, and clear() forgets data and progress together', async () => {
+    const path = `${dir.path}/clear`;
+    let store = LmdbStore.open(path);
+    await store.apply([{ key: Buffer.from('k'), value: Buffer.from('v') }], new Map([[0, 1]]), 'log');
+    await store.markCaughtUp(1234);
+    await store.apply([{ key: Buffer.from('k2'), value: Buffer.from('v') }], new Map([[0, 2]]), 'log');
+    await store.close();
+    store = LmdbStore.open(path);
+    assert.equal(store.progress().caughtUpAt, 1234);
+    await store.clear();
+    assert.equal(store.get(Buffer.from('k')), undefined);
+    await store.close();
+    store = LmdbStore.open(path);
+    assert.deepEqual(store.progress(), { logIdentity: null, appliedOffsets: new Map(), caughtUpAt: null });
+    assert.equal(store.get(Buffer.from('k2')), undefined);
+    await store.close();
+  });
+});
