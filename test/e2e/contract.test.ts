@@ -103,7 +103,7 @@ describe('kvs2.Kvs2 contract on the embedded log', () => {
       'all 500 writes to be readable',
     );
     const all = await Promise.all(keys.map((key) => client.get(key)));
-    all.forEach((reply, i) => assert.deepEqual(reply, { status: 'OK', data: Buffer.from(`value-${i}`) }));
+    for (const [i, reply] of all.entries()) assert.deepEqual(reply, { status: 'OK', data: Buffer.from(`value-${i}`) });
   });
 
   describe('bad input gets INVALID_ARGUMENT and the server keeps serving', () => {

@@ -8,7 +8,7 @@ import { KVS2_BIN, tempDir } from '../support/paths.js';
 import { type LogLine, ServerProcess } from '../support/server-process.js';
 
 const keyOf = (i: number): Buffer => Buffer.from(`key-${i}`);
-const valueOf = (i: number): Buffer => Buffer.from(`value-${i}-${'x'.repeat(i % 50)}`);
+const valueFor = (i: number): Buffer => Buffer.from(`value-${i}-${'x'.repeat(i % 50)}`);
 
 async function assertAllReadable(client: SeedClient, count: number): Promise<void> {
   const keys = Array.from({ length: count }, (_, i) => keyOf(i));
@@ -16,7 +16,7 @@ async function assertAllReadable(client: SeedClient, count: number): Promise<voi
     const reply = await client.multiGet(keys.slice(start, start + 1000));
     reply.parts.forEach((part, j) => {
       assert.equal(part.status, 'OK', `key-${start + j} is missing`);
-      assert.deepEqual(part.data, valueOf(start + j));
+      assert.deepEqual(part.data, valueFor(start + j));
     });
   }
 }
@@ -55,8 +55,8 @@ describe('a node on the embedded log across restarts and shutdowns', () => {
     const dataDir = `${dir.path}/graceful`;
     let server = await ServerProcess.start({ dataDir });
     let client = new SeedClient(server.address);
-    await Promise.all(Array.from({ length: 300 }, (_, i) => client.set(keyOf(i), valueOf(i))));
-    await client.set(keyOf(0), valueOf(0));
+    await Promise.all(Array.from({ length: 300 }, (_, i) => client.set(keyOf(i), valueFor(i))));
+    await client.set(keyOf(0), valueFor(0));
     client.close();
     assert.equal((await server.stop('SIGTERM')).code, 0);
 
@@ -79,7 +79,7 @@ describe('a node on the embedded log across restarts and shutdowns', () => {
     let server = await ServerProcess.start({ dataDir });
     let client = new SeedClient(server.address);
     const count = 2000;
-    const replies = await Promise.all(Array.from({ length: count }, (_, i) => client.set(keyOf(i), valueOf(i))));
+    const replies = await Promise.all(Array.from({ length: count }, (_, i) => client.set(keyOf(i), valueFor(i))));
     assert.equal(replies.length, count);
     // No grace at all: the process dies the moment the last acknowledgement arrived.
     await server.kill9();
@@ -165,7 +165,7 @@ describe('a node on the embedded log across restarts and shutdowns', () => {
     const dataDir = `${dir.path}/catch-up`;
     let server = await ServerProcess.start({ dataDir });
     const client = new SeedClient(server.address);
-    await Promise.all(Array.from({ length: 500 }, (_, i) => client.set(keyOf(i), valueOf(i))));
+    await Promise.all(Array.from({ length: 500 }, (_, i) => client.set(keyOf(i), valueFor(i))));
     client.close();
     await server.kill9();
 

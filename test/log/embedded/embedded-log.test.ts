@@ -141,7 +141,7 @@ describe('EmbeddedLog', () => {
     const { records, batches } = await readRecords(log, new Map(), 20);
     assert.equal(records.length, 20);
     assert.ok(batches.length >= 5, `20 records of 16 KiB came in ${batches.length} batches`);
-    records.forEach((record) => assert.equal(record.value?.[0], record.offset));
+    for (const record of records) assert.equal(record.value?.[0], record.offset);
     await log.close();
   });
 });
