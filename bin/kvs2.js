@@ -2,6 +2,13 @@
 // The `kvs2` command. The TypeScript sources are compiled to dist/ by `npm install` (or `npm run build`).
 import { existsSync } from 'node:fs';
 
+// npm scripts and npx run this on the Node 24 that the project pins; a bare `node` may be older.
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 22 || (major === 22 && minor < 22)) {
+  process.stderr.write(`kvs2: needs Node.js 22.22 or later (24 LTS recommended), this is ${process.version}\n`);
+  process.exit(1);
+}
+
 const main = new URL('../dist/src/cli/main.js', import.meta.url);
 if (!existsSync(main)) {
   process.stderr.write('kvs2: not built yet; run `npm install` (or `npm run build`) in the kvs2 folder first\n');
