@@ -68,13 +68,16 @@ export class KvsNode {
         { address: `${config.listen.host}:${port}`, port, log: log.description, dataDir: config.dataDir },
         `kvs2 listening on ${config.listen.host}:${port}, ${log.description}, data in ${config.dataDir}`,
       );
-      const replica = new Replica({ log, logIdentity, store, logger, onFatal });
+      const replica = new Replica({
+        log,
+        logIdentity,
+        store,
+        logger,
+        onFatal,
+        onCaughtUpChange: (caughtUp) => api.setServing(caughtUp),
+      });
       await replica.start();
       opened.push(() => replica.stop());
-      replica.whenCaughtUp().then(
-        () => api.setServing(true),
-        () => {},
-      );
       return new KvsNode({
         port,
         logger,

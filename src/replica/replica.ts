@@ -5,6 +5,7 @@ import type { Log, LogBatch, Offsets } from '../log/log.js';
 import { hasReached, lagBehind, offsetsForLog } from '../log/offsets.js';
 import type { Logger } from '../logger.js';
 import type { Store, StoreWrite } from '../store/store.js';
+import { planResume } from './resume-plan.js';
 
 export interface ReplicaOptions {
   readonly log: Log;
@@ -12,39 +13,64 @@ export interface ReplicaOptions {
   readonly logIdentity: string;
   readonly store: Store;
   readonly logger: Logger;
+  /** Called when the replica becomes caught up with the log, and when it stops being so (a rebuild). */
+  readonly onCaughtUpChange?: (caughtUp: boolean) => void;
   /** Called once if the replica meets a state it cannot repair (the node should stop). */
   readonly onFatal: (error: Kvs2Error) => void;
+  /** How often the replica compares itself with the log's end: lag in the log, catch-up time in the store. */
+  readonly progressIntervalMs?: number;
+  /** Source of wall-clock time, for tests of long absences. */
+  readonly now?: () => number;
 }
 
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 10_000;
+const DEFAULT_PROGRESS_INTERVAL_MS = 10_000;
 
 /**
  * Applies the log to the store: reads batches from the offsets the store says it applied, writes each
  * batch and its end offsets in one store transaction, and tells the log once they are durable.
- * It is caught up once it has applied everything the log held when the replica started.
+ *
+ * It is caught up once it has applied everything the log held when it started (or when it last rebuilt).
+ * While running it also records, every progress interval, the last time it was caught up: after a long
+ * absence that time tells whether compaction may have removed deletes it never saw.
  */
 export class Replica {
   readonly #log: Log;
-  readonly #identity: string;
   readonly #store: Store;
   readonly #logger: Logger;
+  readonly #onCaughtUpChange: (caughtUp: boolean) => void;
   readonly #onFatal: (error: Kvs2Error) => void;
+  readonly #now: () => number;
+  readonly #progressIntervalMs: number;
   readonly #stop = new AbortController();
+  #identity: string;
   #applied: Map<number, number> = new Map();
   #catchUpTarget: Offsets | undefined;
   #caughtUp = false;
   #whenCaughtUp: PromiseWithResolvers<void> = Promise.withResolvers();
   #loop: Promise<void> | undefined;
+  #progressTimer: NodeJS.Timeout | undefined;
   #skippedRecords = 0;
   #appliedRecords = 0;
+  /** Bumped by every rebuild, so that a progress check begun before one does not write after it. */
+  #generation = 0;
 
   constructor(options: ReplicaOptions) {
     this.#log = options.log;
     this.#identity = options.logIdentity;
     this.#store = options.store;
     this.#logger = options.logger;
+    this.#onCaughtUpChange = options.onCaughtUpChange ?? (() => {});
     this.#onFatal = options.onFatal;
+    this.#now = options.now ?? Date.now;
+    const retention = options.log.tombstoneRetentionMs;
+    // Well inside the tombstone retention, so that the recorded catch-up time is never stale by much.
+    this.#progressIntervalMs =
+      options.progressIntervalMs ??
+      (retention === null
+        ? DEFAULT_PROGRESS_INTERVAL_MS
+        : Math.max(100, Math.min(DEFAULT_PROGRESS_INTERVAL_MS, retention / 10)));
   }
 
   /** Offsets applied so far, per partition (next offset to apply). */
@@ -68,7 +94,45 @@ export class Replica {
 
   /** Decides where to resume, then applies the log in the background until stop(). */
   async start(): Promise<void> {
-    await this.#resolveResumePoint();
+    const plan = planResume(
+      this.#store.progress(),
+      {
+        description: this.#log.description,
+        identity: this.#identity,
+        retainsHistory: this.#log.retainsHistory,
+        tombstoneRetentionMs: this.#log.tombstoneRetentionMs,
+        startOffsets: await this.#log.startOffsets(this.#stop.signal),
+      },
+      this.#now(),
+    );
+    if (plan.kind === 'refuse') {
+      throw new Kvs2Error('INCONSISTENT_STATE', `${this.#store.description} cannot be used: ${plan.reason}`);
+    }
+    if (plan.kind === 'rebuild') {
+      this.#logger.warn({ reason: plan.reason }, `rebuilding the store from the start of the log: ${plan.reason}`);
+      await this.#store.clear();
+    }
+    await this.#beginReading();
+    this.#loop = this.#run(this.#stop.signal);
+    this.#progressTimer = setInterval(() => void this.#recordProgress(), this.#progressIntervalMs);
+    this.#progressTimer.unref();
+  }
+
+  /** Stops reading; the batch being applied finishes first. */
+  async stop(): Promise<void> {
+    clearInterval(this.#progressTimer);
+    this.#stop.abort();
+    await this.#loop;
+  }
+
+  /** Takes the store's applied offsets as the place to read from, and the log's end as the catch-up target. */
+  async #beginReading(): Promise<void> {
+    const progress = this.#store.progress();
+    this.#applied = new Map(progress.appliedOffsets);
+    if (progress.logIdentity === null && progress.caughtUpAt === null) {
+      // An empty store misses nothing that is written from now on: its bootstrap starts the clock.
+      await this.#store.markCaughtUp(this.#now());
+    }
     this.#catchUpTarget = await this.#log.endOffsets(this.#stop.signal);
     this.#logger.info(
       {
@@ -79,32 +143,6 @@ export class Replica {
       'replica starting',
     );
     this.#checkCaughtUp();
-    this.#loop = this.#run(this.#stop.signal);
-  }
-
-  /** Stops reading; the batch being applied finishes first. */
-  async stop(): Promise<void> {
-    this.#stop.abort();
-    await this.#loop;
-  }
-
-  async #resolveResumePoint(): Promise<void> {
-    const progress = this.#store.progress();
-    if (progress.logIdentity !== null && progress.logIdentity !== this.#identity) {
-      if (!this.#log.retainsHistory) {
-        throw new Kvs2Error(
-          'INCONSISTENT_STATE',
-          `${this.#store.description} was built from log ${progress.logIdentity}, but ${this.#log.description} ` +
-            `is log ${this.#identity}; refusing to mix them (move one of them away)`,
-        );
-      }
-      this.#logger.warn(
-        { storedIdentity: progress.logIdentity, logIdentity: this.#identity },
-        'the log was recreated since this store was built: rebuilding the store from the start of the log',
-      );
-      await this.#store.clear();
-    }
-    this.#applied = new Map(this.#store.progress().appliedOffsets);
   }
 
   async #run(signal: AbortSignal): Promise<void> {
@@ -117,8 +155,16 @@ export class Replica {
         }
       } catch (error) {
         if (signal.aborted) break;
-        if (isKvs2Error(error) && error.code === 'INCONSISTENT_STATE') {
-          this.#logger.fatal({ err: error }, 'replica stopped: the store and the log disagree');
+        if (isKvs2Error(error) && (error.code === 'LOG_RECREATED' || error.code === 'LOG_POSITION_LOST')) {
+          if (this.#log.retainsHistory) {
+            await this.#rebuild(error).catch((rebuildError: unknown) => {
+              this.#logger.error({ err: rebuildError }, `rebuild failed, retrying: ${describeError(rebuildError)}`);
+            });
+            continue;
+          }
+        }
+        if (isKvs2Error(error) && ['INCONSISTENT_STATE', 'LOG_RECREATED', 'LOG_POSITION_LOST'].includes(error.code)) {
+          this.#logger.fatal({ err: error }, `replica stopped: ${error.message}`);
           this.#onFatal(error);
           return;
         }
@@ -127,6 +173,19 @@ export class Replica {
         retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
       }
     }
+  }
+
+  /** The log changed under the replica in a way only a fresh start can follow. */
+  async #rebuild(cause: Kvs2Error): Promise<void> {
+    this.#logger.warn(
+      { reason: cause.message, code: cause.code },
+      `rebuilding the store from the start of the log: ${cause.message}`,
+    );
+    this.#setCaughtUp(false);
+    this.#generation++;
+    this.#identity = await this.#log.currentIdentity(this.#stop.signal);
+    await this.#store.clear();
+    await this.#beginReading();
   }
 
   async #apply(batch: LogBatch): Promise<void> {
@@ -162,14 +221,49 @@ export class Replica {
   #checkCaughtUp(): void {
     if (this.#caughtUp || this.#catchUpTarget === undefined) return;
     if (!hasReached(this.#applied, this.#catchUpTarget)) return;
-    this.#caughtUp = true;
     this.#logger.info(
       { appliedOffsets: offsetsForLog(this.#applied), appliedRecords: this.#appliedRecords },
       'replica caught up with the log',
     );
-    this.#store.markCaughtUp(Date.now()).catch((error: unknown) => {
-      this.#logger.error({ err: error }, 'could not record the catch-up time');
-    });
+    this.#setCaughtUp(true);
     this.#whenCaughtUp.resolve();
+  }
+
+  #setCaughtUp(caughtUp: boolean): void {
+    if (this.#caughtUp === caughtUp) return;
+    this.#caughtUp = caughtUp;
+    this.#onCaughtUpChange(caughtUp);
+  }
+
+  /**
+   * Compares the applied offsets with the log's end. Behind: says by how much. Caught up: records the
+   * time the end offsets were asked for, since everything written before then has been applied.
+   */
+  async #recordProgress(): Promise<void> {
+    if (!this.#caughtUp) {
+      if (this.#catchUpTarget !== undefined) {
+        this.#logger.info(
+          { lag: offsetsForLog(lagBehind(this.#applied, this.#catchUpTarget)), appliedRecords: this.#appliedRecords },
+          'replica catching up',
+        );
+      }
+      return;
+    }
+    const askedAt = this.#now();
+    const generation = this.#generation;
+    try {
+      const end = await this.#log.endOffsets(this.#stop.signal);
+      if (generation !== this.#generation || !this.#caughtUp) return;
+      const lag = lagBehind(this.#applied, end);
+      if (lag.size === 0) {
+        await this.#store.markCaughtUp(askedAt);
+      } else {
+        this.#logger.debug({ lag: offsetsForLog(lag) }, 'replica lag');
+      }
+    } catch (error) {
+      if (!this.#stop.signal.aborted) {
+        this.#logger.warn({ err: error }, `could not compare with the log's end: ${describeError(error)}`);
+      }
+    }
   }
 }
