@@ -13,6 +13,10 @@ export interface ListenAddress {
 export interface KafkaConfig {
   readonly brokers: readonly string[];
   readonly topic: string;
+  /** Partitions of the topic when kvs2 creates it. */
+  readonly partitions: number;
+  /** Replication factor of the topic when kvs2 creates it; null means min(3, brokers in the cluster). */
+  readonly replicationFactor: number | null;
 }
 
 export interface Limits {
@@ -72,6 +76,17 @@ export const SETTINGS = [
     description: 'Kafka bootstrap brokers; absent runs on the embedded log',
   },
   { name: 'topic', valueName: 'name', description: 'Kafka topic that holds the data', defaultValue: 'kvs2' },
+  {
+    name: 'partitions',
+    valueName: 'n',
+    description: 'partitions of the Kafka topic when kvs2 creates it',
+    defaultValue: '12',
+  },
+  {
+    name: 'replication-factor',
+    valueName: 'n',
+    description: 'replication factor of the Kafka topic when kvs2 creates it (default: min(3, brokers))',
+  },
   {
     name: 'max-key-bytes',
     valueName: 'n',
@@ -144,11 +159,18 @@ export function parseConfig(raw: RawSettings, cwd: string = process.cwd()): Conf
   const maxReplyBytes = parseInteger('max-reply-bytes', required('max-reply-bytes'), 1024, 2 ** 31 - 1);
   const topic = parseTopic(required('topic'));
   const brokers = value('kafka-brokers');
+  const partitions = parseInteger('partitions', required('partitions'), 1, 100_000);
+  const replicationFactorText = value('replication-factor');
+  const replicationFactor =
+    replicationFactorText === undefined ? null : parseInteger('replication-factor', replicationFactorText, 1, 32767);
 
   const config: Config = {
     listen: parseListen(required('listen')),
     dataDir: parseDataDir(required('data-dir'), cwd),
-    kafka: brokers === undefined || brokers.trim() === '' ? null : { brokers: parseBrokers(brokers), topic },
+    kafka:
+      brokers === undefined || brokers.trim() === ''
+        ? null
+        : { brokers: parseBrokers(brokers), topic, partitions, replicationFactor },
     topic,
     limits: { maxKeyBytes, maxValueBytes, maxBatchKeys, maxReplyBytes },
     requestTimeoutMs: parseInteger('request-timeout-ms', required('request-timeout-ms'), 1, 24 * 3600 * 1000),

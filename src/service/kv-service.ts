@@ -47,17 +47,22 @@ export class KvService {
       );
     }
     for (let i = 0; i < keys.length; i++) this.#checkKey(keys[i] as Buffer, `keys[${i}]`);
-    const values = this.#store.getMany(keys);
+    // Read key by key and stop as soon as the reply outgrows the limit, so that a request for many big
+    // values never holds more than the limit in memory.
+    const values: Array<Buffer | undefined> = new Array(keys.length);
     let replyBytes = 0;
     for (let i = 0; i < keys.length; i++) {
-      replyBytes += (keys[i] as Buffer).length + (values[i]?.length ?? 0);
-    }
-    if (replyBytes > maxReplyBytes) {
-      throw new Kvs2Error(
-        'REPLY_TOO_LARGE',
-        `MultiGet reply would hold ${replyBytes} bytes of keys and values, over the limit of ${maxReplyBytes}; ` +
-          'ask for fewer keys per call',
-      );
+      const key = keys[i] as Buffer;
+      const value = this.#store.get(key);
+      values[i] = value;
+      replyBytes += key.length + (value?.length ?? 0);
+      if (replyBytes > maxReplyBytes) {
+        throw new Kvs2Error(
+          'REPLY_TOO_LARGE',
+          `MultiGet reply would hold more than ${maxReplyBytes} bytes of keys and values (reached at keys[${i}]); ` +
+            'ask for fewer keys per call',
+        );
+      }
     }
     return values;
   }

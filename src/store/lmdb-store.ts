@@ -56,15 +56,6 @@ export class LmdbStore implements Store {
     }
   }
 
-  getMany(keys: readonly Buffer[]): Array<Buffer | undefined> {
-    try {
-      const kv = this.#kv;
-      return keys.map((key) => kv.getBinary(key));
-    } catch (error) {
-      throw this.#readError(error);
-    }
-  }
-
   progress(): StoreProgress {
     return this.#progress;
   }

@@ -24,7 +24,6 @@ export interface Applied {
 /** The read side, which is all the service needs. */
 export interface KeyValueReader {
   get(key: Buffer): Buffer | undefined;
-  getMany(keys: readonly Buffer[]): Array<Buffer | undefined>;
 }
 
 /** The replica is the only writer; `clear` is never called while other writes are pending. */

@@ -28,7 +28,13 @@ describe('parseConfig', () => {
       listen: '[::1]:7000',
       'data-dir': '/var/lib/kvs2',
     });
-    assert.deepEqual(config.kafka, { brokers: ['127.0.0.1:9092', 'localhost:9093'], topic: 'orders.v1' });
+    assert.deepEqual(config.kafka, {
+      brokers: ['127.0.0.1:9092', 'localhost:9093'],
+      topic: 'orders.v1',
+      partitions: 12,
+      replicationFactor: null,
+    });
+    assert.equal(parseConfig({ 'kafka-brokers': 'k:9092', 'replication-factor': '2' }).kafka?.replicationFactor, 2);
     assert.deepEqual(config.listen, { host: '::1', port: 7000 });
     assert.equal(config.dataDir, '/var/lib/kvs2');
   });
@@ -44,6 +50,8 @@ describe('parseConfig', () => {
     ['--kafka-brokers', { 'kafka-brokers': 'host-without-port' }],
     ['--log-level', { 'log-level': 'verbose' }],
     ['--request-timeout-ms', { 'request-timeout-ms': '0' }],
+    ['--partitions', { partitions: '0' }],
+    ['--replication-factor', { 'replication-factor': 'three' }],
   ];
   for (const [setting, raw] of invalid) {
     test(`rejects ${JSON.stringify(raw)} naming ${setting}`, () => {

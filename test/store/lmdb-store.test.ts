@@ -36,11 +36,6 @@ describe('LmdbStore', () => {
     assert.deepEqual(store.get(binaryKey), Buffer.from([0, 1, 2]));
     assert.deepEqual(store.get(Buffer.from('empty')), Buffer.alloc(0));
     assert.equal(store.get(Buffer.from('gone')), undefined);
-    assert.deepEqual(store.getMany([Buffer.from('a'), Buffer.from('nope'), Buffer.from('a')]), [
-      Buffer.from('1'),
-      undefined,
-      Buffer.from('1'),
-    ]);
     assert.deepEqual(
       store.progress().appliedOffsets,
       new Map([
