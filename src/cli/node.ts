@@ -1,8 +1,9 @@
 import { join } from 'node:path';
 import { GrpcApi } from '../api/grpc-server.js';
 import type { Config } from '../config/config.js';
-import { Kvs2Error } from '../errors.js';
+import type { Kvs2Error } from '../errors.js';
 import { EmbeddedLog } from '../log/embedded/embedded-log.js';
+import { KafkaLog } from '../log/kafka/kafka-log.js';
 import type { Log } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import { Replica } from '../replica/replica.js';
@@ -57,7 +58,7 @@ export class KvsNode {
     try {
       const store = LmdbStore.open(join(config.dataDir, 'store'));
       opened.push(() => store.close());
-      const log = createLog(config);
+      const log = createLog(config, logger);
       opened.push(() => log.close());
       const logIdentity = await log.open();
       const service = new KvService({ log, store, limits: config.limits });
@@ -120,9 +121,16 @@ export class KvsNode {
   }
 }
 
-function createLog(config: Config): Log {
-  if (config.kafka !== null) {
-    throw new Kvs2Error('LOG_UNAVAILABLE', 'the Kafka log is not available in this build yet');
-  }
-  return new EmbeddedLog({ dir: join(config.dataDir, 'log') });
+function createLog(config: Config, logger: Logger): Log {
+  if (config.kafka === null) return new EmbeddedLog({ dir: join(config.dataDir, 'log') });
+  const { brokers, topic, partitions, replicationFactor } = config.kafka;
+  return new KafkaLog({
+    brokers,
+    topic,
+    partitions,
+    ...(replicationFactor === null ? {} : { replicationFactor }),
+    maxKeyBytes: config.limits.maxKeyBytes,
+    maxValueBytes: config.limits.maxValueBytes,
+    logger,
+  });
 }

@@ -50,8 +50,11 @@ export interface Log {
    */
   open(signal?: AbortSignal): Promise<string>;
 
-  /** The identity of the log as it is now; differs from what open() returned if it was recreated since. */
-  currentIdentity(signal?: AbortSignal): Promise<string>;
+  /**
+   * After a read failed with LOG_RECREATED: adopts the log as it is now and returns its new identity.
+   * Reads and offsets from then on refer to the new log.
+   */
+  reopen(signal?: AbortSignal): Promise<string>;
 
   /**
    * How long deletes (tombstones) stay readable before compaction may remove them, in milliseconds; null

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { STORE_MAX_KEY_BYTES } from '../config/limits.js';
-import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
+import { abortError, describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import type { Log, LogBatch, Offsets } from '../log/log.js';
 import { hasReached, lagBehind, offsetsForLog } from '../log/offsets.js';
 import type { Logger } from '../logger.js';
@@ -55,6 +55,9 @@ export class Replica {
   #appliedRecords = 0;
   /** Bumped by every rebuild, so that a progress check begun before one does not write after it. */
   #generation = 0;
+  /** Reads waiting for offsets to be applied (read-your-writes, read barriers). */
+  #waiters = new Set<{ target: Offsets; resolve: () => void; reject: (error: Kvs2Error) => void }>();
+  /** The identity of the log the applied offsets refer to; changes when the store is rebuilt. */
 
   constructor(options: ReplicaOptions) {
     this.#log = options.log;
@@ -85,6 +88,39 @@ export class Replica {
   /** Records skipped because the store cannot take them (no key, key too long). */
   get skippedRecords(): number {
     return this.#skippedRecords;
+  }
+
+  /** The identity of the log the applied offsets refer to (changes when a recreated log is adopted). */
+  get logIdentity(): string {
+    return this.#identity;
+  }
+
+  /**
+   * Resolves once every partition in `target` has been applied up to its offset; rejects with the abort's
+   * error (DEADLINE_EXCEEDED, CANCELLED) if the signal fires first.
+   */
+  waitFor(target: Offsets, signal: AbortSignal): Promise<void> {
+    if (hasReached(this.#applied, target)) return Promise.resolve();
+    if (signal.aborted) return Promise.reject(abortError(signal, 'waiting for the replica'));
+    return new Promise<void>((resolve, reject) => {
+      const waiter = {
+        target,
+        resolve: () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject: (error: Kvs2Error) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      };
+      const onAbort = (): void => {
+        this.#waiters.delete(waiter);
+        reject(abortError(signal, 'waiting for the replica to apply the log'));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.add(waiter);
+    });
   }
 
   /** Resolves once the replica has applied everything the log held when it started. */
@@ -155,24 +191,33 @@ export class Replica {
         }
       } catch (error) {
         if (signal.aborted) break;
-        if (isKvs2Error(error) && (error.code === 'LOG_RECREATED' || error.code === 'LOG_POSITION_LOST')) {
-          if (this.#log.retainsHistory) {
-            await this.#rebuild(error).catch((rebuildError: unknown) => {
-              this.#logger.error({ err: rebuildError }, `rebuild failed, retrying: ${describeError(rebuildError)}`);
-            });
-            continue;
-          }
-        }
-        if (isKvs2Error(error) && ['INCONSISTENT_STATE', 'LOG_RECREATED', 'LOG_POSITION_LOST'].includes(error.code)) {
-          this.#logger.fatal({ err: error }, `replica stopped: ${error.message}`);
-          this.#onFatal(error);
-          return;
-        }
-        this.#logger.error({ err: error, retryInMs: retryMs }, `replica failed, retrying: ${describeError(error)}`);
+        if (!(await this.#recover(error))) return;
+        // Whatever went wrong, never spin: the wait doubles until a batch applies again.
         await sleep(retryMs, undefined, { signal }).catch(() => {});
         retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
       }
     }
+  }
+
+  /** Handles a failure of the read loop; false when the replica must stop for good. */
+  async #recover(error: unknown): Promise<boolean> {
+    const code = isKvs2Error(error) ? error.code : undefined;
+    const needsRebuild = code === 'LOG_RECREATED' || code === 'LOG_POSITION_LOST';
+    if (needsRebuild && this.#log.retainsHistory) {
+      try {
+        await this.#rebuild(error as Kvs2Error);
+      } catch (rebuildError) {
+        this.#logger.error({ err: rebuildError }, `rebuild failed, retrying: ${describeError(rebuildError)}`);
+      }
+      return true;
+    }
+    if (needsRebuild || code === 'INCONSISTENT_STATE') {
+      this.#logger.fatal({ err: error }, `replica stopped: ${describeError(error)}`);
+      this.#onFatal(error as Kvs2Error);
+      return false;
+    }
+    this.#logger.error({ err: error }, `replica failed, retrying: ${describeError(error)}`);
+    return true;
   }
 
   /** The log changed under the replica in a way only a fresh start can follow. */
@@ -183,7 +228,12 @@ export class Replica {
     );
     this.#setCaughtUp(false);
     this.#generation++;
-    this.#identity = await this.#log.currentIdentity(this.#stop.signal);
+    // Offsets waited for refer to the old log; they mean nothing in the new one.
+    for (const waiter of this.#waiters) {
+      waiter.reject(new Kvs2Error('LOG_RECREATED', `the read waited for a log that was replaced: ${cause.message}`));
+    }
+    this.#waiters.clear();
+    this.#identity = await this.#log.reopen(this.#stop.signal);
     await this.#store.clear();
     await this.#beginReading();
   }
@@ -202,11 +252,21 @@ export class Replica {
     for (const [partition, offset] of batch.nextOffsets) this.#applied.set(partition, offset);
     this.#appliedRecords += writes.length;
     this.#checkCaughtUp();
+    this.#wakeWaiters();
     const released = new Map(batch.nextOffsets);
     applied.flushed.then(
       () => this.#log.releaseBefore(released),
       (error: unknown) => this.#logger.error({ err: error }, 'store flush failed'),
     );
+  }
+
+  #wakeWaiters(): void {
+    for (const waiter of this.#waiters) {
+      if (hasReached(this.#applied, waiter.target)) {
+        this.#waiters.delete(waiter);
+        waiter.resolve();
+      }
+    }
   }
 
   #skip(partition: number, offset: number, key: Buffer | null): void {

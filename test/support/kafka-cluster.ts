@@ -53,19 +53,3 @@ export class OwnKafkaCluster {
     await rm(this.#stateDir, { recursive: true, force: true });
   }
 }
-
-/**
- * The shared cluster `npm test` started (KAFKA_BROKERS), or why Kafka tests cannot run. Under CI a
- * missing broker is an error, never a skip.
- */
-export function sharedKafkaBrokers(): { brokers: string; skip: false } | { brokers: ''; skip: string } {
-  const brokers = process.env.KAFKA_BROKERS?.trim();
-  if (brokers) return { brokers, skip: false };
-  if (process.env.CI === 'true') throw new Error('KAFKA_BROKERS is not set; CI must run the Kafka tests');
-  return { brokers: '', skip: 'KAFKA_BROKERS is not set: run `npm test` (it starts Kafka) or scripts/kafka.sh up' };
-}
-
-/** Whether this machine can start clusters of its own (scripts/kafka.sh needs Java and Maven). */
-export function ownClustersSkipReason(): string | false {
-  return sharedKafkaBrokers().skip;
-}

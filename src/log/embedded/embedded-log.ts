@@ -81,7 +81,8 @@ export class EmbeddedLog implements Log {
     }
   }
 
-  async currentIdentity(): Promise<string> {
+  /** The embedded log cannot be recreated under a running node: it is the same log. */
+  async reopen(): Promise<string> {
     this.#openRecords();
     return this.#identity;
   }

@@ -1,0 +1,242 @@
+import { abortError, Kvs2Error } from '../../errors.js';
+import type { LogPosition } from '../log.js';
+import { describeKafkaError } from './kafka-errors.js';
+
+/** One record on its way to a partition. */
+export interface OutgoingRecord {
+  readonly key: Buffer;
+  readonly value: Buffer | null;
+  readonly partition: number;
+}
+
+/** Publishes records in one produce call; resolves with each record's position, in the same order. */
+export type SendRecords = (records: readonly OutgoingRecord[]) => Promise<LogPosition[]>;
+
+export interface AppendBatcherOptions {
+  readonly send: SendRecords;
+  /** How long the first append of a batch waits for others before the batch is sent. */
+  readonly lingerMs: number;
+  /** Most record bytes one send carries (one record larger than this goes alone). */
+  readonly maxSendBytes: number;
+  /**
+   * Most record bytes per partition in one send: the topic's max.message.bytes caps a partition's batch.
+   * A function because it is read again when the log adopts a recreated topic.
+   */
+  readonly maxPartitionBytes: () => number;
+  /** An append not acknowledged within this fails with LOG_UNAVAILABLE. */
+  readonly timeoutMs: number;
+  /** The broker leading a partition now, or -1 when unknown: sends go one per leader. */
+  readonly leaderOf: (partition: number) => number;
+  /** Names the log in error messages. */
+  readonly description: string;
+}
+
+/**
+ * Kafka's record batch header, and the most a record's own framing takes (length, attributes, timestamp
+ * and offset deltas, key and value lengths, header count), so that size caps hold on the wire.
+ */
+const BATCH_OVERHEAD_BYTES = 61;
+const RECORD_OVERHEAD_BYTES = 32;
+
+type AppendState = 'queued' | 'sending' | 'settled';
+
+interface PendingAppend {
+  readonly record: OutgoingRecord;
+  readonly bytes: number;
+  readonly resolve: (position: LogPosition) => void;
+  readonly reject: (error: Error) => void;
+  readonly signal: AbortSignal | undefined;
+  readonly onAbort: () => void;
+  readonly timer: NodeJS.Timeout;
+  state: AppendState;
+}
+
+/** Appends leaving in one send to one leader, and the bytes they take. */
+interface Batch {
+  readonly appends: PendingAppend[];
+  readonly partitionBytes: Map<number, number>;
+  bytes: number;
+}
+
+/**
+ * Groups concurrent appends into few produce calls: appends arriving within `lingerMs` of each other,
+ * and all those arriving while their partition has a send in flight, leave together in the next send.
+ *
+ * A partition has at most one send in flight, and its appends leave in the order they came, so they
+ * reach Kafka in append order and the idempotent producer's sequence numbers never race. Sends go one
+ * per partition leader: a broker that stopped answering (until Kafka elects new leaders, about the
+ * brokers' session timeout) holds back the appends of its own partitions only.
+ *
+ * Every append settles within `timeoutMs` (or when its signal aborts): if it was still queued, it is
+ * dropped and never sent; if its send was in flight, the caller is told it failed although the record
+ * may still land (the outcome is unknown, as with any timed-out write). It never resolves unless Kafka
+ * acknowledged the record.
+ */
+export class AppendBatcher {
+  readonly #options: AppendBatcherOptions;
+  #queue: PendingAppend[] = [];
+  /** Partitions with a send in flight: their new appends wait for it. */
+  readonly #busyPartitions = new Set<number>();
+  readonly #inFlight = new Set<Promise<void>>();
+  #lingerTimer: NodeJS.Timeout | undefined;
+  #closing = false;
+  #sends = 0;
+
+  constructor(options: AppendBatcherOptions) {
+    this.#options = options;
+  }
+
+  /** How many produce calls were made so far: with batching, far fewer than appends under load. */
+  get sendCount(): number {
+    return this.#sends;
+  }
+
+  append(record: OutgoingRecord, signal?: AbortSignal): Promise<LogPosition> {
+    if (this.#closing) {
+      return Promise.reject(new Kvs2Error('SHUTTING_DOWN', `${this.#options.description} is closing`));
+    }
+    if (signal?.aborted) return Promise.reject(abortError(signal, 'append'));
+    return new Promise<LogPosition>((resolve, reject) => {
+      const pending: PendingAppend = {
+        record,
+        bytes: record.key.length + (record.value?.length ?? 0) + RECORD_OVERHEAD_BYTES,
+        resolve,
+        reject,
+        signal,
+        onAbort: () => {
+          if (signal !== undefined) this.#fail(pending, abortError(signal, 'append'));
+        },
+        timer: setTimeout(() => this.#fail(pending, this.#timeoutError(pending)), this.#options.timeoutMs),
+        state: 'queued',
+      };
+      signal?.addEventListener('abort', pending.onAbort, { once: true });
+      this.#queue.push(pending);
+      // A busy partition's appends leave when its send returns; others after the linger.
+      if (!this.#busyPartitions.has(record.partition)) this.#schedule();
+    });
+  }
+
+  /** Stops taking appends, sends what is queued and waits until every send has settled. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    clearTimeout(this.#lingerTimer);
+    this.#lingerTimer = undefined;
+    for (;;) {
+      this.#dispatch();
+      if (this.#inFlight.size === 0) return;
+      await Promise.all(this.#inFlight);
+    }
+  }
+
+  #schedule(): void {
+    if (this.#lingerTimer !== undefined) return;
+    this.#lingerTimer = setTimeout(() => {
+      this.#lingerTimer = undefined;
+      this.#dispatch();
+    }, this.#options.lingerMs);
+  }
+
+  /** Sends every queued append whose partition is free, one send per leader, within the size caps. */
+  #dispatch(): void {
+    const batches = this.#takeBatches();
+    for (const batch of batches) {
+      for (const partition of batch.partitionBytes.keys()) this.#busyPartitions.add(partition);
+      this.#sends++;
+      const sending: Promise<void> = this.#send(batch.appends).finally(() => {
+        for (const partition of batch.partitionBytes.keys()) this.#busyPartitions.delete(partition);
+        this.#inFlight.delete(sending);
+        // What queued up during the send goes now: it has waited long enough.
+        this.#dispatch();
+      });
+      this.#inFlight.add(sending);
+    }
+  }
+
+  #takeBatches(): Batch[] {
+    const maxPartitionBytes = this.#options.maxPartitionBytes();
+    const byLeader = new Map<number, Batch>();
+    const alone: Batch[] = [];
+    // Partitions that take nothing more in this pass: busy, or an append of theirs did not fit (the
+    // ones after it must not overtake it).
+    const closed = new Set(this.#busyPartitions);
+    let taken = false;
+    for (const pending of this.#queue) {
+      const { partition } = pending.record;
+      if (pending.state !== 'queued' || closed.has(partition)) continue;
+      const leader = this.#options.leaderOf(partition);
+      const batch: Batch = byLeader.get(leader) ?? { appends: [], partitionBytes: new Map(), bytes: 0 };
+      const inPartition = batch.partitionBytes.get(partition);
+      if (BATCH_OVERHEAD_BYTES + pending.bytes > maxPartitionBytes || pending.bytes > this.#options.maxSendBytes) {
+        // Beyond a cap on its own: it goes alone (once its partition's earlier appends are sent), so that
+        // if Kafka refuses it, it takes no other append down with it.
+        closed.add(partition);
+        if (inPartition !== undefined) continue;
+        alone.push({ appends: [pending], partitionBytes: new Map([[partition, pending.bytes]]), bytes: pending.bytes });
+      } else {
+        const partitionBytes = (inPartition ?? BATCH_OVERHEAD_BYTES) + pending.bytes;
+        if (batch.bytes + pending.bytes > this.#options.maxSendBytes || partitionBytes > maxPartitionBytes) {
+          closed.add(partition);
+          continue;
+        }
+        batch.partitionBytes.set(partition, partitionBytes);
+        batch.bytes += pending.bytes;
+        batch.appends.push(pending);
+        byLeader.set(leader, batch);
+      }
+      pending.state = 'sending';
+      taken = true;
+    }
+    if (taken || this.#queue.some((pending) => pending.state === 'settled')) {
+      this.#queue = this.#queue.filter((pending) => pending.state === 'queued');
+    }
+    return [...byLeader.values(), ...alone];
+  }
+
+  async #send(batch: PendingAppend[]): Promise<void> {
+    let positions: LogPosition[];
+    try {
+      positions = await this.#options.send(batch.map((pending) => pending.record));
+    } catch (error) {
+      const failure = new Kvs2Error(
+        'LOG_UNAVAILABLE',
+        `${this.#options.description}: append failed: ${describeKafkaError(error)}`,
+        { cause: error },
+      );
+      for (const pending of batch) this.#fail(pending, failure);
+      return;
+    }
+    batch.forEach((pending, i) => {
+      const position = positions[i];
+      // A caller that timed out or gave up meanwhile was already told; its record is written all the same.
+      if (pending.state === 'settled') return;
+      if (position === undefined) {
+        this.#fail(pending, new Kvs2Error('LOG_UNAVAILABLE', `${this.#options.description}: no offset acknowledged`));
+        return;
+      }
+      this.#settle(pending);
+      pending.resolve(position);
+    });
+  }
+
+  #fail(pending: PendingAppend, error: Error): void {
+    if (pending.state === 'settled') return;
+    this.#settle(pending);
+    pending.reject(error);
+  }
+
+  #settle(pending: PendingAppend): void {
+    pending.state = 'settled';
+    clearTimeout(pending.timer);
+    pending.signal?.removeEventListener('abort', pending.onAbort);
+  }
+
+  #timeoutError(pending: PendingAppend): Kvs2Error {
+    const { description, timeoutMs } = this.#options;
+    return new Kvs2Error(
+      'LOG_UNAVAILABLE',
+      pending.state === 'queued'
+        ? `${description}: the record could not be sent within ${timeoutMs} ms (brokers unreachable?); it was not written`
+        : `${description}: no acknowledgement within ${timeoutMs} ms (brokers unreachable?); the record may or may not be written`,
+    );
+  }
+}

@@ -1,0 +1,92 @@
+import { randomUUID } from 'node:crypto';
+import { Admin, Consumer, FetchIsolationLevels, ProduceAcks, Producer } from '@platformatic/kafka';
+import { backoffMs } from './abortable.js';
+
+/**
+ * How kvs2 builds its Kafka clients, and why each timeout and retry count is what it is.
+ *
+ * The library's defaults to keep in mind (2.12): `retries` 3 with `retryDelay` 1000 ms between attempts,
+ * `timeout` 5000 ms (sent to the broker: how long it may wait for replicas to acknowledge a produce),
+ * `requestTimeout` 30 s and `connectTimeout` 5 s per connection, and metadata cached for 5 s. An
+ * idempotent producer forces acks=all and one request in flight per connection, and turns `retries`
+ * that are unset or 0 or 1 into Number.MAX_SAFE_INTEGER: a producer that retries forever, so a broker
+ * outage would hang a send for good. We always pass a finite count above 1.
+ */
+
+export type Kvs2Producer = Producer<Buffer, Buffer | null, Buffer, Buffer>;
+export type Kvs2Consumer = Consumer<Buffer, Buffer | null, Buffer, Buffer>;
+
+interface ClientTarget {
+  readonly clientId: string;
+  readonly brokers: readonly string[];
+}
+
+/** A dead broker refuses connections at once; a black-holed one must not stall a call for long. */
+const CONNECT_TIMEOUT_MS = 3_000;
+
+/**
+ * Produce retries back off from 100 ms to 1 s: 8 retries span about 6 s when every attempt fails at
+ * once (connection refused), long enough to ride out a leader election, short enough that a send fails
+ * well within the append timeout and the next batch can try again. The retries resend the same
+ * sequence numbers, so the broker drops duplicates; after a send fails for good the library starts a
+ * new producer id, and a caller who retries may then write the record twice (it was told "failed,
+ * outcome unknown").
+ */
+const PRODUCE_RETRIES = 8;
+const PRODUCER_METADATA_MAX_AGE_MS = 1_000;
+/** The broker waits at most this for in-sync replicas before answering REQUEST_TIMED_OUT. */
+const PRODUCE_ACK_TIMEOUT_MS = 5_000;
+/** Above the broker's own wait: a request with no answer by then is lost (the broker is gone). */
+const PRODUCE_REQUEST_TIMEOUT_MS = 10_000;
+
+export function createProducer(target: ClientTarget): Kvs2Producer {
+  return new Producer<Buffer, Buffer | null, Buffer, Buffer>({
+    clientId: target.clientId,
+    bootstrapBrokers: [...target.brokers],
+    idempotent: true,
+    acks: ProduceAcks.ALL,
+    retries: PRODUCE_RETRIES,
+    retryDelay: (_client, _operation, attempt) => backoffMs(attempt - 1, 100, 1_000),
+    timeout: PRODUCE_ACK_TIMEOUT_MS,
+    requestTimeout: PRODUCE_REQUEST_TIMEOUT_MS,
+    // The library retries NOT_LEADER_OR_FOLLOWER against its cached leaders (it forces a metadata
+    // refresh only after network errors, and repeats a stale send once): with a 1 s cache, retries
+    // follow a leader that moved within about a second. One metadata request a second at most.
+    metadataMaxAge: PRODUCER_METADATA_MAX_AGE_MS,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    autocreateTopics: false,
+  });
+}
+
+/**
+ * A consumer used only for Fetch and ListOffsets, never for a group: its group id is unique and never
+ * joins, so the broker keeps no group for it. Retries are few and short: readers retry on their own
+ * schedule, and endOffsets() callers want an answer or an error quickly.
+ */
+export function createConsumer(target: ClientTarget, role: string, fetchMaxWaitMs: number): Kvs2Consumer {
+  return new Consumer<Buffer, Buffer | null, Buffer, Buffer>({
+    clientId: `${target.clientId}-${role}`,
+    bootstrapBrokers: [...target.brokers],
+    groupId: `${target.clientId}-${role}-${randomUUID()}`,
+    autocommit: false,
+    isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+    retries: 2,
+    retryDelay: 250,
+    // A fetch legitimately waits fetchMaxWaitMs at the broker before answering.
+    requestTimeout: fetchMaxWaitMs + 10_000,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    autocreateTopics: false,
+  });
+}
+
+export function createAdmin(target: ClientTarget): Admin {
+  return new Admin({
+    clientId: `${target.clientId}-admin`,
+    bootstrapBrokers: [...target.brokers],
+    retries: 3,
+    retryDelay: 250,
+    requestTimeout: 15_000,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    autocreateTopics: false,
+  });
+}

@@ -1,0 +1,46 @@
+import { findErrorBy } from '@platformatic/kafka';
+import { describeError } from '../../errors.js';
+
+/**
+ * Reading the library's errors. A failed call gives a tree (`MultipleErrors` of retries, of a response's
+ * per-partition errors...) whose leaves carry `apiId` (the broker's error name, e.g. `NOT_LEADER_OR_FOLLOWER`)
+ * or `code` `PLT_KFK_NETWORK`. We branch on those, never on message text.
+ */
+
+/** Broker error names meaning the topic we address is not (or no longer) the one that exists. */
+export const TOPIC_GONE_ERRORS = ['UNKNOWN_TOPIC_ID', 'UNKNOWN_TOPIC_OR_PARTITION', 'INCONSISTENT_TOPIC_ID'] as const;
+
+/** True when any error in the tree is the broker error `apiId` (for example `OFFSET_OUT_OF_RANGE`). */
+export function hasBrokerError(error: unknown, ...apiIds: readonly string[]): boolean {
+  if (!(error instanceof Error)) return false;
+  return apiIds.some((apiId) => findErrorBy(error, 'apiId', apiId) !== null);
+}
+
+/** True when the client (or its connection pool) was closed: we are shutting down, not failing. */
+export function isClientClosed(error: unknown): boolean {
+  return error instanceof Error && findErrorBy(error, 'closed', true) !== null;
+}
+
+/**
+ * One line naming every distinct cause in the tree: "Producing messages failed. (connect ECONNREFUSED
+ * 127.0.0.1:9092; NOT_ENOUGH_REPLICAS)". The top message alone ("produce failed 4 times.") says too little.
+ */
+export function describeKafkaError(error: unknown): string {
+  const causes = new Set<string>();
+  collectCauses(error, causes, 0);
+  const top = describeError(error);
+  causes.delete(top);
+  if (causes.size === 0) return top;
+  const listed = [...causes].slice(0, 6).join('; ');
+  return `${top} (${listed}${causes.size > 6 ? '; ...' : ''})`;
+}
+
+function collectCauses(error: unknown, causes: Set<string>, depth: number): void {
+  if (depth > 8 || !(error instanceof Error)) return;
+  const nested = error instanceof AggregateError ? (error.errors as unknown[]) : [];
+  const apiId: unknown = Reflect.get(error, 'apiId');
+  if (typeof apiId === 'string') causes.add(apiId);
+  else if (nested.length === 0) causes.add(error.message);
+  for (const inner of nested) collectCauses(inner, causes, depth + 1);
+  if (error.cause !== undefined) collectCauses(error.cause, causes, depth + 1);
+}

@@ -1,0 +1,85 @@
+import { STORE_MAX_KEY_BYTES } from '../../config/limits.js';
+import type { Logger } from '../../logger.js';
+
+/** The part of a pino logger the Kafka log writes to. */
+export type KafkaLogLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
+
+export interface KafkaLogOptions {
+  readonly brokers: readonly string[];
+  readonly topic: string;
+  /** Partitions of the topic if open() creates it (default 12). */
+  readonly partitions?: number;
+  /** Replication factor if open() creates the topic (default min(3, brokers in the cluster)). */
+  readonly replicationFactor?: number;
+  /** Names this node's connections in broker logs and quotas (default "kvs2"). */
+  readonly clientId?: string;
+  /** Largest key kvs2 accepts (default 1978, what the store takes). */
+  readonly maxKeyBytes?: number;
+  /** Largest value kvs2 accepts (default 1 MiB); the topic's max.message.bytes is sized to fit it. */
+  readonly maxValueBytes?: number;
+  /**
+   * An append not acknowledged within this fails with LOG_UNAVAILABLE (default 15 s: above the 9 s
+   * Kafka takes by default to notice a crashed broker and move its partitions, so a crash in a
+   * replicated cluster delays appends without failing them).
+   */
+  readonly appendTimeoutMs?: number;
+  /** How long an append waits for others to share its produce request (default 2 ms). */
+  readonly lingerMs?: number;
+  /** How long an idle fetch waits at the broker: the read latency when idle (default 250 ms). */
+  readonly fetchMaxWaitMs?: number;
+  /** How often readers look for new partitions and leaders without being told (default 30 s). */
+  readonly metadataRefreshMs?: number;
+  readonly logger?: KafkaLogLogger;
+}
+
+/** Options with every default filled in, checked once at construction. */
+export interface KafkaLogSettings {
+  readonly brokers: readonly string[];
+  readonly topic: string;
+  readonly partitions: number;
+  readonly replicationFactor: number | undefined;
+  readonly clientId: string;
+  readonly maxKeyBytes: number;
+  readonly maxValueBytes: number;
+  readonly appendTimeoutMs: number;
+  readonly lingerMs: number;
+  readonly fetchMaxWaitMs: number;
+  readonly metadataRefreshMs: number;
+  readonly logger: KafkaLogLogger | undefined;
+}
+
+export function resolveKafkaLogOptions(options: KafkaLogOptions): KafkaLogSettings {
+  if (options.brokers.length === 0) throw new TypeError('KafkaLog: brokers must name at least one host:port');
+  if (options.topic.trim() === '') throw new TypeError('KafkaLog: topic must not be empty');
+  const settings: KafkaLogSettings = {
+    brokers: [...options.brokers],
+    topic: options.topic,
+    partitions: options.partitions ?? 12,
+    replicationFactor: options.replicationFactor,
+    clientId: options.clientId ?? 'kvs2',
+    maxKeyBytes: options.maxKeyBytes ?? STORE_MAX_KEY_BYTES,
+    maxValueBytes: options.maxValueBytes ?? 1024 * 1024,
+    appendTimeoutMs: options.appendTimeoutMs ?? 15_000,
+    lingerMs: options.lingerMs ?? 2,
+    fetchMaxWaitMs: options.fetchMaxWaitMs ?? 250,
+    metadataRefreshMs: options.metadataRefreshMs ?? 30_000,
+    logger: options.logger,
+  };
+  positiveInteger('partitions', settings.partitions);
+  if (settings.replicationFactor !== undefined) positiveInteger('replicationFactor', settings.replicationFactor);
+  positiveInteger('maxKeyBytes', settings.maxKeyBytes);
+  positiveInteger('maxValueBytes', settings.maxValueBytes);
+  positiveInteger('appendTimeoutMs', settings.appendTimeoutMs);
+  positiveInteger('fetchMaxWaitMs', settings.fetchMaxWaitMs);
+  positiveInteger('metadataRefreshMs', settings.metadataRefreshMs);
+  if (!Number.isSafeInteger(settings.lingerMs) || settings.lingerMs < 0) {
+    throw new TypeError(`KafkaLog: lingerMs must be a non-negative integer, got ${settings.lingerMs}`);
+  }
+  return Object.freeze(settings);
+}
+
+function positiveInteger(name: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new TypeError(`KafkaLog: ${name} must be a positive integer, got ${value}`);
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * Kafka's default partitioning of keyed records, exactly as the Java client does it
+ * (`BuiltInPartitioner.partitionForKey`: `toPositive(Utils.murmur2(key)) % partitions`), so that kvs2 and
+ * any Java, librdkafka (`murmur2_random`) or Kafka Streams producer put a key in the same partition.
+ *
+ * Not the library's `defaultPartitioner`: it maps negative hashes with `>>> 0` instead of clearing the
+ * sign bit, which sends about half the keys elsewhere unless the partition count is a power of two.
+ */
+
+const SEED = 0x9747b28c;
+const M = 0x5bd1e995;
+const R = 24;
+
+/** Java's `Utils.murmur2`: MurmurHash2, 32-bit, seed 0x9747b28c, as a signed 32-bit integer. */
+export function murmur2(data: Buffer): number {
+  const length = data.length;
+  let h = SEED ^ length;
+  const blocksEnd = length & ~3;
+  for (let i = 0; i < blocksEnd; i += 4) {
+    let k = data.readInt32LE(i);
+    k = Math.imul(k, M);
+    k ^= k >>> R;
+    k = Math.imul(k, M);
+    h = Math.imul(h, M);
+    h ^= k;
+  }
+  const tail = length & 3;
+  if (tail === 3) h ^= (data[blocksEnd + 2] ?? 0) << 16;
+  if (tail >= 2) h ^= (data[blocksEnd + 1] ?? 0) << 8;
+  if (tail >= 1) {
+    h ^= data[blocksEnd] ?? 0;
+    h = Math.imul(h, M);
+  }
+  h ^= h >>> 13;
+  h = Math.imul(h, M);
+  h ^= h >>> 15;
+  return h | 0;
+}
+
+/** Java's `Utils.toPositive`: clears the sign bit (not `Math.abs`, which fails on the minimum value). */
+export function toPositive(n: number): number {
+  return n & 0x7fffffff;
+}
+
+/** The partition Kafka's Java producer picks for a record with this key. */
+export function partitionForKey(key: Buffer, partitions: number): number {
+  return toPositive(murmur2(key)) % partitions;
+}
