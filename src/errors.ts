@@ -11,6 +11,12 @@ export type Kvs2ErrorCode =
   | 'LOG_RECREATED'
   /** A reader asked for records the log no longer has (removed by retention). */
   | 'LOG_POSITION_LOST'
+  /** A consistency token names positions in another log than the one this node reads. */
+  | 'TOKEN_FROM_OTHER_LOG'
+  /** A watcher read too slowly and was cut off; it can resume from its last token. */
+  | 'WATCHER_TOO_SLOW'
+  /** The log no longer holds what a watch asked to start from. */
+  | 'TOKEN_TOO_OLD'
   /** The local store could not be read or written. */
   | 'STORE_UNAVAILABLE'
   /** The call's deadline passed before the operation finished. */

@@ -1,13 +1,16 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Limits } from '../config/config.js';
+import { Kvs2Error } from '../errors.js';
 import { Kvs2Service } from '../gen/kvs2.js';
 import type { KvService } from '../service/kv-service.js';
+import type { ChangeSource } from '../service/watch-session.js';
 import { HealthService } from './health.js';
 import { kvs2Handlers } from './kvs2-handlers.js';
 import { addReflection } from './reflection.js';
 
 export interface GrpcApiOptions {
   readonly service: KvService;
+  readonly changes: ChangeSource;
   readonly limits: Limits;
   readonly requestTimeoutMs: number;
 }
@@ -22,6 +25,7 @@ const MESSAGE_OVERHEAD_BYTES = 64 * 1024;
 export class GrpcApi {
   readonly #server: Server;
   readonly #health = new HealthService();
+  readonly #openWatches = new Set<(reason: Kvs2Error) => void>();
 
   constructor(options: GrpcApiOptions) {
     const { maxKeyBytes, maxValueBytes, maxBatchKeys, maxReplyBytes } = options.limits;
@@ -36,7 +40,16 @@ export class GrpcApi {
       'grpc.max_receive_message_length': Math.min(maxRequestBytes, 2 ** 31 - 1),
       'grpc.max_send_message_length': Math.min(2 * maxReplyBytes + MESSAGE_OVERHEAD_BYTES, 2 ** 31 - 1),
     });
-    this.#server.addService(Kvs2Service, kvs2Handlers(options.service, options.requestTimeoutMs));
+    this.#server.addService(
+      Kvs2Service,
+      kvs2Handlers({
+        service: options.service,
+        changes: options.changes,
+        requestTimeoutMs: options.requestTimeoutMs,
+        maxKeyBytes,
+        openWatches: this.#openWatches,
+      }),
+    );
     this.#health.addTo(this.#server);
     addReflection(this.#server);
   }
@@ -63,6 +76,11 @@ export class GrpcApi {
   async shutdown(graceMs: number): Promise<boolean> {
     this.#health.setServing(false);
     this.#health.endWatches();
+    const shuttingDown = new Kvs2Error(
+      'SHUTTING_DOWN',
+      'the node is shutting down; resume the watch from its last token',
+    );
+    for (const end of [...this.#openWatches]) end(shuttingDown);
     const graceful = new Promise<boolean>((resolve) => this.#server.tryShutdown(() => resolve(true)));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((resolve) => {

@@ -61,22 +61,29 @@ export class KvsNode {
       const log = createLog(config, logger);
       opened.push(() => log.close());
       const logIdentity = await log.open();
-      const service = new KvService({ log, store, limits: config.limits });
-      const api = new GrpcApi({ service, limits: config.limits, requestTimeoutMs: config.requestTimeoutMs });
-      opened.push(() => api.shutdown(0));
-      const port = await api.listen(config.listen.host, config.listen.port);
-      logger.info(
-        { address: `${config.listen.host}:${port}`, port, log: log.description, dataDir: config.dataDir },
-        `kvs2 listening on ${config.listen.host}:${port}, ${log.description}, data in ${config.dataDir}`,
-      );
+      let api: GrpcApi | undefined;
       const replica = new Replica({
         log,
         logIdentity,
         store,
         logger,
         onFatal,
-        onCaughtUpChange: (caughtUp) => api.setServing(caughtUp),
+        onCaughtUpChange: (caughtUp) => api?.setServing(caughtUp),
       });
+      const service = new KvService({ log, store, replica, limits: config.limits });
+      api = new GrpcApi({
+        service,
+        changes: replica,
+        limits: config.limits,
+        requestTimeoutMs: config.requestTimeoutMs,
+      });
+      const startedApi = api;
+      opened.push(() => startedApi.shutdown(0));
+      const port = await api.listen(config.listen.host, config.listen.port);
+      logger.info(
+        { address: `${config.listen.host}:${port}`, port, log: log.description, dataDir: config.dataDir },
+        `kvs2 listening on ${config.listen.host}:${port}, ${log.description}, data in ${config.dataDir}`,
+      );
       await replica.start();
       opened.push(() => replica.stop());
       return new KvsNode({
@@ -86,7 +93,7 @@ export class KvsNode {
         store,
         log,
         service,
-        api,
+        api: startedApi,
         replica,
       });
     } catch (error) {

@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -25,9 +27,23 @@ export const protobufFileName = "kvs2.proto";
 
 /**
  * kvs2 wire contract. Wire-identical to the proto published with the seed article
- * (test/fixtures/seed/kvs2.proto): it may only grow by new fields and new RPCs, so that a
- * client built from the seed's proto keeps working forever.
+ * (test/fixtures/seed/kvs2.proto) for what the seed defines; it only grows by new fields and new RPCs,
+ * so that a client built from the seed's proto keeps working forever.
  */
+
+/**
+ * How fresh a read must be. Tokens come from write replies (and read replies): opaque bytes that
+ * name positions in the log.
+ */
+export enum Consistency {
+  /** CONSISTENCY_LOCAL - Whatever this node has applied: fastest, eventually consistent (the seed's behaviour). */
+  CONSISTENCY_LOCAL = 0,
+  /** CONSISTENCY_AT_LEAST - Wait until this node has applied every write named by `after` (read-your-writes across nodes). */
+  CONSISTENCY_AT_LEAST = 1,
+  /** CONSISTENCY_LATEST - Read barrier: learn the log's current end, wait until this node has applied it, then read. */
+  CONSISTENCY_LATEST = 2,
+  UNRECOGNIZED = -1,
+}
 
 export enum SetStatus {
   PUBLISHED = 0,
@@ -43,23 +59,34 @@ export enum ReadStatus {
 export interface SetRequest {
   key: Buffer;
   value: Buffer;
+  /** Reply only once this node has applied the write, so reads on this node see it. */
+  waitForApply: boolean;
 }
 
 export interface SetReply {
   status: SetStatus;
+  /** Where the write landed in the log; pass it in `after` to read it on any node. */
+  token: Buffer;
 }
 
 export interface GetRequest {
   key: Buffer;
+  consistency: Consistency;
+  /** Tokens of writes the read must see (CONSISTENCY_AT_LEAST); several are merged. */
+  after: Buffer[];
 }
 
 export interface GetReply {
   status: ReadStatus;
   data: Buffer;
+  /** What this node had applied when it read: pass it on to read no older state elsewhere. */
+  token: Buffer;
 }
 
 export interface MultiGetRequest {
   keys: Buffer[];
+  consistency: Consistency;
+  after: Buffer[];
 }
 
 export interface MultiGetResponsePart {
@@ -70,10 +97,102 @@ export interface MultiGetResponsePart {
 
 export interface MultiGetReply {
   parts: MultiGetResponsePart[];
+  token: Buffer;
+}
+
+export interface DeleteRequest {
+  key: Buffer;
+  waitForApply: boolean;
+}
+
+export interface DeleteReply {
+  status: SetStatus;
+  token: Buffer;
+}
+
+/** One change of a Write: a put of `value`, or a delete when `delete` is set. */
+export interface Mutation {
+  key: Buffer;
+  value: Buffer;
+  delete: boolean;
+}
+
+export interface WriteRequest {
+  mutations: Mutation[];
+  waitForApply: boolean;
+}
+
+/** What happened to one mutation, in request order. */
+export interface MutationResult {
+  /** OK (0) when published; otherwise a gRPC status code saying why not. */
+  code: number;
+  message: string;
+  token: Buffer;
+}
+
+export interface WriteReply {
+  results: MutationResult[];
+  /** All published mutations' tokens merged: pass it in `after` to see the whole batch. */
+  token: Buffer;
+}
+
+export interface ScanRequest {
+  /** Keys starting with `prefix`; or, when empty, keys in [start, end) (an empty end: no upper bound). */
+  prefix: Buffer;
+  start: Buffer;
+  end: Buffer;
+  /** Most keys in this page (0: the server's default); the server may return fewer to bound the reply. */
+  limit: number;
+  keysOnly: boolean;
+  /** From the previous page's reply, to continue after it. */
+  continuation: Buffer;
+  consistency: Consistency;
+  after: Buffer[];
+}
+
+export interface KeyValue {
+  key: Buffer;
+  value: Buffer;
+}
+
+export interface ScanReply {
+  items: KeyValue[];
+  /** Empty when the scan is complete; otherwise pass it in the next ScanRequest. */
+  continuation: Buffer;
+  token: Buffer;
+}
+
+export interface WatchRequest {
+  /** Changes to this key only; or, when empty, to keys starting with `prefix` (empty: every key). */
+  key: Buffer;
+  prefix: Buffer;
+  /**
+   * Start after the writes this token names (e.g. the last token a previous watch delivered);
+   * empty: start now.
+   */
+  after: Buffer;
+  /** How often to send a progress event when there is nothing else to send (0: the server's default). */
+  progressIntervalMs: number;
+}
+
+export interface WatchEvent {
+  kind: WatchEvent_Kind;
+  key: Buffer;
+  value: Buffer;
+  /** Resume from here after a disconnect: `after` in a new WatchRequest. */
+  token: Buffer;
+}
+
+export enum WatchEvent_Kind {
+  PUT = 0,
+  DELETE = 1,
+  /** PROGRESS - No change: the watcher has seen every change up to `token`. */
+  PROGRESS = 2,
+  UNRECOGNIZED = -1,
 }
 
 function createBaseSetRequest(): SetRequest {
-  return { key: Buffer.alloc(0), value: Buffer.alloc(0) };
+  return { key: Buffer.alloc(0), value: Buffer.alloc(0), waitForApply: false };
 }
 
 export const SetRequest: MessageFns<SetRequest> = {
@@ -83,6 +202,9 @@ export const SetRequest: MessageFns<SetRequest> = {
     }
     if (message.value.length !== 0) {
       writer.uint32(18).bytes(message.value);
+    }
+    if (message.waitForApply !== false) {
+      writer.uint32(24).bool(message.waitForApply);
     }
     return writer;
   },
@@ -116,6 +238,14 @@ export const SetRequest: MessageFns<SetRequest> = {
             message.value = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.waitForApply = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -130,13 +260,16 @@ export const SetRequest: MessageFns<SetRequest> = {
 };
 
 function createBaseSetReply(): SetReply {
-  return { status: 0 };
+  return { status: 0, token: Buffer.alloc(0) };
 }
 
 export const SetReply: MessageFns<SetReply> = {
   encode(message: SetReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.status !== 0) {
       writer.uint32(8).int32(message.status);
+    }
+    if (message.token.length !== 0) {
+      writer.uint32(18).bytes(message.token);
     }
     return writer;
   },
@@ -162,6 +295,14 @@ export const SetReply: MessageFns<SetReply> = {
             message.status = reader.int32() as any;
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.token = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -176,13 +317,19 @@ export const SetReply: MessageFns<SetReply> = {
 };
 
 function createBaseGetRequest(): GetRequest {
-  return { key: Buffer.alloc(0) };
+  return { key: Buffer.alloc(0), consistency: 0, after: [] };
 }
 
 export const GetRequest: MessageFns<GetRequest> = {
   encode(message: GetRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.key.length !== 0) {
       writer.uint32(10).bytes(message.key);
+    }
+    if (message.consistency !== 0) {
+      writer.uint32(16).int32(message.consistency);
+    }
+    for (const v of message.after) {
+      writer.uint32(26).bytes(v!);
     }
     return writer;
   },
@@ -208,6 +355,22 @@ export const GetRequest: MessageFns<GetRequest> = {
             message.key = Buffer.from(reader.bytes());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.consistency = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.after.push(Buffer.from(reader.bytes()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -222,7 +385,7 @@ export const GetRequest: MessageFns<GetRequest> = {
 };
 
 function createBaseGetReply(): GetReply {
-  return { status: 0, data: Buffer.alloc(0) };
+  return { status: 0, data: Buffer.alloc(0), token: Buffer.alloc(0) };
 }
 
 export const GetReply: MessageFns<GetReply> = {
@@ -232,6 +395,9 @@ export const GetReply: MessageFns<GetReply> = {
     }
     if (message.data.length !== 0) {
       writer.uint32(18).bytes(message.data);
+    }
+    if (message.token.length !== 0) {
+      writer.uint32(26).bytes(message.token);
     }
     return writer;
   },
@@ -265,6 +431,14 @@ export const GetReply: MessageFns<GetReply> = {
             message.data = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.token = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -279,13 +453,19 @@ export const GetReply: MessageFns<GetReply> = {
 };
 
 function createBaseMultiGetRequest(): MultiGetRequest {
-  return { keys: [] };
+  return { keys: [], consistency: 0, after: [] };
 }
 
 export const MultiGetRequest: MessageFns<MultiGetRequest> = {
   encode(message: MultiGetRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.keys) {
       writer.uint32(10).bytes(v!);
+    }
+    if (message.consistency !== 0) {
+      writer.uint32(16).int32(message.consistency);
+    }
+    for (const v of message.after) {
+      writer.uint32(26).bytes(v!);
     }
     return writer;
   },
@@ -309,6 +489,22 @@ export const MultiGetRequest: MessageFns<MultiGetRequest> = {
             }
 
             message.keys.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.consistency = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.after.push(Buffer.from(reader.bytes()));
             continue;
           }
         }
@@ -393,13 +589,16 @@ export const MultiGetResponsePart: MessageFns<MultiGetResponsePart> = {
 };
 
 function createBaseMultiGetReply(): MultiGetReply {
-  return { parts: [] };
+  return { parts: [], token: Buffer.alloc(0) };
 }
 
 export const MultiGetReply: MessageFns<MultiGetReply> = {
   encode(message: MultiGetReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.parts) {
       MultiGetResponsePart.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.token.length !== 0) {
+      writer.uint32(18).bytes(message.token);
     }
     return writer;
   },
@@ -425,6 +624,793 @@ export const MultiGetReply: MessageFns<MultiGetReply> = {
             message.parts.push(MultiGetResponsePart.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.token = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseDeleteRequest(): DeleteRequest {
+  return { key: Buffer.alloc(0), waitForApply: false };
+}
+
+export const DeleteRequest: MessageFns<DeleteRequest> = {
+  encode(message: DeleteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key.length !== 0) {
+      writer.uint32(10).bytes(message.key);
+    }
+    if (message.waitForApply !== false) {
+      writer.uint32(16).bool(message.waitForApply);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.waitForApply = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseDeleteReply(): DeleteReply {
+  return { status: 0, token: Buffer.alloc(0) };
+}
+
+export const DeleteReply: MessageFns<DeleteReply> = {
+  encode(message: DeleteReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.status !== 0) {
+      writer.uint32(8).int32(message.status);
+    }
+    if (message.token.length !== 0) {
+      writer.uint32(18).bytes(message.token);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.token = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseMutation(): Mutation {
+  return { key: Buffer.alloc(0), value: Buffer.alloc(0), delete: false };
+}
+
+export const Mutation: MessageFns<Mutation> = {
+  encode(message: Mutation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key.length !== 0) {
+      writer.uint32(10).bytes(message.key);
+    }
+    if (message.value.length !== 0) {
+      writer.uint32(18).bytes(message.value);
+    }
+    if (message.delete !== false) {
+      writer.uint32(24).bool(message.delete);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Mutation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMutation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.delete = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseWriteRequest(): WriteRequest {
+  return { mutations: [], waitForApply: false };
+}
+
+export const WriteRequest: MessageFns<WriteRequest> = {
+  encode(message: WriteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.mutations) {
+      Mutation.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.waitForApply !== false) {
+      writer.uint32(16).bool(message.waitForApply);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.mutations.push(Mutation.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.waitForApply = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseMutationResult(): MutationResult {
+  return { code: 0, message: "", token: Buffer.alloc(0) };
+}
+
+export const MutationResult: MessageFns<MutationResult> = {
+  encode(message: MutationResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).int32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.token.length !== 0) {
+      writer.uint32(26).bytes(message.token);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MutationResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMutationResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.token = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseWriteReply(): WriteReply {
+  return { results: [], token: Buffer.alloc(0) };
+}
+
+export const WriteReply: MessageFns<WriteReply> = {
+  encode(message: WriteReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      MutationResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.token.length !== 0) {
+      writer.uint32(18).bytes(message.token);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(MutationResult.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.token = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseScanRequest(): ScanRequest {
+  return {
+    prefix: Buffer.alloc(0),
+    start: Buffer.alloc(0),
+    end: Buffer.alloc(0),
+    limit: 0,
+    keysOnly: false,
+    continuation: Buffer.alloc(0),
+    consistency: 0,
+    after: [],
+  };
+}
+
+export const ScanRequest: MessageFns<ScanRequest> = {
+  encode(message: ScanRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.prefix.length !== 0) {
+      writer.uint32(10).bytes(message.prefix);
+    }
+    if (message.start.length !== 0) {
+      writer.uint32(18).bytes(message.start);
+    }
+    if (message.end.length !== 0) {
+      writer.uint32(26).bytes(message.end);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(32).uint32(message.limit);
+    }
+    if (message.keysOnly !== false) {
+      writer.uint32(40).bool(message.keysOnly);
+    }
+    if (message.continuation.length !== 0) {
+      writer.uint32(50).bytes(message.continuation);
+    }
+    if (message.consistency !== 0) {
+      writer.uint32(56).int32(message.consistency);
+    }
+    for (const v of message.after) {
+      writer.uint32(66).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScanRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScanRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.prefix = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.start = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.end = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.keysOnly = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.continuation = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.consistency = reader.int32() as any;
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.after.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseKeyValue(): KeyValue {
+  return { key: Buffer.alloc(0), value: Buffer.alloc(0) };
+}
+
+export const KeyValue: MessageFns<KeyValue> = {
+  encode(message: KeyValue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key.length !== 0) {
+      writer.uint32(10).bytes(message.key);
+    }
+    if (message.value.length !== 0) {
+      writer.uint32(18).bytes(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyValue {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyValue();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseScanReply(): ScanReply {
+  return { items: [], continuation: Buffer.alloc(0), token: Buffer.alloc(0) };
+}
+
+export const ScanReply: MessageFns<ScanReply> = {
+  encode(message: ScanReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.items) {
+      KeyValue.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.continuation.length !== 0) {
+      writer.uint32(18).bytes(message.continuation);
+    }
+    if (message.token.length !== 0) {
+      writer.uint32(26).bytes(message.token);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScanReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScanReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.items.push(KeyValue.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.continuation = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.token = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseWatchRequest(): WatchRequest {
+  return { key: Buffer.alloc(0), prefix: Buffer.alloc(0), after: Buffer.alloc(0), progressIntervalMs: 0 };
+}
+
+export const WatchRequest: MessageFns<WatchRequest> = {
+  encode(message: WatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key.length !== 0) {
+      writer.uint32(10).bytes(message.key);
+    }
+    if (message.prefix.length !== 0) {
+      writer.uint32(18).bytes(message.prefix);
+    }
+    if (message.after.length !== 0) {
+      writer.uint32(26).bytes(message.after);
+    }
+    if (message.progressIntervalMs !== 0) {
+      writer.uint32(32).uint32(message.progressIntervalMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.prefix = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.after = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.progressIntervalMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseWatchEvent(): WatchEvent {
+  return { kind: 0, key: Buffer.alloc(0), value: Buffer.alloc(0), token: Buffer.alloc(0) };
+}
+
+export const WatchEvent: MessageFns<WatchEvent> = {
+  encode(message: WatchEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.key.length !== 0) {
+      writer.uint32(18).bytes(message.key);
+    }
+    if (message.value.length !== 0) {
+      writer.uint32(26).bytes(message.value);
+    }
+    if (message.token.length !== 0) {
+      writer.uint32(34).bytes(message.token);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.value = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.token = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -440,6 +1426,7 @@ export const MultiGetReply: MessageFns<MultiGetReply> = {
 
 export type Kvs2Service = typeof Kvs2Service;
 export const Kvs2Service = {
+  /** The seed's RPCs. */
   multiGet: {
     path: "/kvs2.Kvs2/MultiGet" as const,
     requestStream: false as const,
@@ -467,15 +1454,65 @@ export const Kvs2Service = {
     responseSerialize: (value: SetReply): Buffer => Buffer.from(SetReply.encode(value).finish()),
     responseDeserialize: (value: Buffer): SetReply => SetReply.decode(value),
   },
+  /** Deletes a key: a tombstone in the log, removed later by compaction. */
+  delete: {
+    path: "/kvs2.Kvs2/Delete" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteRequest): Buffer => Buffer.from(DeleteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteRequest => DeleteRequest.decode(value),
+    responseSerialize: (value: DeleteReply): Buffer => Buffer.from(DeleteReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteReply => DeleteReply.decode(value),
+  },
+  /** Many puts and deletes in one call, published with one round trip per partition. */
+  write: {
+    path: "/kvs2.Kvs2/Write" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: WriteRequest): Buffer => Buffer.from(WriteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WriteRequest => WriteRequest.decode(value),
+    responseSerialize: (value: WriteReply): Buffer => Buffer.from(WriteReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WriteReply => WriteReply.decode(value),
+  },
+  /** Keys in order, by prefix or range, a page at a time. */
+  scan: {
+    path: "/kvs2.Kvs2/Scan" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ScanRequest): Buffer => Buffer.from(ScanRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ScanRequest => ScanRequest.decode(value),
+    responseSerialize: (value: ScanReply): Buffer => Buffer.from(ScanReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ScanReply => ScanReply.decode(value),
+  },
+  /** A stream of changes to a key, a prefix or everything, from now or from a token. */
+  watch: {
+    path: "/kvs2.Kvs2/Watch" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchRequest): Buffer => Buffer.from(WatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchRequest => WatchRequest.decode(value),
+    responseSerialize: (value: WatchEvent): Buffer => Buffer.from(WatchEvent.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchEvent => WatchEvent.decode(value),
+  },
 } as const;
 
 export interface Kvs2Server extends UntypedServiceImplementation {
+  /** The seed's RPCs. */
   multiGet: handleUnaryCall<MultiGetRequest, MultiGetReply>;
   get: handleUnaryCall<GetRequest, GetReply>;
   set: handleUnaryCall<SetRequest, SetReply>;
+  /** Deletes a key: a tombstone in the log, removed later by compaction. */
+  delete: handleUnaryCall<DeleteRequest, DeleteReply>;
+  /** Many puts and deletes in one call, published with one round trip per partition. */
+  write: handleUnaryCall<WriteRequest, WriteReply>;
+  /** Keys in order, by prefix or range, a page at a time. */
+  scan: handleUnaryCall<ScanRequest, ScanReply>;
+  /** A stream of changes to a key, a prefix or everything, from now or from a token. */
+  watch: handleServerStreamingCall<WatchRequest, WatchEvent>;
 }
 
 export interface Kvs2Client extends Client {
+  /** The seed's RPCs. */
   multiGet(
     request: MultiGetRequest,
     callback: (error: ServiceError | null, response: MultiGetReply) => void,
@@ -515,6 +1552,51 @@ export interface Kvs2Client extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SetReply) => void,
   ): ClientUnaryCall;
+  /** Deletes a key: a tombstone in the log, removed later by compaction. */
+  delete(
+    request: DeleteRequest,
+    callback: (error: ServiceError | null, response: DeleteReply) => void,
+  ): ClientUnaryCall;
+  delete(
+    request: DeleteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteReply) => void,
+  ): ClientUnaryCall;
+  delete(
+    request: DeleteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteReply) => void,
+  ): ClientUnaryCall;
+  /** Many puts and deletes in one call, published with one round trip per partition. */
+  write(request: WriteRequest, callback: (error: ServiceError | null, response: WriteReply) => void): ClientUnaryCall;
+  write(
+    request: WriteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: WriteReply) => void,
+  ): ClientUnaryCall;
+  write(
+    request: WriteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: WriteReply) => void,
+  ): ClientUnaryCall;
+  /** Keys in order, by prefix or range, a page at a time. */
+  scan(request: ScanRequest, callback: (error: ServiceError | null, response: ScanReply) => void): ClientUnaryCall;
+  scan(
+    request: ScanRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ScanReply) => void,
+  ): ClientUnaryCall;
+  scan(
+    request: ScanRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ScanReply) => void,
+  ): ClientUnaryCall;
+  /** A stream of changes to a key, a prefix or everything, from now or from a token. */
+  watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchEvent>;
+  watch(request: WatchRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchEvent>;
 }
 
 export const Kvs2Client = makeGenericClientConstructor(Kvs2Service, "kvs2.Kvs2") as unknown as {

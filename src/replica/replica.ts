@@ -1,11 +1,20 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { STORE_MAX_KEY_BYTES } from '../config/limits.js';
 import { abortError, describeError, isKvs2Error, Kvs2Error } from '../errors.js';
-import type { Log, LogBatch, Offsets } from '../log/log.js';
+import type { Log, LogBatch, LogRecord, Offsets } from '../log/log.js';
 import { hasReached, lagBehind, offsetsForLog } from '../log/offsets.js';
 import type { Logger } from '../logger.js';
 import type { Store, StoreWrite } from '../store/store.js';
 import { planResume } from './resume-plan.js';
+
+/** What subscribers of the replica's change feed hear. */
+export type AppliedChange =
+  /** A batch is now applied (visible to reads): its records, in log order per partition. */
+  | { readonly kind: 'applied'; readonly records: readonly LogRecord[]; readonly nextOffsets: Offsets }
+  /** The store was thrown away and is being rebuilt from a new log: positions before mean nothing now. */
+  | { readonly kind: 'reset'; readonly reason: string };
+
+export type ChangeListener = (change: AppliedChange) => void;
 
 export interface ReplicaOptions {
   readonly log: Log;
@@ -53,8 +62,12 @@ export class Replica {
   #progressTimer: NodeJS.Timeout | undefined;
   #skippedRecords = 0;
   #appliedRecords = 0;
+  /** Bumped whenever the applied offsets change (see appliedVersion). */
+  #appliedVersion = 0;
   /** Bumped by every rebuild, so that a progress check begun before one does not write after it. */
   #generation = 0;
+  /** Subscribers of the change feed (watches). */
+  #listeners = new Set<ChangeListener>();
   /** Reads waiting for offsets to be applied (read-your-writes, read barriers). */
   #waiters = new Set<{ target: Offsets; resolve: () => void; reject: (error: Kvs2Error) => void }>();
   /** The identity of the log the applied offsets refer to; changes when the store is rebuilt. */
@@ -90,6 +103,11 @@ export class Replica {
     return this.#skippedRecords;
   }
 
+  /** Changes whenever appliedOffsets does, so that values derived from them can be cached. */
+  get appliedVersion(): number {
+    return this.#appliedVersion;
+  }
+
   /** The identity of the log the applied offsets refer to (changes when a recreated log is adopted). */
   get logIdentity(): string {
     return this.#identity;
@@ -121,6 +139,20 @@ export class Replica {
       signal.addEventListener('abort', onAbort, { once: true });
       this.#waiters.add(waiter);
     });
+  }
+
+  /**
+   * Subscribes to applied changes from now on. The applied offsets at the moment of subscribing (read
+   * synchronously, before any later change is heard) are where the feed starts.
+   */
+  subscribe(listener: ChangeListener): { readonly from: Offsets; readonly unsubscribe: () => void } {
+    this.#listeners.add(listener);
+    return { from: new Map(this.#applied), unsubscribe: () => this.#listeners.delete(listener) };
+  }
+
+  /** The log this replica reads, for watchers that need to replay history. */
+  get log(): Log {
+    return this.#log;
   }
 
   /** Resolves once the replica has applied everything the log held when it started. */
@@ -165,6 +197,7 @@ export class Replica {
   async #beginReading(): Promise<void> {
     const progress = this.#store.progress();
     this.#applied = new Map(progress.appliedOffsets);
+    this.#appliedVersion++;
     if (progress.logIdentity === null && progress.caughtUpAt === null) {
       // An empty store misses nothing that is written from now on: its bootstrap starts the clock.
       await this.#store.markCaughtUp(this.#now());
@@ -233,6 +266,7 @@ export class Replica {
       waiter.reject(new Kvs2Error('LOG_RECREATED', `the read waited for a log that was replaced: ${cause.message}`));
     }
     this.#waiters.clear();
+    this.#emit({ kind: 'reset', reason: cause.message });
     this.#identity = await this.#log.reopen(this.#stop.signal);
     await this.#store.clear();
     await this.#beginReading();
@@ -240,6 +274,8 @@ export class Replica {
 
   async #apply(batch: LogBatch): Promise<void> {
     const writes: StoreWrite[] = [];
+    // Only kept when someone listens: the feed must not cost the plain replica anything.
+    const accepted: LogRecord[] | undefined = this.#listeners.size > 0 ? [] : undefined;
     for (const record of batch.records) {
       const { key, value } = record;
       if (key === null || key.length === 0 || key.length > STORE_MAX_KEY_BYTES) {
@@ -247,17 +283,30 @@ export class Replica {
         continue;
       }
       writes.push({ key, value });
+      accepted?.push(record);
     }
     const applied = await this.#store.apply(writes, batch.nextOffsets, this.#identity);
     for (const [partition, offset] of batch.nextOffsets) this.#applied.set(partition, offset);
+    this.#appliedVersion++;
     this.#appliedRecords += writes.length;
     this.#checkCaughtUp();
     this.#wakeWaiters();
+    if (accepted !== undefined) this.#emit({ kind: 'applied', records: accepted, nextOffsets: batch.nextOffsets });
     const released = new Map(batch.nextOffsets);
     applied.flushed.then(
       () => this.#log.releaseBefore(released),
       (error: unknown) => this.#logger.error({ err: error }, 'store flush failed'),
     );
+  }
+
+  #emit(change: AppliedChange): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(change);
+      } catch (error) {
+        this.#logger.error({ err: error }, 'a change listener failed');
+      }
+    }
   }
 
   #wakeWaiters(): void {

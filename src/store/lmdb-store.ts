@@ -3,7 +3,7 @@ import { type Database, open, type RootDatabase } from 'lmdb';
 import { describeError, Kvs2Error } from '../errors.js';
 import type { Offsets } from '../log/log.js';
 import { type CommitPromise, untilFlushed } from './lmdb-durability.js';
-import type { Applied, Store, StoreProgress, StoreWrite } from './store.js';
+import type { Applied, ScanPage, ScanRange, Store, StoreProgress, StoreWrite } from './store.js';
 
 /** Progress as saved in the meta database: plain data, so it survives format-agnostic encoding. */
 interface SavedProgress {
@@ -54,6 +54,34 @@ export class LmdbStore implements Store {
     } catch (error) {
       throw this.#readError(error);
     }
+  }
+
+  scan(range: ScanRange): ScanPage {
+    const items: Array<{ key: Buffer; value: Buffer | undefined }> = [];
+    let bytes = 0;
+    try {
+      // One more than the limit tells whether the range goes on.
+      const options = {
+        start: range.start,
+        ...(range.end === undefined ? {} : { end: range.end }),
+        limit: range.limit + 1,
+      };
+      const entries: Iterable<{ key: Buffer; value: Buffer | undefined }> = range.keysOnly
+        ? this.#kv.getKeys(options).map((key) => ({ key, value: undefined }))
+        : this.#kv.getRange(options);
+      for (const { key, value } of entries) {
+        const item = { key, value };
+        const itemBytes = key.length + (item.value?.length ?? 0);
+        if (items.length === range.limit || (items.length > 0 && bytes + itemBytes > range.maxBytes)) {
+          return { items, more: true };
+        }
+        bytes += itemBytes;
+        items.push(item);
+      }
+    } catch (error) {
+      throw this.#readError(error);
+    }
+    return { items, more: false };
   }
 
   progress(): StoreProgress {

@@ -21,9 +21,30 @@ export interface Applied {
   readonly flushed: Promise<void>;
 }
 
+/** A page of a scan, in key order. */
+export interface ScanPage {
+  readonly items: ReadonlyArray<{ readonly key: Buffer; readonly value: Buffer | undefined }>;
+  /** True when keys remain in the range after the last item. */
+  readonly more: boolean;
+}
+
+export interface ScanRange {
+  /** First key, inclusive. */
+  readonly start: Buffer;
+  /** End key, exclusive; undefined for no upper bound. */
+  readonly end: Buffer | undefined;
+  /** Most items in the page. */
+  readonly limit: number;
+  /** Stop the page once keys and values add up to this many bytes (the first item is always taken). */
+  readonly maxBytes: number;
+  readonly keysOnly: boolean;
+}
+
 /** The read side, which is all the service needs. */
 export interface KeyValueReader {
   get(key: Buffer): Buffer | undefined;
+  /** One page of keys (and values) in byte order, read from one consistent snapshot. */
+  scan(range: ScanRange): ScanPage;
 }
 
 /** The replica is the only writer; `clear` is never called while other writes are pending. */

@@ -59,7 +59,7 @@ describe('gRPC server reflection', () => {
     reflection.close();
   });
 
-  test('describes kvs2.Kvs2 with the seed RPCs', async () => {
+  test('describes kvs2.Kvs2 with (at least) the seed RPCs', async () => {
     const reflection = reflectionClient(server.address);
     const reply = await reflection.ask({ file_containing_symbol: 'kvs2.Kvs2' });
     const files = (reply.file_descriptor_response?.file_descriptor_proto ?? []).map((b) =>
@@ -67,7 +67,8 @@ describe('gRPC server reflection', () => {
     );
     const kvs2 = files.find((f) => f.package === 'kvs2');
     assert.ok(kvs2);
-    assert.deepEqual(kvs2.service[0]?.method.map((m) => m.name).sort(), ['Get', 'MultiGet', 'Set']);
+    const methods = kvs2.service[0]?.method.map((m) => m.name) ?? [];
+    for (const seed of ['Get', 'MultiGet', 'Set']) assert.ok(methods.includes(seed), `${seed} is missing`);
     reflection.close();
   });
 

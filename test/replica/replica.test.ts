@@ -11,7 +11,7 @@ import { tempDir } from '../support/paths.js';
 const logger = createLogger('silent');
 
 async function startReplica(path: string, onFatal: (e: Kvs2Error) => void = () => {}) {
-  const log = new EmbeddedLog({ dir: `${path}/log` });
+  const log = new EmbeddedLog({ dir: `${path}/log`, retainRecords: 0 });
   const store = LmdbStore.open(`${path}/store`);
   const logIdentity = await log.open();
   const replica = new Replica({ log, logIdentity, store, logger, onFatal });

@@ -15,6 +15,11 @@ export interface EmbeddedLogOptions {
   readonly maxBatchRecords?: number;
   /** Most bytes (keys + values) one read batch carries, unless a single record is larger. */
   readonly maxBatchBytes?: number;
+  /**
+   * How many applied records to keep after the store has them, so that a watch can resume from a recent
+   * token (default 10,000). Older ones are deleted.
+   */
+  readonly retainRecords?: number;
 }
 
 /**
@@ -23,8 +28,9 @@ export interface EmbeddedLogOptions {
  * appends share one commit and one disk sync (group commit). An append resolves only once its commit is
  * synced, and readers only see synced records, so nothing a reader applied can vanish in a crash.
  *
- * Records the store has durably applied are deleted (releaseBefore), so the log stays small; the store
- * is then the only copy, which is why this log does not retain history.
+ * Records the store has durably applied are deleted (releaseBefore), except the most recent ones that
+ * watches may replay, so the log stays small; the store is then the only copy, which is why this log
+ * does not retain history.
  */
 export class EmbeddedLog implements Log {
   readonly description: string;
@@ -34,6 +40,7 @@ export class EmbeddedLog implements Log {
   readonly #dir: string;
   readonly #maxBatchRecords: number;
   readonly #maxBatchBytes: number;
+  readonly #retainRecords: number;
   #env: RootDatabase | undefined;
   #records: Database<Buffer, number> | undefined;
   #meta: Database<unknown, string> | undefined;
@@ -52,6 +59,7 @@ export class EmbeddedLog implements Log {
     this.#dir = options.dir;
     this.#maxBatchRecords = options.maxBatchRecords ?? 10_000;
     this.#maxBatchBytes = options.maxBatchBytes ?? 16 * 1024 * 1024;
+    this.#retainRecords = options.retainRecords ?? 10_000;
     this.description = `embedded log in ${options.dir}`;
   }
 
@@ -124,9 +132,8 @@ export class EmbeddedLog implements Log {
     let position = from.get(PARTITION) ?? this.#startOffset;
     if (position < this.#startOffset) {
       throw new Kvs2Error(
-        'INCONSISTENT_STATE',
-        `${this.description} starts at offset ${this.#startOffset} but offset ${position} was asked for: ` +
-          'records the store never applied were discarded',
+        'LOG_POSITION_LOST',
+        `${this.description} starts at offset ${this.#startOffset} but offset ${position} was asked for`,
       );
     }
     while (!signal.aborted && !this.#closing) {
@@ -153,7 +160,7 @@ export class EmbeddedLog implements Log {
   }
 
   releaseBefore(offsets: Offsets): void {
-    const upTo = Math.min(offsets.get(PARTITION) ?? this.#startOffset, this.#durableEnd);
+    const upTo = Math.min(offsets.get(PARTITION) ?? this.#startOffset, this.#durableEnd) - this.#retainRecords;
     const records = this.#records;
     const meta = this.#meta;
     if (records === undefined || meta === undefined || upTo <= this.#startOffset || this.#closing) return;

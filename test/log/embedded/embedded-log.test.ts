@@ -108,26 +108,27 @@ describe('EmbeddedLog', () => {
     await log.close();
   });
 
-  test('released records are deleted, offsets keep counting, and reading before the start is refused', async () => {
+  test('released records beyond the retained ones are deleted, offsets keep counting, reading before the start is refused', async () => {
     const path = `${dir.path}/release`;
-    let log = new EmbeddedLog({ dir: path });
+    let log = new EmbeddedLog({ dir: path, retainRecords: 10 });
     await log.open();
     for (let i = 0; i < 100; i++) await log.append(Buffer.from(`k${i}`), Buffer.alloc(1000));
     log.releaseBefore(new Map([[0, 100]]));
     await log.close();
 
-    log = new EmbeddedLog({ dir: path });
+    log = new EmbeddedLog({ dir: path, retainRecords: 10 });
     await log.open();
-    assert.deepEqual(await log.startOffsets(), new Map([[0, 100]]));
+    // The last 10 applied records stay for watches to replay.
+    assert.deepEqual(await log.startOffsets(), new Map([[0, 90]]));
     assert.deepEqual(await log.endOffsets(), new Map([[0, 100]]));
     assert.deepEqual(await log.append(Buffer.from('next'), Buffer.from('v')), { partition: 0, offset: 100 });
-    assert.equal(await countRecords(path), 1);
+    assert.equal(await countRecords(path), 11);
     const stop = new AbortController();
     await assert.rejects(
       async () => {
         for await (const _ of log.read(new Map([[0, 50]]), stop.signal)) break;
       },
-      { code: 'INCONSISTENT_STATE' },
+      { code: 'LOG_POSITION_LOST' },
     );
     await log.close();
   });

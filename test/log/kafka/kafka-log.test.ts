@@ -429,6 +429,14 @@ describe('KafkaLog against real brokers', needsKafka(), () => {
     await admin.createPartitions({ topics: [{ name: topic, count: PARTITIONS + 1 }] });
     const plain = new Producer({ clientId: 'kvs2-test-plain', bootstrapBrokers: brokers });
     try {
+      // The library takes an explicit partition modulo the partition count it knows: until its metadata
+      // shows the new partition, partition 3 would silently become partition 0.
+      for (let attempt = 0; ; attempt++) {
+        const metadata = await plain.metadata({ topics: [topic], forceUpdate: true });
+        if (metadata.topics.get(topic)?.partitionsCount === PARTITIONS + 1) break;
+        if (attempt === 100) throw new Error('the new partition never showed up in the metadata');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
       await plain.send({
         messages: [{ topic, partition: PARTITIONS, key: Buffer.from('new'), value: Buffer.from('p') }],
       });

@@ -1,0 +1,108 @@
+import type { ServerWritableStream } from '@grpc/grpc-js';
+import { isKvs2Error, Kvs2Error } from '../errors.js';
+import { type WatchEvent, WatchEvent_Kind, type WatchRequest } from '../gen/kvs2.js';
+import type { KvService } from '../service/kv-service.js';
+import { type ChangeSource, type WatchEvent as SessionEvent, WatchSession } from '../service/watch-session.js';
+import { toStatusError } from './status-mapping.js';
+
+export interface WatchHandlerOptions {
+  readonly service: KvService;
+  readonly changes: ChangeSource;
+  readonly maxKeyBytes: number;
+  /** Open watches, each as a function that ends it: shutdown ends them instead of waiting for them. */
+  readonly open: Set<(reason: Kvs2Error) => void>;
+}
+
+const DEFAULT_PROGRESS_MS = 5000;
+const MIN_PROGRESS_MS = 100;
+const MAX_PROGRESS_MS = 3_600_000;
+/** A watcher may fall this far behind before it is cut off. */
+const MAX_QUEUED_EVENTS = 10_000;
+const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
+
+const KIND: Record<SessionEvent['kind'], WatchEvent_Kind> = {
+  put: WatchEvent_Kind.PUT,
+  delete: WatchEvent_Kind.DELETE,
+  progress: WatchEvent_Kind.PROGRESS,
+};
+
+/**
+ * Streams a WatchSession to the client. It writes while the stream takes data and waits for `drain`
+ * when it does not, so a slow client leaves events in the session's bounded queue (which cuts it off
+ * when full) instead of in an unbounded gRPC buffer.
+ */
+export function watchHandler({ service, changes, maxKeyBytes, open }: WatchHandlerOptions) {
+  return (call: ServerWritableStream<WatchRequest, WatchEvent>): void => {
+    const stop = new AbortController();
+    const end = (reason: Kvs2Error): void => stop.abort(reason);
+    open.add(end);
+    stop.signal.addEventListener('abort', () => open.delete(end), { once: true });
+    call.once('cancelled', () => end(new Kvs2Error('CANCELLED', 'the client cancelled the watch')));
+    let session: WatchSession;
+    try {
+      const { key, prefix, after, progressIntervalMs } = call.request;
+      validate(call.request, maxKeyBytes);
+      session = new WatchSession({
+        source: changes,
+        logTag: service.currentLogTag(),
+        key,
+        prefix,
+        after: after.length === 0 ? null : after,
+        progressIntervalMs:
+          progressIntervalMs === 0
+            ? DEFAULT_PROGRESS_MS
+            : Math.min(MAX_PROGRESS_MS, Math.max(MIN_PROGRESS_MS, progressIntervalMs)),
+        maxQueuedEvents: MAX_QUEUED_EVENTS,
+        maxQueuedBytes: MAX_QUEUED_BYTES,
+        signal: stop.signal,
+      });
+    } catch (error) {
+      stop.abort();
+      call.emit('error', toStatusError(error));
+      return;
+    }
+    void pump(call, session, stop.signal).finally(() => stop.abort());
+  };
+}
+
+async function pump(
+  call: ServerWritableStream<WatchRequest, WatchEvent>,
+  session: WatchSession,
+  signal: AbortSignal,
+): Promise<void> {
+  try {
+    for (;;) {
+      const event = await session.next();
+      const writable = call.write({ kind: KIND[event.kind], key: event.key, value: event.value, token: event.token });
+      if (!writable && !signal.aborted) {
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            call.off('drain', done);
+            signal.removeEventListener('abort', done);
+            resolve();
+          };
+          call.on('drain', done);
+          signal.addEventListener('abort', done, { once: true });
+        });
+      }
+    }
+  } catch (error) {
+    session.close();
+    if (isKvs2Error(error) && error.code === 'CANCELLED') return;
+    call.emit('error', toStatusError(error));
+  }
+}
+
+function validate(request: WatchRequest, maxKeyBytes: number): void {
+  if (request.key.length > 0 && request.prefix.length > 0) {
+    throw new Kvs2Error('INVALID_ARGUMENT', 'give either key or prefix, not both');
+  }
+  for (const [name, bytes] of [
+    ['key', request.key],
+    ['prefix', request.prefix],
+  ] as const) {
+    if (bytes.length > maxKeyBytes) {
+      throw new Kvs2Error('INVALID_ARGUMENT', `${name} is ${bytes.length} bytes; at most ${maxKeyBytes} are allowed`);
+    }
+  }
+}

@@ -1,0 +1,239 @@
+import { abortError, describeError, isKvs2Error, Kvs2Error } from '../errors.js';
+import type { LogBatch, LogRecord, Offsets } from '../log/log.js';
+import { decodeToken, encodeToken } from './consistency-token.js';
+
+/** A change as a watcher sees it. `token` resumes the watch right after this event. */
+export interface WatchEvent {
+  readonly kind: 'put' | 'delete' | 'progress';
+  readonly key: Buffer;
+  readonly value: Buffer;
+  readonly token: Buffer;
+}
+
+/** The change feed a watch follows: the replica's, plus its log for replaying what came before. */
+export interface ChangeSource {
+  subscribe(
+    listener: (
+      change:
+        | { kind: 'applied'; records: readonly LogRecord[]; nextOffsets: Offsets }
+        | { kind: 'reset'; reason: string },
+    ) => void,
+  ): { readonly from: Offsets; readonly unsubscribe: () => void };
+  readonly log: { read(from: Offsets, signal: AbortSignal): AsyncIterable<LogBatch> };
+}
+
+export interface WatchSessionOptions {
+  readonly source: ChangeSource;
+  /** Tag of the log the tokens refer to (see consistency-token.ts). */
+  readonly logTag: Buffer;
+  /** Watch one key (non-empty) or, when empty, every key with `prefix` (empty: all keys). */
+  readonly key: Buffer;
+  readonly prefix: Buffer;
+  /** Resume after this token; null starts now. */
+  readonly after: Buffer | null;
+  readonly progressIntervalMs: number;
+  /** Most events (and bytes) queued for a watcher that reads too slowly before it is cut off. */
+  readonly maxQueuedEvents: number;
+  readonly maxQueuedBytes: number;
+  readonly signal: AbortSignal;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * One watch: the changes of the replica's feed that match its filter, in log order per partition, with a
+ * token after each. Starting from a token, it first replays from the log what happened between the token
+ * and the moment it subscribed, holding live changes back until then. Quiet periods produce progress
+ * events. A consumer that falls too far behind fails with WATCHER_TOO_SLOW and can resume from the last
+ * token it got; nothing is buffered without bound.
+ */
+export class WatchSession {
+  readonly #options: WatchSessionOptions;
+  /** Per partition, the next offset this watcher has not yet seen. */
+  readonly #position = new Map<number, number>();
+  readonly #queue: WatchEvent[] = [];
+  #queuedBytes = 0;
+  #failure: Kvs2Error | undefined;
+  #wake: (() => void) | undefined;
+  /** Live changes held back while the replay runs; null once live changes flow straight through. */
+  #heldBack: Array<{ records: readonly LogRecord[]; nextOffsets: Offsets }> | null = [];
+  #sentSinceProgress = false;
+  readonly #unsubscribe: () => void;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(options: WatchSessionOptions) {
+    this.#options = options;
+    const start = options.after === null ? null : decodeToken(options.after, 'after');
+    if (start !== null && !start.logTag.equals(options.logTag)) {
+      throw new Kvs2Error(
+        'TOKEN_FROM_OTHER_LOG',
+        'after names positions in another log (another cluster, or a topic since recreated)',
+      );
+    }
+    const subscription = options.source.subscribe((change) => this.#onChange(change));
+    this.#unsubscribe = subscription.unsubscribe;
+    // Partitions the token does not name start now.
+    for (const [partition, offset] of subscription.from) this.#position.set(partition, offset);
+    for (const [partition, offset] of start?.offsets ?? []) this.#position.set(partition, offset);
+    this.#timer = setInterval(() => this.#progressTick(), options.progressIntervalMs);
+    options.signal.addEventListener('abort', () => this.#fail(abortError(options.signal, 'watch')), { once: true });
+    void this.#replay(subscription.from);
+  }
+
+  /** The next event, or null once the watch has ended; throws the failure that ended it. */
+  async next(): Promise<WatchEvent> {
+    for (;;) {
+      const event = this.#queue.shift();
+      if (event !== undefined) {
+        this.#queuedBytes -= event.key.length + event.value.length;
+        return event;
+      }
+      if (this.#failure !== undefined) throw this.#failure;
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+      });
+    }
+  }
+
+  close(): void {
+    this.#fail(new Kvs2Error('CANCELLED', 'watch closed'));
+  }
+
+  /** Replays [position, from) from the log for every partition the token left behind. */
+  async #replay(from: Offsets): Promise<void> {
+    const behind = (): boolean => [...from].some(([p, end]) => (this.#position.get(p) ?? 0) < end);
+    if (behind()) {
+      const stop = new AbortController();
+      const onAbort = (): void => stop.abort();
+      this.#options.signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        for await (const batch of this.#options.source.log.read(this.#position, stop.signal)) {
+          if (this.#failure !== undefined) break;
+          this.#deliver(
+            batch.records.filter((r) => r.offset < (from.get(r.partition) ?? 0)),
+            clampTo(batch.nextOffsets, from),
+          );
+          if (!behind()) break;
+        }
+      } catch (error) {
+        if (this.#failure !== undefined) return;
+        this.#fail(
+          isKvs2Error(error) && error.code === 'LOG_POSITION_LOST'
+            ? new Kvs2Error(
+                'TOKEN_TOO_OLD',
+                `the log no longer holds the changes after this token (${error.message}); start a new watch ` +
+                  'from now and re-read what you need with Scan',
+              )
+            : new Kvs2Error('LOG_UNAVAILABLE', `watch replay failed: ${describeError(error)}`),
+        );
+        return;
+      } finally {
+        stop.abort();
+        this.#options.signal.removeEventListener('abort', onAbort);
+      }
+    }
+    const held = this.#heldBack ?? [];
+    this.#heldBack = null;
+    for (const change of held) this.#deliver(change.records, change.nextOffsets);
+  }
+
+  #onChange(
+    change:
+      | { kind: 'applied'; records: readonly LogRecord[]; nextOffsets: Offsets }
+      | { kind: 'reset'; reason: string },
+  ): void {
+    if (this.#failure !== undefined) return;
+    if (change.kind === 'reset') {
+      this.#fail(new Kvs2Error('LOG_RECREATED', `the log was replaced (${change.reason}); start a new watch`));
+      return;
+    }
+    if (this.#heldBack !== null) {
+      this.#heldBack.push(change);
+      if (this.#heldBack.length > this.#options.maxQueuedEvents) this.#tooSlow();
+      return;
+    }
+    this.#deliver(change.records, change.nextOffsets);
+  }
+
+  /** Queues the matching records the watcher has not seen yet, then moves its position past the batch. */
+  #deliver(records: readonly LogRecord[], nextOffsets: Offsets): void {
+    if (this.#failure !== undefined) return;
+    for (const record of records) {
+      const seen = this.#position.get(record.partition) ?? 0;
+      if (record.offset < seen) continue;
+      this.#position.set(record.partition, record.offset + 1);
+      if (record.key === null || !this.#matches(record.key)) continue;
+      this.#enqueue(
+        record.value === null
+          ? { kind: 'delete', key: record.key, value: EMPTY, token: this.#token() }
+          : { kind: 'put', key: record.key, value: record.value, token: this.#token() },
+      );
+    }
+    for (const [partition, next] of nextOffsets) {
+      if (next > (this.#position.get(partition) ?? 0)) this.#position.set(partition, next);
+    }
+  }
+
+  #matches(key: Buffer): boolean {
+    const { key: only, prefix } = this.#options;
+    if (only.length > 0) return key.equals(only);
+    return prefix.length === 0 || (key.length >= prefix.length && prefix.equals(key.subarray(0, prefix.length)));
+  }
+
+  #enqueue(event: WatchEvent): void {
+    this.#queue.push(event);
+    this.#queuedBytes += event.key.length + event.value.length;
+    this.#sentSinceProgress = true;
+    if (this.#queue.length > this.#options.maxQueuedEvents || this.#queuedBytes > this.#options.maxQueuedBytes) {
+      this.#tooSlow();
+      return;
+    }
+    this.#wakeConsumer();
+  }
+
+  #progressTick(): void {
+    if (this.#failure !== undefined || this.#heldBack !== null) return;
+    if (!this.#sentSinceProgress && this.#queue.length === 0) {
+      this.#enqueue({ kind: 'progress', key: EMPTY, value: EMPTY, token: this.#token() });
+    }
+    this.#sentSinceProgress = false;
+  }
+
+  #token(): Buffer {
+    return encodeToken(this.#options.logTag, this.#position);
+  }
+
+  #tooSlow(): void {
+    this.#fail(
+      new Kvs2Error(
+        'WATCHER_TOO_SLOW',
+        `the watcher fell more than ${this.#options.maxQueuedEvents} events or ${this.#options.maxQueuedBytes} ` +
+          'bytes behind and was cut off; resume with the token of the last event received',
+      ),
+    );
+    // What is queued would only be thrown away later: free it now.
+    this.#queue.length = 0;
+    this.#queuedBytes = 0;
+  }
+
+  #fail(error: Kvs2Error): void {
+    if (this.#failure !== undefined) return;
+    this.#failure = error;
+    clearInterval(this.#timer);
+    this.#unsubscribe();
+    this.#heldBack = null;
+    this.#wakeConsumer();
+  }
+
+  #wakeConsumer(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+}
+
+function clampTo(offsets: Offsets, limits: Offsets): Offsets {
+  const clamped = new Map<number, number>();
+  for (const [partition, offset] of offsets) clamped.set(partition, Math.min(offset, limits.get(partition) ?? 0));
+  return clamped;
+}
