@@ -11,7 +11,7 @@ export const KVS2_PROTO_PATH = fileURLToPath(new URL('../../../proto/kvs2.proto'
 
 /** gRPC server reflection, so that grpcurl-style tools work without the proto files. */
 export function addReflection(server: Server): void {
-  const definitions = withStandardMapEntryNames(loadSync([KVS2_PROTO_PATH, healthProtoPath]));
+  const definitions = withStandardMapEntryNames(loadSync([KVS2_PROTO_PATH, healthProtoPath], { keepCase: true }));
   new ReflectionService(definitions).addToServer(server);
 }
 
