@@ -1,3 +1,4 @@
+import { raceAbort } from '../abort.js';
 import type { Limits } from '../config/config.js';
 import { abortError, Kvs2Error } from '../errors.js';
 import type { LogPosition, Offsets } from '../log/log.js';
@@ -212,7 +213,7 @@ export class KvService {
     if (this.#closed) throw new Kvs2Error('SHUTTING_DOWN', 'the node is shutting down');
     if (signal?.aborted) throw abortError(signal, 'write');
     const appended = this.#log.append(key, value, signal);
-    const position = signal === undefined ? await appended : await raceAbort(appended, signal, 'write');
+    const position = await raceAbort(appended, signal, 'write');
     const reached = new Map([[position.partition, position.offset + 1]]);
     if (options.waitForApply) {
       await this.#replica.waitFor(reached, signal ?? AbortSignal.timeout(60_000));
@@ -260,26 +261,4 @@ export class KvService {
       );
     }
   }
-}
-
-/**
- * Settles with `work` or, if the signal aborts first, rejects with the abort's error. The work itself
- * goes on: a write that timed out may still land, as with any database.
- */
-function raceAbort<T>(work: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
-  if (signal.aborted) return Promise.reject(abortError(signal, what));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(abortError(signal, what));
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (result) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(result);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }

@@ -1,34 +1,3 @@
-import { abortError } from '../../errors.js';
-
-/**
- * The library's calls take no AbortSignal. Settles with `work` or, if the signal aborts first, rejects
- * with the abort's error; the work itself goes on and its outcome is dropped.
- */
-export function raceAbort<T>(work: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
-  if (signal === undefined) return work;
-  if (signal.aborted) {
-    work.catch(() => {});
-    return Promise.reject(abortError(signal, what));
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => {
-      work.catch(() => {});
-      reject(abortError(signal, what));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
-}
-
 /** Waits `ms`, or less if the signal aborts; never rejects (callers check the signal themselves). */
 export function pause(ms: number, signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();

@@ -1,8 +1,9 @@
 import type { Admin, Broker } from '@platformatic/kafka';
 import { FetchIsolationLevels } from '@platformatic/kafka';
+import { raceAbort } from '../../abort.js';
 import { describeError, Kvs2Error } from '../../errors.js';
 import type { Log, LogBatch, LogPosition, Offsets } from '../log.js';
-import { pause, raceAbort } from './abortable.js';
+import { pause } from './abortable.js';
 import { AppendBatcher, type OutgoingRecord } from './append-batcher.js';
 import { createAdmin, createConsumer, createProducer, type Kvs2Consumer, type Kvs2Producer } from './kafka-clients.js';
 import { describeKafkaError } from './kafka-errors.js';
