@@ -30,4 +30,7 @@ fi
 if [ "$#" -eq 0 ]; then
   set -- 'dist/test/**/*.test.js'
 fi
-exec node --test --test-reporter=spec "$@"
+# Not `exec`: the EXIT trap must still run to stop the broker this script started.
+status=0
+node --test --test-reporter=spec "$@" || status=$?
+exit "$status"
