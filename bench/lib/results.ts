@@ -1,0 +1,135 @@
+/** The shapes of measurements and of the results file. */
+
+export interface LoadShape {
+  /** Requests in flight (closed loop) or workers that share the rate. */
+  readonly concurrency: number;
+  /** Fixed request rate (calls/s); absent means closed loop, as fast as replies come. */
+  readonly rps?: number;
+  readonly durationSec: number;
+}
+
+/** What one run of a load generator reports. */
+export interface RawResult {
+  /** Successful operations. */
+  readonly ops: number;
+  readonly seconds: number;
+  readonly errors: number;
+  readonly firstError?: string;
+  readonly latencyMs: {
+    readonly mean: number | null;
+    readonly p50: number | null;
+    readonly p99: number | null;
+    /** Null when the generator does not report it (redis-benchmark). */
+    readonly p999: number | null;
+  };
+}
+
+/** One repetition of a point, with what the server spent on it. */
+export interface Sample extends RawResult {
+  readonly opsPerSec: number;
+  /** Server CPU seconds (user + system, all its processes) per 1,000 successful operations. */
+  readonly serverCpuSecPer1kOps: number | null;
+  /** Busy % of each core during the run: shows when the load generator's core was the limit. */
+  readonly coreBusyPercent: number[];
+  /** The machine's 1-minute load average after the run: above ~2, other work shared the 2 cores. */
+  readonly loadAverage1m: number;
+}
+
+export interface Spread {
+  readonly median: number;
+  readonly min: number;
+  readonly max: number;
+}
+
+export type Scenario = 'get' | 'multiget' | 'set';
+
+export interface Point {
+  readonly scenario: Scenario;
+  /** The contender: a system and how it is asked, e.g. `etcd-serializable`. */
+  readonly contender: string;
+  readonly system: string;
+  readonly valueBytes: number;
+  /** Keys a call reads or writes (100 for MultiGet). */
+  readonly keysPerCall: number;
+  readonly mode: 'closed' | 'rate';
+  readonly concurrency: number;
+  readonly targetRps: number | null;
+  readonly generator: string;
+  readonly samples: readonly Sample[];
+  readonly opsPerSec: Spread | null;
+  readonly p50Ms: Spread | null;
+  readonly p99Ms: Spread | null;
+  readonly p999Ms: Spread | null;
+  readonly serverCpuSecPer1kOps: Spread | null;
+  readonly errors: number;
+}
+
+export interface KafkaProducerPoint {
+  readonly records: number;
+  readonly recordBytes: number;
+  readonly recordsPerSec: Spread | null;
+  readonly p50Ms: Spread | null;
+  readonly p99Ms: Spread | null;
+  readonly p999Ms: Spread | null;
+  readonly samples: ReadonlyArray<Record<string, number>>;
+}
+
+export interface BootstrapResult {
+  readonly records: number;
+  readonly kvs2: {
+    /** From spawning the node to health SERVING (what a user waits for). */
+    readonly servingSec: Spread | null;
+    readonly recordsPerSec: Spread | null;
+    readonly samples: number[];
+    /** From the "listening" log line to SERVING: the catch-up alone, without process start-up. */
+    readonly catchUpOnlySec: Spread | null;
+  };
+  readonly kcat: { readonly seconds: Spread | null; readonly recordsPerSec: Spread | null; readonly samples: number[] };
+  readonly ratio: number | null;
+}
+
+export interface MemoryResult {
+  readonly system: string;
+  readonly keys: number;
+  readonly valueBytes: number;
+  readonly rssBytes: number | null;
+  /** Bytes on disk of the data files (kvs2: LMDB data.mdb of the store and the embedded log). */
+  readonly diskBytes: number | null;
+  readonly details: Record<string, number | string | null>;
+  /** RSS per million keys. */
+  readonly rssBytesPerMillionKeys: number | null;
+  readonly diskBytesPerMillionKeys: number | null;
+}
+
+export interface LoadRecord {
+  readonly system: string;
+  readonly keys: number;
+  readonly valueBytes: number;
+  readonly seconds: number;
+  readonly keysPerSec: number;
+}
+
+export interface Results {
+  readonly suite: 'kvs2-bench';
+  readonly version: 1;
+  readonly startedAt: string;
+  finishedAt: string;
+  wallSeconds: number;
+  readonly options: Record<string, unknown>;
+  readonly machine: Record<string, unknown>;
+  readonly tools: Record<string, string>;
+  readonly systems: Record<string, { durability: string; notes?: string }>;
+  readonly points: Point[];
+  readonly loads: LoadRecord[];
+  readonly memory: MemoryResult[];
+  kafkaProducer: KafkaProducerPoint | null;
+  bootstrap: BootstrapResult | null;
+  /** Peers or scenarios that could not run, and why. */
+  readonly skipped: Array<{ what: string; why: string }>;
+  readonly notes: string[];
+  profile: {
+    readonly file: string;
+    readonly topSelf: ReadonlyArray<{ fn: string; selfPercent: number }>;
+    readonly byComponent: ReadonlyArray<{ component: string; selfPercent: number }>;
+  } | null;
+}

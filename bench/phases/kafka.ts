@@ -1,0 +1,204 @@
+import { rmSync } from 'node:fs';
+import { credentials } from '@grpc/grpc-js';
+import { Kvs2Client, MultiGetRequest } from '../../src/gen/kvs2.js';
+import type { RunContext } from '../context.js';
+import { keyFor, valueFor } from '../lib/dataset.js';
+import { CLIENT_CORE, sleep, waitFor } from '../lib/processes.js';
+import { spread } from '../lib/stats.js';
+import { setPoints } from '../scenarios.js';
+import {
+  createTopic,
+  type KafkaCluster,
+  kafkaUp,
+  kcatConsumeAll,
+  kcatProduce,
+  type ProducerPerfResult,
+  producerPerformance,
+} from '../systems/kafka.js';
+import { type Kvs2Node, startKvs2 } from '../systems/kvs2.js';
+import { kvs2Contender, recordKvs2Memory } from './kvs2.js';
+import { recordLoad, type Variant } from './variants.js';
+
+const KVS2_TOPIC = 'kvs2-bench';
+const RAW_TOPIC = 'bench-raw';
+/** kvs2's default --partitions, used for the raw topic too. */
+const PARTITIONS = 12;
+
+/**
+ * One Kafka broker (scripts/kafka.sh, private state dir): the raw producer ceiling, kvs2 on Kafka
+ * (Set), and the bootstrap of new nodes from a topic of `keys` records against kcat reading it.
+ */
+export async function kafkaPhase(ctx: RunContext): Promise<void> {
+  const wantsSet = ctx.scenarios.has('set');
+  const wantsBootstrap = ctx.scenarios.has('bootstrap') || ctx.scenarios.has('memory');
+  if (!wantsSet && !wantsBootstrap) return;
+  ctx.log('starting Kafka (scripts/kafka.sh up, one broker)');
+  let cluster: KafkaCluster;
+  try {
+    cluster = await kafkaUp(ctx.dir('kafka-state'));
+  } catch (error) {
+    ctx.skip('kafka peers (raw producer, kvs2 on Kafka, bootstrap)', String(error));
+    return;
+  }
+  ctx.results.systems.kafka = { durability: 'acks=all, 1 broker, no fsync per write (Kafka default)' };
+  try {
+    if (wantsSet) await rawProducer(ctx, cluster);
+    await kvs2OnKafka(ctx, cluster, wantsSet, wantsBootstrap);
+  } finally {
+    ctx.log('stopping Kafka');
+    await cluster.down();
+  }
+}
+
+async function rawProducer(ctx: RunContext, cluster: KafkaCluster): Promise<void> {
+  const records = Math.min(ctx.plan.kafkaProducerRecords, Math.max(ctx.plan.keys, 10_000));
+  const recordBytes = 16 + ctx.plan.valueBytes;
+  try {
+    await createTopic(cluster, RAW_TOPIC, PARTITIONS);
+    await producerPerformance(cluster, RAW_TOPIC, Math.min(records, 50_000), recordBytes); // warm-up
+    const samples: ProducerPerfResult[] = [];
+    for (let rep = 0; rep < ctx.plan.repetitions; rep++) {
+      samples.push(await producerPerformance(cluster, RAW_TOPIC, records, recordBytes));
+    }
+    ctx.results.kafkaProducer = {
+      records,
+      recordBytes,
+      recordsPerSec: spread(samples.map((s) => s.recordsPerSec)),
+      p50Ms: spread(samples.map((s) => s.p50Ms)),
+      p99Ms: spread(samples.map((s) => s.p99Ms)),
+      p999Ms: spread(samples.map((s) => s.p999Ms)),
+      samples: samples.map((s) => ({ ...s })),
+    };
+    ctx.log(`kafka raw producer: ${ctx.results.kafkaProducer.recordsPerSec?.median.toFixed(0)} records/s (acks=all)`);
+  } catch (error) {
+    ctx.skip('kafka raw producer', error instanceof Error ? error.message : String(error));
+  }
+}
+
+async function kvs2OnKafka(
+  ctx: RunContext,
+  cluster: KafkaCluster,
+  wantsSet: boolean,
+  wantsBootstrap: boolean,
+): Promise<void> {
+  const variant: Variant = { main: true, keys: ctx.plan.keys, valueBytes: ctx.plan.valueBytes, label: 'kafka' };
+  const kafka = { brokers: cluster.brokers, topic: KVS2_TOPIC, extraPids: () => cluster.brokerPids() };
+  ctx.log('starting kvs2 on Kafka');
+  let node: Kvs2Node;
+  try {
+    node = await startKvs2({
+      name: 'kvs2-kafka',
+      dataDir: ctx.dir('kvs2-kafka'),
+      logFile: ctx.logFile('kvs2-kafka'),
+      kafka,
+    });
+  } catch (error) {
+    ctx.skip('kvs2 on Kafka (Set, bootstrap)', error instanceof Error ? error.message : String(error));
+    return;
+  }
+  ctx.results.systems['kvs2-kafka'] = {
+    durability: node.durability,
+    notes: 'server CPU counts kvs2 and the broker',
+  };
+  try {
+    // Loaded with kcat straight into kvs2's topic (same keys, values and partitioner as kvs2's
+    // producer): much faster than a million Sets, and the topic is what the bootstrap reads.
+    const { seconds } = await kcatProduce(cluster, KVS2_TOPIC, kcatLines(variant.keys, variant.valueBytes));
+    recordLoad(ctx, 'kvs2-kafka (kcat into the topic)', variant, seconds);
+    await waitUntilApplied(node, variant.keys);
+    if (wantsBootstrap) await bootstrap(ctx, cluster, kafka, variant);
+    if (wantsSet)
+      await setPoints(ctx, kvs2Contender(ctx, node, 'kvs2-kafka', 'Set', variant.valueBytes), variant.valueBytes);
+  } catch (error) {
+    ctx.skip('kvs2 on Kafka', error instanceof Error ? error.message : String(error));
+  } finally {
+    await node.stop();
+  }
+}
+
+async function* kcatLines(keys: number, valueBytes: number): AsyncGenerator<Buffer> {
+  const chunk: Buffer[] = [];
+  const tab = Buffer.from('\t');
+  const newline = Buffer.from('\n');
+  for (let i = 0; i < keys; i++) {
+    chunk.push(keyFor(i), tab, valueFor(i, valueBytes), newline);
+    if (chunk.length >= 4 * 5_000) yield Buffer.concat(chunk.splice(0));
+  }
+  if (chunk.length > 0) yield Buffer.concat(chunk);
+}
+
+/** Waits until a sample of keys, the last ones produced among them, reads back from the node. */
+async function waitUntilApplied(node: Kvs2Node, keys: number): Promise<void> {
+  const client = new Kvs2Client(node.target, credentials.createInsecure());
+  const sample: Buffer[] = [];
+  for (let i = keys - 1; i >= 0 && sample.length < 1_000; i -= Math.max(1, Math.floor(keys / 997))) {
+    sample.push(keyFor(i));
+  }
+  try {
+    await waitFor(
+      'kvs2 on Kafka to apply the loaded records',
+      () =>
+        new Promise<boolean>((resolve) => {
+          client.multiGet({ ...MultiGetRequest.decode(new Uint8Array()), keys: sample }, (error, reply) =>
+            resolve(error === null && reply.parts.every((p) => p.status === 0)),
+          );
+        }),
+      15 * 60_000,
+      500,
+    );
+  } finally {
+    client.close();
+  }
+}
+
+/** Scenario 4 (and 5 for the new node): new nodes with empty stores against kcat reading the topic. */
+async function bootstrap(
+  ctx: RunContext,
+  cluster: KafkaCluster,
+  kafka: { brokers: string; topic: string; extraPids: () => number[] },
+  variant: Variant,
+): Promise<void> {
+  const servingSec: number[] = [];
+  const catchUpSec: number[] = [];
+  for (let rep = 0; rep < ctx.plan.repetitions; rep++) {
+    const dataDir = ctx.dir(`kvs2-bootstrap-${rep}`);
+    // The new node is a consumer here, like kcat: both run on the client core, the broker on the other.
+    const node = await startKvs2({
+      name: 'kvs2-bootstrap',
+      dataDir,
+      logFile: ctx.logFile(`kvs2-bootstrap-${rep}`),
+      kafka,
+      core: CLIENT_CORE,
+      readyTimeoutMs: 20 * 60_000,
+    });
+    servingSec.push(node.startup.servingMs / 1000);
+    catchUpSec.push((node.startup.servingMs - node.startup.listeningMs) / 1000);
+    ctx.log(`bootstrap ${rep + 1}: SERVING after ${(node.startup.servingMs / 1000).toFixed(2)} s`);
+    const last = rep === ctx.plan.repetitions - 1;
+    if (last && ctx.scenarios.has('memory')) await recordKvs2Memory(ctx, 'kvs2-bootstrapped', node, dataDir, variant);
+    await node.stop();
+    if (!last) rmSync(dataDir, { recursive: true, force: true });
+    await sleep(500);
+  }
+  const kcatSec: number[] = [];
+  let records = variant.keys;
+  for (let rep = 0; rep < ctx.plan.repetitions; rep++) {
+    const read = await kcatConsumeAll(cluster, KVS2_TOPIC);
+    records = read.records;
+    kcatSec.push(read.seconds);
+    ctx.log(`kcat read ${read.records} records in ${read.seconds.toFixed(2)} s`);
+  }
+  const kvs2Rate = spread(servingSec.map((s) => records / s));
+  const kcatRate = spread(kcatSec.map((s) => records / s));
+  ctx.results.bootstrap = {
+    records,
+    kvs2: {
+      servingSec: spread(servingSec),
+      recordsPerSec: kvs2Rate,
+      samples: servingSec,
+      catchUpOnlySec: spread(catchUpSec),
+    },
+    kcat: { seconds: spread(kcatSec), recordsPerSec: kcatRate, samples: kcatSec },
+    ratio: kvs2Rate && kcatRate ? kvs2Rate.median / kcatRate.median : null,
+  };
+}

@@ -1,0 +1,65 @@
+/** What a run measures: data sizes, points and timings, for a full run and for `--quick`. */
+
+export const SCENARIOS = ['get', 'multiget', 'set', 'bootstrap', 'memory'] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
+
+export const PEERS = ['etcd', 'redis', 'noop', 'kafka'] as const;
+export type PeerName = (typeof PEERS)[number];
+
+export interface Plan {
+  readonly quick: boolean;
+  readonly keys: number;
+  readonly valueBytes: number;
+  /** The large-value variant (0: none) and its key count. */
+  readonly largeValueBytes: number;
+  readonly largeKeys: number;
+  readonly durationSec: number;
+  readonly warmUpSec: number;
+  readonly repetitions: number;
+  readonly getConcurrency: readonly number[];
+  /** Fixed Get rates as fractions of kvs2's best closed-loop Get rate in this run. */
+  readonly getRateFractions: readonly number[];
+  /** Workers that share a fixed rate (ghz --concurrency with --rps). */
+  readonly rateWorkers: number;
+  readonly multiGetKeys: number;
+  readonly multiGetConcurrency: readonly number[];
+  /** Fixed MultiGet rates in calls/s; fractions of kvs2's best MultiGet rate are added to them. */
+  readonly multiGetRates: readonly number[];
+  readonly multiGetRateFractions: readonly number[];
+  readonly setConcurrency: readonly number[];
+  /** Concurrency of the large-value points. */
+  readonly largeConcurrency: number;
+  readonly kafkaProducerRecords: number;
+}
+
+export interface PlanOverrides {
+  readonly keys?: number;
+  readonly durationSec?: number;
+  readonly repetitions?: number;
+  readonly largeValueBytes?: number;
+}
+
+export function makePlan(quick: boolean, overrides: PlanOverrides): Plan {
+  const keys = overrides.keys ?? (quick ? 10_000 : 1_000_000);
+  return {
+    quick,
+    keys,
+    valueBytes: 100,
+    largeValueBytes: overrides.largeValueBytes ?? (quick ? 0 : 1024),
+    // A tenth of the keys: the same 1 GiB of values would cost minutes of loading per system.
+    largeKeys: Math.max(1_000, Math.floor(keys / 10)),
+    durationSec: overrides.durationSec ?? (quick ? 2 : 5),
+    warmUpSec: quick ? 1 : 2,
+    repetitions: overrides.repetitions ?? (quick ? 1 : 3),
+    getConcurrency: quick ? [64] : [1, 8, 64, 256],
+    getRateFractions: quick ? [0.5] : [0.25, 0.5, 0.75],
+    rateWorkers: 64,
+    multiGetKeys: 100,
+    multiGetConcurrency: quick ? [16] : [1, 16, 64],
+    multiGetRates: quick ? [] : [1_000],
+    multiGetRateFractions: quick ? [] : [0.5],
+    setConcurrency: quick ? [64] : [1, 4, 16, 64, 256],
+    largeConcurrency: 64,
+    kafkaProducerRecords: quick ? 100_000 : 1_000_000,
+  };
+}

@@ -1,0 +1,196 @@
+import type { Point, Results, Spread } from '../lib/results.js';
+import { closed, evaluateTargets } from './targets.js';
+
+/** The Markdown summary of one run: targets, ratios to each peer, then every point. */
+
+const int = (n: number) => Math.round(n).toLocaleString('en-US');
+const ms = (s: Spread | null) => (s ? s.median.toFixed(s.median < 10 ? 2 : 1) : '–');
+const rate = (s: Spread | null) => (s ? `${int(s.median)} (${int(s.min)}–${int(s.max)})` : '–');
+const mib = (b: number | null) => (b === null ? '–' : (b / 1024 / 1024).toFixed(0));
+
+const PEERS_FOR: Record<string, string[]> = {
+  get: ['etcd-serializable', 'etcd-linearizable', 'redis', 'noop'],
+  multiget: ['etcd-range', 'redis-mget', 'noop'],
+  set: ['etcd', 'redis', 'redis-aof', 'noop'],
+};
+
+export function renderMarkdown(results: Results, plotFile: string | null): string {
+  const out: string[] = [];
+  const opts = results.options as { quick?: boolean; durationSec?: number; repetitions?: number; keys?: number };
+  const vb = Number((results.options as { valueBytes?: number }).valueBytes ?? 100);
+  out.push(`# kvs2 benchmark: ${opts.quick ? 'quick run' : 'full run'} of ${results.startedAt}`, '');
+  out.push(
+    `${int(opts.keys ?? 0)} keys of 16 B with ${vb} B values; each point ${opts.repetitions} × ${opts.durationSec} s ` +
+      `after a warm-up, median (min–max) of the repetitions. Wall time ${int(results.wallSeconds)} s. ` +
+      'Load generators: ghz (gRPC), redis-benchmark (Redis), kcat and Kafka ProducerPerformance (Kafka), ' +
+      'pinned to the other core than the server.',
+    '',
+  );
+  const m = results.machine as Record<string, string | number>;
+  out.push(
+    `Machine: ${m.cpuModel}, ${m.cores} cores, ${mib(Number(m.memoryBytes))} MiB RAM, Linux ${m.kernel}, ` +
+      `Node ${m.node}, tmp on ${m.tmpFilesystem}, load average ${m.loadAverage} at the start` +
+      `${m.loadAverageAtEnd ? ` and ${m.loadAverageAtEnd} at the end` : ''} (above ${m.cores}, other work shared the machine). ` +
+      `Tree: ${m.gitCommit}. Tools: ${Object.entries(results.tools)
+        .filter(([k]) => k.endsWith('version'))
+        .map(([k, v]) => `${k.replace('_version', '')} ${v}`)
+        .join(', ')}.`,
+    '',
+  );
+  out.push('| System | Durability of an acknowledged write |', '| --- | --- |');
+  for (const [name, s] of Object.entries(results.systems)) out.push(`| ${name} | ${s.durability} |`);
+  out.push('');
+
+  out.push('## Targets', '', '| Target | Measured | Met |', '| --- | --- | --- |');
+  for (const t of evaluateTargets(results, vb)) {
+    out.push(`| ${t.target} | ${t.measured} | ${t.met === null ? '–' : t.met ? 'yes' : 'no'} |`);
+  }
+  out.push('');
+
+  out.push('## kvs2 against each peer (closed loop, calls/s ratio)', '');
+  for (const [scenario, peers] of Object.entries(PEERS_FOR)) {
+    for (const ours of scenario === 'set' ? ['kvs2', 'kvs2-kafka'] : ['kvs2']) {
+      const mine = closed(results, scenario, ours, vb);
+      if (mine.length === 0) continue;
+      const present = peers.filter((p) => closed(results, scenario, p, vb).length > 0);
+      out.push(
+        `| ${scenario} | ${ours} calls/s | ${present.map((p) => `${ours}/${p}`).join(' | ')} |`,
+        `| --- | --- |${present.map(() => ' --- |').join('')}`,
+      );
+      for (const point of mine) {
+        const cells = present.map((peer) => {
+          const other = closed(results, scenario, peer, vb).find((p) => p.concurrency === point.concurrency);
+          return point.opsPerSec && other?.opsPerSec
+            ? `${(point.opsPerSec.median / other.opsPerSec.median).toFixed(2)}`
+            : '–';
+        });
+        out.push(`| ${point.concurrency} in flight | ${rate(point.opsPerSec)} | ${cells.join(' | ')} |`);
+      }
+      out.push('');
+    }
+  }
+  if (plotFile) out.push(`![p99 latency against throughput](${plotFile})`, '');
+
+  const sections: Array<[string, (p: Point) => boolean]> = [
+    ['Get, closed loop', (p) => p.scenario === 'get' && p.mode === 'closed' && p.valueBytes === vb],
+    ['Get, fixed rates', (p) => p.scenario === 'get' && p.mode === 'rate' && p.valueBytes === vb],
+    ['MultiGet of 100 keys, closed loop', (p) => p.scenario === 'multiget' && p.mode === 'closed'],
+    ['MultiGet of 100 keys, fixed rates', (p) => p.scenario === 'multiget' && p.mode === 'rate'],
+    ['Set, closed loop', (p) => p.scenario === 'set' && p.valueBytes === vb],
+    ['Large values: Get', (p) => p.scenario === 'get' && p.valueBytes !== vb],
+    ['Large values: Set', (p) => p.scenario === 'set' && p.valueBytes !== vb],
+  ];
+  for (const [title, filter] of sections) {
+    const points = results.points.filter(filter);
+    if (points.length === 0) continue;
+    out.push(`## ${title}`, '', ...pointsTable(points), '');
+  }
+
+  const kp = results.kafkaProducer;
+  if (kp) {
+    out.push(
+      '## Kafka producer ceiling',
+      '',
+      `Kafka's ProducerPerformance, ${int(kp.records)} records of ${kp.recordBytes} B, acks=all, one broker: ` +
+        `${rate(kp.recordsPerSec)} records/s, p50 ${ms(kp.p50Ms)} ms, p99 ${ms(kp.p99Ms)} ms, p99.9 ${ms(kp.p999Ms)} ms ` +
+        '(latency from send to acknowledgement, with the producer batching as much as it likes).',
+      '',
+    );
+  }
+  const boot = results.bootstrap;
+  if (boot) {
+    out.push(
+      '## Bootstrap',
+      '',
+      `A new node with an empty store on a topic of ${int(boot.records)} records, until health SERVING; kcat reading the same topic to its end.`,
+      '',
+      '| Reader | Seconds | Records/s |',
+      '| --- | --- | --- |',
+      `| kvs2 (spawn → SERVING) | ${ms(boot.kvs2.servingSec)} | ${rate(boot.kvs2.recordsPerSec)} |`,
+      `| kvs2 catch-up alone (listening → SERVING) | ${ms(boot.kvs2.catchUpOnlySec)} | |`,
+      `| kcat -C -e -o beginning | ${ms(boot.kcat.seconds)} | ${rate(boot.kcat.recordsPerSec)} |`,
+      '',
+    );
+  }
+  if (results.memory.length > 0) {
+    out.push(
+      '## Memory and disk after loading',
+      '',
+      '| System | Keys | Value B | RSS MiB | RSS MiB per 1M keys | Disk MiB | Disk MiB per 1M keys | Details |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    );
+    for (const r of results.memory) {
+      const details = Object.entries(r.details)
+        .filter(([, v]) => v !== null)
+        .map(([k, v]) => `${k} ${typeof v === 'number' ? `${mib(v)} MiB` : v}`)
+        .join(', ');
+      out.push(
+        `| ${r.system} | ${int(r.keys)} | ${r.valueBytes} | ${mib(r.rssBytes)} | ${mib(r.rssBytesPerMillionKeys)} | ` +
+          `${mib(r.diskBytes)} | ${mib(r.diskBytesPerMillionKeys)} | ${details} |`,
+      );
+    }
+    out.push('');
+  }
+  if (results.loads.length > 0) {
+    out.push('## Loading', '', '| System | Keys | Value B | Seconds | Keys/s |', '| --- | --- | --- | --- | --- |');
+    for (const l of results.loads) {
+      out.push(`| ${l.system} | ${int(l.keys)} | ${l.valueBytes} | ${l.seconds.toFixed(1)} | ${int(l.keysPerSec)} |`);
+    }
+    out.push('');
+  }
+  if (results.profile) {
+    out.push(
+      '## Where kvs2 spends its CPU during Get (64 in flight, node --cpu-prof)',
+      '',
+      'Share of the non-idle samples of the measured run, by component and by function.',
+      '',
+    );
+    out.push('| Component | Self time % |', '| --- | --- |');
+    for (const c of results.profile.byComponent) out.push(`| ${c.component} | ${c.selfPercent} |`);
+    out.push('', '| Function | Self time % |', '| --- | --- |');
+    for (const f of results.profile.topSelf) out.push(`| \`${f.fn}\` | ${f.selfPercent} |`);
+    out.push('');
+  }
+  if (results.skipped.length > 0) {
+    out.push('## Skipped', '');
+    for (const s of results.skipped) out.push(`- ${s.what}: ${s.why.split('\n')[0]}`);
+    out.push('');
+  }
+  if (results.notes.length > 0) {
+    out.push('## Notes', '');
+    for (const n of results.notes) out.push(`- ${n}`);
+    out.push('');
+  }
+  return out.join('\n');
+}
+
+function pointsTable(points: readonly Point[]): string[] {
+  const rows = [
+    '| Contender | Load | Calls/s median (min–max) | Keys/s | p50 ms | p99 ms | p99.9 ms | Server CPU s per 1k calls | Cores busy % | Load avg | Errors |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const p of points) {
+    const load = p.mode === 'closed' ? `${p.concurrency} in flight` : `${int(p.targetRps ?? 0)}/s fixed`;
+    const keys = p.opsPerSec && p.keysPerCall > 1 ? int(p.opsPerSec.median * p.keysPerCall) : '';
+    const cpu = p.serverCpuSecPer1kOps ? p.serverCpuSecPer1kOps.median.toFixed(3) : '–';
+    const busy = p.samples[0]?.coreBusyPercent.map((b) => b.toFixed(0)).join('/') ?? '';
+    out(rows, [
+      `${p.contender}${p.valueBytes > 256 ? ` (${p.valueBytes} B)` : ''}`,
+      load,
+      rate(p.opsPerSec),
+      keys,
+      ms(p.p50Ms),
+      ms(p.p99Ms),
+      ms(p.p999Ms),
+      cpu,
+      busy,
+      p.samples[0]?.loadAverage1m === undefined ? '' : String(p.samples[0].loadAverage1m),
+      String(p.errors),
+    ]);
+  }
+  return rows;
+}
+
+function out(rows: string[], cells: string[]): void {
+  rows.push(`| ${cells.join(' | ')} |`);
+}

@@ -1,0 +1,142 @@
+import type { Point, Results } from '../lib/results.js';
+
+/** The team's targets (issue 5), evaluated on one run's results. */
+export interface TargetCheck {
+  readonly target: string;
+  readonly measured: string;
+  /** null: not measured in this run. */
+  readonly met: boolean | null;
+}
+
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits });
+
+export function closed(results: Results, scenario: string, contender: string, valueBytes: number): Point[] {
+  return results.points
+    .filter(
+      (p) => p.scenario === scenario && p.contender === contender && p.mode === 'closed' && p.valueBytes === valueBytes,
+    )
+    .sort((a, b) => a.concurrency - b.concurrency);
+}
+
+export function best(points: readonly Point[]): Point | null {
+  let top: Point | null = null;
+  for (const p of points) if (p.opsPerSec && (!top?.opsPerSec || p.opsPerSec.median > top.opsPerSec.median)) top = p;
+  return top;
+}
+
+function ratePoints(results: Results, scenario: string, contender: string): Point[] {
+  return results.points
+    .filter((p) => p.scenario === scenario && p.contender === contender && p.mode === 'rate')
+    .sort((a, b) => (a.targetRps ?? 0) - (b.targetRps ?? 0));
+}
+
+export function evaluateTargets(results: Results, valueBytes: number): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  const kvs2Get = closed(results, 'get', 'kvs2', valueBytes);
+  const etcdGet = closed(results, 'get', 'etcd-serializable', valueBytes);
+
+  // 1. Get ≥ etcd serializable Range at every concurrency.
+  const pairs = kvs2Get.flatMap((k) => {
+    const e = etcdGet.find((p) => p.concurrency === k.concurrency);
+    return k.opsPerSec && e?.opsPerSec ? [{ c: k.concurrency, ratio: k.opsPerSec.median / e.opsPerSec.median }] : [];
+  });
+  checks.push({
+    target: 'Get ≥ etcd serializable Range at every concurrency',
+    measured: pairs.length ? pairs.map((p) => `${p.c}: ${p.ratio.toFixed(2)}×`).join(', ') : 'not measured',
+    met: pairs.length ? pairs.every((p) => p.ratio >= 1) : null,
+  });
+
+  // 2. Get p99 ≤ 2 ms at half of kvs2's max rate.
+  const kvs2Best = best(kvs2Get);
+  const half = kvs2Best?.opsPerSec
+    ? ratePoints(results, 'get', 'kvs2').find(
+        (p) => Math.abs((p.targetRps ?? 0) - (kvs2Best.opsPerSec?.median ?? 0) / 2) < 1 + (p.targetRps ?? 0) * 0.01,
+      )
+    : undefined;
+  checks.push({
+    target: "Get p99 ≤ 2 ms at half of kvs2's max rate",
+    measured: half?.p99Ms
+      ? `p99 ${half.p99Ms.median.toFixed(2)} ms at ${fmt(half.targetRps ?? 0)} calls/s`
+      : 'not measured',
+    met: half?.p99Ms ? half.p99Ms.median <= 2 : null,
+  });
+
+  // 3. MultiGet of 100 keys ≥ 10× the keys/s of single Gets.
+  const mgBest = best(closed(results, 'multiget', 'kvs2', valueBytes));
+  if (mgBest?.opsPerSec && kvs2Best?.opsPerSec) {
+    const keysPerSec = mgBest.opsPerSec.median * mgBest.keysPerCall;
+    const ratio = keysPerSec / kvs2Best.opsPerSec.median;
+    checks.push({
+      target: 'MultiGet of 100 keys ≥ 10× the keys/s of single Gets',
+      measured: `${fmt(keysPerSec)} keys/s = ${ratio.toFixed(1)}× Get's ${fmt(kvs2Best.opsPerSec.median)}/s`,
+      met: ratio >= 10,
+    });
+  } else {
+    checks.push({
+      target: 'MultiGet of 100 keys ≥ 10× the keys/s of single Gets',
+      measured: 'not measured',
+      met: null,
+    });
+  }
+
+  // 4. MultiGet p99 ≤ 5 ms at 1,000 calls/s.
+  const mg1000 = ratePoints(results, 'multiget', 'kvs2').find((p) => p.targetRps === 1000);
+  checks.push({
+    target: 'MultiGet (100 keys) p99 ≤ 5 ms at 1,000 calls/s',
+    measured: mg1000?.p99Ms ? `p99 ${mg1000.p99Ms.median.toFixed(2)} ms` : 'not measured',
+    met: mg1000?.p99Ms ? mg1000.p99Ms.median <= 5 : null,
+  });
+
+  // 5. Set on Kafka at 64 clients ≥ etcd Put at 64.
+  const setKafka = closed(results, 'set', 'kvs2-kafka', valueBytes).find((p) => p.concurrency === 64);
+  const put = closed(results, 'set', 'etcd', valueBytes).find((p) => p.concurrency === 64);
+  checks.push({
+    target: 'Set on Kafka at 64 clients ≥ etcd Put at 64',
+    measured:
+      setKafka?.opsPerSec && put?.opsPerSec
+        ? `${fmt(setKafka.opsPerSec.median)} vs ${fmt(put.opsPerSec.median)} calls/s = ${(setKafka.opsPerSec.median / put.opsPerSec.median).toFixed(2)}×`
+        : 'not measured',
+    met: setKafka?.opsPerSec && put?.opsPerSec ? setKafka.opsPerSec.median >= put.opsPerSec.median : null,
+  });
+
+  // 6. Bootstrap ≥ 50% of kcat's records/s.
+  const boot = results.bootstrap;
+  checks.push({
+    target: "Bootstrap ≥ 50% of kcat's records/s",
+    measured:
+      boot?.ratio != null && boot.kvs2.recordsPerSec && boot.kcat.recordsPerSec
+        ? `${fmt(boot.kvs2.recordsPerSec.median)} vs ${fmt(boot.kcat.recordsPerSec.median)} records/s = ${(boot.ratio * 100).toFixed(0)}%`
+        : 'not measured',
+    met: boot?.ratio != null ? boot.ratio >= 0.5 : null,
+  });
+
+  // 7. Memory per million keys ≤ half of Redis's RSS.
+  const redisMem = results.memory.find((m) => m.system === 'redis');
+  const kvs2Mem =
+    results.memory.find((m) => m.system === 'kvs2-bootstrapped') ?? results.memory.find((m) => m.system === 'kvs2');
+  const memOk = redisMem?.rssBytesPerMillionKeys && kvs2Mem?.rssBytesPerMillionKeys;
+  checks.push({
+    target: "Memory per million keys ≤ half of Redis's RSS",
+    measured: memOk
+      ? `${kvs2Mem.system} ${mibText(kvs2Mem.rssBytesPerMillionKeys)} vs Redis ${mibText(redisMem.rssBytesPerMillionKeys)} MiB per 1M keys = ${((kvs2Mem.rssBytesPerMillionKeys ?? 0) / (redisMem.rssBytesPerMillionKeys ?? 1)).toFixed(2)}×`
+      : 'not measured',
+    met: memOk ? (kvs2Mem.rssBytesPerMillionKeys ?? 0) <= (redisMem.rssBytesPerMillionKeys ?? 0) / 2 : null,
+  });
+
+  // 8. Get ≥ 70% of the no-op server's calls/s.
+  const noopBest = best(closed(results, 'get', 'noop', valueBytes));
+  checks.push({
+    target: "Get ≥ 70% of the no-op server's calls/s (best of each)",
+    measured:
+      kvs2Best?.opsPerSec && noopBest?.opsPerSec
+        ? `${fmt(kvs2Best.opsPerSec.median)} vs ${fmt(noopBest.opsPerSec.median)} calls/s = ${((kvs2Best.opsPerSec.median / noopBest.opsPerSec.median) * 100).toFixed(0)}%`
+        : 'not measured',
+    met:
+      kvs2Best?.opsPerSec && noopBest?.opsPerSec ? kvs2Best.opsPerSec.median >= 0.7 * noopBest.opsPerSec.median : null,
+  });
+  return checks;
+}
+
+function mibText(bytes: number | null): string {
+  return bytes === null ? '-' : (bytes / 1024 / 1024).toFixed(0);
+}
