@@ -40,6 +40,7 @@ export function renderPlot(results: Results, valueBytes: number): string {
     COLORS[name] ?? (FALLBACK_COLORS[others.indexOf(name) % FALLBACK_COLORS.length] as string);
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif" font-size="11">`,
+    `<title>Latency against throughput for Get and Set, kvs2 and its peers (${valueBytes} B values)</title>`,
     `<rect width="${WIDTH}" height="${HEIGHT}" fill="white"/>`,
   ];
   panels.forEach((panel, i) => {
