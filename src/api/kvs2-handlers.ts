@@ -75,10 +75,15 @@ export function kvs2Handlers({
       .readBarrier(options, scope.signal)
       .then(read)
       .then(
-        (reply) => callback(null, reply),
-        (error: unknown) => callback(toStatusError(error)),
-      )
-      .finally(() => scope.done());
+        (reply) => {
+          scope.done();
+          callback(null, reply);
+        },
+        (error: unknown) => {
+          scope.done();
+          callback(toStatusError(error));
+        },
+      );
   };
 
   /** Runs a write within the call's deadline. */

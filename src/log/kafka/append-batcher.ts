@@ -14,7 +14,11 @@ export type SendRecords = (records: readonly OutgoingRecord[]) => Promise<LogPos
 
 export interface AppendBatcherOptions {
   readonly send: SendRecords;
-  /** How long the first append of a batch waits for others before the batch is sent. */
+  /**
+   * How long the first append of a batch waits for others before the batch is sent. With 0 it waits
+   * only for the end of the current event-loop turn, so appends decoded from one socket read still share
+   * a send; under load batches form anyway, from appends that queue while a send is in flight.
+   */
   readonly lingerMs: number;
   /** Most record bytes one send carries (one record larger than this goes alone). */
   readonly maxSendBytes: number;
@@ -59,13 +63,16 @@ interface Batch {
 }
 
 /**
- * Groups concurrent appends into few produce calls: appends arriving within `lingerMs` of each other,
- * and all those arriving while their partition has a send in flight, leave together in the next send.
+ * Groups concurrent appends into few produce calls, like a database's group commit: a leader (broker)
+ * has at most one send in flight, and every append that arrives meanwhile for its partitions leaves in
+ * the next one. An idle leader's first append waits only `lingerMs` (by default, to the end of the
+ * event-loop turn). So a lone writer pays one round trip, and many writers share round trips instead of
+ * each paying for a small request: the cost of a produce call is mostly per call, not per record.
  *
- * A partition has at most one send in flight, and its appends leave in the order they came, so they
- * reach Kafka in append order and the idempotent producer's sequence numbers never race. Sends go one
- * per partition leader: a broker that stopped answering (until Kafka elects new leaders, about the
- * brokers' session timeout) holds back the appends of its own partitions only.
+ * A partition has at most one send in flight (also across a leader change), and its appends leave in the
+ * order they came, so they reach Kafka in append order and the idempotent producer's sequence numbers
+ * never race. A broker that stopped answering (until Kafka elects new leaders, about the brokers' session
+ * timeout) holds back the appends of its own partitions only.
  *
  * Every append settles within `timeoutMs` (or when its signal aborts): if it was still queued, it is
  * dropped and never sent; if its send was in flight, the caller is told it failed although the record
@@ -77,8 +84,11 @@ export class AppendBatcher {
   #queue: PendingAppend[] = [];
   /** Partitions with a send in flight: their new appends wait for it. */
   readonly #busyPartitions = new Set<number>();
+  /** Leaders with a send in flight: appends to their partitions wait for it (-1: leader unknown). */
+  readonly #busyLeaders = new Set<number>();
   readonly #inFlight = new Set<Promise<void>>();
-  #lingerTimer: NodeJS.Timeout | undefined;
+  /** Set while a dispatch is scheduled: cancels it. */
+  #cancelLinger: (() => void) | undefined;
   #closing = false;
   #sends = 0;
 
@@ -111,16 +121,21 @@ export class AppendBatcher {
       };
       signal?.addEventListener('abort', pending.onAbort, { once: true });
       this.#queue.push(pending);
-      // A busy partition's appends leave when its send returns; others after the linger.
-      if (!this.#busyPartitions.has(record.partition)) this.#schedule();
+      // Appends to a busy partition or leader leave when its send returns; others after the linger.
+      if (
+        !this.#busyPartitions.has(record.partition) &&
+        !this.#busyLeaders.has(this.#options.leaderOf(record.partition))
+      ) {
+        this.#schedule();
+      }
     });
   }
 
   /** Stops taking appends, sends what is queued and waits until every send has settled. */
   async close(): Promise<void> {
     this.#closing = true;
-    clearTimeout(this.#lingerTimer);
-    this.#lingerTimer = undefined;
+    this.#cancelLinger?.();
+    this.#cancelLinger = undefined;
     for (;;) {
       this.#dispatch();
       if (this.#inFlight.size === 0) return;
@@ -129,21 +144,31 @@ export class AppendBatcher {
   }
 
   #schedule(): void {
-    if (this.#lingerTimer !== undefined) return;
-    this.#lingerTimer = setTimeout(() => {
-      this.#lingerTimer = undefined;
+    if (this.#cancelLinger !== undefined) return;
+    const fire = (): void => {
+      this.#cancelLinger = undefined;
       this.#dispatch();
-    }, this.#options.lingerMs);
+    };
+    // setTimeout(0) would still wait about a millisecond: setImmediate runs right after this turn's I/O.
+    if (this.#options.lingerMs === 0) {
+      const immediate = setImmediate(fire);
+      this.#cancelLinger = () => clearImmediate(immediate);
+    } else {
+      const timer = setTimeout(fire, this.#options.lingerMs);
+      this.#cancelLinger = () => clearTimeout(timer);
+    }
   }
 
-  /** Sends every queued append whose partition is free, one send per leader, within the size caps. */
+  /** Sends every queued append whose partition and leader are free, one send per leader, within the caps. */
   #dispatch(): void {
-    const batches = this.#takeBatches();
-    for (const batch of batches) {
-      for (const partition of batch.partitionBytes.keys()) this.#busyPartitions.add(partition);
+    for (const [leader, batch] of this.#takeBatches()) {
+      const partitions = [...batch.partitionBytes.keys()];
+      for (const partition of partitions) this.#busyPartitions.add(partition);
+      this.#busyLeaders.add(leader);
       this.#sends++;
       const sending: Promise<void> = this.#send(batch.appends).finally(() => {
-        for (const partition of batch.partitionBytes.keys()) this.#busyPartitions.delete(partition);
+        for (const partition of partitions) this.#busyPartitions.delete(partition);
+        this.#busyLeaders.delete(leader);
         this.#inFlight.delete(sending);
         // What queued up during the send goes now: it has waited long enough.
         this.#dispatch();
@@ -152,10 +177,12 @@ export class AppendBatcher {
     }
   }
 
-  #takeBatches(): Batch[] {
+  /** The next send of each free leader. */
+  #takeBatches(): Map<number, Batch> {
     const maxPartitionBytes = this.#options.maxPartitionBytes();
     const byLeader = new Map<number, Batch>();
-    const alone: Batch[] = [];
+    // Leaders whose send in this pass is one oversized append alone.
+    const aloneLeaders = new Set<number>();
     // Partitions that take nothing more in this pass: busy, or an append of theirs did not fit (the
     // ones after it must not overtake it).
     const closed = new Set(this.#busyPartitions);
@@ -164,24 +191,33 @@ export class AppendBatcher {
       const { partition } = pending.record;
       if (pending.state !== 'queued' || closed.has(partition)) continue;
       const leader = this.#options.leaderOf(partition);
-      const batch: Batch = byLeader.get(leader) ?? { appends: [], partitionBytes: new Map(), bytes: 0 };
-      const inPartition = batch.partitionBytes.get(partition);
+      if (this.#busyLeaders.has(leader) || aloneLeaders.has(leader)) {
+        closed.add(partition);
+        continue;
+      }
+      const batch = byLeader.get(leader);
       if (BATCH_OVERHEAD_BYTES + pending.bytes > maxPartitionBytes || pending.bytes > this.#options.maxSendBytes) {
         // Beyond a cap on its own: it goes alone (once its partition's earlier appends are sent), so that
         // if Kafka refuses it, it takes no other append down with it.
         closed.add(partition);
-        if (inPartition !== undefined) continue;
-        alone.push({ appends: [pending], partitionBytes: new Map([[partition, pending.bytes]]), bytes: pending.bytes });
+        if (batch !== undefined) continue;
+        byLeader.set(leader, {
+          appends: [pending],
+          partitionBytes: new Map([[partition, pending.bytes]]),
+          bytes: pending.bytes,
+        });
+        aloneLeaders.add(leader);
       } else {
-        const partitionBytes = (inPartition ?? BATCH_OVERHEAD_BYTES) + pending.bytes;
-        if (batch.bytes + pending.bytes > this.#options.maxSendBytes || partitionBytes > maxPartitionBytes) {
+        const next: Batch = batch ?? { appends: [], partitionBytes: new Map(), bytes: 0 };
+        const partitionBytes = (next.partitionBytes.get(partition) ?? BATCH_OVERHEAD_BYTES) + pending.bytes;
+        if (next.bytes + pending.bytes > this.#options.maxSendBytes || partitionBytes > maxPartitionBytes) {
           closed.add(partition);
           continue;
         }
-        batch.partitionBytes.set(partition, partitionBytes);
-        batch.bytes += pending.bytes;
-        batch.appends.push(pending);
-        byLeader.set(leader, batch);
+        next.partitionBytes.set(partition, partitionBytes);
+        next.bytes += pending.bytes;
+        next.appends.push(pending);
+        byLeader.set(leader, next);
       }
       pending.state = 'sending';
       taken = true;
@@ -189,7 +225,7 @@ export class AppendBatcher {
     if (taken || this.#queue.some((pending) => pending.state === 'settled')) {
       this.#queue = this.#queue.filter((pending) => pending.state === 'queued');
     }
-    return [...byLeader.values(), ...alone];
+    return byLeader;
   }
 
   async #send(batch: PendingAppend[]): Promise<void> {

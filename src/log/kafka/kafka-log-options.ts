@@ -23,7 +23,10 @@ export interface KafkaLogOptions {
    * replicated cluster delays appends without failing them).
    */
   readonly appendTimeoutMs?: number;
-  /** How long an append waits for others to share its produce request (default 2 ms). */
+  /**
+   * How long an append to an idle partition waits for others to share its produce request (default 0:
+   * until the end of the event-loop turn; appends arriving while a send is in flight always wait for it).
+   */
   readonly lingerMs?: number;
   /** How long an idle fetch waits at the broker: the read latency when idle (default 250 ms). */
   readonly fetchMaxWaitMs?: number;
@@ -60,7 +63,7 @@ export function resolveKafkaLogOptions(options: KafkaLogOptions): KafkaLogSettin
     maxKeyBytes: options.maxKeyBytes ?? STORE_MAX_KEY_BYTES,
     maxValueBytes: options.maxValueBytes ?? 1024 * 1024,
     appendTimeoutMs: options.appendTimeoutMs ?? 15_000,
-    lingerMs: options.lingerMs ?? 2,
+    lingerMs: options.lingerMs ?? 0,
     fetchMaxWaitMs: options.fetchMaxWaitMs ?? 250,
     metadataRefreshMs: options.metadataRefreshMs ?? 30_000,
     logger: options.logger,

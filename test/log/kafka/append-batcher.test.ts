@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { AppendBatcher, type OutgoingRecord } from '../../../src/log/kafka/append-batcher.js';
+import type { LogPosition } from '../../../src/log/log.js';
+
+/**
+ * The batcher's own rules, with a send function of the test's own standing in for the produce call
+ * (the real producer is exercised against real brokers in kafka-log.test.ts). Each send stays in flight
+ * until the test releases it, so the test sees what the batcher sends while others are in flight.
+ */
+class HeldSends {
+  readonly sent: OutgoingRecord[][] = [];
+  readonly #releases: Array<() => void> = [];
+  readonly #nextOffset = new Map<number, number>();
+  inFlight = 0;
+  mostInFlight = 0;
+
+  readonly send = (records: readonly OutgoingRecord[]): Promise<LogPosition[]> => {
+    this.sent.push([...records]);
+    this.inFlight++;
+    this.mostInFlight = Math.max(this.mostInFlight, this.inFlight);
+    return new Promise((resolve) => {
+      this.#releases.push(() => {
+        this.inFlight--;
+        resolve(
+          records.map((record) => {
+            const offset = this.#nextOffset.get(record.partition) ?? 0;
+            this.#nextOffset.set(record.partition, offset + 1);
+            return { partition: record.partition, offset };
+          }),
+        );
+      });
+    });
+  };
+
+  /** Lets every send made so far return. */
+  releaseAll(): void {
+    for (const release of this.#releases.splice(0)) release();
+  }
+}
+
+function record(partition: number, n: number): OutgoingRecord {
+  return { key: Buffer.from(`k${n}`), value: Buffer.from(`v${n}`), partition };
+}
+
+function batcher(sends: HeldSends, leaderOf: (partition: number) => number): AppendBatcher {
+  return new AppendBatcher({
+    send: sends.send,
+    lingerMs: 0,
+    maxSendBytes: 1024 * 1024,
+    maxPartitionBytes: () => 1024 * 1024,
+    timeoutMs: 10_000,
+    leaderOf,
+    description: 'test log',
+  });
+}
+
+/** Lets pending immediates (the linger) and promise callbacks run. */
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe('AppendBatcher', () => {
+  test('a lone append is sent within the event-loop turn, without waiting for a timer', async () => {
+    const sends = new HeldSends();
+    const appends = batcher(sends, () => 1);
+    const appended = appends.append(record(0, 0));
+    await turn();
+    assert.equal(sends.sent.length, 1);
+    sends.releaseAll();
+    assert.deepEqual(await appended, { partition: 0, offset: 0 });
+    await appends.close();
+  });
+
+  test('one leader has one send in flight; appends to any of its partitions wait and leave together', async () => {
+    const sends = new HeldSends();
+    const appends = batcher(sends, () => 7);
+    const first = appends.append(record(0, 0));
+    await turn();
+    // While the first send is in flight, 60 writers append to 12 partitions of the same leader.
+    const rest = Array.from({ length: 60 }, (_, n) => appends.append(record(n % 12, n + 1)));
+    await turn();
+    assert.equal(sends.sent.length, 1, 'no second send while the leader has one in flight');
+    sends.releaseAll();
+    await first;
+    await turn();
+    assert.equal(sends.sent.length, 2);
+    assert.equal(sends.sent[1]?.length, 60, 'everything that queued leaves in the next send');
+    sends.releaseAll();
+    const positions = await Promise.all(rest);
+    assert.equal(sends.mostInFlight, 1);
+    // Each partition's appends got consecutive offsets in the order they were made.
+    for (let partition = 0; partition < 12; partition++) {
+      const offsets = positions.filter((p) => p.partition === partition).map((p) => p.offset);
+      assert.deepEqual(
+        offsets,
+        [...offsets].sort((a, b) => a - b),
+      );
+    }
+    await appends.close();
+  });
+
+  test('leaders do not wait for each other', async () => {
+    const sends = new HeldSends();
+    const appends = batcher(sends, (partition) => partition % 2);
+    const onLeader0 = appends.append(record(0, 0));
+    await turn();
+    const onLeader1 = appends.append(record(1, 1));
+    await turn();
+    assert.equal(sends.sent.length, 2, 'the second leader sent while the first one was busy');
+    assert.equal(sends.mostInFlight, 2);
+    sends.releaseAll();
+    await Promise.all([onLeader0, onLeader1]);
+    await appends.close();
+  });
+
+  test('a partition whose leader changed still waits for its send in flight on the old leader', async () => {
+    const sends = new HeldSends();
+    let leader = 1;
+    const appends = batcher(sends, () => leader);
+    const before = appends.append(record(3, 0));
+    await turn();
+    leader = 2;
+    const after = appends.append(record(3, 1));
+    await turn();
+    assert.equal(sends.sent.length, 1, 'the record must not overtake the one in flight');
+    sends.releaseAll();
+    await before;
+    await turn();
+    assert.equal(sends.sent.length, 2);
+    sends.releaseAll();
+    assert.deepEqual(await after, { partition: 3, offset: 1 });
+    await appends.close();
+  });
+});
