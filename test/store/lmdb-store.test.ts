@@ -57,6 +57,18 @@ describe('LmdbStore', () => {
     await store.close();
   });
 
+  test('values of every size read back whole, each independent of the reads after it', async () => {
+    const store = LmdbStore.open(`${dir.path}/sizes`);
+    // Empty, tiny, pooled, beyond lmdb-js's reusable read buffer, and several MiB.
+    const sizes = [0, 1, 100, 5_000, 70_000, 1 << 20, 3 << 20, 7];
+    const writes = sizes.map((size, i) => ({ key: Buffer.from(`k${i}`), value: Buffer.alloc(size, 65 + i) }));
+    await store.apply(writes, new Map([[0, 1]]), 'log');
+    const read = writes.map(({ key }) => store.get(key));
+    read.forEach((value, i) => assert.deepEqual(value, writes[i]?.value, `value of ${sizes[i]} bytes`));
+    assert.equal(store.get(Buffer.from('absent')), undefined);
+    await store.close();
+  });
+
   test('markCaughtUp is kept with the progress, and clear() forgets data and progress together', async () => {
     const path = `${dir.path}/clear`;
     let store = LmdbStore.open(path);
