@@ -221,6 +221,21 @@ export function rssBytes(pid: number): number | null {
   }
 }
 
+/**
+ * RSS split as the kernel counts it: anonymous memory (the process's own heap) and file-backed pages
+ * (for kvs2, mostly LMDB's memory map: page cache the kernel can drop and read again under pressure).
+ */
+export function rssParts(pid: number): { anonBytes: number; fileBytes: number } | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const anon = /^RssAnon:\s+(\d+) kB/m.exec(status);
+    const file = /^RssFile:\s+(\d+) kB/m.exec(status);
+    return anon && file ? { anonBytes: Number(anon[1]) * 1024, fileBytes: Number(file[1]) * 1024 } : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Busy and total jiffies of each core, from /proc/stat. */
 export function coreTimes(): Array<{ busy: number; total: number }> {
   const lines = readFileSync('/proc/stat', 'utf8').split('\n');

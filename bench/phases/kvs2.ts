@@ -5,7 +5,7 @@ import { ghzContender } from '../lib/contenders.js';
 import { diskBytes } from '../lib/disk.js';
 import { loadKvs2 } from '../lib/loader.js';
 import type { Contender } from '../lib/measure.js';
-import { rssBytes, sleep } from '../lib/processes.js';
+import { rssBytes, rssParts, sleep } from '../lib/processes.js';
 import { treePath } from '../lib/tree.js';
 import { closedPoints, getPoints, multiGetPoints, setPoints } from '../scenarios.js';
 import { type Kvs2Node, startKvs2 } from '../systems/kvs2.js';
@@ -72,6 +72,7 @@ export async function recordKvs2Memory(
 ): Promise<void> {
   await sleep(2_000); // let the replica apply the last acknowledged writes
   const rss = rssBytes(node.pid);
+  const parts = rssParts(node.pid);
   const store = diskBytes(join(dataDir, 'store'));
   const log = diskBytes(join(dataDir, 'log'));
   const dataMdb = diskBytes(join(dataDir, 'store', 'data.mdb'));
@@ -81,7 +82,12 @@ export async function recordKvs2Memory(
     valueBytes: variant.valueBytes,
     rssBytes: rss,
     diskBytes: store,
-    details: { storeDataMdbBytes: dataMdb, embeddedLogBytes: log, heapBytes: null },
+    details: {
+      rssAnonBytes: parts?.anonBytes ?? null,
+      rssFileBytes: parts?.fileBytes ?? null,
+      storeDataMdbBytes: dataMdb,
+      embeddedLogBytes: log,
+    },
     rssBytesPerMillionKeys: perMillion(rss, variant.keys),
     diskBytesPerMillionKeys: perMillion(store, variant.keys),
   });

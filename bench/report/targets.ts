@@ -118,7 +118,7 @@ export function evaluateTargets(results: Results, valueBytes: number): TargetChe
   checks.push({
     target: "Memory per million keys ≤ half of Redis's RSS",
     measured: memOk
-      ? `${kvs2Mem.system} ${mibText(kvs2Mem.rssBytesPerMillionKeys)} vs Redis ${mibText(redisMem.rssBytesPerMillionKeys)} MiB per 1M keys = ${((kvs2Mem.rssBytesPerMillionKeys ?? 0) / (redisMem.rssBytesPerMillionKeys ?? 1)).toFixed(2)}×`
+      ? `${kvs2Mem.system} ${mibText(kvs2Mem.rssBytesPerMillionKeys)} vs Redis ${mibText(redisMem.rssBytesPerMillionKeys)} MiB per 1M keys = ${((kvs2Mem.rssBytesPerMillionKeys ?? 0) / (redisMem.rssBytesPerMillionKeys ?? 1)).toFixed(2)}×${anonText(kvs2Mem)}`
       : 'not measured',
     met: memOk ? (kvs2Mem.rssBytesPerMillionKeys ?? 0) <= (redisMem.rssBytesPerMillionKeys ?? 0) / 2 : null,
   });
@@ -139,4 +139,11 @@ export function evaluateTargets(results: Results, valueBytes: number): TargetChe
 
 function mibText(bytes: number | null): string {
   return bytes === null ? '-' : (bytes / 1024 / 1024).toFixed(0);
+}
+
+/** The anonymous and file-backed parts of a kvs2 node's RSS, when recorded. */
+function anonText(memory: { details: Record<string, number | string | null> }): string {
+  const { rssAnonBytes, rssFileBytes } = memory.details;
+  if (typeof rssAnonBytes !== 'number' || typeof rssFileBytes !== 'number') return '';
+  return ` (anonymous ${mibText(rssAnonBytes)}, file-backed ${mibText(rssFileBytes)} MiB)`;
 }

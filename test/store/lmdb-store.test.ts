@@ -64,7 +64,7 @@ describe('LmdbStore', () => {
     const writes = sizes.map((size, i) => ({ key: Buffer.from(`k${i}`), value: Buffer.alloc(size, 65 + i) }));
     await store.apply(writes, new Map([[0, 1]]), 'log');
     const read = writes.map(({ key }) => store.get(key));
-    read.forEach((value, i) => assert.deepEqual(value, writes[i]?.value, `value of ${sizes[i]} bytes`));
+    for (const [i, value] of read.entries()) assert.deepEqual(value, writes[i]?.value, `value of ${sizes[i]} bytes`);
     assert.equal(store.get(Buffer.from('absent')), undefined);
     await store.close();
   });

@@ -146,10 +146,12 @@ export class KafkaLog implements Log {
       ),
       describeTopic: () => this.#describeTopic(),
       maxWaitMs: settings.fetchMaxWaitMs,
-      fetchMaxBytes: Math.max(Number(process.env.XF ?? 16) * 1024 * 1024, this.#recordLimitBytes()),
-      partitionMaxBytes: Math.max(Number(process.env.XP ?? 4) * 1024 * 1024, this.#recordLimitBytes()),
-      maxBufferedBytes: Number(process.env.XB ?? 64) * 1024 * 1024,
-      maxBatchBytes: Number(process.env.XA ?? 16) * 1024 * 1024,
+      // Parsed records take ~10 times their bytes on the heap: a bootstrap buffering 64 MiB ahead of the
+      // store held ~300 MiB of heap that V8 then kept. A quarter of that keeps the store busy as well.
+      fetchMaxBytes: Math.max(8 * 1024 * 1024, this.#recordLimitBytes()),
+      partitionMaxBytes: Math.max(2 * 1024 * 1024, this.#recordLimitBytes()),
+      maxBufferedBytes: 24 * 1024 * 1024,
+      maxBatchBytes: 8 * 1024 * 1024,
       metadataRefreshMs: settings.metadataRefreshMs,
       logger: settings.logger,
     });
