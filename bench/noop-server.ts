@@ -9,6 +9,7 @@
  */
 import { Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import { Command } from 'commander';
+import { grpcServerOptions } from '../src/api/grpc-server.js';
 import { parseConfig } from '../src/config/config.js';
 import {
   GetReply,
@@ -23,26 +24,14 @@ import {
   SetStatus,
 } from '../src/gen/kvs2.js';
 
-/** As in src/api/grpc-server.ts: room for framing around keys and values. */
-const MESSAGE_OVERHEAD_BYTES = 64 * 1024;
-
 const options = new Command('noop-server')
   .requiredOption('--listen <host:port>', 'address to listen on')
   .option('--value-bytes <n>', 'size of the value every Get returns', '100')
   .parse()
   .opts<{ listen: string; valueBytes: string }>();
 
-// kvs2's default limits give its server options; we use the same.
-const { maxKeyBytes, maxValueBytes, maxBatchKeys, maxReplyBytes } = parseConfig({}).limits;
-const maxRequestBytes = Math.max(
-  4 * 1024 * 1024,
-  maxKeyBytes + maxValueBytes + MESSAGE_OVERHEAD_BYTES,
-  maxBatchKeys * (maxKeyBytes + 8) + MESSAGE_OVERHEAD_BYTES,
-);
-const server = new Server({
-  'grpc.max_receive_message_length': Math.min(maxRequestBytes, 2 ** 31 - 1),
-  'grpc.max_send_message_length': Math.min(2 * maxReplyBytes + MESSAGE_OVERHEAD_BYTES, 2 ** 31 - 1),
-});
+// kvs2's server options for its default limits.
+const server = new Server(grpcServerOptions(parseConfig({}).limits));
 
 const value = Buffer.alloc(Number(options.valueBytes), 0x78);
 // Replies built from the generated defaults, so fields added to the proto later keep their defaults.

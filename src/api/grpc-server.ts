@@ -1,4 +1,4 @@
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { type ChannelOptions, Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Limits } from '../config/config.js';
 import { Kvs2Error } from '../errors.js';
 import { Kvs2Service } from '../gen/kvs2.js';
@@ -19,6 +19,28 @@ export interface GrpcApiOptions {
 const MESSAGE_OVERHEAD_BYTES = 64 * 1024;
 
 /**
+ * The grpc-js server options for these limits (the benchmark's no-op server uses them too, so that it is
+ * the ceiling of exactly this stack).
+ */
+export function grpcServerOptions(limits: Limits): ChannelOptions {
+  const { maxKeyBytes, maxValueBytes, maxBatchKeys, maxReplyBytes } = limits;
+  // Big enough for the largest request the limits allow, so that an oversized request reaches our
+  // validation and gets a clear INVALID_ARGUMENT instead of a transport error.
+  const maxRequestBytes = Math.max(
+    4 * 1024 * 1024,
+    maxKeyBytes + maxValueBytes + MESSAGE_OVERHEAD_BYTES,
+    maxBatchKeys * (maxKeyBytes + 8) + MESSAGE_OVERHEAD_BYTES,
+  );
+  return {
+    'grpc.max_receive_message_length': Math.min(maxRequestBytes, 2 ** 31 - 1),
+    'grpc.max_send_message_length': Math.min(2 * maxReplyBytes + MESSAGE_OVERHEAD_BYTES, 2 ** 31 - 1),
+    // Channelz (grpc-js's call statistics, which kvs2 does not serve) costs a closure, timestamps and
+    // counters per call.
+    'grpc.enable_channelz': 0,
+  };
+}
+
+/**
  * The gRPC face of a node: kvs2.Kvs2, grpc.health.v1.Health and server reflection on one server.
  * Owns the server; `shutdown` stops it.
  */
@@ -28,18 +50,8 @@ export class GrpcApi {
   readonly #openWatches = new Set<(reason: Kvs2Error) => void>();
 
   constructor(options: GrpcApiOptions) {
-    const { maxKeyBytes, maxValueBytes, maxBatchKeys, maxReplyBytes } = options.limits;
-    // Big enough for the largest request the limits allow, so that an oversized request reaches our
-    // validation and gets a clear INVALID_ARGUMENT instead of a transport error.
-    const maxRequestBytes = Math.max(
-      4 * 1024 * 1024,
-      maxKeyBytes + maxValueBytes + MESSAGE_OVERHEAD_BYTES,
-      maxBatchKeys * (maxKeyBytes + 8) + MESSAGE_OVERHEAD_BYTES,
-    );
-    this.#server = new Server({
-      'grpc.max_receive_message_length': Math.min(maxRequestBytes, 2 ** 31 - 1),
-      'grpc.max_send_message_length': Math.min(2 * maxReplyBytes + MESSAGE_OVERHEAD_BYTES, 2 ** 31 - 1),
-    });
+    const { maxKeyBytes } = options.limits;
+    this.#server = new Server(grpcServerOptions(options.limits));
     this.#server.addService(
       Kvs2Service,
       kvs2Handlers({
