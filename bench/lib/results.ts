@@ -31,7 +31,7 @@ export interface Sample extends RawResult {
   readonly serverCpuSecPer1kOps: number | null;
   /** Busy % of each core during the run: shows when the load generator's core was the limit. */
   readonly coreBusyPercent: number[];
-  /** The machine's 1-minute load average after the run: above ~2, other work shared the 2 cores. */
+  /** The machine's 1-minute load average after the point; it includes the point's own server and load generator. */
   readonly loadAverage1m: number;
 }
 

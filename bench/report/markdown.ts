@@ -30,7 +30,7 @@ export function renderMarkdown(results: Results, plotFile: string | null): strin
   out.push(
     `Machine: ${m.cpuModel}, ${m.cores} cores, ${mib(Number(m.memoryBytes))} MiB RAM, Linux ${m.kernel}, ` +
       `Node ${m.node}, tmp on ${m.tmpFilesystem}, load average ${m.loadAverage} at the start` +
-      `${m.loadAverageAtEnd ? ` and ${m.loadAverageAtEnd} at the end` : ''} (above ${m.cores}, other work shared the machine). ` +
+      `${m.loadAverageAtEnd ? ` and ${m.loadAverageAtEnd} at the end` : ''}${busyAtStart(m)}. ` +
       `Tree: ${m.gitCommit}. Tools: ${Object.entries(results.tools)
         .filter(([k]) => k.endsWith('version'))
         .map(([k, v]) => `${k.replace('_version', '')} ${v}`)
@@ -193,4 +193,14 @@ function pointsTable(points: readonly Point[]): string[] {
 
 function out(rows: string[], cells: string[]): void {
   rows.push(`| ${cells.join(' | ')} |`);
+}
+
+/**
+ * A note when the machine was busy before the run began. Only the start tells: during and after the run its
+ * own server and load generator keep every core busy.
+ */
+function busyAtStart(machine: Record<string, string | number>): string {
+  const oneMinute = Number(String(machine.loadAverage).split(' ')[0]);
+  const cores = Number(machine.cores);
+  return oneMinute > cores ? ` (above ${cores} at the start: the machine was busy just before or still is)` : '';
 }
