@@ -71,19 +71,7 @@ export function kvs2Handlers({
       return;
     }
     const scope = new CallScope(call, requestTimeoutMs);
-    service
-      .readBarrier(options, scope.signal)
-      .then(read)
-      .then(
-        (reply) => {
-          scope.done();
-          callback(null, reply);
-        },
-        (error: unknown) => {
-          scope.done();
-          callback(toStatusError(error));
-        },
-      );
+    answerWhenSettled(scope, callback, service.readBarrier(options, scope.signal).then(read));
   };
 
   /** Runs a write within the call's deadline. */
@@ -97,20 +85,9 @@ export function kvs2Handlers({
     try {
       work = write(scope.signal);
     } catch (error) {
-      scope.done();
-      callback(toStatusError(error));
-      return;
+      work = Promise.reject(error);
     }
-    work.then(
-      (reply) => {
-        scope.done();
-        callback(null, reply);
-      },
-      (error: unknown) => {
-        scope.done();
-        callback(toStatusError(error));
-      },
-    );
+    answerWhenSettled(scope, callback, work);
   };
 
   return {
@@ -210,4 +187,21 @@ function readOptions(request: ConsistencyFields): ReadOptions {
     default:
       throw new Kvs2Error('INVALID_ARGUMENT', `unknown consistency ${String(request.consistency)}`);
   }
+}
+
+/**
+ * Answers the call with what `work` settles to. The scope ends first: grpc-js emits 'cancelled' once a call
+ * is answered, which must not count as the client giving up.
+ */
+function answerWhenSettled<Reply>(scope: CallScope, callback: sendUnaryData<Reply>, work: Promise<Reply>): void {
+  work.then(
+    (reply) => {
+      scope.done();
+      callback(null, reply);
+    },
+    (error: unknown) => {
+      scope.done();
+      callback(toStatusError(error));
+    },
+  );
 }
