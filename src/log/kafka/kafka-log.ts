@@ -18,6 +18,8 @@ import { TopicReader } from './topic-reader.js';
 const RECORD_FRAMING_BYTES = 1024;
 /** Most record bytes one produce request carries, unless a single record is larger. */
 const MAX_SEND_BYTES = 16 * 1024 * 1024;
+/** While records flow, a fetch returns once this much has gathered, or after fetchFlowingWaitMs. */
+const FLOWING_FETCH_MIN_BYTES = 256 * 1024;
 /** How long open() waits for a topic it just created to have leaders everywhere. */
 const NEW_TOPIC_READY_TIMEOUT_MS = 30_000;
 
@@ -146,6 +148,8 @@ export class KafkaLog implements Log {
       ),
       describeTopic: () => this.#describeTopic(),
       maxWaitMs: settings.fetchMaxWaitMs,
+      flowingWaitMs: settings.fetchFlowingWaitMs,
+      flowingMinBytes: FLOWING_FETCH_MIN_BYTES,
       // Parsed records take ~10 times their bytes on the heap: a bootstrap buffering 64 MiB ahead of the
       // store held ~300 MiB of heap that V8 then kept. A quarter of that keeps the store busy as well.
       fetchMaxBytes: Math.max(8 * 1024 * 1024, this.#recordLimitBytes()),

@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { Admin, ConfigResourceTypes, Producer } from '@platformatic/kafka';
 import { isKvs2Error } from '../../../src/errors.js';
@@ -238,6 +239,53 @@ describe('KafkaLog against real brokers', needsKafka(), () => {
       records.map((r) => [r.partition, r.offset, r.key, r.value?.toString()]),
       [[1, keylessOffset, null, 'keyless']],
     );
+  });
+
+  test('while records flow, fetches wait to gather them; an idle reader still gets a lone record at once', async () => {
+    const writer = newLog();
+    await writer.open();
+    const topic = topics.at(-1) ?? '';
+    const reader = newLog({ topic, fetchFlowingWaitMs: 100, fetchMaxWaitMs: 5_000 });
+    await reader.open();
+    let fetches = 0;
+    const countFetches = (message: unknown): void => {
+      if ((message as { apiKey?: number }).apiKey === 1) fetches++;
+    };
+    const stop = new AbortController();
+    const received: LogRecord[] = [];
+    let onRecord = (): void => {};
+    const reading = (async () => {
+      for await (const batch of reader.read(new Map(), stop.signal)) {
+        received.push(...batch.records);
+        onRecord();
+      }
+    })().catch(() => {});
+    const receivedCount = (count: number): Promise<void> =>
+      new Promise((resolve) => {
+        onRecord = () => {
+          if (received.length >= count) resolve();
+        };
+        onRecord();
+      });
+    try {
+      // Idle: the reader long-polls (5 s here), yet a lone record arrives well before that.
+      await sleep(300);
+      const started = Date.now();
+      await writer.append(Buffer.from('lone'), Buffer.from('v'));
+      await receivedCount(1);
+      assert.ok(Date.now() - started < 2_000, `a lone record took ${Date.now() - started} ms to arrive`);
+      // Flowing: 200 records written one after the other come in a few fetches, not one fetch each.
+      await sleep(300); // back to idle: the flowing wait (100 ms) has passed
+      subscribe('tracing:plt:kafka:connections:api:start', countFetches);
+      for (let i = 0; i < 200; i++) await writer.append(Buffer.from(`flow-${i}`), Buffer.from('v'));
+      await receivedCount(201);
+    } finally {
+      unsubscribe('tracing:plt:kafka:connections:api:start', countFetches);
+      stop.abort();
+      await reading;
+    }
+    assert.equal(received.length, 201);
+    assert.ok(fetches < 40, `${fetches} fetches for 200 records written one at a time`);
   });
 
   test("records from other producers are read; Java's partitioner and kvs2 agree on every key", async (t) => {
