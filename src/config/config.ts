@@ -62,7 +62,7 @@ export const SETTINGS = [
     name: 'listen',
     valueName: 'host:port',
     description: 'address the gRPC server listens on (port 0 picks a free port)',
-    defaultValue: '0.0.0.0:50051',
+    defaultValue: '127.0.0.1:50051',
   },
   {
     name: 'data-dir',

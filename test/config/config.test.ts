@@ -4,9 +4,9 @@ import { envVarOf, parseConfig } from '../../src/config/config.js';
 import { ConfigError } from '../../src/config/config-error.js';
 
 describe('parseConfig', () => {
-  test('defaults: embedded log, ./data, 0.0.0.0:50051 and the documented limits', () => {
+  test('defaults: embedded log, ./data, 127.0.0.1:50051 and the documented limits', () => {
     const config = parseConfig({}, '/srv');
-    assert.deepEqual(config.listen, { host: '0.0.0.0', port: 50051 });
+    assert.deepEqual(config.listen, { host: '127.0.0.1', port: 50051 });
     assert.equal(config.dataDir, '/srv/data');
     assert.equal(config.kafka, null);
     assert.equal(config.topic, 'kvs2');
