@@ -70,7 +70,9 @@ export async function recordKvs2Memory(
   dataDir: string,
   variant: Variant,
 ): Promise<void> {
-  await sleep(2_000); // let the replica apply the last acknowledged writes
+  // Settled memory: the replica applies the last acknowledged writes, and a node gives the heap a burst
+  // grew back to the OS once its event loop has been idle for a whole check interval (5-10 s).
+  await sleep(12_000);
   const rss = rssBytes(node.pid);
   const parts = rssParts(node.pid);
   const store = diskBytes(join(dataDir, 'store'));

@@ -9,6 +9,7 @@ import { Replica } from '../replica/replica.js';
 import { KvService } from '../service/kv-service.js';
 import { LmdbStore } from '../store/lmdb-store.js';
 import type { Store } from '../store/store.js';
+import { MemoryRelease } from './memory-release.js';
 
 export interface NodeOptions {
   readonly config: Config;
@@ -30,6 +31,7 @@ export class KvsNode {
   readonly #service: KvService;
   readonly #api: GrpcApi;
   readonly #replica: Replica;
+  readonly #memory: MemoryRelease;
   #closing: Promise<void> | undefined;
 
   private constructor(parts: {
@@ -41,6 +43,7 @@ export class KvsNode {
     service: KvService;
     api: GrpcApi;
     replica: Replica;
+    memory: MemoryRelease;
   }) {
     this.port = parts.port;
     this.#logger = parts.logger;
@@ -50,10 +53,13 @@ export class KvsNode {
     this.#service = parts.service;
     this.#api = parts.api;
     this.#replica = parts.replica;
+    this.#memory = parts.memory;
   }
 
   static async start({ config, logger, onFatal }: NodeOptions): Promise<KvsNode> {
     const opened: Array<() => Promise<unknown>> = [];
+    const memory = new MemoryRelease({ logger });
+    opened.push(async () => memory.close());
     try {
       const store = LmdbStore.open(join(config.dataDir, 'store'));
       opened.push(() => store.close());
@@ -61,13 +67,19 @@ export class KvsNode {
       opened.push(() => log.close());
       const logIdentity = await log.open();
       let api: GrpcApi | undefined;
+      let caughtUpBefore = false;
       const replica = new Replica({
         log,
         logIdentity,
         store,
         logger,
         onFatal,
-        onCaughtUpChange: (caughtUp) => api?.setServing(caughtUp),
+        onCaughtUpChange: (caughtUp) => {
+          // A bootstrap leaves the heap it grew behind; give it back before anyone is served.
+          if (caughtUp && !caughtUpBefore) memory.releaseIfGrown('replica caught up');
+          caughtUpBefore ||= caughtUp;
+          api?.setServing(caughtUp);
+        },
       });
       const service = new KvService({ log, store, replica, limits: config.limits });
       api = new GrpcApi({
@@ -94,6 +106,7 @@ export class KvsNode {
         service,
         api: startedApi,
         replica,
+        memory,
       });
     } catch (error) {
       for (const close of opened.reverse()) await close().catch(() => {});
@@ -123,6 +136,7 @@ export class KvsNode {
     await this.#replica.stop();
     await this.#log.close();
     await this.#store.close();
+    this.#memory.close();
     this.#logger.info({ tookMs: Date.now() - started }, 'kvs2 stopped');
   }
 }
