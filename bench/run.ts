@@ -236,8 +236,12 @@ function writeResults(results: Results): void {
   const quick = results.options.quick === true;
   const suffix = quick ? '-quick' : '';
   const stamp = results.startedAt.replace(/\.\d+Z$/, 'Z').replaceAll(':', '-');
-  // A full run's plot goes into docs/ (docs/benchmarks.md shows it); a quick run's stays with its results.
-  const plotPath = quick ? join(outDir, 'latest-quick.svg') : join(REPO_DIR, 'docs/benchmarks-latency.svg');
+  // The plot of a full run of every scenario into the default folder goes into docs/ (docs/benchmarks.md
+  // shows it); any other run's plot stays with its results, so a partial run cannot replace the published one.
+  const ran = new Set(Array.isArray(results.options.scenarios) ? results.options.scenarios : []);
+  const publishes =
+    !quick && outDir === resolve(REPO_DIR, 'bench/results') && SCENARIOS.every((scenario) => ran.has(scenario));
+  const plotPath = publishes ? join(REPO_DIR, 'docs/benchmarks-latency.svg') : join(outDir, `latest${suffix}.svg`);
   mkdirSync(join(plotPath, '..'), { recursive: true });
   writeFileSync(plotPath, renderPlot(results, Number(results.options.valueBytes)));
   const json = `${JSON.stringify(results, null, 2)}\n`;
