@@ -17,6 +17,8 @@ export interface Plan {
   readonly warmUpSec: number;
   readonly repetitions: number;
   readonly getConcurrency: readonly number[];
+  /** Concurrencies at which kvs2's Get and the no-op server's alternate, repetition by repetition. */
+  readonly pairedGetConcurrency: readonly number[];
   /** Fixed Get rates as fractions of kvs2's best closed-loop Get rate in this run. */
   readonly getRateFractions: readonly number[];
   /** Workers that share a fixed rate (ghz --concurrency with --rps). */
@@ -52,6 +54,7 @@ export function makePlan(quick: boolean, overrides: PlanOverrides): Plan {
     warmUpSec: quick ? 1 : 2,
     repetitions: overrides.repetitions ?? (quick ? 1 : 3),
     getConcurrency: quick ? [64] : [1, 8, 64, 256],
+    pairedGetConcurrency: quick ? [64] : [64, 256],
     getRateFractions: quick ? [0.5] : [0.25, 0.5, 0.75],
     rateWorkers: 64,
     multiGetKeys: 100,

@@ -162,6 +162,7 @@ async function main(): Promise<number> {
     memory: [],
     kafkaProducer: null,
     bootstrap: null,
+    pairedGet: [],
     skipped: [],
     notes: [],
     profile: null,

@@ -109,6 +109,20 @@ export interface LoadRecord {
   readonly keysPerSec: number;
 }
 
+/**
+ * Get on kvs2 and on the no-op server at one concurrency, their repetitions alternated (and which goes
+ * first too), so that the host's drift over a run weighs on both alike; the ratio is taken pair by pair.
+ */
+export interface PairedGetResult {
+  readonly concurrency: number;
+  readonly valueBytes: number;
+  readonly kvs2: Spread | null;
+  readonly noop: Spread | null;
+  /** kvs2's calls/s over the no-op server's, per pair. */
+  readonly ratio: Spread | null;
+  readonly pairs: ReadonlyArray<{ readonly kvs2: number; readonly noop: number }>;
+}
+
 export interface Results {
   readonly suite: 'kvs2-bench';
   readonly version: 1;
@@ -124,6 +138,8 @@ export interface Results {
   readonly memory: MemoryResult[];
   kafkaProducer: KafkaProducerPoint | null;
   bootstrap: BootstrapResult | null;
+  /** Absent in results written before the paired Get existed. */
+  readonly pairedGet?: PairedGetResult[];
   /** Peers or scenarios that could not run, and why. */
   readonly skipped: Array<{ what: string; why: string }>;
   readonly notes: string[];

@@ -9,6 +9,7 @@ import { rssBytes, rssParts, sleep } from '../lib/processes.js';
 import { treePath } from '../lib/tree.js';
 import { closedPoints, getPoints, multiGetPoints, setPoints } from '../scenarios.js';
 import { type Kvs2Node, startKvs2 } from '../systems/kvs2.js';
+import { pairedGet } from './paired-get.js';
 import { perMillion, recordLoad, type Variant, variantsOf } from './variants.js';
 
 export function kvs2Contender(
@@ -54,6 +55,7 @@ async function runReadWriteScenarios(ctx: RunContext, node: Kvs2Node, variant: V
   const vb = variant.valueBytes;
   if (variant.main) {
     if (scenarios.has('get')) await getPoints(ctx, kvs2Contender(ctx, node, 'kvs2', 'Get', vb), vb);
+    await pairedGet(ctx, node, vb, (system) => kvs2Contender(ctx, system, system.name, 'Get', vb));
     if (scenarios.has('multiget')) await multiGetPoints(ctx, kvs2Contender(ctx, node, 'kvs2', 'MultiGet', vb));
     if (scenarios.has('set')) await setPoints(ctx, kvs2Contender(ctx, node, 'kvs2', 'Set', vb), vb);
     return;

@@ -86,6 +86,22 @@ export function renderMarkdown(results: Results, plotFile: string | null): strin
     out.push(`## ${title}`, '', ...pointsTable(points), '');
   }
 
+  const paired = results.pairedGet ?? [];
+  if (paired.length > 0) {
+    out.push(
+      '## Get against the no-op server, alternated',
+      '',
+      'Both servers up on the server core; repetitions alternate (kvs2, no-op, then no-op, kvs2, ...) and the ratio is taken pair by pair.',
+      '',
+      '| In flight | kvs2 calls/s | no-op calls/s | kvs2 / no-op |',
+      '| --- | --- | --- | --- |',
+      ...paired.map(
+        (p) =>
+          `| ${p.concurrency} | ${rate(p.kvs2)} | ${rate(p.noop)} | ${p.ratio ? `${p.ratio.median.toFixed(2)} (${p.ratio.min.toFixed(2)}–${p.ratio.max.toFixed(2)})` : '–'} |`,
+      ),
+      '',
+    );
+  }
   const kp = results.kafkaProducer;
   if (kp) {
     out.push(
