@@ -50,7 +50,6 @@ interface PendingAppend {
   readonly resolve: (position: LogPosition) => void;
   readonly reject: (error: Error) => void;
   readonly signal: AbortSignal | undefined;
-  readonly onAbort: () => void;
   readonly timer: NodeJS.Timeout;
   state: AppendState;
 }
@@ -87,6 +86,12 @@ export class AppendBatcher {
   /** Leaders with a send in flight: appends to their partitions wait for it (-1: leader unknown). */
   readonly #busyLeaders = new Set<number>();
   readonly #inFlight = new Set<Promise<void>>();
+  /**
+   * Unsettled appends by the signal they were given, with one abort listener per signal: the appends of a
+   * `Write` share their call's signal, and a listener each (EventTarget checks each new listener against
+   * the others) cost a Write of 100 mutations ~5% of the node's CPU.
+   */
+  readonly #bySignal = new Map<AbortSignal, { appends: Set<PendingAppend>; onAbort: () => void }>();
   /** Set while a dispatch is scheduled: cancels it. */
   #cancelLinger: (() => void) | undefined;
   #closing = false;
@@ -113,13 +118,10 @@ export class AppendBatcher {
         resolve,
         reject,
         signal,
-        onAbort: () => {
-          if (signal !== undefined) this.#fail(pending, abortError(signal, 'append'));
-        },
         timer: setTimeout(() => this.#fail(pending, this.#timeoutError(pending)), this.#options.timeoutMs),
         state: 'queued',
       };
-      signal?.addEventListener('abort', pending.onAbort, { once: true });
+      if (signal !== undefined) this.#watchSignal(signal, pending);
       this.#queue.push(pending);
       // Appends to a busy partition or leader leave when its send returns; others after the linger.
       if (
@@ -263,7 +265,30 @@ export class AppendBatcher {
   #settle(pending: PendingAppend): void {
     pending.state = 'settled';
     clearTimeout(pending.timer);
-    pending.signal?.removeEventListener('abort', pending.onAbort);
+    const signal = pending.signal;
+    const watched = signal === undefined ? undefined : this.#bySignal.get(signal);
+    if (signal === undefined || watched === undefined) return;
+    watched.appends.delete(pending);
+    if (watched.appends.size === 0) {
+      signal.removeEventListener('abort', watched.onAbort);
+      this.#bySignal.delete(signal);
+    }
+  }
+
+  /** Fails the appends given `signal` when it aborts; one listener however many appends share it. */
+  #watchSignal(signal: AbortSignal, pending: PendingAppend): void {
+    const watched = this.#bySignal.get(signal);
+    if (watched !== undefined) {
+      watched.appends.add(pending);
+      return;
+    }
+    const appends = new Set([pending]);
+    const onAbort = (): void => {
+      const error = abortError(signal, 'append');
+      for (const append of [...appends]) this.#fail(append, error);
+    };
+    this.#bySignal.set(signal, { appends, onAbort });
+    signal.addEventListener('abort', onAbort, { once: true });
   }
 
   #timeoutError(pending: PendingAppend): Kvs2Error {

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { describe, test } from 'node:test';
+import type { Kvs2Error } from '../../../src/errors.js';
 import { AppendBatcher, type OutgoingRecord } from '../../../src/log/kafka/append-batcher.js';
 import type { LogPosition } from '../../../src/log/log.js';
 
@@ -128,6 +130,41 @@ describe('AppendBatcher', () => {
     assert.equal(sends.sent.length, 2);
     sends.releaseAll();
     assert.deepEqual(await after, { partition: 3, offset: 1 });
+    await appends.close();
+  });
+
+  test('appends sharing a signal: one listener; an abort fails every unacknowledged one and sends no more', async () => {
+    const sends = new HeldSends();
+    const appends = batcher(sends, () => 1);
+    const call = new AbortController();
+    // The first append leaves at once; the 99 made while its send is in flight wait in the queue.
+    const sent = appends.append(record(0, 0), call.signal);
+    await turn();
+    const queued = Array.from({ length: 99 }, (_, n) => appends.append(record(n % 12, n + 1), call.signal));
+    assert.equal(getEventListeners(call.signal, 'abort').length, 1, 'one listener for 100 appends');
+    call.abort(new Error('client gone'));
+    const outcomes = await Promise.allSettled(queued);
+    assert.ok(outcomes.every((o) => o.status === 'rejected' && (o.reason as Kvs2Error).code === 'CANCELLED'));
+    sends.releaseAll();
+    // The append whose send was already in flight when the call was cancelled is told so too; nothing
+    // more is sent for the others.
+    await assert.rejects(sent, (error: Kvs2Error) => error.code === 'CANCELLED');
+    await turn();
+    assert.equal(sends.sent.length, 1);
+    assert.equal(getEventListeners(call.signal, 'abort').length, 0);
+    await appends.close();
+  });
+
+  test('the signal is let go once all its appends are acknowledged', async () => {
+    const sends = new HeldSends();
+    const appends = batcher(sends, () => 1);
+    const call = new AbortController();
+    const all = Array.from({ length: 10 }, (_, n) => appends.append(record(n % 3, n), call.signal));
+    await turn();
+    sends.releaseAll();
+    await Promise.all(all);
+    assert.equal(getEventListeners(call.signal, 'abort').length, 0);
+    call.abort();
     await appends.close();
   });
 });
