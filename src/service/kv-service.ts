@@ -173,23 +173,48 @@ export class KvService {
   /**
    * Publishes many mutations at once. All are validated first (one bad mutation rejects the call and
    * nothing is published); then each is appended and reports its own outcome, since the log gives no
-   * atomicity across partitions. Appends issued together share produce requests.
+   * atomicity across partitions. Appends issued together share produce requests. The call's deadline
+   * and the wait for the replica apply to the batch as a whole (once, not once per mutation: a race per
+   * mutation on the call's signal cost a Write of 100 ~5% of the node's CPU); if the call is aborted, it
+   * fails as a whole and its mutations may or may not have been published.
    */
   async write(mutations: readonly Mutation[], options: WriteOptions, signal?: AbortSignal): Promise<MutationOutcome[]> {
     this.#checkCount(mutations.length, 'Write', 'mutations');
     mutations.forEach((mutation, i) => {
       this.#checkMutation(mutation, `mutations[${i}].key`);
     });
-    return Promise.all(
+    if (this.#closed) throw new Kvs2Error('SHUTTING_DOWN', 'the node is shutting down');
+    if (signal?.aborted) throw abortError(signal, 'write');
+    type Appended =
+      | { readonly ok: true; readonly position: LogPosition }
+      | { readonly ok: false; readonly error: Kvs2Error };
+    const appended = Promise.all(
       mutations.map((mutation) =>
-        this.#publish(mutation.key, mutation.value, options, signal).then(
-          (token): MutationOutcome => ({ ok: true, token }),
-          (error: unknown): MutationOutcome => ({
+        this.#log.append(mutation.key, mutation.value, signal).then(
+          (position): Appended => ({ ok: true, position }),
+          (error: unknown): Appended => ({
             ok: false,
             error: error instanceof Kvs2Error ? error : new Kvs2Error('LOG_UNAVAILABLE', String(error)),
           }),
         ),
       ),
+    );
+    const results = await raceAbort(appended, signal, 'write');
+    if (options.waitForApply) {
+      const reached = new Map<number, number>();
+      for (const result of results) {
+        if (!result.ok) continue;
+        const { partition, offset } = result.position;
+        reached.set(partition, Math.max(reached.get(partition) ?? 0, offset + 1));
+      }
+      await this.#replica.waitFor(reached, signal ?? AbortSignal.timeout(60_000));
+    }
+    const tag = this.#currentLogTag();
+    return results.map(
+      (result): MutationOutcome =>
+        result.ok
+          ? { ok: true, token: encodeToken(tag, new Map([[result.position.partition, result.position.offset + 1]])) }
+          : result,
     );
   }
 
