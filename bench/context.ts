@@ -70,6 +70,15 @@ export class RunContext {
       case 'set':
         ghzData.kvs2Set(file, keys, messages, valueBytes);
         break;
+      case 'write':
+        ghzData.kvs2Write(
+          file,
+          keys,
+          Math.ceil(messages / this.plan.writeMutations),
+          this.plan.writeMutations,
+          valueBytes,
+        );
+        break;
       case 'etcd-range-serializable':
         ghzData.etcdRange(file, keys, messages, true);
         break;
@@ -113,6 +122,7 @@ export type DataKind =
   | 'get'
   | 'multiget'
   | 'set'
+  | 'write'
   | 'etcd-range-serializable'
   | 'etcd-range-linearizable'
   | 'etcd-range-batch'

@@ -29,6 +29,9 @@ export interface Plan {
   readonly multiGetRates: readonly number[];
   readonly multiGetRateFractions: readonly number[];
   readonly setConcurrency: readonly number[];
+  /** Mutations per `Write` call (batched writes), and the concurrencies they run at. */
+  readonly writeMutations: number;
+  readonly writeConcurrency: readonly number[];
   /** Concurrency of the large-value points. */
   readonly largeConcurrency: number;
   readonly kafkaProducerRecords: number;
@@ -62,6 +65,8 @@ export function makePlan(quick: boolean, overrides: PlanOverrides): Plan {
     multiGetRates: quick ? [] : [1_000],
     multiGetRateFractions: quick ? [] : [0.5],
     setConcurrency: quick ? [64] : [1, 4, 16, 64, 256],
+    writeMutations: 100,
+    writeConcurrency: quick ? [4] : [1, 4, 16],
     largeConcurrency: 64,
     kafkaProducerRecords: quick ? 100_000 : 1_000_000,
   };

@@ -78,6 +78,23 @@ export function setPoints(ctx: RunContext, contender: Contender, valueBytes: num
   return closedPoints(ctx, 'set', contender, valueBytes, ctx.plan.setConcurrency);
 }
 
+/**
+ * Scenario 3, batched: `Write` calls of `writeMutations` puts each, closed loop; the tables give keys/s, the
+ * figure the target compares with Kafka's own producer.
+ */
+export async function writePoints(ctx: RunContext, contender: Contender, valueBytes: number): Promise<void> {
+  for (const concurrency of ctx.plan.writeConcurrency) {
+    await ctx.point({
+      scenario: 'write',
+      contender,
+      valueBytes,
+      keysPerCall: ctx.plan.writeMutations,
+      load: { concurrency, durationSec: ctx.plan.durationSec },
+      repetitions: ctx.plan.repetitions,
+    });
+  }
+}
+
 /** Closed-loop points of single-key calls at the given concurrencies. */
 export async function closedPoints(
   ctx: RunContext,

@@ -67,6 +67,18 @@ export const ghzData = {
       randomIndexes(count, keys, 3).map((i, n) => ({ key: b64(keyFor(i)), value: b64(valueFor(i + n, valueBytes)) })),
     );
   },
+  /** `Write` calls of `batch` puts each, on random loaded keys with new values of the same size. */
+  kvs2Write(file: string, keys: number, count: number, batch: number, valueBytes: number): void {
+    const indexes = randomIndexes(count * batch, keys, 4);
+    writeJson(
+      file,
+      Array.from({ length: count }, (_, n) => ({
+        mutations: indexes
+          .slice(n * batch, (n + 1) * batch)
+          .map((i, m) => ({ key: b64(keyFor(i)), value: b64(valueFor(i + n + m, valueBytes)) })),
+      })),
+    );
+  },
   etcdRange(file: string, keys: number, count: number, serializable: boolean): void {
     writeJson(
       file,

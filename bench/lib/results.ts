@@ -41,7 +41,7 @@ export interface Spread {
   readonly max: number;
 }
 
-export type Scenario = 'get' | 'multiget' | 'set';
+export type Scenario = 'get' | 'multiget' | 'set' | 'write';
 
 export interface Point {
   readonly scenario: Scenario;

@@ -5,7 +5,7 @@ import type { RunContext } from '../context.js';
 import { keyFor, valueFor } from '../lib/dataset.js';
 import { CLIENT_CORE, sleep, waitFor } from '../lib/processes.js';
 import { spread } from '../lib/stats.js';
-import { setPoints } from '../scenarios.js';
+import { setPoints, writePoints } from '../scenarios.js';
 import {
   createTopic,
   type KafkaCluster,
@@ -107,8 +107,10 @@ async function kvs2OnKafka(
     recordLoad(ctx, 'kvs2-kafka (kcat into the topic)', variant, seconds);
     await waitUntilApplied(node, variant.keys);
     if (wantsBootstrap) await bootstrap(ctx, cluster, kafka, variant);
-    if (wantsSet)
+    if (wantsSet) {
       await setPoints(ctx, kvs2Contender(ctx, node, 'kvs2-kafka', 'Set', variant.valueBytes), variant.valueBytes);
+      await writePoints(ctx, kvs2Contender(ctx, node, 'kvs2-kafka', 'Write', variant.valueBytes), variant.valueBytes);
+    }
   } catch (error) {
     ctx.skip('kvs2 on Kafka', error instanceof Error ? error.message : String(error));
   } finally {

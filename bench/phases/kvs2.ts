@@ -7,7 +7,7 @@ import { loadKvs2 } from '../lib/loader.js';
 import type { Contender } from '../lib/measure.js';
 import { rssBytes, rssParts, sleep } from '../lib/processes.js';
 import { treePath } from '../lib/tree.js';
-import { closedPoints, getPoints, multiGetPoints, setPoints } from '../scenarios.js';
+import { closedPoints, getPoints, multiGetPoints, setPoints, writePoints } from '../scenarios.js';
 import { type Kvs2Node, startKvs2 } from '../systems/kvs2.js';
 import { pairedGet } from './paired-get.js';
 import { perMillion, recordLoad, type Variant, variantsOf } from './variants.js';
@@ -16,10 +16,11 @@ export function kvs2Contender(
   ctx: RunContext,
   node: { name: string; target: string; serverPids(): number[]; durability: string; stop(): Promise<void> },
   name: string,
-  method: 'Get' | 'MultiGet' | 'Set',
+  method: 'Get' | 'MultiGet' | 'Set' | 'Write',
   valueBytes: number,
 ): Contender {
-  const kind = method === 'Get' ? 'get' : method === 'MultiGet' ? 'multiget' : 'set';
+  const kinds = { Get: 'get', MultiGet: 'multiget', Set: 'set', Write: 'write' } as const;
+  const kind = kinds[method];
   return ghzContender({
     name,
     system: node,
@@ -57,7 +58,10 @@ async function runReadWriteScenarios(ctx: RunContext, node: Kvs2Node, variant: V
     if (scenarios.has('get')) await getPoints(ctx, kvs2Contender(ctx, node, 'kvs2', 'Get', vb), vb);
     await pairedGet(ctx, node, vb, (system) => kvs2Contender(ctx, system, system.name, 'Get', vb));
     if (scenarios.has('multiget')) await multiGetPoints(ctx, kvs2Contender(ctx, node, 'kvs2', 'MultiGet', vb));
-    if (scenarios.has('set')) await setPoints(ctx, kvs2Contender(ctx, node, 'kvs2', 'Set', vb), vb);
+    if (scenarios.has('set')) {
+      await setPoints(ctx, kvs2Contender(ctx, node, 'kvs2', 'Set', vb), vb);
+      await writePoints(ctx, kvs2Contender(ctx, node, 'kvs2', 'Write', vb), vb);
+    }
     return;
   }
   const at = [plan.largeConcurrency];

@@ -77,6 +77,7 @@ export function renderMarkdown(results: Results, plotFile: string | null): strin
     ['MultiGet of 100 keys, closed loop', (p) => p.scenario === 'multiget' && p.mode === 'closed'],
     ['MultiGet of 100 keys, fixed rates', (p) => p.scenario === 'multiget' && p.mode === 'rate'],
     ['Set, closed loop', (p) => p.scenario === 'set' && p.valueBytes === vb],
+    ['Batched writes: Write of 100 mutations, closed loop', (p) => p.scenario === 'write' && p.valueBytes === vb],
     ['Large values: Get', (p) => p.scenario === 'get' && p.valueBytes !== vb],
     ['Large values: Set', (p) => p.scenario === 'set' && p.valueBytes !== vb],
   ];
