@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
+import { Kvs2Client } from '../../src/client/kvs2-client.js';
 import { eventually, SeedClient } from '../support/grpc-clients.js';
 import { OwnKafkaCluster } from '../support/kafka-cluster.js';
 import { needsKafka } from '../support/kafka-env.js';
@@ -18,13 +19,14 @@ describe('broker failures under a kvs2 node', needsKafka(), () => {
     await dir.remove();
   });
 
-  test('broker down: Set fails within its deadline, reads go on; broker back: writes work again, no restart', async () => {
+  test('broker down: Set and Write fail within their deadline, reads go on; broker back: writes work again, no restart', async () => {
     const cluster = await OwnKafkaCluster.start(1);
     const node = await ServerProcess.start({
       dataDir: `${dir.path}/outage`,
       args: ['--kafka-brokers', cluster.brokers, '--topic', `kvs2-test-${randomUUID()}`, '--partitions', '2'],
     });
     const client = new SeedClient(node.address);
+    const full = new Kvs2Client(node.address);
     try {
       await client.set(Buffer.from('before'), Buffer.from('outage'));
       await eventually(async () => (await client.get(Buffer.from('before'))).status === 'OK', 20_000, 'the write');
@@ -42,6 +44,22 @@ describe('broker failures under a kvs2 node', needsKafka(), () => {
         },
       );
       assert.ok(Date.now() - started < 4500, `Set took ${Date.now() - started} ms to fail with a 3 s deadline`);
+      // A Write fails as a whole within its deadline, however many mutations it carries.
+      const mutations = Array.from({ length: 50 }, (_, i) => ({
+        key: Buffer.from(`during-${i}`),
+        value: Buffer.from('outage'),
+        delete: false,
+      }));
+      const writeStarted = Date.now();
+      await assert.rejects(full.write({ mutations }, 3000), (error: { code: number }) => {
+        assert.ok(
+          [status.UNAVAILABLE, status.DEADLINE_EXCEEDED].includes(error.code),
+          `status ${error.code} is neither UNAVAILABLE nor DEADLINE_EXCEEDED`,
+        );
+        return true;
+      });
+      const writeMs = Date.now() - writeStarted;
+      assert.ok(writeMs < 4500, `Write took ${writeMs} ms to fail with a 3 s deadline`);
       // Reads are served from the local store while Kafka is away.
       assert.deepEqual(await client.get(Buffer.from('before')), { status: 'OK', data: Buffer.from('outage') });
 
@@ -61,6 +79,7 @@ describe('broker failures under a kvs2 node', needsKafka(), () => {
       assert.equal(node.child.exitCode, null, 'the node kept running');
     } finally {
       client.close();
+      full.close();
       await node.stop();
       await cluster.stop();
     }
