@@ -183,8 +183,7 @@ export class KvService {
     mutations.forEach((mutation, i) => {
       this.#checkMutation(mutation, `mutations[${i}].key`);
     });
-    if (this.#closed) throw new Kvs2Error('SHUTTING_DOWN', 'the node is shutting down');
-    if (signal?.aborted) throw abortError(signal, 'write');
+    this.#checkWritable(signal);
     type Appended =
       | { readonly ok: true; readonly position: LogPosition }
       | { readonly ok: false; readonly error: Kvs2Error };
@@ -207,14 +206,10 @@ export class KvService {
         const { partition, offset } = result.position;
         reached.set(partition, Math.max(reached.get(partition) ?? 0, offset + 1));
       }
-      await this.#replica.waitFor(reached, signal ?? AbortSignal.timeout(60_000));
+      await this.#waitForApply(reached, signal);
     }
-    const tag = this.#currentLogTag();
     return results.map(
-      (result): MutationOutcome =>
-        result.ok
-          ? { ok: true, token: encodeToken(tag, new Map([[result.position.partition, result.position.offset + 1]])) }
-          : result,
+      (result): MutationOutcome => (result.ok ? { ok: true, token: this.#tokenFor(result.position) } : result),
     );
   }
 
@@ -235,15 +230,24 @@ export class KvService {
     options: WriteOptions,
     signal: AbortSignal | undefined,
   ): Promise<Buffer> {
+    this.#checkWritable(signal);
+    const position = await raceAbort(this.#log.append(key, value, signal), signal, 'write');
+    if (options.waitForApply) await this.#waitForApply(new Map([[position.partition, position.offset + 1]]), signal);
+    return this.#tokenFor(position);
+  }
+
+  #checkWritable(signal: AbortSignal | undefined): void {
     if (this.#closed) throw new Kvs2Error('SHUTTING_DOWN', 'the node is shutting down');
     if (signal?.aborted) throw abortError(signal, 'write');
-    const appended = this.#log.append(key, value, signal);
-    const position = await raceAbort(appended, signal, 'write');
-    const reached = new Map([[position.partition, position.offset + 1]]);
-    if (options.waitForApply) {
-      await this.#replica.waitFor(reached, signal ?? AbortSignal.timeout(60_000));
-    }
-    return encodeToken(this.#currentLogTag(), reached);
+  }
+
+  #waitForApply(reached: Offsets, signal: AbortSignal | undefined): Promise<void> {
+    return this.#replica.waitFor(reached, signal ?? AbortSignal.timeout(60_000));
+  }
+
+  /** The token of one published record: its partition read up to just past it. */
+  #tokenFor(position: LogPosition): Buffer {
+    return encodeToken(this.#currentLogTag(), new Map([[position.partition, position.offset + 1]]));
   }
 
   /** The tag of the log this node reads now, which tokens must carry. */
