@@ -148,21 +148,17 @@ export function kvs2Handlers({
     write(call: ServerUnaryCall<WriteRequest, WriteReply>, callback: sendUnaryData<WriteReply>): void {
       const { mutations, waitForApply } = call.request;
       writing(call, callback, async (signal) => {
-        const outcomes = await service.write(
+        const { outcomes, token } = await service.write(
           mutations.map((m) => ({ key: m.key, value: m.delete ? null : m.value })),
           { waitForApply },
           signal,
         );
-        const tokens: Buffer[] = [];
         const results = outcomes.map((outcome) => {
-          if (outcome.ok) {
-            tokens.push(outcome.token);
-            return { code: status.OK, message: '', token: outcome.token };
-          }
+          if (outcome.ok) return { code: status.OK, message: '', token: outcome.token };
           const error = toStatusError(outcome.error);
           return { code: error.code, message: error.details, token: EMPTY };
         });
-        return { results, token: tokens.length > 0 ? service.mergeWriteTokens(tokens) : EMPTY };
+        return { results, token: token ?? EMPTY };
       });
     },
 

@@ -27,13 +27,20 @@ export function logTagOf(logIdentity: string): Buffer {
 }
 
 export function encodeToken(logTag: Buffer, offsets: Offsets): Buffer {
-  const parts: number[] = [VERSION, ...logTag];
-  writeVarint(parts, offsets.size);
-  for (const [partition, offset] of [...offsets].sort((a, b) => a[0] - b[0])) {
-    writeVarint(parts, partition);
-    writeVarint(parts, offset);
+  // Written straight into one buffer: a Write of 100 mutations encodes 101 tokens, and building them
+  // through number arrays was ~4% of the node's CPU on that path.
+  const entries = offsets.size === 1 ? offsets : new Map([...offsets].sort((a, b) => a[0] - b[0]));
+  let size = 1 + LOG_TAG_BYTES + varintSize(entries.size);
+  for (const [partition, offset] of entries) size += varintSize(partition) + varintSize(offset);
+  const token = Buffer.allocUnsafe(size);
+  token[0] = VERSION;
+  logTag.copy(token, 1, 0, LOG_TAG_BYTES);
+  let at = writeVarint(token, 1 + LOG_TAG_BYTES, entries.size);
+  for (const [partition, offset] of entries) {
+    at = writeVarint(token, at, partition);
+    at = writeVarint(token, at, offset);
   }
-  return Buffer.from(parts);
+  return token;
 }
 
 /** Decodes a token, or throws INVALID_ARGUMENT saying what is wrong with it. */
@@ -78,13 +85,22 @@ export function mergeTokens(tokens: readonly Buffer[], expectedLogTag: Buffer): 
   return merged;
 }
 
-function writeVarint(out: number[], value: number): void {
+function varintSize(value: number): number {
+  let size = 1;
+  for (let v = value; v >= 0x80; v = Math.floor(v / 0x80)) size++;
+  return size;
+}
+
+/** Writes `value` (a safe non-negative integer) at `at`; returns where the next byte goes. */
+function writeVarint(out: Buffer, at: number, value: number): number {
   let v = value;
+  let i = at;
   while (v >= 0x80) {
-    out.push((v % 0x80) | 0x80);
+    out[i++] = (v % 0x80) | 0x80;
     v = Math.floor(v / 0x80);
   }
-  out.push(v);
+  out[i++] = v;
+  return i;
 }
 
 function readVarint(bytes: Buffer, cursor: { at: number }, invalid: (why: string) => Kvs2Error): number {

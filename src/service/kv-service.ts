@@ -51,6 +51,13 @@ export type MutationOutcome =
   | { readonly ok: true; readonly token: Buffer }
   | { readonly ok: false; readonly error: Kvs2Error };
 
+/** What a Write did: each mutation's outcome in request order, and one token for all that were published. */
+export interface WriteOutcome {
+  readonly outcomes: MutationOutcome[];
+  /** Null when nothing was published. */
+  readonly token: Buffer | null;
+}
+
 /** Scan pages hold at most this much, whatever the limits allow: a client's default receive limit is 4 MiB. */
 const SCAN_PAGE_MAX_BYTES = 4 * 1024 * 1024 - 64 * 1024;
 const SCAN_DEFAULT_LIMIT = 1000;
@@ -178,7 +185,7 @@ export class KvService {
    * mutation on the call's signal cost a Write of 100 ~5% of the node's CPU); if the call is aborted, it
    * fails as a whole and its mutations may or may not have been published.
    */
-  async write(mutations: readonly Mutation[], options: WriteOptions, signal?: AbortSignal): Promise<MutationOutcome[]> {
+  async write(mutations: readonly Mutation[], options: WriteOptions, signal?: AbortSignal): Promise<WriteOutcome> {
     this.#checkCount(mutations.length, 'Write', 'mutations');
     mutations.forEach((mutation, i) => {
       this.#checkMutation(mutation, `mutations[${i}].key`);
@@ -199,24 +206,20 @@ export class KvService {
       ),
     );
     const results = await raceAbort(appended, signal, 'write');
-    if (options.waitForApply) {
-      const reached = new Map<number, number>();
-      for (const result of results) {
-        if (!result.ok) continue;
-        const { partition, offset } = result.position;
-        reached.set(partition, Math.max(reached.get(partition) ?? 0, offset + 1));
-      }
-      await this.#waitForApply(reached, signal);
+    const reached = new Map<number, number>();
+    for (const result of results) {
+      if (!result.ok) continue;
+      const { partition, offset } = result.position;
+      reached.set(partition, Math.max(reached.get(partition) ?? 0, offset + 1));
     }
-    return results.map(
-      (result): MutationOutcome => (result.ok ? { ok: true, token: this.#tokenFor(result.position) } : result),
-    );
-  }
-
-  /** Merges the tokens of several writes into one. */
-  mergeWriteTokens(tokens: readonly Buffer[]): Buffer {
-    const tag = this.#currentLogTag();
-    return encodeToken(tag, mergeTokens(tokens, tag));
+    if (options.waitForApply) await this.#waitForApply(reached, signal);
+    return {
+      outcomes: results.map(
+        (result): MutationOutcome => (result.ok ? { ok: true, token: this.#tokenFor(result.position) } : result),
+      ),
+      // From the positions themselves: merging the mutations' tokens would decode each of them again.
+      token: reached.size > 0 ? encodeToken(this.#currentLogTag(), reached) : null,
+    };
   }
 
   /** After close, writes fail with SHUTTING_DOWN; reads keep working until the store closes. */

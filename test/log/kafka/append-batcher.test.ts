@@ -45,13 +45,13 @@ function record(partition: number, n: number): OutgoingRecord {
   return { key: Buffer.from(`k${n}`), value: Buffer.from(`v${n}`), partition };
 }
 
-function batcher(sends: HeldSends, leaderOf: (partition: number) => number): AppendBatcher {
+function batcher(sends: HeldSends, leaderOf: (partition: number) => number, timeoutMs = 10_000): AppendBatcher {
   return new AppendBatcher({
     send: sends.send,
     lingerMs: 0,
     maxSendBytes: 1024 * 1024,
     maxPartitionBytes: () => 1024 * 1024,
-    timeoutMs: 10_000,
+    timeoutMs,
     leaderOf,
     description: 'test log',
   });
@@ -59,6 +59,21 @@ function batcher(sends: HeldSends, leaderOf: (partition: number) => number): App
 
 /** Lets pending immediates (the linger) and promise callbacks run. */
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Whether a promise has settled yet, without waiting for it. */
+async function settled(promise: Promise<unknown>): Promise<boolean> {
+  const marker = Symbol('pending');
+  return (
+    (await Promise.race([
+      promise.then(
+        () => true,
+        () => true,
+      ),
+      turn().then(() => marker),
+    ])) !== marker
+  );
+}
 
 describe('AppendBatcher', () => {
   test('a lone append is sent within the event-loop turn, without waiting for a timer', async () => {
@@ -165,6 +180,52 @@ describe('AppendBatcher', () => {
     await Promise.all(all);
     assert.equal(getEventListeners(call.signal, 'abort').length, 0);
     call.abort();
+    await appends.close();
+  });
+
+  test('each append fails at its own deadline, saying whether it was sent, and a failed queued one is never sent', async () => {
+    const sends = new HeldSends();
+    // Partition 0 is led by broker 1, partition 1 by broker 2.
+    const appends = batcher(sends, (partition) => partition + 1, 300);
+    const inFlight = appends.append(record(0, 0));
+    await turn();
+    const queued = appends.append(record(0, 1));
+    const failures = Promise.allSettled([inFlight, queued]);
+    await sleep(150);
+    const later = appends.append(record(1, 2));
+    await turn();
+    const [sent, notSent] = await failures;
+    assert.match(String(sent.status === 'rejected' && sent.reason.message), /may or may not be written/);
+    assert.match(String(notSent.status === 'rejected' && notSent.reason.message), /it was not written/);
+    assert.equal((sent as PromiseRejectedResult).reason.code, 'LOG_UNAVAILABLE');
+    // The later append has a deadline of its own, still ahead.
+    assert.equal(await settled(later), false);
+    sends.releaseAll();
+    assert.deepEqual(await later, { partition: 1, offset: 0 });
+    await turn();
+    // The first send returned after its caller had been told; the queued append never left.
+    assert.deepEqual(
+      sends.sent.map((batch) => batch.map((r) => r.key.toString())),
+      [['k0'], ['k2']],
+    );
+    await appends.close();
+  });
+
+  test('appends acknowledged in time are never failed by the deadline timer', async () => {
+    const sends = new HeldSends();
+    const appends = batcher(sends, () => 1, 100);
+    const first = appends.append(record(0, 0));
+    await turn();
+    sends.releaseAll();
+    assert.deepEqual(await first, { partition: 0, offset: 0 });
+    // A second one, made after the first settled, is held past the first one's deadline but not its own.
+    await sleep(60);
+    const second = appends.append(record(0, 1));
+    await turn();
+    await sleep(60);
+    assert.equal(await settled(second), false);
+    sends.releaseAll();
+    assert.deepEqual(await second, { partition: 0, offset: 1 });
     await appends.close();
   });
 });
