@@ -21,6 +21,9 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 
+/** The default of every bytes field: zero bytes, shared (see scripts/share-empty-bytes.mjs). */
+const EMPTY_BYTES: Buffer = Buffer.alloc(0);
+
 export const protobufPackage = "kvs2";
 
 export const protobufFileName = "kvs2.proto";
@@ -192,7 +195,7 @@ export enum WatchEvent_Kind {
 }
 
 function createBaseSetRequest(): SetRequest {
-  return { key: Buffer.alloc(0), value: Buffer.alloc(0), waitForApply: false };
+  return { key: EMPTY_BYTES, value: EMPTY_BYTES, waitForApply: false };
 }
 
 export const SetRequest: MessageFns<SetRequest> = {
@@ -260,7 +263,7 @@ export const SetRequest: MessageFns<SetRequest> = {
 };
 
 function createBaseSetReply(): SetReply {
-  return { status: 0, token: Buffer.alloc(0) };
+  return { status: 0, token: EMPTY_BYTES };
 }
 
 export const SetReply: MessageFns<SetReply> = {
@@ -317,7 +320,7 @@ export const SetReply: MessageFns<SetReply> = {
 };
 
 function createBaseGetRequest(): GetRequest {
-  return { key: Buffer.alloc(0), consistency: 0, after: [] };
+  return { key: EMPTY_BYTES, consistency: 0, after: [] };
 }
 
 export const GetRequest: MessageFns<GetRequest> = {
@@ -385,7 +388,7 @@ export const GetRequest: MessageFns<GetRequest> = {
 };
 
 function createBaseGetReply(): GetReply {
-  return { status: 0, data: Buffer.alloc(0), token: Buffer.alloc(0) };
+  return { status: 0, data: EMPTY_BYTES, token: EMPTY_BYTES };
 }
 
 export const GetReply: MessageFns<GetReply> = {
@@ -521,7 +524,7 @@ export const MultiGetRequest: MessageFns<MultiGetRequest> = {
 };
 
 function createBaseMultiGetResponsePart(): MultiGetResponsePart {
-  return { key: Buffer.alloc(0), status: 0, data: Buffer.alloc(0) };
+  return { key: EMPTY_BYTES, status: 0, data: EMPTY_BYTES };
 }
 
 export const MultiGetResponsePart: MessageFns<MultiGetResponsePart> = {
@@ -589,7 +592,7 @@ export const MultiGetResponsePart: MessageFns<MultiGetResponsePart> = {
 };
 
 function createBaseMultiGetReply(): MultiGetReply {
-  return { parts: [], token: Buffer.alloc(0) };
+  return { parts: [], token: EMPTY_BYTES };
 }
 
 export const MultiGetReply: MessageFns<MultiGetReply> = {
@@ -646,7 +649,7 @@ export const MultiGetReply: MessageFns<MultiGetReply> = {
 };
 
 function createBaseDeleteRequest(): DeleteRequest {
-  return { key: Buffer.alloc(0), waitForApply: false };
+  return { key: EMPTY_BYTES, waitForApply: false };
 }
 
 export const DeleteRequest: MessageFns<DeleteRequest> = {
@@ -703,7 +706,7 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
 };
 
 function createBaseDeleteReply(): DeleteReply {
-  return { status: 0, token: Buffer.alloc(0) };
+  return { status: 0, token: EMPTY_BYTES };
 }
 
 export const DeleteReply: MessageFns<DeleteReply> = {
@@ -760,7 +763,7 @@ export const DeleteReply: MessageFns<DeleteReply> = {
 };
 
 function createBaseMutation(): Mutation {
-  return { key: Buffer.alloc(0), value: Buffer.alloc(0), delete: false };
+  return { key: EMPTY_BYTES, value: EMPTY_BYTES, delete: false };
 }
 
 export const Mutation: MessageFns<Mutation> = {
@@ -885,7 +888,7 @@ export const WriteRequest: MessageFns<WriteRequest> = {
 };
 
 function createBaseMutationResult(): MutationResult {
-  return { code: 0, message: "", token: Buffer.alloc(0) };
+  return { code: 0, message: "", token: EMPTY_BYTES };
 }
 
 export const MutationResult: MessageFns<MutationResult> = {
@@ -953,7 +956,7 @@ export const MutationResult: MessageFns<MutationResult> = {
 };
 
 function createBaseWriteReply(): WriteReply {
-  return { results: [], token: Buffer.alloc(0) };
+  return { results: [], token: EMPTY_BYTES };
 }
 
 export const WriteReply: MessageFns<WriteReply> = {
@@ -1011,12 +1014,12 @@ export const WriteReply: MessageFns<WriteReply> = {
 
 function createBaseScanRequest(): ScanRequest {
   return {
-    prefix: Buffer.alloc(0),
-    start: Buffer.alloc(0),
-    end: Buffer.alloc(0),
+    prefix: EMPTY_BYTES,
+    start: EMPTY_BYTES,
+    end: EMPTY_BYTES,
     limit: 0,
     keysOnly: false,
-    continuation: Buffer.alloc(0),
+    continuation: EMPTY_BYTES,
     consistency: 0,
     after: [],
   };
@@ -1142,7 +1145,7 @@ export const ScanRequest: MessageFns<ScanRequest> = {
 };
 
 function createBaseKeyValue(): KeyValue {
-  return { key: Buffer.alloc(0), value: Buffer.alloc(0) };
+  return { key: EMPTY_BYTES, value: EMPTY_BYTES };
 }
 
 export const KeyValue: MessageFns<KeyValue> = {
@@ -1199,7 +1202,7 @@ export const KeyValue: MessageFns<KeyValue> = {
 };
 
 function createBaseScanReply(): ScanReply {
-  return { items: [], continuation: Buffer.alloc(0), token: Buffer.alloc(0) };
+  return { items: [], continuation: EMPTY_BYTES, token: EMPTY_BYTES };
 }
 
 export const ScanReply: MessageFns<ScanReply> = {
@@ -1267,7 +1270,7 @@ export const ScanReply: MessageFns<ScanReply> = {
 };
 
 function createBaseWatchRequest(): WatchRequest {
-  return { key: Buffer.alloc(0), prefix: Buffer.alloc(0), after: Buffer.alloc(0), progressIntervalMs: 0 };
+  return { key: EMPTY_BYTES, prefix: EMPTY_BYTES, after: EMPTY_BYTES, progressIntervalMs: 0 };
 }
 
 export const WatchRequest: MessageFns<WatchRequest> = {
@@ -1346,7 +1349,7 @@ export const WatchRequest: MessageFns<WatchRequest> = {
 };
 
 function createBaseWatchEvent(): WatchEvent {
-  return { kind: 0, key: Buffer.alloc(0), value: Buffer.alloc(0), token: Buffer.alloc(0) };
+  return { kind: 0, key: EMPTY_BYTES, value: EMPTY_BYTES, token: EMPTY_BYTES };
 }
 
 export const WatchEvent: MessageFns<WatchEvent> = {
