@@ -154,10 +154,13 @@ export class KafkaLog implements Log {
       // young-generation GCs are copied and promoted. Bootstrap of 1M records (measured, one core): 8 MiB
       // fetches, 24 MiB ahead, 8 MiB store batches took 4.5-5.7 s and peaked at ~1 GB RSS; 4 / 8 / 4 MiB
       // takes 4.1-4.5 s and peaks ~120 MiB lower; 1-2 MiB fetches are slower again (more fetch rounds).
+      // Store batches of all that is buffered (8 MiB) rather than 4 MiB: half as many transactions, each
+      // copying the pages its random keys touch, halve the bytes written (1,064 -> 533-597 MB) and take
+      // ~8% off the bootstrap (4.49-4.67 -> 4.07-4.33 s) for ~25 MiB more peak RSS.
       fetchMaxBytes: Math.max(4 * 1024 * 1024, this.#recordLimitBytes()),
       partitionMaxBytes: Math.max(1024 * 1024, this.#recordLimitBytes()),
       maxBufferedBytes: 8 * 1024 * 1024,
-      maxBatchBytes: 4 * 1024 * 1024,
+      maxBatchBytes: 8 * 1024 * 1024,
       metadataRefreshMs: settings.metadataRefreshMs,
       logger: settings.logger,
     });
