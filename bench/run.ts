@@ -228,7 +228,9 @@ async function main(): Promise<number> {
   if (!options.keepData) rmSync(workDir, { recursive: true, force: true });
   else ctx.log(`kept ${workDir}`);
   ctx.log(`done in ${results.wallSeconds.toFixed(0)} s`);
-  return failed || results.points.length === 0 ? 1 : 0;
+  // A run that measured nothing failed; bootstrap and memory have results of their own, not points.
+  const measured = results.points.length > 0 || results.memory.length > 0 || results.bootstrap !== null;
+  return failed || !measured ? 1 : 0;
 }
 
 function writeResults(results: Results): void {
