@@ -184,13 +184,11 @@ export class AppendBatcher {
     this.#armDeadlineTimer();
   }
 
+  /** Moves past settled appends at the front (once none is unsettled, #settle has emptied the list). */
   #dropSettledOldest(): void {
     const list = this.#byDeadline;
     while (this.#oldest < list.length && list[this.#oldest]?.state === 'settled') this.#oldest++;
-    if (this.#oldest === list.length) {
-      this.#byDeadline = [];
-      this.#oldest = 0;
-    } else if (this.#oldest > 1024 && this.#oldest * 2 > list.length) {
+    if (this.#oldest > 1024 && this.#oldest * 2 > list.length) {
       this.#byDeadline = list.slice(this.#oldest);
       this.#oldest = 0;
     }
