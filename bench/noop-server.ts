@@ -31,7 +31,10 @@ const options = new Command('noop-server')
   .opts<{ listen: string; valueBytes: string }>();
 
 // kvs2's server options for its default limits.
-const server = new Server(grpcServerOptions(parseConfig({}).limits));
+const defaults = parseConfig({});
+const server = new Server(
+  grpcServerOptions({ maxRequestBytes: defaults.maxRequestBytes, maxReplyBytes: defaults.limits.maxReplyBytes }),
+);
 
 const value = Buffer.alloc(Number(options.valueBytes), 0x78);
 // Replies built from the generated defaults, so fields added to the proto later keep their defaults.

@@ -1,10 +1,10 @@
 import { type ChannelOptions, Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Limits } from '../config/config.js';
 import { Kvs2Error } from '../errors.js';
-import { Kvs2Service } from '../gen/kvs2.js';
 import type { KvService } from '../service/kv-service.js';
 import type { ChangeSource } from '../service/watch-session.js';
 import { HealthService } from './health.js';
+import { strictKvs2Definition } from './kvs2-definition.js';
 import { kvs2Handlers } from './kvs2-handlers.js';
 import { addReflection } from './reflection.js';
 
@@ -12,28 +12,28 @@ export interface GrpcApiOptions {
   readonly service: KvService;
   readonly changes: ChangeSource;
   readonly limits: Limits;
+  readonly maxRequestBytes: number;
   readonly requestTimeoutMs: number;
 }
 
-/** Room for field tags, lengths and framing around the keys and values of one message. */
+/** Room for field tags, lengths and framing around the keys and values of a reply. */
 const MESSAGE_OVERHEAD_BYTES = 64 * 1024;
+
+/** What the transport must allow: requests up to --max-request-bytes, replies up to --max-reply-bytes. */
+export interface TransportLimits {
+  readonly maxRequestBytes: number;
+  readonly maxReplyBytes: number;
+}
 
 /**
  * The grpc-js server options for these limits (the benchmark's no-op server uses them too, so that it is
  * the ceiling of exactly this stack).
  */
-export function grpcServerOptions(limits: Limits): ChannelOptions {
-  const { maxKeyBytes, maxValueBytes, maxBatchKeys, maxReplyBytes } = limits;
-  // Big enough for the largest request the limits allow, so that an oversized request reaches our
-  // validation and gets a clear INVALID_ARGUMENT instead of a transport error.
-  const maxRequestBytes = Math.max(
-    4 * 1024 * 1024,
-    maxKeyBytes + maxValueBytes + MESSAGE_OVERHEAD_BYTES,
-    maxBatchKeys * (maxKeyBytes + 8) + MESSAGE_OVERHEAD_BYTES,
-  );
+export function grpcServerOptions(limits: TransportLimits): ChannelOptions {
   return {
-    'grpc.max_receive_message_length': Math.min(maxRequestBytes, 2 ** 31 - 1),
-    'grpc.max_send_message_length': Math.min(2 * maxReplyBytes + MESSAGE_OVERHEAD_BYTES, 2 ** 31 - 1),
+    // grpc-js refuses a bigger request from its length prefix, before buffering it.
+    'grpc.max_receive_message_length': limits.maxRequestBytes,
+    'grpc.max_send_message_length': Math.min(2 * limits.maxReplyBytes + MESSAGE_OVERHEAD_BYTES, 2 ** 31 - 1),
     // Channelz (grpc-js's call statistics, which kvs2 does not serve) costs a closure, timestamps and
     // counters per call.
     'grpc.enable_channelz': 0,
@@ -51,9 +51,11 @@ export class GrpcApi {
 
   constructor(options: GrpcApiOptions) {
     const { maxKeyBytes } = options.limits;
-    this.#server = new Server(grpcServerOptions(options.limits));
+    this.#server = new Server(
+      grpcServerOptions({ maxRequestBytes: options.maxRequestBytes, maxReplyBytes: options.limits.maxReplyBytes }),
+    );
     this.#server.addService(
-      Kvs2Service,
+      strictKvs2Definition(),
       kvs2Handlers({
         service: options.service,
         changes: options.changes,

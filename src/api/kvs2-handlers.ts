@@ -1,31 +1,35 @@
-import { type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
+import type {
+  handleServerStreamingCall,
+  handleUnaryCall,
+  ServerUnaryCall,
+  sendUnaryData,
+  UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { Kvs2Error } from '../errors.js';
-import {
-  Consistency,
-  type DeleteReply,
-  type DeleteRequest,
-  type GetReply,
-  type GetRequest,
-  type Kvs2Server,
-  type MultiGetReply,
-  type MultiGetRequest,
-  type MultiGetResponsePart,
-  ReadStatus,
-  type ScanReply,
-  type ScanRequest,
-  type SetReply,
-  type SetRequest,
-  SetStatus,
-  type WriteReply,
-  type WriteRequest,
+import type {
+  DeleteReply,
+  DeleteRequest,
+  GetReply,
+  GetRequest,
+  MultiGetReply,
+  MultiGetRequest,
+  ScanReply,
+  ScanRequest,
+  SetReply,
+  SetRequest,
+  WatchEvent,
+  WatchRequest,
+  WriteReply,
+  WriteRequest,
 } from '../gen/kvs2.js';
-import type { KvService, ReadOptions } from '../service/kv-service.js';
+import type { KvService } from '../service/kv-service.js';
+import type { Answer } from '../service/requests.js';
 import type { ChangeSource } from '../service/watch-session.js';
 import { CallScope } from './call-scope.js';
+import { MalformedRequest, type Received } from './kvs2-definition.js';
 import { toStatusError } from './status-mapping.js';
+import { batchReplyOf, consistencyOf, getReplyOf, multiGetReplyOf, scanReplyOf, writeReplyOf } from './translate.js';
 import { watchHandler } from './watch-handler.js';
-
-const EMPTY = Buffer.alloc(0);
 
 export interface Kvs2HandlerOptions {
   readonly service: KvService;
@@ -35,169 +39,109 @@ export interface Kvs2HandlerOptions {
   readonly openWatches: Set<(reason: Kvs2Error) => void>;
 }
 
-/** Translates the kvs2.Kvs2 gRPC service to KvService calls and back; nothing else. */
+/** The kvs2.Kvs2 handlers, over requests checked by the strict definition (kvs2-definition.ts). */
+export interface Kvs2Handlers extends UntypedServiceImplementation {
+  get: handleUnaryCall<Received<GetRequest>, GetReply>;
+  multiGet: handleUnaryCall<Received<MultiGetRequest>, MultiGetReply>;
+  scan: handleUnaryCall<Received<ScanRequest>, ScanReply>;
+  set: handleUnaryCall<Received<SetRequest>, SetReply>;
+  delete: handleUnaryCall<Received<DeleteRequest>, DeleteReply>;
+  write: handleUnaryCall<Received<WriteRequest>, WriteReply>;
+  watch: handleServerStreamingCall<Received<WatchRequest>, WatchEvent>;
+}
+
+/**
+ * Each handler translates the request, calls the service, and maps its answer or error back to the wire;
+ * every decision (validation, consistency, deadlines) is the service's.
+ */
 export function kvs2Handlers({
   service,
   changes,
   requestTimeoutMs,
   maxKeyBytes,
   openWatches,
-}: Kvs2HandlerOptions): Kvs2Server {
-  /**
-   * Runs `read` at once for local reads (the seed's path: synchronous, no timers), or after the read
-   * barrier the options ask for, within the call's deadline.
-   */
-  const withConsistency = <Req extends ConsistencyFields, Reply>(
-    call: ServerUnaryCall<Req, Reply>,
+}: Kvs2HandlerOptions): Kvs2Handlers {
+  /** Answers the call with what `run` gives, at once when it is synchronous (a local read: no promise). */
+  const handle = <Req, Result, Reply>(
+    call: ServerUnaryCall<Received<Req>, Reply>,
     callback: sendUnaryData<Reply>,
-    read: () => Reply,
+    run: (request: Req, scope: CallScope) => Answer<Result>,
+    toReply: (result: Result, request: Req) => Reply,
   ): void => {
-    let options: ReadOptions;
+    const request = call.request;
+    if (request instanceof MalformedRequest) {
+      callback(toStatusError(new Kvs2Error('INVALID_ARGUMENT', `malformed request: ${request.reason}`)));
+      return;
+    }
+    const scope = new CallScope(call, requestTimeoutMs);
+    let answer: Answer<Result>;
     try {
-      options = readOptions(call.request);
+      answer = run(request, scope);
     } catch (error) {
+      scope.done();
       callback(toStatusError(error));
       return;
     }
-    if (service.isLocalRead(options)) {
-      let reply: Reply;
-      try {
-        reply = read();
-      } catch (error) {
-        callback(toStatusError(error));
-        return;
-      }
-      callback(null, reply);
+    if (!(answer instanceof Promise)) {
+      scope.done();
+      callback(null, toReply(answer, request));
       return;
     }
-    const scope = new CallScope(call, requestTimeoutMs);
-    answerWhenSettled(scope, callback, service.readBarrier(options, scope.signal).then(read));
-  };
-
-  /** Runs a write within the call's deadline. */
-  const writing = <Req, Reply>(
-    call: ServerUnaryCall<Req, Reply>,
-    callback: sendUnaryData<Reply>,
-    write: (signal: AbortSignal) => Promise<Reply>,
-  ): void => {
-    const scope = new CallScope(call, requestTimeoutMs);
-    let work: Promise<Reply>;
-    try {
-      work = write(scope.signal);
-    } catch (error) {
-      work = Promise.reject(error);
-    }
-    answerWhenSettled(scope, callback, work);
+    // The scope ends before answering: grpc-js emits 'cancelled' once a call is answered, which must not
+    // count as the client giving up.
+    answer.then(
+      (result) => {
+        scope.done();
+        callback(null, toReply(result, request));
+      },
+      (error: unknown) => {
+        scope.done();
+        callback(toStatusError(error));
+      },
+    );
   };
 
   return {
-    get(call: ServerUnaryCall<GetRequest, GetReply>, callback: sendUnaryData<GetReply>): void {
-      const { key } = call.request;
-      withConsistency(call, callback, () => {
-        const value = service.get(key);
-        return value === undefined
-          ? { status: ReadStatus.NOT_FOUND, data: EMPTY, token: service.appliedToken() }
-          : { status: ReadStatus.OK, data: value, token: service.appliedToken() };
-      });
+    get(call, callback) {
+      handle(
+        call,
+        callback,
+        (r, scope) => service.get({ key: r.key, consistency: consistencyOf(r.consistency), after: r.after }, scope),
+        getReplyOf,
+      );
     },
 
-    multiGet(call: ServerUnaryCall<MultiGetRequest, MultiGetReply>, callback: sendUnaryData<MultiGetReply>): void {
-      const { keys } = call.request;
-      withConsistency(call, callback, () => {
-        const values = service.getMany(keys);
-        const parts: MultiGetResponsePart[] = new Array(keys.length);
-        for (let i = 0; i < keys.length; i++) {
-          const value = values[i];
-          parts[i] =
-            value === undefined
-              ? { key: keys[i] as Buffer, status: ReadStatus.NOT_FOUND, data: EMPTY }
-              : { key: keys[i] as Buffer, status: ReadStatus.OK, data: value };
-        }
-        return { parts, token: service.appliedToken() };
-      });
+    multiGet(call, callback) {
+      handle(
+        call,
+        callback,
+        (r, scope) =>
+          service.multiGet({ keys: r.keys, consistency: consistencyOf(r.consistency), after: r.after }, scope),
+        (result, r) => multiGetReplyOf(r.keys, result),
+      );
     },
 
-    scan(call: ServerUnaryCall<ScanRequest, ScanReply>, callback: sendUnaryData<ScanReply>): void {
-      const request = call.request;
-      withConsistency(call, callback, () => {
-        const { page, continuation } = service.scan(request);
-        return {
-          items: page.items.map((item) => ({ key: item.key, value: item.value ?? EMPTY })),
-          continuation: continuation ?? EMPTY,
-          token: service.appliedToken(),
-        };
-      });
+    scan(call, callback) {
+      handle(
+        call,
+        callback,
+        (r, scope) => service.scan({ ...r, consistency: consistencyOf(r.consistency) }, scope),
+        scanReplyOf,
+      );
     },
 
-    set(call: ServerUnaryCall<SetRequest, SetReply>, callback: sendUnaryData<SetReply>): void {
-      const { key, value, waitForApply } = call.request;
-      writing(call, callback, async (signal) => ({
-        status: SetStatus.PUBLISHED,
-        token: await service.set(key, value, { waitForApply }, signal),
-      }));
+    set(call, callback) {
+      handle(call, callback, (r, scope) => service.set(r, scope), writeReplyOf);
     },
 
-    delete(call: ServerUnaryCall<DeleteRequest, DeleteReply>, callback: sendUnaryData<DeleteReply>): void {
-      const { key, waitForApply } = call.request;
-      writing(call, callback, async (signal) => ({
-        status: SetStatus.PUBLISHED,
-        token: await service.delete(key, { waitForApply }, signal),
-      }));
+    delete(call, callback) {
+      handle(call, callback, (r, scope) => service.delete(r, scope), writeReplyOf);
     },
 
-    write(call: ServerUnaryCall<WriteRequest, WriteReply>, callback: sendUnaryData<WriteReply>): void {
-      const { mutations, waitForApply } = call.request;
-      writing(call, callback, async (signal) => {
-        const { outcomes, token } = await service.write(
-          mutations.map((m) => ({ key: m.key, value: m.delete ? null : m.value })),
-          { waitForApply },
-          signal,
-        );
-        const results = outcomes.map((outcome) => {
-          if (outcome.ok) return { code: status.OK, message: '', token: outcome.token };
-          const error = toStatusError(outcome.error);
-          return { code: error.code, message: error.details, token: EMPTY };
-        });
-        return { results, token: token ?? EMPTY };
-      });
+    write(call, callback) {
+      handle(call, callback, (r, scope) => service.write(r, scope), batchReplyOf);
     },
 
     watch: watchHandler({ service, changes, maxKeyBytes, open: openWatches }),
   };
-}
-
-interface ConsistencyFields {
-  consistency: Consistency;
-  after: Buffer[];
-}
-
-function readOptions(request: ConsistencyFields): ReadOptions {
-  switch (request.consistency) {
-    case Consistency.CONSISTENCY_LOCAL:
-      // Tokens are honoured whatever the mode says: a client that passes them wants them seen.
-      return { consistency: request.after.length > 0 ? 'at-least' : 'local', after: request.after };
-    case Consistency.CONSISTENCY_AT_LEAST:
-      return { consistency: 'at-least', after: request.after };
-    case Consistency.CONSISTENCY_LATEST:
-      return { consistency: 'latest', after: request.after };
-    default:
-      throw new Kvs2Error('INVALID_ARGUMENT', `unknown consistency ${String(request.consistency)}`);
-  }
-}
-
-/**
- * Answers the call with what `work` settles to. The scope ends first: grpc-js emits 'cancelled' once a call
- * is answered, which must not count as the client giving up.
- */
-function answerWhenSettled<Reply>(scope: CallScope, callback: sendUnaryData<Reply>, work: Promise<Reply>): void {
-  work.then(
-    (reply) => {
-      scope.done();
-      callback(null, reply);
-    },
-    (error: unknown) => {
-      scope.done();
-      callback(toStatusError(error));
-    },
-  );
 }

@@ -1,4 +1,4 @@
-import { type ServiceError, status } from '@grpc/grpc-js';
+import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { describeError, isKvs2Error, type Kvs2ErrorCode } from '../errors.js';
 
 /** The one place where kvs2's error codes become gRPC status codes. */
@@ -18,10 +18,22 @@ const STATUS_OF: Readonly<Record<Kvs2ErrorCode, status>> = {
   INCONSISTENT_STATE: status.INTERNAL,
 };
 
+/** Trailing metadata that carries the kvs2 error code, which several codes share a gRPC status with. */
+export const ERROR_CODE_METADATA_KEY = 'kvs2-error-code';
+
 export type StatusError = Partial<ServiceError> & { code: status; details: string };
 
 /** A gRPC error for anything thrown below the API; unknown errors become INTERNAL. */
 export function toStatusError(error: unknown): StatusError {
-  if (isKvs2Error(error)) return { code: STATUS_OF[error.code], details: error.message };
+  if (isKvs2Error(error)) {
+    const metadata = new Metadata();
+    metadata.set(ERROR_CODE_METADATA_KEY, error.code);
+    return { code: STATUS_OF[error.code], details: error.message, metadata };
+  }
   return { code: status.INTERNAL, details: `internal error: ${describeError(error)}` };
+}
+
+/** The gRPC status code of a kvs2 error code (for per-mutation results, which carry no metadata). */
+export function statusOf(code: Kvs2ErrorCode): status {
+  return STATUS_OF[code];
 }

@@ -3,6 +3,7 @@ import { isKvs2Error, Kvs2Error } from '../errors.js';
 import { type WatchEvent, WatchEvent_Kind, type WatchRequest } from '../gen/kvs2.js';
 import type { KvService } from '../service/kv-service.js';
 import { type ChangeSource, type WatchEvent as SessionEvent, WatchSession } from '../service/watch-session.js';
+import { MalformedRequest, type Received } from './kvs2-definition.js';
 import { toStatusError } from './status-mapping.js';
 
 export interface WatchHandlerOptions {
@@ -32,7 +33,12 @@ const KIND: Record<SessionEvent['kind'], WatchEvent_Kind> = {
  * when full) instead of in an unbounded gRPC buffer.
  */
 export function watchHandler({ service, changes, maxKeyBytes, open }: WatchHandlerOptions) {
-  return (call: ServerWritableStream<WatchRequest, WatchEvent>): void => {
+  return (call: ServerWritableStream<Received<WatchRequest>, WatchEvent>): void => {
+    const request = call.request;
+    if (request instanceof MalformedRequest) {
+      call.emit('error', toStatusError(new Kvs2Error('INVALID_ARGUMENT', `malformed request: ${request.reason}`)));
+      return;
+    }
     const stop = new AbortController();
     const end = (reason: Kvs2Error): void => stop.abort(reason);
     open.add(end);
@@ -40,8 +46,8 @@ export function watchHandler({ service, changes, maxKeyBytes, open }: WatchHandl
     call.once('cancelled', () => end(new Kvs2Error('CANCELLED', 'the client cancelled the watch')));
     let session: WatchSession;
     try {
-      const { key, prefix, after, progressIntervalMs } = call.request;
-      validate(call.request, maxKeyBytes);
+      const { key, prefix, after, progressIntervalMs } = request;
+      validate(request, maxKeyBytes);
       session = new WatchSession({
         source: changes,
         logTag: service.currentLogTag(),
@@ -66,7 +72,7 @@ export function watchHandler({ service, changes, maxKeyBytes, open }: WatchHandl
 }
 
 async function pump(
-  call: ServerWritableStream<WatchRequest, WatchEvent>,
+  call: ServerWritableStream<Received<WatchRequest>, WatchEvent>,
   session: WatchSession,
   signal: AbortSignal,
 ): Promise<void> {

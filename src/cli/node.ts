@@ -86,6 +86,7 @@ export class KvsNode {
         service,
         changes: replica,
         limits: config.limits,
+        maxRequestBytes: config.maxRequestBytes,
         requestTimeoutMs: config.requestTimeoutMs,
       });
       const startedApi = api;

@@ -17,7 +17,10 @@ import {
   type WriteRequest,
 } from '../gen/kvs2.js';
 
+import { Kvs2ClientError } from './client-error.js';
+
 export { Consistency, ReadStatus, SetStatus, WatchEvent_Kind } from '../gen/kvs2.js';
+export { Kvs2ClientError, type Kvs2ErrorCode } from './client-error.js';
 
 export interface Kvs2ClientOptions {
   /** Default deadline of each call, in milliseconds (default 10 s). */
@@ -42,7 +45,8 @@ const EMPTY = Buffer.alloc(0);
 
 /**
  * A promise-based client for kvs2 over gRPC, on the generated stubs. Requests may leave out the fields
- * they do not use (`{ key }` is a whole GetRequest): the defaults are the protobuf ones.
+ * they do not use (`{ key }` is a whole GetRequest): the defaults are the protobuf ones. Failed calls
+ * reject with Kvs2ClientError, whose `kvs2Code` says what failed.
  */
 export class Kvs2Client {
   readonly #client: GeneratedClient;
@@ -112,7 +116,7 @@ export class Kvs2Client {
         request,
         new Metadata(),
         { deadline: Date.now() + (timeoutMs ?? this.#timeoutMs) },
-        (error, reply) => (error ? reject(error) : resolve(reply)),
+        (error, reply) => (error ? reject(new Kvs2ClientError(error)) : resolve(reply)),
       );
     });
   }

@@ -35,6 +35,11 @@ export interface Config {
   readonly kafka: KafkaConfig | null;
   readonly topic: string;
   readonly limits: Limits;
+  /**
+   * The largest request body accepted, in bytes: the transport refuses bigger ones before reading them
+   * (RESOURCE_EXHAUSTED), so that no request makes the node buffer more than this.
+   */
+  readonly maxRequestBytes: number;
   /** The longest a single call may take on the server, whatever deadline the client sent. */
   readonly requestTimeoutMs: number;
   /** How long shutdown waits for calls in flight before cancelling them. */
@@ -102,13 +107,19 @@ export const SETTINGS = [
   {
     name: 'max-batch-keys',
     valueName: 'n',
-    description: 'most keys one MultiGet may ask for',
+    description: 'most keys one MultiGet, Write or Scan page may carry',
     defaultValue: '10000',
   },
   {
     name: 'max-reply-bytes',
     valueName: 'n',
     description: 'largest reply a node builds for one call, in bytes',
+    defaultValue: String(64 * 1024 * 1024),
+  },
+  {
+    name: 'max-request-bytes',
+    valueName: 'n',
+    description: 'largest request accepted, in bytes (bigger ones are refused before they are read)',
     defaultValue: String(64 * 1024 * 1024),
   },
   {
@@ -173,6 +184,7 @@ export function parseConfig(raw: RawSettings, cwd: string = process.cwd()): Conf
         : { brokers: parseBrokers(brokers), topic, partitions, replicationFactor },
     topic,
     limits: { maxKeyBytes, maxValueBytes, maxBatchKeys, maxReplyBytes },
+    maxRequestBytes: parseInteger('max-request-bytes', required('max-request-bytes'), 64 * 1024, 2 ** 31 - 1),
     requestTimeoutMs: parseInteger('request-timeout-ms', required('request-timeout-ms'), 1, 24 * 3600 * 1000),
     shutdownTimeoutMs: parseInteger('shutdown-timeout-ms', required('shutdown-timeout-ms'), 0, 3600 * 1000),
     logLevel: parseLogLevel(required('log-level')),

@@ -1,19 +1,36 @@
-import { raceAbort } from '../abort.js';
 import type { Limits } from '../config/config.js';
 import { abortError, Kvs2Error } from '../errors.js';
 import type { LogPosition, Offsets } from '../log/log.js';
-import type { KeyValueReader, ScanPage } from '../store/store.js';
+import type { KeyValueReader } from '../store/store.js';
 import { encodeToken, logTagOf, mergeTokens } from './consistency-token.js';
-import { type ScanRequestInput, scanRange } from './scan-range.js';
+import { RequestChecks } from './request-checks.js';
+import type {
+  Answer,
+  BatchRequest,
+  BatchResult,
+  CallContext,
+  DeleteRequest,
+  GetRequest,
+  GetResult,
+  MultiGetRequest,
+  MultiGetResult,
+  MutationOutcome,
+  PutRequest,
+  ReadOptions,
+  ScanRequest,
+  ScanResult,
+  WriteResult,
+} from './requests.js';
+import { scanBounds } from './scan-range.js';
 
-/** The write side the service needs: any log. */
+/** The write side the service needs: any log. Appends and offset queries honour the call's signal. */
 export interface LogAppender {
-  append(key: Buffer, value: Buffer | null, signal?: AbortSignal): Promise<LogPosition>;
-  endOffsets(signal?: AbortSignal): Promise<Offsets>;
+  append(key: Buffer, value: Buffer | null, signal: AbortSignal): Promise<LogPosition>;
+  endOffsets(signal: AbortSignal): Promise<Offsets>;
 }
 
 /** What the service needs of the replica: where it is, and a way to wait for it. */
-export interface ReplicaView {
+export interface AppliedPosition {
   readonly appliedOffsets: Offsets;
   /** Changes whenever appliedOffsets does, so derived values can be cached. */
   readonly appliedVersion: number;
@@ -24,38 +41,8 @@ export interface ReplicaView {
 export interface KvServiceOptions {
   readonly log: LogAppender;
   readonly store: KeyValueReader;
-  readonly replica: ReplicaView;
+  readonly replica: AppliedPosition;
   readonly limits: Limits;
-}
-
-export type ReadConsistency = 'local' | 'at-least' | 'latest';
-
-export interface ReadOptions {
-  readonly consistency: ReadConsistency;
-  /** Tokens of writes the read must see. */
-  readonly after: readonly Buffer[];
-}
-
-export interface WriteOptions {
-  /** Resolve only once this node has applied the write. */
-  readonly waitForApply: boolean;
-}
-
-/** A put (value) or a delete (value null). */
-export interface Mutation {
-  readonly key: Buffer;
-  readonly value: Buffer | null;
-}
-
-export type MutationOutcome =
-  | { readonly ok: true; readonly token: Buffer }
-  | { readonly ok: false; readonly error: Kvs2Error };
-
-/** What a Write did: each mutation's outcome in request order, and one token for all that were published. */
-export interface WriteOutcome {
-  readonly outcomes: MutationOutcome[];
-  /** Null when nothing was published. */
-  readonly token: Buffer | null;
 }
 
 /** Scan pages hold at most this much, whatever the limits allow: a client's default receive limit is 4 MiB. */
@@ -63,15 +50,17 @@ const SCAN_PAGE_MAX_BYTES = 4 * 1024 * 1024 - 64 * 1024;
 const SCAN_DEFAULT_LIMIT = 1000;
 
 /**
- * The operations of kvs2, independent of the wire: reads come from the local store, writes go to the log
- * (and reach the store through the replica, like everyone else's). Validates every input against the
- * configured limits and throws Kvs2Error.
+ * The operations of kvs2, independent of the wire, and the one owner of their semantics: it validates
+ * every request, decides how fresh a read must be and waits for that (a local read stays synchronous, with
+ * no timer or promise), and publishes writes to the log. Reads come from the local store; writes reach it
+ * through the replica, like everyone else's. Fails with Kvs2Error.
  */
 export class KvService {
   readonly #log: LogAppender;
   readonly #store: KeyValueReader;
-  readonly #replica: ReplicaView;
+  readonly #replica: AppliedPosition;
   readonly #limits: Limits;
+  readonly #checks: RequestChecks;
   #closed = false;
   #logTag: { identity: string; tag: Buffer } | undefined;
   #appliedToken: { version: number; identity: string; token: Buffer } | undefined;
@@ -81,29 +70,99 @@ export class KvService {
     this.#store = options.store;
     this.#replica = options.replica;
     this.#limits = options.limits;
+    this.#checks = new RequestChecks(options.limits);
   }
 
-  /** True when a read with these options can be served at once, without waiting for the replica. */
-  isLocalRead(options: ReadOptions): boolean {
-    return options.consistency === 'local' && options.after.length === 0;
+  get(request: GetRequest, context: CallContext): Answer<GetResult> {
+    this.#checks.key(request.key, 'key');
+    return this.#read(request, context, () => ({ value: this.#store.get(request.key), token: this.appliedToken() }));
+  }
+
+  /** One answer per key, in request order (duplicates included). */
+  multiGet(request: MultiGetRequest, context: CallContext): Answer<MultiGetResult> {
+    const { keys } = request;
+    this.#checks.count(keys.length, 'MultiGet', 'keys');
+    for (let i = 0; i < keys.length; i++) this.#checks.key(keys[i] as Buffer, `keys[${i}]`);
+    return this.#read(request, context, () => ({ values: this.#readMany(keys), token: this.appliedToken() }));
+  }
+
+  /** One page of keys in byte order; `continuation` names where the next page starts, if any. */
+  scan(request: ScanRequest, context: CallContext): Answer<ScanResult> {
+    this.#checks.keyBound(request.prefix, 'prefix');
+    this.#checks.keyBound(request.start, 'start');
+    this.#checks.keyBound(request.end, 'end');
+    this.#checks.storedKey(request.continuation, 'continuation');
+    this.#checks.pageLimit(request.limit);
+    const bounds = scanBounds(request);
+    const { maxBatchKeys, maxReplyBytes } = this.#limits;
+    return this.#read(request, context, () => {
+      const page = this.#store.scan({
+        ...bounds,
+        limit: request.limit === 0 ? Math.min(SCAN_DEFAULT_LIMIT, maxBatchKeys) : request.limit,
+        maxBytes: Math.min(SCAN_PAGE_MAX_BYTES, maxReplyBytes),
+        keysOnly: request.keysOnly,
+      });
+      const last = page.items.at(-1);
+      return {
+        items: page.items,
+        continuation: page.more && last !== undefined ? last.key : null,
+        token: this.appliedToken(),
+      };
+    });
+  }
+
+  /** Publishes the value; resolves once the log holds it durably (and, if asked, this node applied it). */
+  set(request: PutRequest, context: CallContext): Promise<WriteResult> {
+    this.#checks.key(request.key, 'key');
+    this.#checks.value(request.value, 'value');
+    return this.#publish(request.key, request.value, request.waitForApply, context.signal);
+  }
+
+  /** Publishes a tombstone for the key. */
+  delete(request: DeleteRequest, context: CallContext): Promise<WriteResult> {
+    this.#checks.key(request.key, 'key');
+    return this.#publish(request.key, null, request.waitForApply, context.signal);
   }
 
   /**
-   * Waits until this node has applied what the read options ask for: the writes named by the tokens and,
-   * for 'latest', everything the log held when the call arrived. Bounded by the signal (the deadline).
+   * Publishes many mutations at once. All are validated first (one bad mutation rejects the call and
+   * nothing is published); then each is appended and reports its own outcome, since the log gives no
+   * atomicity across partitions. Appends issued together share produce requests. If the call's deadline
+   * passes or it is cancelled, it fails as a whole: its mutations may or may not have been published.
    */
-  async readBarrier(options: ReadOptions, signal: AbortSignal): Promise<void> {
-    if (options.consistency === 'at-least' && options.after.length === 0) {
-      throw new Kvs2Error('INVALID_ARGUMENT', 'CONSISTENCY_AT_LEAST needs at least one token in `after`');
+  async write(request: BatchRequest, context: CallContext): Promise<BatchResult> {
+    this.#checks.mutations(request.mutations);
+    const { signal } = context;
+    this.#checkWritable(signal);
+    type Appended =
+      | { readonly ok: true; readonly position: LogPosition }
+      | { readonly ok: false; readonly error: Kvs2Error };
+    const results = await Promise.all(
+      request.mutations.map((mutation) =>
+        this.#log.append(mutation.key, mutation.delete ? null : mutation.value, signal).then(
+          (position): Appended => ({ ok: true, position }),
+          (error: unknown): Appended => ({
+            ok: false,
+            error: error instanceof Kvs2Error ? error : new Kvs2Error('LOG_UNAVAILABLE', String(error)),
+          }),
+        ),
+      ),
+    );
+    if (signal.aborted) throw abortError(signal, 'write');
+    const reached = new Map<number, number>();
+    for (const result of results) {
+      if (!result.ok) continue;
+      const { partition, offset } = result.position;
+      reached.set(partition, Math.max(reached.get(partition) ?? 0, offset + 1));
     }
-    const target = mergeTokens(options.after, this.#currentLogTag());
-    if (options.consistency === 'latest') {
-      const end = await raceAbort(this.#log.endOffsets(signal), signal, 'read barrier');
-      for (const [partition, offset] of end) {
-        if (offset > (target.get(partition) ?? 0)) target.set(partition, offset);
-      }
-    }
-    if (target.size > 0) await this.#replica.waitFor(target, signal);
+    if (request.waitForApply) await this.#replica.waitFor(reached, signal);
+    return {
+      outcomes: results.map(
+        (result): MutationOutcome => (result.ok ? { ok: true, token: this.#tokenFor(result.position) } : result),
+      ),
+      // From the positions themselves: merging the mutations' tokens would decode each of them again.
+      token: reached.size > 0 ? encodeToken(this.currentLogTag(), reached) : null,
+    };
   }
 
   /** A token for what this node has applied now: hand it to another node to read no older state. */
@@ -112,24 +171,48 @@ export class KvService {
     const identity = this.#replica.logIdentity;
     const cached = this.#appliedToken;
     if (cached !== undefined && cached.version === version && cached.identity === identity) return cached.token;
-    const token = encodeToken(this.#currentLogTag(), this.#replica.appliedOffsets);
+    const token = encodeToken(this.currentLogTag(), this.#replica.appliedOffsets);
     this.#appliedToken = { version, identity, token };
     return token;
   }
 
-  /** The value of a key, or undefined when the key does not exist. */
-  get(key: Buffer): Buffer | undefined {
-    this.#checkKey(key, 'key');
-    return this.#store.get(key);
+  /** The tag of the log this node reads now, which tokens must carry. */
+  currentLogTag(): Buffer {
+    const identity = this.#replica.logIdentity;
+    if (this.#logTag?.identity !== identity) this.#logTag = { identity, tag: logTagOf(identity) };
+    return this.#logTag.tag;
   }
 
-  /** One answer per key, in request order (duplicates included). */
-  getMany(keys: readonly Buffer[]): Array<Buffer | undefined> {
+  /** After close, writes fail with SHUTTING_DOWN; reads keep working until the store closes. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  /**
+   * Runs `read` at once for a local read (the seed's path: synchronous, no timers), or after the node has
+   * applied what the options ask for: the writes their tokens name and, for 'latest', everything the log
+   * held when the call arrived. Tokens given with the local mode are honoured too: a client that passes
+   * them wants them seen.
+   */
+  #read<T>(options: ReadOptions, context: CallContext, read: () => T): Answer<T> {
+    this.#checks.readOptions(options);
+    if (options.consistency === 'local' && options.after.length === 0) return read();
+    const target = mergeTokens(options.after, this.currentLogTag());
+    return this.#barrier(options.consistency === 'latest', target, context.signal).then(read);
+  }
+
+  async #barrier(latest: boolean, target: Map<number, number>, signal: AbortSignal): Promise<void> {
+    if (latest) {
+      for (const [partition, offset] of await this.#log.endOffsets(signal)) {
+        if (offset > (target.get(partition) ?? 0)) target.set(partition, offset);
+      }
+    }
+    if (target.size > 0) await this.#replica.waitFor(target, signal);
+  }
+
+  /** Reads key by key and stops as soon as the reply outgrows its limit, never holding more than that. */
+  #readMany(keys: readonly Buffer[]): Array<Buffer | undefined> {
     const { maxReplyBytes } = this.#limits;
-    this.#checkCount(keys.length, 'MultiGet', 'keys');
-    for (let i = 0; i < keys.length; i++) this.#checkKey(keys[i] as Buffer, `keys[${i}]`);
-    // Read key by key and stop as soon as the reply outgrows the limit, so that a request for many big
-    // values never holds more than the limit in memory.
     const values: Array<Buffer | undefined> = new Array(keys.length);
     let replyBytes = 0;
     for (let i = 0; i < keys.length; i++) {
@@ -148,149 +231,20 @@ export class KvService {
     return values;
   }
 
-  /** One page of keys in byte order; `continuation` names where the next page starts, if any. */
-  scan(request: ScanRequestInput): { page: ScanPage; continuation: Buffer | null } {
-    const { maxKeyBytes, maxBatchKeys, maxReplyBytes } = this.#limits;
-    const range = scanRange(request, maxKeyBytes);
-    if (request.limit > maxBatchKeys) {
-      throw new Kvs2Error('INVALID_ARGUMENT', `limit is ${request.limit}; at most ${maxBatchKeys} keys per page`);
-    }
-    const page = this.#store.scan({
-      ...range,
-      limit: request.limit === 0 ? Math.min(SCAN_DEFAULT_LIMIT, maxBatchKeys) : request.limit,
-      maxBytes: Math.min(SCAN_PAGE_MAX_BYTES, maxReplyBytes),
-      keysOnly: request.keysOnly,
-    });
-    const last = page.items.at(-1);
-    return { page, continuation: page.more && last !== undefined ? last.key : null };
-  }
-
-  /** Publishes the value to the log; resolves once the log holds it durably (and, if asked, it is applied). */
-  async set(key: Buffer, value: Buffer, options: WriteOptions, signal?: AbortSignal): Promise<Buffer> {
-    this.#checkMutation({ key, value }, 'key');
-    return this.#publish(key, value, options, signal);
-  }
-
-  /** Publishes a tombstone for the key. */
-  async delete(key: Buffer, options: WriteOptions, signal?: AbortSignal): Promise<Buffer> {
-    this.#checkKey(key, 'key');
-    return this.#publish(key, null, options, signal);
-  }
-
-  /**
-   * Publishes many mutations at once. All are validated first (one bad mutation rejects the call and
-   * nothing is published); then each is appended and reports its own outcome, since the log gives no
-   * atomicity across partitions. Appends issued together share produce requests. The call's deadline
-   * and the wait for the replica apply to the batch as a whole (once, not once per mutation: a race per
-   * mutation on the call's signal cost a Write of 100 ~5% of the node's CPU); if the call is aborted, it
-   * fails as a whole and its mutations may or may not have been published.
-   */
-  async write(mutations: readonly Mutation[], options: WriteOptions, signal?: AbortSignal): Promise<WriteOutcome> {
-    this.#checkCount(mutations.length, 'Write', 'mutations');
-    mutations.forEach((mutation, i) => {
-      this.#checkMutation(mutation, `mutations[${i}].key`);
-    });
+  async #publish(key: Buffer, value: Buffer | null, waitForApply: boolean, signal: AbortSignal): Promise<WriteResult> {
     this.#checkWritable(signal);
-    type Appended =
-      | { readonly ok: true; readonly position: LogPosition }
-      | { readonly ok: false; readonly error: Kvs2Error };
-    const appended = Promise.all(
-      mutations.map((mutation) =>
-        this.#log.append(mutation.key, mutation.value, signal).then(
-          (position): Appended => ({ ok: true, position }),
-          (error: unknown): Appended => ({
-            ok: false,
-            error: error instanceof Kvs2Error ? error : new Kvs2Error('LOG_UNAVAILABLE', String(error)),
-          }),
-        ),
-      ),
-    );
-    const results = await raceAbort(appended, signal, 'write');
-    const reached = new Map<number, number>();
-    for (const result of results) {
-      if (!result.ok) continue;
-      const { partition, offset } = result.position;
-      reached.set(partition, Math.max(reached.get(partition) ?? 0, offset + 1));
-    }
-    if (options.waitForApply) await this.#waitForApply(reached, signal);
-    return {
-      outcomes: results.map(
-        (result): MutationOutcome => (result.ok ? { ok: true, token: this.#tokenFor(result.position) } : result),
-      ),
-      // From the positions themselves: merging the mutations' tokens would decode each of them again.
-      token: reached.size > 0 ? encodeToken(this.#currentLogTag(), reached) : null,
-    };
+    const position = await this.#log.append(key, value, signal);
+    if (waitForApply) await this.#replica.waitFor(new Map([[position.partition, position.offset + 1]]), signal);
+    return { token: this.#tokenFor(position) };
   }
 
-  /** After close, writes fail with SHUTTING_DOWN; reads keep working until the store closes. */
-  close(): void {
-    this.#closed = true;
-  }
-
-  async #publish(
-    key: Buffer,
-    value: Buffer | null,
-    options: WriteOptions,
-    signal: AbortSignal | undefined,
-  ): Promise<Buffer> {
-    this.#checkWritable(signal);
-    const position = await raceAbort(this.#log.append(key, value, signal), signal, 'write');
-    if (options.waitForApply) await this.#waitForApply(new Map([[position.partition, position.offset + 1]]), signal);
-    return this.#tokenFor(position);
-  }
-
-  #checkWritable(signal: AbortSignal | undefined): void {
+  #checkWritable(signal: AbortSignal): void {
     if (this.#closed) throw new Kvs2Error('SHUTTING_DOWN', 'the node is shutting down');
-    if (signal?.aborted) throw abortError(signal, 'write');
-  }
-
-  #waitForApply(reached: Offsets, signal: AbortSignal | undefined): Promise<void> {
-    return this.#replica.waitFor(reached, signal ?? AbortSignal.timeout(60_000));
+    if (signal.aborted) throw abortError(signal, 'write');
   }
 
   /** The token of one published record: its partition read up to just past it. */
   #tokenFor(position: LogPosition): Buffer {
-    return encodeToken(this.#currentLogTag(), new Map([[position.partition, position.offset + 1]]));
-  }
-
-  /** The tag of the log this node reads now, which tokens must carry. */
-  currentLogTag(): Buffer {
-    return this.#currentLogTag();
-  }
-
-  #currentLogTag(): Buffer {
-    const identity = this.#replica.logIdentity;
-    if (this.#logTag?.identity !== identity) this.#logTag = { identity, tag: logTagOf(identity) };
-    return this.#logTag.tag;
-  }
-
-  #checkMutation(mutation: Mutation, what: string): void {
-    this.#checkKey(mutation.key, what);
-    if (mutation.value !== null && mutation.value.length > this.#limits.maxValueBytes) {
-      throw new Kvs2Error(
-        'INVALID_ARGUMENT',
-        `${what === 'key' ? 'value' : what.replace(/\.key$/, '.value')} is ${mutation.value.length} bytes; ` +
-          `at most ${this.#limits.maxValueBytes} are allowed`,
-      );
-    }
-  }
-
-  #checkCount(count: number, rpc: string, what: string): void {
-    if (count > this.#limits.maxBatchKeys) {
-      throw new Kvs2Error(
-        'INVALID_ARGUMENT',
-        `${rpc} asked for ${count} ${what}; at most ${this.#limits.maxBatchKeys} are allowed per call`,
-      );
-    }
-  }
-
-  #checkKey(key: Buffer, what: string): void {
-    if (key.length === 0) throw new Kvs2Error('INVALID_ARGUMENT', `${what} is empty; keys must have at least one byte`);
-    if (key.length > this.#limits.maxKeyBytes) {
-      throw new Kvs2Error(
-        'INVALID_ARGUMENT',
-        `${what} is ${key.length} bytes; at most ${this.#limits.maxKeyBytes} are allowed`,
-      );
-    }
+    return encodeToken(this.currentLogTag(), new Map([[position.partition, position.offset + 1]]));
   }
 }

@@ -1,26 +1,23 @@
 import { Kvs2Error } from '../errors.js';
+import type { ScanRequest } from './requests.js';
 
-export interface ScanRequestInput {
-  readonly prefix: Buffer;
+/** The key range of one scan page: from `start` (inclusive, or exclusive after a page), to `end` (exclusive). */
+export interface ScanBounds {
   readonly start: Buffer;
-  readonly end: Buffer;
-  readonly limit: number;
-  readonly keysOnly: boolean;
-  /** The last key of the previous page; empty for the first page. */
-  readonly continuation: Buffer;
+  /** True when `start` itself is excluded: it is the last key of the previous page. */
+  readonly startExclusive: boolean;
+  /** Undefined for no upper bound. */
+  readonly end: Buffer | undefined;
 }
 
-/** The key range of one scan page: [start, end), end undefined for no upper bound. */
-export function scanRange(request: ScanRequestInput, maxKeyBytes: number): { start: Buffer; end: Buffer | undefined } {
+/** The range a scan request covers, or INVALID_ARGUMENT when its fields contradict each other. */
+export function scanBounds(request: ScanRequest): ScanBounds {
   const { prefix, continuation } = request;
   let start: Buffer;
   let end: Buffer | undefined;
   if (prefix.length > 0) {
     if (request.start.length > 0 || request.end.length > 0) {
       throw new Kvs2Error('INVALID_ARGUMENT', 'give either prefix or start/end, not both');
-    }
-    if (prefix.length > maxKeyBytes) {
-      throw new Kvs2Error('INVALID_ARGUMENT', `prefix is ${prefix.length} bytes; at most ${maxKeyBytes} are allowed`);
     }
     start = prefix;
     end = prefixEnd(prefix);
@@ -32,15 +29,14 @@ export function scanRange(request: ScanRequestInput, maxKeyBytes: number): { sta
     }
   }
   if (continuation.length > 0) {
-    // The next page starts right after the last key returned: the smallest key greater than it.
-    const after = Buffer.concat([continuation, Buffer.of(0)]);
-    if (Buffer.compare(after, start) < 0 || (end !== undefined && Buffer.compare(continuation, end) >= 0)) {
+    if (Buffer.compare(continuation, start) < 0 || (end !== undefined && Buffer.compare(continuation, end) >= 0)) {
       throw new Kvs2Error('INVALID_ARGUMENT', 'continuation does not belong to this range');
     }
-    start = after;
+    // Continuing right after the last key returned, without building a longer key than the store takes.
+    return { start: continuation, startExclusive: true, end };
   }
   // LMDB has no empty key; an empty start means "from the first key".
-  return { start: start.length === 0 ? Buffer.of(0) : start, end };
+  return { start: start.length === 0 ? Buffer.of(0) : start, startExclusive: false, end };
 }
 
 /** The first key after every key that starts with `prefix`; undefined when there is none (all 0xff). */

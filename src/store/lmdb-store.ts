@@ -77,16 +77,17 @@ export class LmdbStore implements Store {
     const items: Array<{ key: Buffer; value: Buffer | undefined }> = [];
     let bytes = 0;
     try {
-      // One more than the limit tells whether the range goes on.
+      // One more than the limit tells whether the range goes on (and one more skips an excluded start).
       const options = {
         start: range.start,
         ...(range.end === undefined ? {} : { end: range.end }),
-        limit: range.limit + 1,
+        limit: range.limit + (range.startExclusive ? 2 : 1),
       };
       const entries: Iterable<{ key: Buffer; value: Buffer | undefined }> = range.keysOnly
         ? this.#kv.getKeys(options).map((key) => ({ key, value: undefined }))
         : this.#kv.getRange(options);
       for (const { key, value } of entries) {
+        if (range.startExclusive && items.length === 0 && key.equals(range.start)) continue;
         const item = { key, value };
         const itemBytes = key.length + (item.value?.length ?? 0);
         if (items.length === range.limit || (items.length > 0 && bytes + itemBytes > range.maxBytes)) {

@@ -29,8 +29,9 @@ export interface ScanPage {
 }
 
 export interface ScanRange {
-  /** First key, inclusive. */
+  /** First key: inclusive, or exclusive when `startExclusive` (the last key of a previous page). */
   readonly start: Buffer;
+  readonly startExclusive: boolean;
   /** End key, exclusive; undefined for no upper bound. */
   readonly end: Buffer | undefined;
   /** Most items in the page. */

@@ -1,0 +1,45 @@
+import { createFileRegistry, fromBinary } from '@bufbuild/protobuf';
+import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import type { ServiceDefinition } from '@grpc/grpc-js';
+import { FILE_DESCRIPTOR_SET_BASE64 } from '../gen/descriptors.js';
+import { Kvs2Service } from '../gen/kvs2.js';
+import { findMalformation, type WireShape, wireShapeOf } from './wire-format.js';
+
+/** A request body that is not a valid encoding of its message: the handler answers INVALID_ARGUMENT. */
+export class MalformedRequest {
+  constructor(readonly reason: string) {}
+}
+
+/** What a handler receives: the decoded request, or why its body was refused. */
+export type Received<T> = T | MalformedRequest;
+
+/**
+ * The kvs2.Kvs2 service definition for the server: the generated one, with each request checked by the
+ * strict wire-format check (wire-format.ts) before it is decoded. A malformed body becomes a
+ * MalformedRequest instead of an exception, since grpc-js would answer a throwing deserializer INTERNAL.
+ */
+export function strictKvs2Definition(): ServiceDefinition {
+  const registry = createFileRegistry(
+    fromBinary(FileDescriptorSetSchema, Buffer.from(FILE_DESCRIPTOR_SET_BASE64, 'base64')),
+  );
+  const service = registry.getService('kvs2.Kvs2');
+  if (service === undefined) throw new Error('the embedded descriptors lack kvs2.Kvs2; run npm run generate');
+  const shapes = new Map<string, WireShape>();
+  const known = new Map<string, WireShape>();
+  for (const method of service.methods) shapes.set(`/kvs2.Kvs2/${method.name}`, wireShapeOf(method.input, known));
+
+  const definition: Record<string, ServiceDefinition[string]> = {};
+  for (const [name, method] of Object.entries(Kvs2Service)) {
+    const shape = shapes.get(method.path);
+    if (shape === undefined) throw new Error(`the embedded descriptors lack ${method.path}; run npm run generate`);
+    const decode: (bytes: Buffer) => unknown = method.requestDeserialize;
+    definition[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer): unknown => {
+        const malformation = findMalformation(bytes, shape);
+        return malformation === null ? decode(bytes) : new MalformedRequest(malformation);
+      },
+    };
+  }
+  return definition;
+}

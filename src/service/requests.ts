@@ -1,0 +1,105 @@
+import type { Kvs2Error } from '../errors.js';
+import type { ScanPage } from '../store/store.js';
+
+/**
+ * The requests and results of KvService, in domain terms: what a caller asks for and gets, independent
+ * of the wire. The api layer translates gRPC messages into these and back.
+ */
+
+export type ReadConsistency = 'local' | 'at-least' | 'latest';
+
+/** How fresh a read must be: see README "Consistency". */
+export interface ReadOptions {
+  readonly consistency: ReadConsistency;
+  /** Tokens of writes the read must see; several are merged. */
+  readonly after: readonly Buffer[];
+}
+
+export interface GetRequest extends ReadOptions {
+  readonly key: Buffer;
+}
+
+export interface MultiGetRequest extends ReadOptions {
+  readonly keys: readonly Buffer[];
+}
+
+export interface ScanRequest extends ReadOptions {
+  /** Keys starting with this; or, when empty, keys in [start, end) (an empty end: no upper bound). */
+  readonly prefix: Buffer;
+  readonly start: Buffer;
+  readonly end: Buffer;
+  /** Most keys in the page; 0 asks for the default. */
+  readonly limit: number;
+  readonly keysOnly: boolean;
+  /** The last key of the previous page; empty for the first page. */
+  readonly continuation: Buffer;
+}
+
+export interface WriteOptions {
+  /** Answer only once this node has applied the write. */
+  readonly waitForApply: boolean;
+}
+
+export interface PutRequest extends WriteOptions {
+  readonly key: Buffer;
+  readonly value: Buffer;
+}
+
+export interface DeleteRequest extends WriteOptions {
+  readonly key: Buffer;
+}
+
+/** One change of a batch as a caller gives it: a put of `value`, or a delete when `delete` is set. */
+export interface MutationRequest {
+  readonly key: Buffer;
+  readonly value: Buffer;
+  readonly delete: boolean;
+}
+
+export interface BatchRequest extends WriteOptions {
+  readonly mutations: readonly MutationRequest[];
+}
+
+/** The deadline and cancellation of one call. Read `signal` only when the work must wait. */
+export interface CallContext {
+  readonly signal: AbortSignal;
+}
+
+export interface GetResult {
+  /** Undefined when the key does not exist. */
+  readonly value: Buffer | undefined;
+  /** What this node had applied when it read. */
+  readonly token: Buffer;
+}
+
+export interface MultiGetResult {
+  /** One per requested key, in request order. */
+  readonly values: ReadonlyArray<Buffer | undefined>;
+  readonly token: Buffer;
+}
+
+export interface ScanResult {
+  readonly items: ScanPage['items'];
+  /** Where the next page starts; null when the range is done. */
+  readonly continuation: Buffer | null;
+  readonly token: Buffer;
+}
+
+export interface WriteResult {
+  /** Where the write landed in the log. */
+  readonly token: Buffer;
+}
+
+export type MutationOutcome =
+  | { readonly ok: true; readonly token: Buffer }
+  | { readonly ok: false; readonly error: Kvs2Error };
+
+export interface BatchResult {
+  /** Each mutation's outcome, in request order. */
+  readonly outcomes: readonly MutationOutcome[];
+  /** All published mutations' positions in one token; null when nothing was published. */
+  readonly token: Buffer | null;
+}
+
+/** A result now, or later when the call had to wait (a read barrier, a write). */
+export type Answer<T> = T | Promise<T>;
