@@ -1,5 +1,6 @@
 import { abortError, describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import type { LogBatch, LogRecord, Offsets } from '../log/log.js';
+import type { AppliedChange, ChangeFeed } from '../replica/change-feed.js';
 import { decodeToken, encodeToken } from './consistency-token.js';
 
 /** A change as a watcher sees it. `token` resumes the watch right after this event. */
@@ -10,16 +11,15 @@ export interface WatchEvent {
   readonly token: Buffer;
 }
 
-/** The change feed a watch follows: the replica's, plus its log for replaying what came before. */
+/** Reads the log's history from given offsets (any `Log` is one): what a watch replays from. */
+export interface LogHistory {
+  read(from: Offsets, signal: AbortSignal): AsyncIterable<LogBatch>;
+}
+
+/** What a watch follows: the replica's live change feed, and the log it reads for what came before. */
 export interface ChangeSource {
-  subscribe(
-    listener: (
-      change:
-        | { kind: 'applied'; records: readonly LogRecord[]; nextOffsets: Offsets }
-        | { kind: 'reset'; reason: string },
-    ) => void,
-  ): { readonly from: Offsets; readonly unsubscribe: () => void };
-  readonly log: { read(from: Offsets, signal: AbortSignal): AsyncIterable<LogBatch> };
+  readonly feed: ChangeFeed;
+  readonly history: LogHistory;
 }
 
 export interface WatchSessionOptions {
@@ -70,7 +70,7 @@ export class WatchSession {
         'after names positions in another log (another cluster, or a topic since recreated)',
       );
     }
-    const subscription = options.source.subscribe((change) => this.#onChange(change));
+    const subscription = options.source.feed.subscribe((change) => this.#onChange(change));
     this.#unsubscribe = subscription.unsubscribe;
     // Partitions the token does not name start now.
     for (const [partition, offset] of subscription.from) this.#position.set(partition, offset);
@@ -107,7 +107,7 @@ export class WatchSession {
       const onAbort = (): void => stop.abort();
       this.#options.signal.addEventListener('abort', onAbort, { once: true });
       try {
-        for await (const batch of this.#options.source.log.read(this.#position, stop.signal)) {
+        for await (const batch of this.#options.source.history.read(this.#position, stop.signal)) {
           if (this.#failure !== undefined) break;
           this.#deliver(
             batch.records.filter((r) => r.offset < (from.get(r.partition) ?? 0)),
@@ -137,11 +137,7 @@ export class WatchSession {
     for (const change of held) this.#deliver(change.records, change.nextOffsets);
   }
 
-  #onChange(
-    change:
-      | { kind: 'applied'; records: readonly LogRecord[]; nextOffsets: Offsets }
-      | { kind: 'reset'; reason: string },
-  ): void {
+  #onChange(change: AppliedChange): void {
     if (this.#failure !== undefined) return;
     if (change.kind === 'reset') {
       this.#fail(new Kvs2Error('LOG_RECREATED', `the log was replaced (${change.reason}); start a new watch`));
