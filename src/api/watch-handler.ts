@@ -1,4 +1,4 @@
-import type { ServerWritableStream } from '@grpc/grpc-js';
+import { Metadata, type ServerWritableStream } from '@grpc/grpc-js';
 import { isKvs2Error, Kvs2Error } from '../errors.js';
 import { type WatchEvent, WatchEvent_Kind, type WatchRequest } from '../gen/kvs2.js';
 import type { KvService } from '../service/kv-service.js';
@@ -20,6 +20,11 @@ const MAX_PROGRESS_MS = 3_600_000;
 /** A watcher may fall this far behind before it is cut off. */
 const MAX_QUEUED_EVENTS = 10_000;
 const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
+/**
+ * Most bytes of events handed to grpc-js that HTTP/2 has not yet taken. grpc-js alone holds back up to
+ * 16 messages whatever their size; this keeps large values in the session's queue, which is bounded.
+ */
+const MAX_UNSENT_BYTES = 1024 * 1024;
 
 const KIND: Record<SessionEvent['kind'], WatchEvent_Kind> = {
   put: WatchEvent_Kind.PUT,
@@ -28,9 +33,13 @@ const KIND: Record<SessionEvent['kind'], WatchEvent_Kind> = {
 };
 
 /**
- * Streams a WatchSession to the client. It writes while the stream takes data and waits for `drain`
- * when it does not, so a slow client leaves events in the session's bounded queue (which cuts it off
- * when full) instead of in an unbounded gRPC buffer.
+ * Streams a WatchSession to the client. It writes while the stream takes data and waits when it does
+ * not, so a slow client leaves events in the session's bounded queue (which cuts it off when full)
+ * instead of in gRPC's buffers. HTTP/2 flow control is what stops the stream: a client that stops reading
+ * stops granting window, and grpc-js hands a message to HTTP/2 only once the one before was taken.
+ *
+ * The response headers go out as soon as the watch is subscribed: a client that has them knows that every
+ * change applied from then on reaches it.
  */
 export function watchHandler({ service, changes, maxKeyBytes, open }: WatchHandlerOptions) {
   return (call: ServerWritableStream<Received<WatchRequest>, WatchEvent>): void => {
@@ -67,6 +76,7 @@ export function watchHandler({ service, changes, maxKeyBytes, open }: WatchHandl
       call.emit('error', toStatusError(error));
       return;
     }
+    call.sendMetadata(new Metadata());
     void pump(call, session, stop.signal).finally(() => stop.abort());
   };
 }
@@ -76,19 +86,31 @@ async function pump(
   session: WatchSession,
   signal: AbortSignal,
 ): Promise<void> {
+  // Sizes of the events written and not yet taken by HTTP/2, oldest first (write callbacks come in order).
+  const unsentSizes: number[] = [];
+  let unsentBytes = 0;
+  let wake: (() => void) | undefined;
+  const wakeUp = (): void => {
+    const resume = wake;
+    wake = undefined;
+    resume?.();
+  };
+  const written = (): void => {
+    unsentBytes -= unsentSizes.shift() ?? 0;
+    if (unsentBytes <= MAX_UNSENT_BYTES) wakeUp();
+  };
+  call.on('drain', wakeUp);
+  signal.addEventListener('abort', wakeUp, { once: true });
   try {
     for (;;) {
       const event = await session.next();
-      const writable = call.write({ kind: KIND[event.kind], key: event.key, value: event.value, token: event.token });
-      if (!writable && !signal.aborted) {
+      const size = event.key.length + event.value.length + event.token.length;
+      unsentSizes.push(size);
+      unsentBytes += size;
+      call.write({ kind: KIND[event.kind], key: event.key, value: event.value, token: event.token }, written);
+      while (!signal.aborted && (call.writableNeedDrain || unsentBytes > MAX_UNSENT_BYTES)) {
         await new Promise<void>((resolve) => {
-          const done = (): void => {
-            call.off('drain', done);
-            signal.removeEventListener('abort', done);
-            resolve();
-          };
-          call.on('drain', done);
-          signal.addEventListener('abort', done, { once: true });
+          wake = resolve;
         });
       }
     }
@@ -96,6 +118,9 @@ async function pump(
     session.close();
     if (isKvs2Error(error) && error.code === 'CANCELLED') return;
     call.emit('error', toStatusError(error));
+  } finally {
+    call.off('drain', wakeUp);
+    signal.removeEventListener('abort', wakeUp);
   }
 }
 

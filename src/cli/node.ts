@@ -81,10 +81,10 @@ export class KvsNode {
           api?.setServing(caughtUp);
         },
       });
-      const service = new KvService({ log, store, replica, limits: config.limits });
+      const service = new KvService({ log, store, replica: replica.watermark, limits: config.limits });
       api = new GrpcApi({
         service,
-        changes: replica,
+        changes: { feed: replica.changes, history: log },
         limits: config.limits,
         maxRequestBytes: config.maxRequestBytes,
         requestTimeoutMs: config.requestTimeoutMs,

@@ -1,20 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { STORE_MAX_KEY_BYTES } from '../config/limits.js';
-import { abortError, describeError, isKvs2Error, Kvs2Error } from '../errors.js';
+import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import type { Log, LogBatch, LogRecord, Offsets } from '../log/log.js';
 import { hasReached, lagBehind, offsetsForLog } from '../log/offsets.js';
 import type { Logger } from '../logger.js';
 import type { Store, StoreWrite } from '../store/store.js';
+import { type AppliedWatermark, ReplicaWatermark } from './applied-watermark.js';
+import { ChangeBroadcaster, type ChangeFeed } from './change-feed.js';
 import { planResume } from './resume-plan.js';
-
-/** What subscribers of the replica's change feed hear. */
-export type AppliedChange =
-  /** A batch is now applied (visible to reads): its records, in log order per partition. */
-  | { readonly kind: 'applied'; readonly records: readonly LogRecord[]; readonly nextOffsets: Offsets }
-  /** The store was thrown away and is being rebuilt from a new log: positions before mean nothing now. */
-  | { readonly kind: 'reset'; readonly reason: string };
-
-export type ChangeListener = (change: AppliedChange) => void;
 
 export interface ReplicaOptions {
   readonly log: Log;
@@ -38,7 +31,9 @@ const DEFAULT_PROGRESS_INTERVAL_MS = 10_000;
 
 /**
  * Applies the log to the store: reads batches from the offsets the store says it applied, writes each
- * batch and its end offsets in one store transaction, and tells the log once they are durable.
+ * batch and its end offsets in one store transaction, and tells the log once they are durable. What it
+ * applied is published through two narrow views: `watermark` (how far, for reads) and `changes` (what, for
+ * watches).
  *
  * It is caught up once it has applied everything the log held when it started (or when it last rebuilt).
  * While running it also records, every progress interval, the last time it was caught up: after a long
@@ -53,8 +48,8 @@ export class Replica {
   readonly #now: () => number;
   readonly #progressIntervalMs: number;
   readonly #stop = new AbortController();
-  #identity: string;
-  #applied: Map<number, number> = new Map();
+  readonly #watermark: ReplicaWatermark;
+  readonly #changes: ChangeBroadcaster;
   #catchUpTarget: Offsets | undefined;
   #caughtUp = false;
   #whenCaughtUp: PromiseWithResolvers<void> = Promise.withResolvers();
@@ -62,19 +57,13 @@ export class Replica {
   #progressTimer: NodeJS.Timeout | undefined;
   #skippedRecords = 0;
   #appliedRecords = 0;
-  /** Bumped whenever the applied offsets change (see appliedVersion). */
-  #appliedVersion = 0;
   /** Bumped by every rebuild, so that a progress check begun before one does not write after it. */
   #generation = 0;
-  /** Subscribers of the change feed (watches). */
-  #listeners = new Set<ChangeListener>();
-  /** Reads waiting for offsets to be applied (read-your-writes, read barriers). */
-  #waiters = new Set<{ target: Offsets; resolve: () => void; reject: (error: Kvs2Error) => void }>();
-  /** The identity of the log the applied offsets refer to; changes when the store is rebuilt. */
 
   constructor(options: ReplicaOptions) {
     this.#log = options.log;
-    this.#identity = options.logIdentity;
+    this.#watermark = new ReplicaWatermark(options.logIdentity);
+    this.#changes = new ChangeBroadcaster(() => this.#watermark.appliedOffsets, options.logger);
     this.#store = options.store;
     this.#logger = options.logger;
     this.#onCaughtUpChange = options.onCaughtUpChange ?? (() => {});
@@ -89,70 +78,14 @@ export class Replica {
         : Math.max(100, Math.min(DEFAULT_PROGRESS_INTERVAL_MS, retention / 10)));
   }
 
-  /** Offsets applied so far, per partition (next offset to apply). */
-  get appliedOffsets(): Offsets {
-    return this.#applied;
+  /** How far the store has applied the log, for reads and for waiting on writes (read-your-writes). */
+  get watermark(): AppliedWatermark {
+    return this.#watermark;
   }
 
-  get isCaughtUp(): boolean {
-    return this.#caughtUp;
-  }
-
-  /** Records skipped because the store cannot take them (no key, key too long). */
-  get skippedRecords(): number {
-    return this.#skippedRecords;
-  }
-
-  /** Changes whenever appliedOffsets does, so that values derived from them can be cached. */
-  get appliedVersion(): number {
-    return this.#appliedVersion;
-  }
-
-  /** The identity of the log the applied offsets refer to (changes when a recreated log is adopted). */
-  get logIdentity(): string {
-    return this.#identity;
-  }
-
-  /**
-   * Resolves once every partition in `target` has been applied up to its offset; rejects with the abort's
-   * error (DEADLINE_EXCEEDED, CANCELLED) if the signal fires first.
-   */
-  waitFor(target: Offsets, signal: AbortSignal): Promise<void> {
-    if (hasReached(this.#applied, target)) return Promise.resolve();
-    if (signal.aborted) return Promise.reject(abortError(signal, 'waiting for the replica'));
-    return new Promise<void>((resolve, reject) => {
-      const waiter = {
-        target,
-        resolve: () => {
-          signal.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        reject: (error: Kvs2Error) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(error);
-        },
-      };
-      const onAbort = (): void => {
-        this.#waiters.delete(waiter);
-        reject(abortError(signal, 'waiting for the replica to apply the log'));
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.#waiters.add(waiter);
-    });
-  }
-
-  /**
-   * Subscribes to applied changes from now on. The applied offsets at the moment of subscribing (read
-   * synchronously, before any later change is heard) are where the feed starts.
-   */
-  subscribe(listener: ChangeListener): { readonly from: Offsets; readonly unsubscribe: () => void } {
-    this.#listeners.add(listener);
-    return { from: new Map(this.#applied), unsubscribe: () => this.#listeners.delete(listener) };
-  }
-
-  /** The log this replica reads, for watchers that need to replay history. */
-  get log(): Log {
-    return this.#log;
+  /** The changes as they are applied, for watches. */
+  get changes(): ChangeFeed {
+    return this.#changes;
   }
 
   /** Resolves once the replica has applied everything the log held when it started. */
@@ -166,7 +99,7 @@ export class Replica {
       this.#store.progress(),
       {
         description: this.#log.description,
-        identity: this.#identity,
+        identity: this.#watermark.logIdentity,
         retainsHistory: this.#log.retainsHistory,
         tombstoneRetentionMs: this.#log.tombstoneRetentionMs,
         startOffsets: await this.#log.startOffsets(this.#stop.signal),
@@ -180,7 +113,7 @@ export class Replica {
       this.#logger.warn({ reason: plan.reason }, `rebuilding the store from the start of the log: ${plan.reason}`);
       await this.#store.clear();
     }
-    await this.#beginReading();
+    await this.#beginReading(this.#watermark.logIdentity);
     this.#loop = this.#run(this.#stop.signal);
     this.#progressTimer = setInterval(() => void this.#recordProgress(), this.#progressIntervalMs);
     this.#progressTimer.unref();
@@ -194,10 +127,9 @@ export class Replica {
   }
 
   /** Takes the store's applied offsets as the place to read from, and the log's end as the catch-up target. */
-  async #beginReading(): Promise<void> {
+  async #beginReading(logIdentity: string): Promise<void> {
     const progress = this.#store.progress();
-    this.#applied = new Map(progress.appliedOffsets);
-    this.#appliedVersion++;
+    this.#watermark.restart(progress.appliedOffsets, logIdentity);
     if (progress.logIdentity === null && progress.caughtUpAt === null) {
       // An empty store misses nothing that is written from now on: its bootstrap starts the clock.
       await this.#store.markCaughtUp(this.#now());
@@ -205,9 +137,9 @@ export class Replica {
     this.#catchUpTarget = await this.#log.endOffsets(this.#stop.signal);
     this.#logger.info(
       {
-        appliedOffsets: offsetsForLog(this.#applied),
+        appliedOffsets: offsetsForLog(this.#watermark.appliedOffsets),
         endOffsets: offsetsForLog(this.#catchUpTarget),
-        lag: offsetsForLog(lagBehind(this.#applied, this.#catchUpTarget)),
+        lag: offsetsForLog(lagBehind(this.#watermark.appliedOffsets, this.#catchUpTarget)),
       },
       'replica starting',
     );
@@ -218,7 +150,7 @@ export class Replica {
     let retryMs = RETRY_MIN_MS;
     while (!signal.aborted) {
       try {
-        for await (const batch of this.#log.read(this.#applied, signal)) {
+        for await (const batch of this.#log.read(this.#watermark.appliedOffsets, signal)) {
           await this.#apply(batch);
           retryMs = RETRY_MIN_MS;
         }
@@ -262,20 +194,17 @@ export class Replica {
     this.#setCaughtUp(false);
     this.#generation++;
     // Offsets waited for refer to the old log; they mean nothing in the new one.
-    for (const waiter of this.#waiters) {
-      waiter.reject(new Kvs2Error('LOG_RECREATED', `the read waited for a log that was replaced: ${cause.message}`));
-    }
-    this.#waiters.clear();
-    this.#emit({ kind: 'reset', reason: cause.message });
-    this.#identity = await this.#log.reopen(this.#stop.signal);
+    this.#watermark.abandonWaiters(cause.message);
+    this.#changes.emit({ kind: 'reset', reason: cause.message });
+    const identity = await this.#log.reopen(this.#stop.signal);
     await this.#store.clear();
-    await this.#beginReading();
+    await this.#beginReading(identity);
   }
 
   async #apply(batch: LogBatch): Promise<void> {
     const writes: StoreWrite[] = [];
     // Only kept when someone listens: the feed must not cost the plain replica anything.
-    const accepted: LogRecord[] | undefined = this.#listeners.size > 0 ? [] : undefined;
+    const accepted: LogRecord[] | undefined = this.#changes.hasListeners ? [] : undefined;
     for (const record of batch.records) {
       const { key, value } = record;
       if (key === null || key.length === 0 || key.length > STORE_MAX_KEY_BYTES) {
@@ -285,37 +214,17 @@ export class Replica {
       writes.push({ key, value });
       accepted?.push(record);
     }
-    const applied = await this.#store.apply(writes, batch.nextOffsets, this.#identity);
-    for (const [partition, offset] of batch.nextOffsets) this.#applied.set(partition, offset);
-    this.#appliedVersion++;
+    const applied = await this.#store.apply(writes, batch.nextOffsets, this.#watermark.logIdentity);
+    this.#watermark.advance(batch.nextOffsets);
     this.#appliedRecords += writes.length;
     this.#checkCaughtUp();
-    this.#wakeWaiters();
-    if (accepted !== undefined) this.#emit({ kind: 'applied', records: accepted, nextOffsets: batch.nextOffsets });
+    if (accepted !== undefined)
+      this.#changes.emit({ kind: 'applied', records: accepted, nextOffsets: batch.nextOffsets });
     const released = new Map(batch.nextOffsets);
     applied.flushed.then(
       () => this.#log.releaseBefore(released),
       (error: unknown) => this.#logger.error({ err: error }, 'store flush failed'),
     );
-  }
-
-  #emit(change: AppliedChange): void {
-    for (const listener of this.#listeners) {
-      try {
-        listener(change);
-      } catch (error) {
-        this.#logger.error({ err: error }, 'a change listener failed');
-      }
-    }
-  }
-
-  #wakeWaiters(): void {
-    for (const waiter of this.#waiters) {
-      if (hasReached(this.#applied, waiter.target)) {
-        this.#waiters.delete(waiter);
-        waiter.resolve();
-      }
-    }
   }
 
   #skip(partition: number, offset: number, key: Buffer | null): void {
@@ -329,9 +238,9 @@ export class Replica {
 
   #checkCaughtUp(): void {
     if (this.#caughtUp || this.#catchUpTarget === undefined) return;
-    if (!hasReached(this.#applied, this.#catchUpTarget)) return;
+    if (!hasReached(this.#watermark.appliedOffsets, this.#catchUpTarget)) return;
     this.#logger.info(
-      { appliedOffsets: offsetsForLog(this.#applied), appliedRecords: this.#appliedRecords },
+      { appliedOffsets: offsetsForLog(this.#watermark.appliedOffsets), appliedRecords: this.#appliedRecords },
       'replica caught up with the log',
     );
     this.#setCaughtUp(true);
@@ -352,7 +261,10 @@ export class Replica {
     if (!this.#caughtUp) {
       if (this.#catchUpTarget !== undefined) {
         this.#logger.info(
-          { lag: offsetsForLog(lagBehind(this.#applied, this.#catchUpTarget)), appliedRecords: this.#appliedRecords },
+          {
+            lag: offsetsForLog(lagBehind(this.#watermark.appliedOffsets, this.#catchUpTarget)),
+            appliedRecords: this.#appliedRecords,
+          },
           'replica catching up',
         );
       }
@@ -363,7 +275,7 @@ export class Replica {
     try {
       const end = await this.#log.endOffsets(this.#stop.signal);
       if (generation !== this.#generation || !this.#caughtUp) return;
-      const lag = lagBehind(this.#applied, end);
+      const lag = lagBehind(this.#watermark.appliedOffsets, end);
       if (lag.size === 0) {
         await this.#store.markCaughtUp(askedAt);
       } else {

@@ -1,5 +1,6 @@
 import { abortError, describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import type { LogBatch, LogRecord, Offsets } from '../log/log.js';
+import type { AppliedChange, ChangeFeed } from '../replica/change-feed.js';
 import { decodeToken, encodeToken } from './consistency-token.js';
 
 /** A change as a watcher sees it. `token` resumes the watch right after this event. */
@@ -10,16 +11,15 @@ export interface WatchEvent {
   readonly token: Buffer;
 }
 
-/** The change feed a watch follows: the replica's, plus its log for replaying what came before. */
+/** Reads the log's history from given offsets (any `Log` is one): what a watch replays from. */
+export interface LogHistory {
+  read(from: Offsets, signal: AbortSignal): AsyncIterable<LogBatch>;
+}
+
+/** What a watch follows: the replica's live change feed, and the log it reads for what came before. */
 export interface ChangeSource {
-  subscribe(
-    listener: (
-      change:
-        | { kind: 'applied'; records: readonly LogRecord[]; nextOffsets: Offsets }
-        | { kind: 'reset'; reason: string },
-    ) => void,
-  ): { readonly from: Offsets; readonly unsubscribe: () => void };
-  readonly log: { read(from: Offsets, signal: AbortSignal): AsyncIterable<LogBatch> };
+  readonly feed: ChangeFeed;
+  readonly history: LogHistory;
 }
 
 export interface WatchSessionOptions {
@@ -40,12 +40,21 @@ export interface WatchSessionOptions {
 
 const EMPTY = Buffer.alloc(0);
 
+/** A change held back while the replay runs: only the records this watch matches. */
+interface HeldChange {
+  readonly records: readonly LogRecord[];
+  readonly nextOffsets: Offsets;
+}
+
 /**
  * One watch: the changes of the replica's feed that match its filter, in log order per partition, with a
  * token after each. Starting from a token, it first replays from the log what happened between the token
- * and the moment it subscribed, holding live changes back until then. Quiet periods produce progress
- * events. A consumer that falls too far behind fails with WATCHER_TOO_SLOW and can resume from the last
- * token it got; nothing is buffered without bound.
+ * and the moment it subscribed, holding live changes back until then; the replay goes at the reader's
+ * pace. Quiet periods produce progress events.
+ *
+ * Live changes cannot wait, so a reader that falls too far behind them is cut off with WATCHER_TOO_SLOW.
+ * The watch then delivers nothing more: the events it delivered are a gap-free prefix of the changes, so
+ * the token of the last one resumes without loss. Nothing is buffered without bound.
  */
 export class WatchSession {
   readonly #options: WatchSessionOptions;
@@ -55,8 +64,12 @@ export class WatchSession {
   #queuedBytes = 0;
   #failure: Kvs2Error | undefined;
   #wake: (() => void) | undefined;
+  /** Wakes the replay, paused on a full queue, once the reader has taken about half of it. */
+  #wakeReplay: (() => void) | undefined;
   /** Live changes held back while the replay runs; null once live changes flow straight through. */
-  #heldBack: Array<{ records: readonly LogRecord[]; nextOffsets: Offsets }> | null = [];
+  #heldBack: HeldChange[] | null = [];
+  #heldEvents = 0;
+  #heldBytes = 0;
   #sentSinceProgress = false;
   readonly #unsubscribe: () => void;
   readonly #timer: NodeJS.Timeout;
@@ -70,7 +83,7 @@ export class WatchSession {
         'after names positions in another log (another cluster, or a topic since recreated)',
       );
     }
-    const subscription = options.source.subscribe((change) => this.#onChange(change));
+    const subscription = options.source.feed.subscribe((change) => this.#onChange(change));
     this.#unsubscribe = subscription.unsubscribe;
     // Partitions the token does not name start now.
     for (const [partition, offset] of subscription.from) this.#position.set(partition, offset);
@@ -80,12 +93,17 @@ export class WatchSession {
     void this.#replay(subscription.from);
   }
 
-  /** The next event, or null once the watch has ended; throws the failure that ended it. */
+  /** The next event; throws the failure that ended the watch once every event before it was taken. */
   async next(): Promise<WatchEvent> {
     for (;;) {
       const event = this.#queue.shift();
       if (event !== undefined) {
-        this.#queuedBytes -= event.key.length + event.value.length;
+        this.#queuedBytes -= sizeOf(event);
+        if (this.#wakeReplay !== undefined && this.#queue.length <= this.#options.maxQueuedEvents / 2) {
+          const wake = this.#wakeReplay;
+          this.#wakeReplay = undefined;
+          wake();
+        }
         return event;
       }
       if (this.#failure !== undefined) throw this.#failure;
@@ -99,7 +117,10 @@ export class WatchSession {
     this.#fail(new Kvs2Error('CANCELLED', 'watch closed'));
   }
 
-  /** Replays [position, from) from the log for every partition the token left behind. */
+  /**
+   * Replays [position, from) from the log for every partition the token left behind, then the live
+   * changes held back meanwhile, both at the reader's pace; then lets live changes flow straight through.
+   */
   async #replay(from: Offsets): Promise<void> {
     const behind = (): boolean => [...from].some(([p, end]) => (this.#position.get(p) ?? 0) < end);
     if (behind()) {
@@ -107,12 +128,12 @@ export class WatchSession {
       const onAbort = (): void => stop.abort();
       this.#options.signal.addEventListener('abort', onAbort, { once: true });
       try {
-        for await (const batch of this.#options.source.log.read(this.#position, stop.signal)) {
-          if (this.#failure !== undefined) break;
-          this.#deliver(
-            batch.records.filter((r) => r.offset < (from.get(r.partition) ?? 0)),
-            clampTo(batch.nextOffsets, from),
-          );
+        for await (const batch of this.#options.source.history.read(this.#position, stop.signal)) {
+          for (const record of batch.records) {
+            if (record.offset >= (from.get(record.partition) ?? 0)) continue;
+            if (!(await this.#deliverPaced(record))) return;
+          }
+          this.#advance(clampTo(batch.nextOffsets, from));
           if (!behind()) break;
         }
       } catch (error) {
@@ -132,43 +153,79 @@ export class WatchSession {
         this.#options.signal.removeEventListener('abort', onAbort);
       }
     }
-    const held = this.#heldBack ?? [];
+    // Changes may still be held back while earlier ones wait for room: take them until none is left.
+    for (let change = this.#heldBack?.shift(); change !== undefined; change = this.#heldBack?.shift()) {
+      for (const record of change.records) {
+        this.#heldEvents--;
+        this.#heldBytes -= recordBytes(record);
+        if (!(await this.#deliverPaced(record))) return;
+      }
+      this.#advance(change.nextOffsets);
+    }
     this.#heldBack = null;
-    for (const change of held) this.#deliver(change.records, change.nextOffsets);
   }
 
-  #onChange(
-    change:
-      | { kind: 'applied'; records: readonly LogRecord[]; nextOffsets: Offsets }
-      | { kind: 'reset'; reason: string },
-  ): void {
+  #onChange(change: AppliedChange): void {
     if (this.#failure !== undefined) return;
     if (change.kind === 'reset') {
       this.#fail(new Kvs2Error('LOG_RECREATED', `the log was replaced (${change.reason}); start a new watch`));
       return;
     }
     if (this.#heldBack !== null) {
-      this.#heldBack.push(change);
-      if (this.#heldBack.length > this.#options.maxQueuedEvents) this.#tooSlow();
+      const records = change.records.filter((record) => record.key !== null && this.#matches(record.key));
+      this.#heldBack.push({ records, nextOffsets: change.nextOffsets });
+      this.#heldEvents += records.length;
+      for (const record of records) this.#heldBytes += recordBytes(record);
+      if (this.#heldEvents > this.#options.maxQueuedEvents || this.#heldBytes > this.#options.maxQueuedBytes) {
+        this.#tooSlow();
+      }
       return;
     }
-    this.#deliver(change.records, change.nextOffsets);
+    for (const record of change.records) {
+      if (!this.#deliver(record)) return;
+    }
+    this.#advance(change.nextOffsets);
   }
 
-  /** Queues the matching records the watcher has not seen yet, then moves its position past the batch. */
-  #deliver(records: readonly LogRecord[], nextOffsets: Offsets): void {
-    if (this.#failure !== undefined) return;
-    for (const record of records) {
-      const seen = this.#position.get(record.partition) ?? 0;
-      if (record.offset < seen) continue;
+  /**
+   * Queues the record if it matches and the watcher has not seen it, and moves the position past it.
+   * False once the watch has failed: nothing may be queued after that, or the watcher would see a gap.
+   */
+  #deliver(record: LogRecord): boolean {
+    if (this.#failure !== undefined) return false;
+    const seen = this.#position.get(record.partition) ?? 0;
+    if (record.offset < seen) return true;
+    if (record.key === null || !this.#matches(record.key)) {
       this.#position.set(record.partition, record.offset + 1);
-      if (record.key === null || !this.#matches(record.key)) continue;
-      this.#enqueue(
-        record.value === null
-          ? { kind: 'delete', key: record.key, value: EMPTY, token: this.#token() }
-          : { kind: 'put', key: record.key, value: record.value, token: this.#token() },
-      );
+      return true;
     }
+    const bytes = recordBytes(record);
+    if (!this.#fits(bytes)) {
+      this.#tooSlow();
+      return false;
+    }
+    this.#position.set(record.partition, record.offset + 1);
+    this.#enqueue(
+      record.value === null
+        ? { kind: 'delete', key: record.key, value: EMPTY, token: this.#token() }
+        : { kind: 'put', key: record.key, value: record.value, token: this.#token() },
+    );
+    return true;
+  }
+
+  /** Like #deliver, but first waits for room in the queue; false once the watch has failed. */
+  async #deliverPaced(record: LogRecord): Promise<boolean> {
+    while (this.#failure === undefined && !this.#fits(recordBytes(record))) {
+      await new Promise<void>((resolve) => {
+        this.#wakeReplay = resolve;
+      });
+    }
+    return this.#deliver(record);
+  }
+
+  /** Moves the position to the end of a batch: offsets past its last record hold nothing this watch sees. */
+  #advance(nextOffsets: Offsets): void {
+    if (this.#failure !== undefined) return;
     for (const [partition, next] of nextOffsets) {
       if (next > (this.#position.get(partition) ?? 0)) this.#position.set(partition, next);
     }
@@ -180,14 +237,17 @@ export class WatchSession {
     return prefix.length === 0 || (key.length >= prefix.length && prefix.equals(key.subarray(0, prefix.length)));
   }
 
+  /** Whether an event of this size may join the queue; a lone event always may, however large. */
+  #fits(bytes: number): boolean {
+    const { maxQueuedEvents, maxQueuedBytes } = this.#options;
+    const length = this.#queue.length;
+    return length === 0 || (length < maxQueuedEvents && this.#queuedBytes + bytes <= maxQueuedBytes);
+  }
+
   #enqueue(event: WatchEvent): void {
     this.#queue.push(event);
-    this.#queuedBytes += event.key.length + event.value.length;
+    this.#queuedBytes += sizeOf(event);
     this.#sentSinceProgress = true;
-    if (this.#queue.length > this.#options.maxQueuedEvents || this.#queuedBytes > this.#options.maxQueuedBytes) {
-      this.#tooSlow();
-      return;
-    }
     this.#wakeConsumer();
   }
 
@@ -222,7 +282,12 @@ export class WatchSession {
     clearInterval(this.#timer);
     this.#unsubscribe();
     this.#heldBack = null;
+    this.#heldEvents = 0;
+    this.#heldBytes = 0;
     this.#wakeConsumer();
+    const wakeReplay = this.#wakeReplay;
+    this.#wakeReplay = undefined;
+    wakeReplay?.();
   }
 
   #wakeConsumer(): void {
@@ -230,6 +295,14 @@ export class WatchSession {
     this.#wake = undefined;
     wake?.();
   }
+}
+
+function sizeOf(event: WatchEvent): number {
+  return event.key.length + event.value.length;
+}
+
+function recordBytes(record: LogRecord): number {
+  return (record.key?.length ?? 0) + (record.value?.length ?? 0);
 }
 
 function clampTo(offsets: Offsets, limits: Offsets): Offsets {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { Consistency, Kvs2Client, ReadStatus } from '../../src/client/kvs2-client.js';
@@ -93,9 +94,10 @@ describe('consistency across two nodes on Kafka', needsKafka(), () => {
   test('a watch on B sees writes made on A, and resumes from its last token after a disconnect', async () => {
     const events: WatchEvent[] = [];
     let stream = bNode.watch({ prefix: b('w/') });
+    const subscribed = once(stream, 'metadata');
     stream.on('data', (event: WatchEvent) => events.push(event));
     stream.on('error', () => {});
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await subscribed;
     await a.set({ key: b('w/1'), value: b('one') });
     await a.set({ key: b('w/2'), value: b('two') });
     await eventually(() => events.filter((e) => e.kind !== 2).length === 2, 20_000, 'two events on B');

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { Consistency, Kvs2Client, ReadStatus, type WatchEvent_Kind } from '../../src/client/kvs2-client.js';
@@ -250,8 +251,9 @@ describe('the extended KV API on the embedded log', () => {
       // Its own connection: a paused stream stops HTTP/2 flow control for everything on its connection.
       const watcher = new Kvs2Client(server.address, { ownConnection: true });
       const stream = watcher.watch({ prefix: b('flood/') });
+      const subscribed = once(stream, 'metadata');
       const watch = collect(stream);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await subscribed;
       stream.pause();
       const value = Buffer.alloc(2048, 1);
       for (let round = 0; round < 15; round++) {

@@ -45,7 +45,7 @@ describe('Replica on the embedded log', () => {
     assert.deepEqual(node.store.get(Buffer.from('a')), Buffer.from('1'));
     await node.log.append(Buffer.from('a'), null);
     await eventually(() => node.store.get(Buffer.from('a')) === undefined, 5000, 'the delete');
-    assert.deepEqual(node.replica.appliedOffsets, new Map([[0, 3]]));
+    assert.deepEqual(node.replica.watermark.appliedOffsets, new Map([[0, 3]]));
     await node.close();
   });
 
@@ -54,7 +54,7 @@ describe('Replica on the embedded log', () => {
     let node = await startReplica(path);
     await node.replica.start();
     for (let i = 0; i < 50; i++) await node.log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`));
-    await eventually(() => node.replica.appliedOffsets.get(0) === 50, 5000, 'all applied');
+    await eventually(() => node.replica.watermark.appliedOffsets.get(0) === 50, 5000, 'all applied');
     await eventually(async () => (await node.log.startOffsets()).get(0) === 50, 5000, 'the log to be released');
     await node.close();
 
