@@ -2,7 +2,6 @@ import { type ChannelOptions, Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Limits } from '../config/config.js';
 import { Kvs2Error } from '../errors.js';
 import type { KvService } from '../service/kv-service.js';
-import type { ChangeSource } from '../service/watch-session.js';
 import { HealthService } from './health.js';
 import { strictKvs2Definition } from './kvs2-definition.js';
 import { kvs2Handlers } from './kvs2-handlers.js';
@@ -10,7 +9,6 @@ import { addReflection } from './reflection.js';
 
 export interface GrpcApiOptions {
   readonly service: KvService;
-  readonly changes: ChangeSource;
   readonly limits: Limits;
   readonly maxRequestBytes: number;
   readonly requestTimeoutMs: number;
@@ -50,7 +48,6 @@ export class GrpcApi {
   readonly #openWatches = new Set<(reason: Kvs2Error) => void>();
 
   constructor(options: GrpcApiOptions) {
-    const { maxKeyBytes } = options.limits;
     this.#server = new Server(
       grpcServerOptions({ maxRequestBytes: options.maxRequestBytes, maxReplyBytes: options.limits.maxReplyBytes }),
     );
@@ -58,9 +55,7 @@ export class GrpcApi {
       strictKvs2Definition(),
       kvs2Handlers({
         service: options.service,
-        changes: options.changes,
         requestTimeoutMs: options.requestTimeoutMs,
-        maxKeyBytes,
         openWatches: this.#openWatches,
       }),
     );

@@ -24,7 +24,6 @@ import type {
 } from '../gen/kvs2.js';
 import type { KvService } from '../service/kv-service.js';
 import type { Answer } from '../service/requests.js';
-import type { ChangeSource } from '../service/watch-session.js';
 import { CallScope } from './call-scope.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
 import { toStatusError } from './status-mapping.js';
@@ -33,9 +32,7 @@ import { watchHandler } from './watch-handler.js';
 
 export interface Kvs2HandlerOptions {
   readonly service: KvService;
-  readonly changes: ChangeSource;
   readonly requestTimeoutMs: number;
-  readonly maxKeyBytes: number;
   readonly openWatches: Set<(reason: Kvs2Error) => void>;
 }
 
@@ -54,13 +51,7 @@ export interface Kvs2Handlers extends UntypedServiceImplementation {
  * Each handler translates the request, calls the service, and maps its answer or error back to the wire;
  * every decision (validation, consistency, deadlines) is the service's.
  */
-export function kvs2Handlers({
-  service,
-  changes,
-  requestTimeoutMs,
-  maxKeyBytes,
-  openWatches,
-}: Kvs2HandlerOptions): Kvs2Handlers {
+export function kvs2Handlers({ service, requestTimeoutMs, openWatches }: Kvs2HandlerOptions): Kvs2Handlers {
   /** Answers the call with what `run` gives, at once when it is synchronous (a local read: no promise). */
   const handle = <Req, Result, Reply>(
     call: ServerUnaryCall<Received<Req>, Reply>,
@@ -142,6 +133,6 @@ export function kvs2Handlers({
       handle(call, callback, (r, scope) => service.write(r, scope), batchReplyOf);
     },
 
-    watch: watchHandler({ service, changes, maxKeyBytes, open: openWatches }),
+    watch: watchHandler({ service, open: openWatches }),
   };
 }

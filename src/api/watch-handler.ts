@@ -2,24 +2,16 @@ import { Metadata, type ServerWritableStream } from '@grpc/grpc-js';
 import { isKvs2Error, Kvs2Error } from '../errors.js';
 import { type WatchEvent, WatchEvent_Kind, type WatchRequest } from '../gen/kvs2.js';
 import type { KvService } from '../service/kv-service.js';
-import { type ChangeSource, type WatchEvent as SessionEvent, WatchSession } from '../service/watch-session.js';
+import type { WatchEvent as SessionEvent, WatchSession } from '../service/watch-session.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
 import { toStatusError } from './status-mapping.js';
 
 export interface WatchHandlerOptions {
   readonly service: KvService;
-  readonly changes: ChangeSource;
-  readonly maxKeyBytes: number;
   /** Open watches, each as a function that ends it: shutdown ends them instead of waiting for them. */
   readonly open: Set<(reason: Kvs2Error) => void>;
 }
 
-const DEFAULT_PROGRESS_MS = 5000;
-const MIN_PROGRESS_MS = 100;
-const MAX_PROGRESS_MS = 3_600_000;
-/** A watcher may fall this far behind before it is cut off. */
-const MAX_QUEUED_EVENTS = 10_000;
-const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
 /**
  * Most bytes of events handed to grpc-js that HTTP/2 has not yet taken. grpc-js alone holds back up to
  * 16 messages whatever their size; this keeps large values in the session's queue, which is bounded.
@@ -41,7 +33,7 @@ const KIND: Record<SessionEvent['kind'], WatchEvent_Kind> = {
  * The response headers go out as soon as the watch is subscribed: a client that has them knows that every
  * change applied from then on reaches it.
  */
-export function watchHandler({ service, changes, maxKeyBytes, open }: WatchHandlerOptions) {
+export function watchHandler({ service, open }: WatchHandlerOptions) {
   return (call: ServerWritableStream<Received<WatchRequest>, WatchEvent>): void => {
     const request = call.request;
     if (request instanceof MalformedRequest) {
@@ -55,22 +47,7 @@ export function watchHandler({ service, changes, maxKeyBytes, open }: WatchHandl
     call.once('cancelled', () => end(new Kvs2Error('CANCELLED', 'the client cancelled the watch')));
     let session: WatchSession;
     try {
-      const { key, prefix, after, progressIntervalMs } = request;
-      validate(request, maxKeyBytes);
-      session = new WatchSession({
-        source: changes,
-        logTag: service.currentLogTag(),
-        key,
-        prefix,
-        after: after.length === 0 ? null : after,
-        progressIntervalMs:
-          progressIntervalMs === 0
-            ? DEFAULT_PROGRESS_MS
-            : Math.min(MAX_PROGRESS_MS, Math.max(MIN_PROGRESS_MS, progressIntervalMs)),
-        maxQueuedEvents: MAX_QUEUED_EVENTS,
-        maxQueuedBytes: MAX_QUEUED_BYTES,
-        signal: stop.signal,
-      });
+      session = service.watch(request, stop.signal);
     } catch (error) {
       stop.abort();
       call.emit('error', toStatusError(error));
@@ -121,19 +98,5 @@ async function pump(
   } finally {
     call.off('drain', wakeUp);
     signal.removeEventListener('abort', wakeUp);
-  }
-}
-
-function validate(request: WatchRequest, maxKeyBytes: number): void {
-  if (request.key.length > 0 && request.prefix.length > 0) {
-    throw new Kvs2Error('INVALID_ARGUMENT', 'give either key or prefix, not both');
-  }
-  for (const [name, bytes] of [
-    ['key', request.key],
-    ['prefix', request.prefix],
-  ] as const) {
-    if (bytes.length > maxKeyBytes) {
-      throw new Kvs2Error('INVALID_ARGUMENT', `${name} is ${bytes.length} bytes; at most ${maxKeyBytes} are allowed`);
-    }
   }
 }

@@ -81,10 +81,15 @@ export class KvsNode {
           api?.setServing(caughtUp);
         },
       });
-      const service = new KvService({ log, store, replica: replica.watermark, limits: config.limits });
+      const service = new KvService({
+        log,
+        store,
+        applied: replica.watermark,
+        changes: { feed: replica.changes, history: log },
+        limits: config.limits,
+      });
       api = new GrpcApi({
         service,
-        changes: { feed: replica.changes, history: log },
         limits: config.limits,
         maxRequestBytes: config.maxRequestBytes,
         requestTimeoutMs: config.requestTimeoutMs,

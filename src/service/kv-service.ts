@@ -1,6 +1,7 @@
 import type { Limits } from '../config/config.js';
 import { abortError, Kvs2Error } from '../errors.js';
 import type { LogPosition, Offsets } from '../log/log.js';
+import type { AppliedWatermark } from '../replica/applied-watermark.js';
 import type { KeyValueReader } from '../store/store.js';
 import { encodeToken, logTagOf, mergeTokens } from './consistency-token.js';
 import { RequestChecks } from './request-checks.js';
@@ -19,9 +20,11 @@ import type {
   ReadOptions,
   ScanRequest,
   ScanResult,
+  WatchRequest,
   WriteResult,
 } from './requests.js';
 import { scanBounds } from './scan-range.js';
+import { type ChangeSource, WatchSession } from './watch-session.js';
 
 /** The write side the service needs: any log. Appends and offset queries honour the call's signal. */
 export interface LogAppender {
@@ -29,25 +32,25 @@ export interface LogAppender {
   endOffsets(signal: AbortSignal): Promise<Offsets>;
 }
 
-/** What the service needs of the replica: where it is, and a way to wait for it. */
-export interface AppliedPosition {
-  readonly appliedOffsets: Offsets;
-  /** Changes whenever appliedOffsets does, so derived values can be cached. */
-  readonly appliedVersion: number;
-  readonly logIdentity: string;
-  waitFor(target: Offsets, signal: AbortSignal): Promise<void>;
-}
-
 export interface KvServiceOptions {
   readonly log: LogAppender;
   readonly store: KeyValueReader;
-  readonly replica: AppliedPosition;
+  /** Where the replica is, and a way to wait for it. */
+  readonly applied: AppliedWatermark;
+  /** What watches follow. */
+  readonly changes: ChangeSource;
   readonly limits: Limits;
 }
 
 /** Scan pages hold at most this much, whatever the limits allow: a client's default receive limit is 4 MiB. */
 const SCAN_PAGE_MAX_BYTES = 4 * 1024 * 1024 - 64 * 1024;
 const SCAN_DEFAULT_LIMIT = 1000;
+const WATCH_DEFAULT_PROGRESS_MS = 5000;
+const WATCH_MIN_PROGRESS_MS = 100;
+const WATCH_MAX_PROGRESS_MS = 3_600_000;
+/** A watcher may fall this far behind the live changes before it is cut off. */
+const WATCH_MAX_QUEUED_EVENTS = 10_000;
+const WATCH_MAX_QUEUED_BYTES = 16 * 1024 * 1024;
 
 /**
  * The operations of kvs2, independent of the wire, and the one owner of their semantics: it validates
@@ -58,7 +61,8 @@ const SCAN_DEFAULT_LIMIT = 1000;
 export class KvService {
   readonly #log: LogAppender;
   readonly #store: KeyValueReader;
-  readonly #replica: AppliedPosition;
+  readonly #applied: AppliedWatermark;
+  readonly #changes: ChangeSource;
   readonly #limits: Limits;
   readonly #checks: RequestChecks;
   #closed = false;
@@ -68,7 +72,8 @@ export class KvService {
   constructor(options: KvServiceOptions) {
     this.#log = options.log;
     this.#store = options.store;
-    this.#replica = options.replica;
+    this.#applied = options.applied;
+    this.#changes = options.changes;
     this.#limits = options.limits;
     this.#checks = new RequestChecks(options.limits);
   }
@@ -155,7 +160,7 @@ export class KvService {
       const { partition, offset } = result.position;
       reached.set(partition, Math.max(reached.get(partition) ?? 0, offset + 1));
     }
-    if (request.waitForApply) await this.#replica.waitFor(reached, signal);
+    if (request.waitForApply) await this.#applied.waitFor(reached, signal);
     return {
       outcomes: results.map(
         (result): MutationOutcome => (result.ok ? { ok: true, token: this.#tokenFor(result.position) } : result),
@@ -165,20 +170,43 @@ export class KvService {
     };
   }
 
+  /**
+   * Starts a watch: the changes to a key or prefix, from now or from a token, until the signal aborts.
+   * The session is the caller's to read and to close.
+   */
+  watch(request: WatchRequest, signal: AbortSignal): WatchSession {
+    this.#checks.watch(request);
+    const interval = request.progressIntervalMs;
+    return new WatchSession({
+      source: this.#changes,
+      logTag: this.currentLogTag(),
+      key: request.key,
+      prefix: request.prefix,
+      after: request.after.length === 0 ? null : request.after,
+      progressIntervalMs:
+        interval === 0
+          ? WATCH_DEFAULT_PROGRESS_MS
+          : Math.min(WATCH_MAX_PROGRESS_MS, Math.max(WATCH_MIN_PROGRESS_MS, interval)),
+      maxQueuedEvents: WATCH_MAX_QUEUED_EVENTS,
+      maxQueuedBytes: WATCH_MAX_QUEUED_BYTES,
+      signal,
+    });
+  }
+
   /** A token for what this node has applied now: hand it to another node to read no older state. */
   appliedToken(): Buffer {
-    const version = this.#replica.appliedVersion;
-    const identity = this.#replica.logIdentity;
+    const version = this.#applied.appliedVersion;
+    const identity = this.#applied.logIdentity;
     const cached = this.#appliedToken;
     if (cached !== undefined && cached.version === version && cached.identity === identity) return cached.token;
-    const token = encodeToken(this.currentLogTag(), this.#replica.appliedOffsets);
+    const token = encodeToken(this.currentLogTag(), this.#applied.appliedOffsets);
     this.#appliedToken = { version, identity, token };
     return token;
   }
 
   /** The tag of the log this node reads now, which tokens must carry. */
   currentLogTag(): Buffer {
-    const identity = this.#replica.logIdentity;
+    const identity = this.#applied.logIdentity;
     if (this.#logTag?.identity !== identity) this.#logTag = { identity, tag: logTagOf(identity) };
     return this.#logTag.tag;
   }
@@ -207,7 +235,7 @@ export class KvService {
         if (offset > (target.get(partition) ?? 0)) target.set(partition, offset);
       }
     }
-    if (target.size > 0) await this.#replica.waitFor(target, signal);
+    if (target.size > 0) await this.#applied.waitFor(target, signal);
   }
 
   /** Reads key by key and stops as soon as the reply outgrows its limit, never holding more than that. */
@@ -234,7 +262,7 @@ export class KvService {
   async #publish(key: Buffer, value: Buffer | null, waitForApply: boolean, signal: AbortSignal): Promise<WriteResult> {
     this.#checkWritable(signal);
     const position = await this.#log.append(key, value, signal);
-    if (waitForApply) await this.#replica.waitFor(new Map([[position.partition, position.offset + 1]]), signal);
+    if (waitForApply) await this.#applied.waitFor(new Map([[position.partition, position.offset + 1]]), signal);
     return { token: this.#tokenFor(position) };
   }
 

@@ -1,7 +1,7 @@
 import type { Limits } from '../config/config.js';
 import { STORE_MAX_KEY_BYTES } from '../config/limits.js';
 import { Kvs2Error } from '../errors.js';
-import type { MutationRequest, ReadOptions } from './requests.js';
+import type { MutationRequest, ReadOptions, WatchRequest } from './requests.js';
 
 /** Most tokens one read may wait for. */
 export const MAX_TOKENS_PER_CALL = 1000;
@@ -79,6 +79,13 @@ export class RequestChecks {
     if (token.length > MAX_TOKEN_BYTES) {
       throw invalid(`${field} is ${token.length} bytes; no token is longer than ${MAX_TOKEN_BYTES}`);
     }
+  }
+
+  watch(request: WatchRequest): void {
+    if (request.key.length > 0 && request.prefix.length > 0) throw invalid('give either key or prefix, not both');
+    this.keyBound(request.key, 'key');
+    this.keyBound(request.prefix, 'prefix');
+    this.token(request.after, 'after');
   }
 
   /** A page size: 0 (the default) to --max-batch-keys. */

@@ -60,6 +60,16 @@ export interface BatchRequest extends WriteOptions {
   readonly mutations: readonly MutationRequest[];
 }
 
+export interface WatchRequest {
+  /** Changes to this key only; or, when empty, to keys starting with `prefix` (empty: every key). */
+  readonly key: Buffer;
+  readonly prefix: Buffer;
+  /** Start after the writes this token names; empty: start now. */
+  readonly after: Buffer;
+  /** How often to send a progress event when nothing else is sent; 0 asks for the default. */
+  readonly progressIntervalMs: number;
+}
+
 /** The deadline and cancellation of one call. Read `signal` only when the work must wait. */
 export interface CallContext {
   readonly signal: AbortSignal;
