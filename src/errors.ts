@@ -27,6 +27,8 @@ export type Kvs2ErrorCode =
   | 'SHUTTING_DOWN'
   /** The answer would be larger than the node is willing to build in memory. */
   | 'REPLY_TOO_LARGE'
+  /** The node holds as many bytes of replies as it may; retrying later will work. */
+  | 'OVERLOADED'
   /** The local store and the log disagree in a way the node cannot repair by itself. */
   | 'INCONSISTENT_STATE';
 

@@ -13,7 +13,7 @@ export interface CancellableCall {
  * The deadline and cancellation of one call, as the one AbortSignal that flows down to the log. It
  * aborts when the earlier of the client's deadline and the server's own per-call timeout passes, or when
  * the client cancels. The signal and its timer are made only when the work asks for them, so a local read
- * (answered at once) costs no timer. `done()` ends the scope.
+ * (answered at once) costs no timer. `done()` ends the scope once the call is answered.
  */
 export class CallScope implements CallContext {
   readonly #call: CancellableCall;
@@ -30,6 +30,12 @@ export class CallScope implements CallContext {
   get signal(): AbortSignal {
     this.#controller ??= this.#start();
     return this.#controller.signal;
+  }
+
+  onEnd(release: () => void): void {
+    // grpc-js emits 'cancelled' once the call's stream has closed, whether it was answered or not.
+    if (this.#call.cancelled) release();
+    else this.#call.once('cancelled', release);
   }
 
   done(): void {

@@ -87,6 +87,7 @@ export class KvsNode {
         applied: replica.watermark,
         changes: { feed: replica.changes, history: log },
         limits: config.limits,
+        maxReplyBytesInFlight: config.maxReplyBytesInFlight,
       });
       api = new GrpcApi({
         service,

@@ -18,6 +18,7 @@ export const SERVER_ERROR_CODES = [
   'CANCELLED',
   'SHUTTING_DOWN',
   'REPLY_TOO_LARGE',
+  'OVERLOADED',
   'INCONSISTENT_STATE',
 ] as const;
 

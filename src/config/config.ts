@@ -40,6 +40,8 @@ export interface Config {
    * (RESOURCE_EXHAUSTED), so that no request makes the node buffer more than this.
    */
   readonly maxRequestBytes: number;
+  /** Bytes of replies all calls in flight may hold together; beyond it reads are shed (OVERLOADED). */
+  readonly maxReplyBytesInFlight: number;
   /** The longest a single call may take on the server, whatever deadline the client sent. */
   readonly requestTimeoutMs: number;
   /** How long shutdown waits for calls in flight before cancelling them. */
@@ -60,6 +62,8 @@ export interface SettingSpec {
   /** Default as the user would type it; absent means "not set". */
   readonly defaultValue?: string;
 }
+
+const DEFAULT_REPLY_BYTES_IN_FLIGHT = 256 * 1024 * 1024;
 
 /** Every setting of `kvs2 serve`, in the order `--help` lists them. */
 export const SETTINGS = [
@@ -121,6 +125,13 @@ export const SETTINGS = [
     valueName: 'n',
     description: 'largest request accepted, in bytes (bigger ones are refused before they are read)',
     defaultValue: String(64 * 1024 * 1024),
+  },
+  {
+    name: 'max-reply-bytes-in-flight',
+    valueName: 'n',
+    description:
+      'bytes of replies all calls in flight may hold together; beyond it reads are shed with RESOURCE_EXHAUSTED ' +
+      '(default: 268435456, or --max-reply-bytes if larger)',
   },
   {
     name: 'request-timeout-ms',
@@ -185,6 +196,12 @@ export function parseConfig(raw: RawSettings, cwd: string = process.cwd()): Conf
     topic,
     limits: { maxKeyBytes, maxValueBytes, maxBatchKeys, maxReplyBytes },
     maxRequestBytes: parseInteger('max-request-bytes', required('max-request-bytes'), 64 * 1024, 2 ** 31 - 1),
+    maxReplyBytesInFlight: parseInteger(
+      'max-reply-bytes-in-flight',
+      value('max-reply-bytes-in-flight') ?? String(Math.max(DEFAULT_REPLY_BYTES_IN_FLIGHT, maxReplyBytes)),
+      maxReplyBytes,
+      Number.MAX_SAFE_INTEGER,
+    ),
     requestTimeoutMs: parseInteger('request-timeout-ms', required('request-timeout-ms'), 1, 24 * 3600 * 1000),
     shutdownTimeoutMs: parseInteger('shutdown-timeout-ms', required('shutdown-timeout-ms'), 0, 3600 * 1000),
     logLevel: parseLogLevel(required('log-level')),

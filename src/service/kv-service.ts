@@ -4,6 +4,7 @@ import type { LogPosition, Offsets } from '../log/log.js';
 import type { AppliedWatermark } from '../replica/applied-watermark.js';
 import type { KeyValueReader } from '../store/store.js';
 import { encodeToken, logTagOf, mergeTokens } from './consistency-token.js';
+import { ReplyBudget } from './reply-budget.js';
 import { RequestChecks } from './request-checks.js';
 import type {
   Answer,
@@ -40,11 +41,15 @@ export interface KvServiceOptions {
   /** What watches follow. */
   readonly changes: ChangeSource;
   readonly limits: Limits;
+  /** Bytes of replies all calls in flight may hold together. */
+  readonly maxReplyBytesInFlight: number;
 }
 
 /** Scan pages hold at most this much, whatever the limits allow: a client's default receive limit is 4 MiB. */
 const SCAN_PAGE_MAX_BYTES = 4 * 1024 * 1024 - 64 * 1024;
 const SCAN_DEFAULT_LIMIT = 1000;
+/** What a read call holds besides its keys and values (framing, token, objects), charged to the budget. */
+const CALL_OVERHEAD_BYTES = 1024;
 const WATCH_DEFAULT_PROGRESS_MS = 5000;
 const WATCH_MIN_PROGRESS_MS = 100;
 const WATCH_MAX_PROGRESS_MS = 3_600_000;
@@ -65,6 +70,7 @@ export class KvService {
   readonly #changes: ChangeSource;
   readonly #limits: Limits;
   readonly #checks: RequestChecks;
+  readonly #replyBudget: ReplyBudget;
   #closed = false;
   #logTag: { identity: string; tag: Buffer } | undefined;
   #appliedToken: { version: number; identity: string; token: Buffer } | undefined;
@@ -76,11 +82,16 @@ export class KvService {
     this.#changes = options.changes;
     this.#limits = options.limits;
     this.#checks = new RequestChecks(options.limits);
+    this.#replyBudget = new ReplyBudget(options.maxReplyBytesInFlight);
   }
 
   get(request: GetRequest, context: CallContext): Answer<GetResult> {
     this.#checks.key(request.key, 'key');
-    return this.#read(request, context, () => ({ value: this.#store.get(request.key), token: this.appliedToken() }));
+    return this.#read(request, context, () => {
+      const value = this.#store.get(request.key);
+      this.#hold(context, request.key.length + (value?.length ?? 0));
+      return { value, token: this.appliedToken() };
+    });
   }
 
   /** One answer per key, in request order (duplicates included). */
@@ -88,7 +99,7 @@ export class KvService {
     const { keys } = request;
     this.#checks.count(keys.length, 'MultiGet', 'keys');
     for (let i = 0; i < keys.length; i++) this.#checks.key(keys[i] as Buffer, `keys[${i}]`);
-    return this.#read(request, context, () => ({ values: this.#readMany(keys), token: this.appliedToken() }));
+    return this.#read(request, context, () => ({ values: this.#readMany(keys, context), token: this.appliedToken() }));
   }
 
   /** One page of keys in byte order; `continuation` names where the next page starts, if any. */
@@ -101,12 +112,18 @@ export class KvService {
     const bounds = scanBounds(request);
     const { maxBatchKeys, maxReplyBytes } = this.#limits;
     return this.#read(request, context, () => {
+      // Under memory pressure pages get smaller before reads are shed: a page is valid at any size.
+      const room = this.#replyBudget.available - CALL_OVERHEAD_BYTES;
+      if (room <= 0) this.#replyBudget.take(CALL_OVERHEAD_BYTES);
       const page = this.#store.scan({
         ...bounds,
         limit: request.limit === 0 ? Math.min(SCAN_DEFAULT_LIMIT, maxBatchKeys) : request.limit,
-        maxBytes: Math.min(SCAN_PAGE_MAX_BYTES, maxReplyBytes),
+        maxBytes: Math.min(SCAN_PAGE_MAX_BYTES, maxReplyBytes, room),
         keysOnly: request.keysOnly,
       });
+      let pageBytes = 0;
+      for (const item of page.items) pageBytes += item.key.length + (item.value?.length ?? 0);
+      this.#hold(context, pageBytes);
       const last = page.items.at(-1);
       return {
         items: page.items,
@@ -238,9 +255,20 @@ export class KvService {
     if (target.size > 0) await this.#applied.waitFor(target, signal);
   }
 
-  /** Reads key by key and stops as soon as the reply outgrows its limit, never holding more than that. */
-  #readMany(keys: readonly Buffer[]): Array<Buffer | undefined> {
+  /** Takes a reply's bytes from the budget until the call ends; OVERLOADED when they do not fit. */
+  #hold(context: CallContext, bytes: number): void {
+    const held = bytes + CALL_OVERHEAD_BYTES;
+    this.#replyBudget.take(held);
+    context.onEnd(() => this.#replyBudget.release(held));
+  }
+
+  /**
+   * Reads key by key and stops as soon as the reply outgrows its limit or what the budget has left, never
+   * holding more than that.
+   */
+  #readMany(keys: readonly Buffer[], context: CallContext): Array<Buffer | undefined> {
     const { maxReplyBytes } = this.#limits;
+    const room = this.#replyBudget.available - CALL_OVERHEAD_BYTES;
     const values: Array<Buffer | undefined> = new Array(keys.length);
     let replyBytes = 0;
     for (let i = 0; i < keys.length; i++) {
@@ -255,7 +283,10 @@ export class KvService {
             'ask for fewer keys per call',
         );
       }
+      if (replyBytes > room) break;
     }
+    // Fails with OVERLOADED when the loop stopped for want of room.
+    this.#hold(context, replyBytes);
     return values;
   }
 

@@ -70,9 +70,12 @@ export interface WatchRequest {
   readonly progressIntervalMs: number;
 }
 
-/** The deadline and cancellation of one call. Read `signal` only when the work must wait. */
+/** One call as the service sees it: its deadline and cancellation, and its end. */
 export interface CallContext {
+  /** Aborts at the call's deadline or when it is cancelled. Read it only when the work must wait. */
   readonly signal: AbortSignal;
+  /** Runs `release` once the call has ended (answered and sent, failed, or cancelled). */
+  onEnd(release: () => void): void;
 }
 
 export interface GetResult {
