@@ -33,7 +33,6 @@ export interface Config {
   readonly dataDir: string;
   /** Kafka settings; null runs on the embedded log. */
   readonly kafka: KafkaConfig | null;
-  readonly topic: string;
   readonly limits: Limits;
   /** The longest a single call may take on the server, whatever deadline the client sent. */
   readonly requestTimeoutMs: number;
@@ -171,7 +170,6 @@ export function parseConfig(raw: RawSettings, cwd: string = process.cwd()): Conf
       brokers === undefined || brokers.trim() === ''
         ? null
         : { brokers: parseBrokers(brokers), topic, partitions, replicationFactor },
-    topic,
     limits: { maxKeyBytes, maxValueBytes, maxBatchKeys, maxReplyBytes },
     requestTimeoutMs: parseInteger('request-timeout-ms', required('request-timeout-ms'), 1, 24 * 3600 * 1000),
     shutdownTimeoutMs: parseInteger('shutdown-timeout-ms', required('shutdown-timeout-ms'), 0, 3600 * 1000),
