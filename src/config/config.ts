@@ -33,7 +33,6 @@ export interface Config {
   readonly dataDir: string;
   /** Kafka settings; null runs on the embedded log. */
   readonly kafka: KafkaConfig | null;
-  readonly topic: string;
   readonly limits: Limits;
   /**
    * The largest request body accepted, in bytes: the transport refuses bigger ones before reading them
@@ -193,7 +192,6 @@ export function parseConfig(raw: RawSettings, cwd: string = process.cwd()): Conf
       brokers === undefined || brokers.trim() === ''
         ? null
         : { brokers: parseBrokers(brokers), topic, partitions, replicationFactor },
-    topic,
     limits: { maxKeyBytes, maxValueBytes, maxBatchKeys, maxReplyBytes },
     maxRequestBytes: parseInteger('max-request-bytes', required('max-request-bytes'), 64 * 1024, 2 ** 31 - 1),
     maxReplyBytesInFlight: parseInteger(

@@ -27,8 +27,8 @@ export function logTagOf(logIdentity: string): Buffer {
 }
 
 export function encodeToken(logTag: Buffer, offsets: Offsets): Buffer {
-  // Written straight into one buffer: a Write of 100 mutations encodes 101 tokens, and building them
-  // through number arrays was ~4% of the node's CPU on that path.
+  // Sized first, then written straight into one buffer: every mutation of a Write gets a token of its own
+  // (docs/benchmarks.md, "Why these constants").
   const entries = offsets.size === 1 ? offsets : new Map([...offsets].sort((a, b) => a[0] - b[0]));
   let size = 1 + LOG_TAG_BYTES + varintSize(entries.size);
   for (const [partition, offset] of entries) size += varintSize(partition) + varintSize(offset);

@@ -9,7 +9,7 @@ describe('parseConfig', () => {
     assert.deepEqual(config.listen, { host: '127.0.0.1', port: 50051 });
     assert.equal(config.dataDir, '/srv/data');
     assert.equal(config.kafka, null);
-    assert.equal(config.topic, 'kvs2');
+    assert.equal(parseConfig({ 'kafka-brokers': 'k:9092' }, '/srv').kafka?.topic, 'kvs2');
     assert.deepEqual(config.limits, {
       maxKeyBytes: 1024,
       maxValueBytes: 1048576,

@@ -150,13 +150,9 @@ export class KafkaLog implements Log {
       maxWaitMs: settings.fetchMaxWaitMs,
       flowingWaitMs: settings.fetchFlowingWaitMs,
       flowingMinBytes: FLOWING_FETCH_MIN_BYTES,
-      // Parsed records take ~10 times their bytes on the heap, and records that wait long enough to survive
-      // young-generation GCs are copied and promoted. Bootstrap of 1M records (measured, one core): 8 MiB
-      // fetches, 24 MiB ahead, 8 MiB store batches took 4.5-5.7 s and peaked at ~1 GB RSS; 4 / 8 / 4 MiB
-      // takes 4.1-4.5 s and peaks ~120 MiB lower; 1-2 MiB fetches are slower again (more fetch rounds).
-      // Store batches of all that is buffered (8 MiB) rather than 4 MiB: half as many transactions, each
-      // copying the pages its random keys touch, halve the bytes written (1,064 -> 533-597 MB) and take
-      // ~8% off the bootstrap (4.49-4.67 -> 4.07-4.33 s) for ~25 MiB more peak RSS.
+      // Fetch little and buffer little ahead, since parsed records take ~10 times their bytes on the heap and
+      // those that wait get promoted by the GC; store all that is buffered at once, since fewer LMDB
+      // transactions write the pages their keys share once (docs/benchmarks.md, "Why these constants").
       fetchMaxBytes: Math.max(4 * 1024 * 1024, this.#recordLimitBytes()),
       partitionMaxBytes: Math.max(1024 * 1024, this.#recordLimitBytes()),
       maxBufferedBytes: 8 * 1024 * 1024,

@@ -1,10 +1,15 @@
 /**
  * Kafka's default partitioning of keyed records, exactly as the Java client does it
- * (`BuiltInPartitioner.partitionForKey`: `toPositive(Utils.murmur2(key)) % partitions`), so that kvs2 and
- * any Java, librdkafka (`murmur2_random`) or Kafka Streams producer put a key in the same partition.
+ * (`BuiltInPartitioner.partitionForKey`: `toPositive(Utils.murmur2(key)) % partitions`). kvs2 shares its
+ * topic with any Java, librdkafka (`murmur2_random`) or Kafka Streams producer, and all must put a key in the
+ * same partition: Kafka orders a key's writes, and compaction keeps only its latest, within one partition,
+ * so a key split over two partitions would keep two values that nodes could apply in either order.
  *
- * Not the library's `defaultPartitioner`: it maps negative hashes with `>>> 0` instead of clearing the
- * sign bit, which sends about half the keys elsewhere unless the partition count is a power of two.
+ * kvs2 picks the partition itself because the append batcher queues and sends per partition. Not the
+ * library's `defaultPartitioner` (it maps negative hashes with `>>> 0` instead of clearing the sign bit, so
+ * about half the keys land elsewhere unless the partition count is a power of two), nor its
+ * `compatibilityPartitioner`, which agrees with Java but hashes in BigInt arithmetic, far slower on this
+ * per-record path (docs/benchmarks.md, "Why these constants").
  */
 
 const SEED = 0x9747b28c;
