@@ -1,8 +1,8 @@
 import { createFileRegistry, fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import { FILE_DESCRIPTOR_SET_BASE64 } from '../gen/descriptors.js';
 import { Kvs2Service } from '../gen/kvs2.js';
+import { readDescriptorSet } from './descriptor-set.js';
 import { findMalformation, type WireShape, wireShapeOf } from './wire-format.js';
 
 /** A request body that is not a valid encoding of its message: the handler answers INVALID_ARGUMENT. */
@@ -19,9 +19,7 @@ export type Received<T> = T | MalformedRequest;
  * MalformedRequest instead of an exception, since grpc-js would answer a throwing deserializer INTERNAL.
  */
 export function strictKvs2Definition(): ServiceDefinition {
-  const registry = createFileRegistry(
-    fromBinary(FileDescriptorSetSchema, Buffer.from(FILE_DESCRIPTOR_SET_BASE64, 'base64')),
-  );
+  const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, readDescriptorSet()));
   const service = registry.getService('kvs2.Kvs2');
   if (service === undefined) throw new Error('the embedded descriptors lack kvs2.Kvs2; run npm run generate');
   const shapes = new Map<string, WireShape>();

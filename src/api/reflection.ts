@@ -1,13 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import type { Server } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-
-/**
- * The FileDescriptorSet that `npm run generate` builds with buf from proto/ (kvs2.proto and the
- * grpc.health.v1 health.proto), at the package root, from dist/src/api/ at run time.
- */
-const DESCRIPTOR_SET_PATH = new URL('../../../src/gen/descriptor-set.binpb', import.meta.url);
+import { readDescriptorSet } from './descriptor-set.js';
 
 /** google.protobuf.FileDescriptorSet's only field: `repeated FileDescriptorProto file = 1`. */
 const FILE_FIELD = 1;
@@ -16,7 +10,7 @@ type PackageDefinition = ConstructorParameters<typeof ReflectionService>[0];
 
 /** gRPC server reflection, so that grpcurl-style tools work without the proto files. */
 export function addReflection(server: Server): void {
-  const fileDescriptorProtos = filesOf(readFileSync(DESCRIPTOR_SET_PATH));
+  const fileDescriptorProtos = filesOf(readDescriptorSet());
   // ReflectionService reads only `fileDescriptorProtos` from each entry of a proto-loader package
   // definition; one entry that holds every file serves them all, exactly as protoc and buf encode them.
   const definition: PackageDefinition = {
