@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type Database, open, type RootDatabase } from 'lmdb';
 import { describeError, Kvs2Error } from '../../errors.js';
-import { type CommitPromise, untilFlushed } from '../../store/lmdb-durability.js';
+import { type CommitPromise, untilFlushed } from '../../lmdb/durability.js';
 import type { Log, LogBatch, LogPosition, LogRecord, Offsets } from '../log.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
 
