@@ -11,6 +11,8 @@ export interface JvmCommand {
   readonly classpath: string;
   /** Put before `java`, e.g. `taskset -c 0` to pin the JVM to a core. */
   readonly prefix: readonly string[];
+  /** Options for every JVM, brokers and tools (the class-data archive). */
+  readonly options: readonly string[];
 }
 
 /**
@@ -26,7 +28,15 @@ export function spawnBroker(
 ): ChildProcess {
   const out = openSync(outFile, 'a');
   try {
-    const [command, ...args] = [...jvm.prefix, jvm.java, ...jvmOptions, '-cp', jvm.classpath, 'kafka.Kafka'];
+    const [command, ...args] = [
+      ...jvm.prefix,
+      jvm.java,
+      ...jvm.options,
+      ...jvmOptions,
+      '-cp',
+      jvm.classpath,
+      'kafka.Kafka',
+    ];
     const child = spawn(command ?? jvm.java, [...args, propertiesFile], { detached, stdio: ['ignore', out, out] });
     child.on('error', () => {}); // a failed spawn shows as a dead pid, which the readiness wait reports
     child.unref();
@@ -40,7 +50,7 @@ export function spawnBroker(
 /** Runs a short-lived Kafka tool JVM to completion; tuned to start fast (small heap, C1 only, serial GC). */
 export async function runTool(jvm: JvmCommand, log4jFile: string, args: readonly string[]): Promise<string> {
   const options = ['-Xms32m', '-Xmx256m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-Djava.awt.headless=true'];
-  const [command, ...rest] = [...jvm.prefix, jvm.java];
+  const [command, ...rest] = [...jvm.prefix, jvm.java, ...jvm.options];
   const { stdout } = await run(command ?? jvm.java, [
     ...rest,
     ...options,

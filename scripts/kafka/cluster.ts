@@ -1,10 +1,12 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isBroker, type JvmCommand, killAndWait, runTool, spawnBroker } from './broker-process.js';
+import { classArchiveOptions } from './class-archive.js';
 import { BROKER_LOG4J, brokerProperties, HOST, type NodePorts, TOOLS_LOG4J } from './config-files.js';
 import { defaultCacheDir, ensureJars, findJava, KAFKA_VERSION, kafkaClasspath } from './jars.js';
 import { acquireLock } from './lock-file.js';
@@ -20,6 +22,10 @@ export interface KafkaClusterOptions {
   readonly extraProperties?: readonly string[];
   /** JVM heap options per broker; the default depends on the number of brokers. */
   readonly heapOptions?: readonly string[];
+  /** More JVM options for every broker. */
+  readonly jvmOptions?: readonly string[];
+  /** Start JVMs from a class-data archive of Kafka, made once per JDK (default true). */
+  readonly classArchive?: boolean;
   /** Kafka's jar cache (default ~/.cache/kvs2/kafka-<version>). */
   readonly cacheDir?: string;
   /** A JDK 17+ to use instead of `java` on PATH. */
@@ -54,7 +60,7 @@ interface ClusterState {
   readonly kafkaVersion: string;
   readonly clusterId: string;
   readonly jvm: JvmCommand;
-  readonly heapOptions: readonly string[];
+  readonly brokerJvmOptions: readonly string[];
   readonly detached: boolean;
   readonly readyTimeoutMs: number;
   readonly brokers: BrokerState[];
@@ -113,15 +119,40 @@ export class KafkaCluster {
       await ensureJars(cacheDir, log);
       await writeFile(join(options.stateDir, 'log4j2-broker.properties'), BROKER_LOG4J);
       await writeFile(join(options.stateDir, 'log4j2-tools.properties'), TOOLS_LOG4J);
-      const jvm: JvmCommand = { java, classpath: kafkaClasspath(cacheDir), prefix: options.commandPrefix ?? [] };
+      const classpath = kafkaClasspath(cacheDir);
+      const prefix = options.commandPrefix ?? [];
       const heapOptions = options.heapOptions ?? (n === 1 ? ['-Xms256m', '-Xmx512m'] : ['-Xms192m', '-Xmx384m']);
+      const train = async (jvmOption: string) => {
+        const stateDir = await mkdtemp(join(tmpdir(), 'kvs2-kafka-training-'));
+        try {
+          const trainee = await KafkaCluster.start({
+            ...options,
+            stateDir,
+            brokers: 1,
+            extraProperties: [],
+            jvmOptions: [jvmOption],
+            classArchive: false,
+            detached: false,
+            log: () => {},
+          });
+          await trainee.stop();
+        } finally {
+          await rm(stateDir, { recursive: true, force: true });
+        }
+      };
+      const jvm: JvmCommand = {
+        java,
+        classpath,
+        prefix,
+        options: options.classArchive === false ? [] : await classArchiveOptions(java, classpath, cacheDir, train, log),
+      };
       for (let attempt = 1; ; attempt++) {
         const ports = await pickFreePorts(2 * n);
         const state: ClusterState = {
           kafkaVersion: KAFKA_VERSION,
           clusterId: newClusterId(),
           jvm,
-          heapOptions,
+          brokerJvmOptions: [...heapOptions, ...(options.jvmOptions ?? [])],
           detached: options.detached ?? false,
           readyTimeoutMs: options.readyTimeoutMs ?? 90_000,
           brokers: Array.from({ length: n }, (_, i) => ({
@@ -293,9 +324,9 @@ export class KafkaCluster {
   }
 
   #spawn(broker: BrokerState): void {
-    const { jvm, heapOptions, detached } = this.#state;
+    const { jvm, brokerJvmOptions, detached } = this.#state;
     const options = [
-      ...heapOptions,
+      ...brokerJvmOptions,
       '-XX:+UseG1GC',
       '-XX:MaxGCPauseMillis=20',
       '-XX:InitiatingHeapOccupancyPercent=35',
