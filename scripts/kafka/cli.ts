@@ -128,6 +128,11 @@ for (const [name, description, action] of brokerCommands) {
 try {
   await program.parseAsync();
 } catch (error) {
-  log(`error: ${error instanceof Error ? error.message : String(error)}`);
-  process.exitCode = 1;
+  if (error instanceof Error && error.name === 'AbortError') {
+    log('interrupted; the brokers this start had started are stopped');
+    process.exitCode = 130;
+  } else {
+    log(`error: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+  }
 }
