@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the benchmark suite needs and is not in package.json: the load generators (ghz,
 # redis-benchmark, kcat) and the peers (etcd, Redis). Idempotent and quick when everything is there:
-# apt-get runs only when a command is missing. Java and Maven (for the Kafka runner, scripts/kafka/) are checked, not
-# installed, as `npm test` needs them anyway.
+# apt-get runs only when a command is missing. Java and Maven (for the Kafka runner, scripts/kafka/) are
+# checked, not installed, as `npm test` needs them anyway.
 #
 # Usage: bench/setup.sh [--check]   (--check: report what is missing and exit 1, install nothing)
 set -euo pipefail
