@@ -221,7 +221,7 @@ export class KafkaCluster {
     return Promise.all(
       this.#state.brokers.map(async (b) => ({
         id: b.id,
-        running: b.pid !== null && (await isBroker(b.pid, this.#propertiesFile(b.id))),
+        running: await this.#isRunning(b),
         pid: b.pid,
         brokerPort: b.brokerPort,
         controllerPort: b.controllerPort,
@@ -243,7 +243,7 @@ export class KafkaCluster {
   async startBroker(id: number, signal?: AbortSignal): Promise<void> {
     await this.#locked(async () => {
       const broker = this.#broker(id);
-      if (broker.pid !== null && (await isBroker(broker.pid, this.#propertiesFile(id)))) return;
+      if (await this.#isRunning(broker)) return;
       for (const port of [broker.brokerPort, broker.controllerPort]) {
         if (!(await canBind(port))) throw new Error(`port ${port} of broker ${id} is taken by another process`);
       }
@@ -338,9 +338,8 @@ export class KafkaCluster {
     ];
     const child = spawnBroker(jvm, options, this.#propertiesFile(broker.id), this.#outFile(broker.id), detached);
     broker.pid = child.pid ?? null;
-    if (detached) return;
     this.#children.set(broker.id, child);
-    if (this.#exitHook === undefined) {
+    if (!detached && this.#exitHook === undefined) {
       // Brokers of a process that exits without stop() (a failed test) must not outlive it.
       this.#exitHook = () => {
         for (const c of this.#children.values()) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
@@ -356,8 +355,7 @@ export class KafkaCluster {
     this.#log(`waiting up to ${timeoutMs / 1000} s for broker(s) ${ids.join(' ')} to accept requests`);
     for (;;) {
       for (const id of ids) {
-        const pid = this.#broker(id).pid;
-        if (pid !== null && (await isBroker(pid, this.#propertiesFile(id)))) continue;
+        if (await this.#isRunning(this.#broker(id))) continue;
         const output = await this.#logTail(id);
         if (/BindException|Address already in use/.test(output)) throw new BindFailure(`broker ${id} could not bind`);
         throw new Error(`broker ${id} exited during start-up; the end of its logs:\n${output}`);
@@ -370,6 +368,14 @@ export class KafkaCluster {
       }
       await sleep(250, undefined, { signal });
     }
+  }
+
+  /** The process handle knows for sure while this process started the broker; otherwise ask the system. */
+  async #isRunning(broker: BrokerState): Promise<boolean> {
+    if (broker.pid === null) return false;
+    const child = this.#children.get(broker.id);
+    if (child?.pid === broker.pid) return child.exitCode === null && child.signalCode === null;
+    return isBroker(broker.pid, this.#propertiesFile(broker.id));
   }
 
   async #logTail(id: number): Promise<string> {
