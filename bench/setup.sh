@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the benchmark suite needs and is not in package.json: the load generators (ghz,
 # redis-benchmark, kcat) and the peers (etcd, Redis). Idempotent and quick when everything is there:
-# apt-get runs only when a command is missing. Java and Maven (for scripts/kafka.sh) are checked, not
-# installed, as `npm test` needs them anyway.
+# apt-get runs only when a command is missing. Java and Maven (for the Kafka runner, scripts/kafka/) are
+# checked, not installed, as `npm test` needs them anyway.
 #
 # Usage: bench/setup.sh [--check]   (--check: report what is missing and exit 1, install nothing)
 set -euo pipefail
@@ -66,7 +66,7 @@ if ! ghz_ok; then
 fi
 
 for tool in java mvn; do
-  command -v "$tool" >/dev/null 2>&1 || log "warning: $tool is missing: the Kafka peers (scripts/kafka.sh) will be skipped"
+  command -v "$tool" >/dev/null 2>&1 || log "warning: $tool is missing: the Kafka peers will be skipped"
 done
 
 # One line a tool, for the results file.

@@ -2,7 +2,8 @@
 # `npm test`: type-check and build, lint, then run every test with node:test.
 #
 # The Kafka tests need real brokers. When KAFKA_BROKERS is not given, this starts a one-broker cluster
-# with scripts/kafka.sh (Java and Maven fetch and run Apache Kafka) and stops it afterwards. Without
+# with the Kafka runner (scripts/kafka/: Java and Maven fetch and run Apache Kafka) and stops it afterwards,
+# also after a failure or Ctrl-C. Without
 # Java or Maven the Kafka tests report themselves skipped, loudly; under CI (CI=true) that is a failure.
 # Arguments are passed to `node --test` (e.g. --test-name-pattern=...); by default all tests run.
 set -euo pipefail
@@ -15,8 +16,8 @@ if [ -z "${KAFKA_BROKERS:-}" ]; then
   if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
     # Our own state dir, so a cluster someone started by hand in .kafka/ is left alone.
     export KVS2_KAFKA_STATE="${KVS2_KAFKA_STATE:-$PWD/.kafka/npm-test}"
-    trap 'scripts/kafka.sh down >/dev/null 2>&1 || true' EXIT
-    line="$(scripts/kafka.sh up)"
+    trap 'node dist/scripts/kafka/cli.js down >/dev/null 2>&1 || true' EXIT
+    line="$(node dist/scripts/kafka/cli.js up)"
     export KAFKA_BROKERS="${line#KAFKA_BROKERS=}"
     echo "test: Kafka for the tests at $KAFKA_BROKERS" >&2
   elif [ "${CI:-}" = "true" ]; then

@@ -100,7 +100,7 @@ export function spawnManaged(name: string, command: string, args: readonly strin
 
 const cleanups = new Set<() => Promise<void>>();
 
-/** Something to undo on the way out that is not a child process (e.g. `kafka.sh down`). */
+/** Something to undo on the way out that is not a child process (e.g. stopping a Kafka cluster). */
 export function registerCleanup(cleanup: () => Promise<void>): () => void {
   cleanups.add(cleanup);
   return () => cleanups.delete(cleanup);

@@ -25,14 +25,14 @@ const RAW_TOPIC = 'bench-raw';
 const PARTITIONS = 12;
 
 /**
- * One Kafka broker (scripts/kafka.sh, private state dir): the raw producer ceiling, kvs2 on Kafka
+ * One Kafka broker (the runner in scripts/kafka/, private state dir): the raw producer ceiling, kvs2 on Kafka
  * (Set), and the bootstrap of new nodes from a topic of `keys` records against kcat reading it.
  */
 export async function kafkaPhase(ctx: RunContext): Promise<void> {
   const wantsSet = ctx.scenarios.has('set');
   const wantsBootstrap = ctx.scenarios.has('bootstrap') || ctx.scenarios.has('memory');
   if (!wantsSet && !wantsBootstrap) return;
-  ctx.log('starting Kafka (scripts/kafka.sh up, one broker)');
+  ctx.log('starting Kafka (one broker)');
   let cluster: KafkaCluster;
   try {
     cluster = await kafkaUp(ctx.dir('kafka-state'));

@@ -1,78 +1,47 @@
-import { readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
-import { CLIENT_CORE, registerCleanup, run, runChecked, SERVER_CORE } from '../lib/processes.js';
-import { treePath } from '../lib/tree.js';
+import { Admin } from '@platformatic/kafka';
+import { KafkaCluster as LocalKafka } from '../../scripts/kafka/cluster.js';
+import { CLIENT_CORE, registerCleanup, runChecked, SERVER_CORE } from '../lib/processes.js';
 
-const kafkaSh = () => treePath('scripts/kafka.sh');
-
-/** A one-broker Kafka from scripts/kafka.sh in a private state dir, pinned to the server core. */
+/** A one-broker Kafka from the repository's runner (scripts/kafka/) in a private state dir, pinned to the server core. */
 export interface KafkaCluster {
   readonly brokers: string;
   readonly stateDir: string;
+  /** Kafka's jars and a quiet Log4j configuration, to run Kafka's own tools against the broker. */
+  readonly classpath: string;
+  readonly toolsLog4jFile: string;
   brokerPids(): number[];
   down(): Promise<void>;
 }
 
 export async function kafkaUp(stateDir: string): Promise<KafkaCluster> {
-  const env = { ...process.env, KVS2_KAFKA_STATE: stateDir };
-  const down = async () => {
-    await run(kafkaSh(), ['down'], { env, timeoutMs: 120_000 });
-  };
-  // Also on Ctrl-C or a failure: the broker runs in its own session and would outlive us.
-  const unregister = registerCleanup(down);
-  const cluster: KafkaCluster = {
-    brokers: '',
+  const cluster = await LocalKafka.start({
     stateDir,
-    brokerPids: () => {
-      try {
-        return [Number(readFileSync(join(stateDir, 'broker-1.pid'), 'utf8').trim())];
-      } catch {
-        return [];
-      }
-    },
+    brokers: 1,
+    commandPrefix: ['taskset', '-c', String(SERVER_CORE)],
+  });
+  // Also on Ctrl-C or a failure; the brokers die with this process anyway, this deletes their data.
+  const unregister = registerCleanup(() => cluster.stop());
+  return {
+    brokers: cluster.bootstrap,
+    stateDir,
+    classpath: cluster.classpath,
+    toolsLog4jFile: cluster.toolsLog4jFile,
+    brokerPids: () => cluster.brokerPids(),
     down: async () => {
       unregister();
-      await down();
+      await cluster.stop();
     },
   };
-  // taskset on the script: the broker JVM it starts inherits the core.
-  const up = await run(kafkaSh(), ['up'], { env, core: SERVER_CORE, timeoutMs: 15 * 60_000 });
-  const line = up.stdout.split('\n').find((l) => l.startsWith('KAFKA_BROKERS='));
-  if (up.code !== 0 || line === undefined) {
-    await cluster.down();
-    throw new Error(`scripts/kafka.sh up failed (${up.code}): ${up.stderr.trim().split('\n').slice(-5).join(' | ')}`);
-  }
-  return { ...cluster, brokers: line.slice('KAFKA_BROKERS='.length).trim() };
 }
 
 export async function createTopic(cluster: KafkaCluster, topic: string, partitions: number): Promise<void> {
-  await runChecked(
-    kafkaSh(),
-    [
-      'run-class',
-      'org.apache.kafka.tools.TopicCommand',
-      '--bootstrap-server',
-      cluster.brokers,
-      '--create',
-      '--if-not-exists',
-      '--topic',
-      topic,
-      '--partitions',
-      String(partitions),
-      '--replication-factor',
-      '1',
-    ],
-    { env: { ...process.env, KVS2_KAFKA_STATE: cluster.stateDir }, timeoutMs: 120_000 },
-  );
-}
-
-/** Kafka's jars as scripts/kafka.sh caches them. */
-function kafkaClasspath(): string {
-  const version = /readonly KAFKA_VERSION="([^"]+)"/.exec(readFileSync(kafkaSh(), 'utf8'))?.[1];
-  if (version === undefined) throw new Error(`cannot find KAFKA_VERSION in ${kafkaSh()}`);
-  const cache = process.env.KVS2_KAFKA_CACHE ?? join(homedir(), '.cache', 'kvs2', `kafka-${version}`);
-  return `${join(cache, 'libs')}/*`;
+  const admin = new Admin({ clientId: 'kvs2-bench-admin', bootstrapBrokers: cluster.brokers.split(',') });
+  try {
+    if ((await admin.listTopics()).includes(topic)) return;
+    await admin.createTopics({ topics: [topic], partitions, replicas: 1 });
+  } finally {
+    await admin.close();
+  }
 }
 
 export interface ProducerPerfResult {
@@ -88,7 +57,7 @@ export interface ProducerPerfResult {
 
 /**
  * Kafka's own ProducerPerformance, acks=all, as fast as it can, on the client core. Run with a plain
- * JVM (full JIT) rather than `kafka.sh run-class`, whose C1-only settings are tuned for quick tools.
+ * JVM (full JIT) rather than the runner's tool settings (C1 only), which are tuned for quick tools.
  */
 export async function producerPerformance(
   cluster: KafkaCluster,
@@ -100,9 +69,9 @@ export async function producerPerformance(
     'java',
     [
       '-Xmx512m',
-      `-Dlog4j2.configurationFile=${join(cluster.stateDir, 'log4j2-tools.properties')}`,
+      `-Dlog4j2.configurationFile=${cluster.toolsLog4jFile}`,
       '-cp',
-      kafkaClasspath(),
+      cluster.classpath,
       'org.apache.kafka.tools.ProducerPerformance',
       '--topic',
       topic,

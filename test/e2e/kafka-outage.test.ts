@@ -9,7 +9,7 @@ import { needsKafka } from '../support/kafka-env.js';
 import { tempDir } from '../support/paths.js';
 import { ServerProcess } from '../support/server-process.js';
 
-// These tests start clusters of their own with scripts/kafka.sh: they run wherever the shared one does.
+// These tests start clusters of their own (OwnKafkaCluster): they run wherever the shared one does.
 describe('broker failures under a kvs2 node', needsKafka(), () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
   before(async () => {

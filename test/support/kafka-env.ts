@@ -1,10 +1,10 @@
 /**
  * Which Kafka the tests use: the brokers in KAFKA_BROKERS (comma-separated host:port), as printed by
- * `scripts/kafka.sh up`. Without it, Kafka tests are skipped on a developer's machine, and fail in CI,
+ * `npm run kafka -- up`. Without it, Kafka tests are skipped on a developer's machine, and fail in CI,
  * where a skipped Kafka test would pass for a tested one.
  */
 
-const SKIP_REASON = 'KAFKA_BROKERS not set: start one with scripts/kafka.sh up';
+const SKIP_REASON = 'KAFKA_BROKERS not set: start one with npm run kafka -- up';
 
 /** Test or suite options: `{ skip: reason }` when there is no Kafka to test against, outside CI. */
 export function needsKafka(): { skip?: string } {

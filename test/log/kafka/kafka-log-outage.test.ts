@@ -1,49 +1,30 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { isKvs2Error } from '../../../src/errors.js';
 import { KafkaLog } from '../../../src/log/kafka/kafka-log.js';
 import type { LogPosition, LogRecord } from '../../../src/log/log.js';
+import { OwnKafkaCluster } from '../../support/kafka-cluster.js';
 import { kafkaBrokers, needsKafka } from '../../support/kafka-env.js';
-import { REPO_ROOT } from '../../support/paths.js';
-
-const run = promisify(execFile);
-const KAFKA_SCRIPT = join(REPO_ROOT, 'scripts', 'kafka.sh');
 
 /**
  * Stopping a broker would break every other test using the shared cluster, so this file starts a
- * one-broker cluster of its own with scripts/kafka.sh in a private state folder. It runs only where
- * the shared Kafka tests run (KAFKA_BROKERS set, or CI), since it needs the same Java and jars.
+ * one-broker cluster of its own. It runs only where the shared Kafka tests run (KAFKA_BROKERS set, or
+ * CI), since it needs the same Java and jars.
  */
 describe('KafkaLog through a broker outage', needsKafka(), () => {
-  let stateDir: string;
-  let env: NodeJS.ProcessEnv;
+  let cluster: OwnKafkaCluster;
   let brokers: string[];
-
-  async function kafkaScript(...args: string[]): Promise<string> {
-    const { stdout } = await run(KAFKA_SCRIPT, args, { env, timeout: 180_000 });
-    return stdout;
-  }
 
   before(async () => {
     // Only to fail in CI without Kafka, like the other Kafka tests: this test runs its own brokers.
     kafkaBrokers();
-    stateDir = await mkdtemp(join(tmpdir(), 'kvs2-kafka-outage-'));
-    env = { ...process.env, KVS2_KAFKA_STATE: stateDir };
-    const stdout = await kafkaScript('up', '--brokers', '1');
-    const line = stdout.split('\n').find((l) => l.startsWith('KAFKA_BROKERS='));
-    if (line === undefined) throw new Error(`scripts/kafka.sh up printed no KAFKA_BROKERS line: ${stdout}`);
-    brokers = line.slice('KAFKA_BROKERS='.length).trim().split(',');
+    cluster = await OwnKafkaCluster.start(1);
+    brokers = cluster.brokers.split(',');
   });
 
   after(async () => {
-    if (env !== undefined) await kafkaScript('down').catch(() => '');
-    if (stateDir !== undefined) await rm(stateDir, { recursive: true, force: true });
+    if (cluster !== undefined) await cluster.stop();
   });
 
   test('appends fail within their deadline while the broker is down, then work again; reads resume', async (t) => {
@@ -66,7 +47,7 @@ describe('KafkaLog through a broker outage', needsKafka(), () => {
     try {
       await log.append(Buffer.from('before'), Buffer.from('1'));
 
-      await kafkaScript('stop-broker', '1');
+      await cluster.stopBroker(1);
       const started = Date.now();
       const outcomes = await Promise.all([
         settle(log.append(Buffer.from('during-deadline'), Buffer.from('2'), AbortSignal.timeout(3_000))),
@@ -90,7 +71,7 @@ describe('KafkaLog through a broker outage', needsKafka(), () => {
       );
 
       const restarting = Date.now();
-      await kafkaScript('start-broker', '1');
+      await cluster.startBroker(1);
       const restarted = Date.now();
       const recovered = await log.append(Buffer.from('after'), Buffer.from('4'));
       const appended = Date.now();

@@ -1,0 +1,87 @@
+/** The configuration files of a local cluster: one properties file per node, Log4j 2 for brokers and tools. */
+
+/** Bind and advertise loopback only: clients must be able to reach exactly what is advertised. */
+export const HOST = '127.0.0.1';
+
+export interface NodePorts {
+  readonly id: number;
+  readonly brokerPort: number;
+  readonly controllerPort: number;
+}
+
+/** A combined KRaft node (broker and controller in one JVM) with a static controller quorum. */
+export function brokerProperties(
+  node: NodePorts,
+  all: readonly NodePorts[],
+  dataDir: string,
+  extra: readonly string[],
+): string {
+  const n = all.length;
+  const rf3 = Math.min(n, 3);
+  const isr2 = Math.min(n, 2);
+  const lines = [
+    '# Generated for a throwaway local cluster; edits are lost on the next `up`.',
+    'process.roles=broker,controller',
+    `node.id=${node.id}`,
+    `controller.quorum.voters=${all.map((v) => `${v.id}@${HOST}:${v.controllerPort}`).join(',')}`,
+    `listeners=PLAINTEXT://${HOST}:${node.brokerPort},CONTROLLER://${HOST}:${node.controllerPort}`,
+    `advertised.listeners=PLAINTEXT://${HOST}:${node.brokerPort}`,
+    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    'controller.listener.names=CONTROLLER',
+    'inter.broker.listener.name=PLAINTEXT',
+    `log.dirs=${dataDir}`,
+    // Replication matched to the cluster size, so that internal topics can be created at all.
+    `default.replication.factor=${n >= 3 ? 3 : 1}`,
+    `min.insync.replicas=${n >= 3 ? 2 : 1}`,
+    `offsets.topic.replication.factor=${rf3}`,
+    `transaction.state.log.replication.factor=${rf3}`,
+    `transaction.state.log.min.isr=${isr2}`,
+    `share.coordinator.state.topic.replication.factor=${rf3}`,
+    `share.coordinator.state.topic.min.isr=${isr2}`,
+    // Internal topics with 5 partitions instead of 50 are created much faster on a small machine.
+    'offsets.topic.num.partitions=5',
+    'transaction.state.log.num.partitions=5',
+    // Fast tests: no rebalance delay, explicit topic creation only, a log cleaner that looks for work
+    // every second (compaction tests) with a dedupe buffer that fits a small heap, fewer threads.
+    'group.initial.rebalance.delay.ms=0',
+    'num.partitions=1',
+    'auto.create.topics.enable=false',
+    'delete.topic.enable=true',
+    'log.cleaner.backoff.ms=1000',
+    'log.cleaner.dedupe.buffer.size=33554432',
+    'num.network.threads=2',
+    'num.io.threads=4',
+  ];
+  if (extra.length > 0) lines.push('# Extra properties given by the caller', ...extra);
+  return `${lines.join('\n')}\n`;
+}
+
+/** Brokers: INFO into one file per broker (named by a system property), chatty loggers at WARN. */
+export const BROKER_LOG4J = `status = warn
+name = kvs2-kafka-broker
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = \${sys:kvs2.broker.log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.statechange.name = state.change.logger
+logger.statechange.level = WARN
+logger.clients.name = org.apache.kafka.clients
+logger.clients.level = WARN
+`;
+
+/** Tools: warnings and errors only, to stderr, since their real output is on stdout. */
+export const TOOLS_LOG4J = `status = warn
+name = kvs2-kafka-tools
+appender.err.type = Console
+appender.err.name = STDERR
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.err.ref = STDERR
+`;
