@@ -38,12 +38,12 @@ describe('Replica on the embedded log', () => {
 
   test('applies appended records to the store, deletes included, and reports catch-up', async () => {
     const node = await startReplica(`${dir.path}/apply`);
-    await node.log.append(Buffer.from('a'), Buffer.from('1'));
-    await node.log.append(Buffer.from('b'), Buffer.from('2'));
+    await node.log.append(Buffer.from('a'), Buffer.from('1'), AbortSignal.timeout(15_000));
+    await node.log.append(Buffer.from('b'), Buffer.from('2'), AbortSignal.timeout(15_000));
     await node.replica.start();
     await node.replica.whenCaughtUp();
     assert.deepEqual(node.store.get(Buffer.from('a')), Buffer.from('1'));
-    await node.log.append(Buffer.from('a'), null);
+    await node.log.append(Buffer.from('a'), null, AbortSignal.timeout(15_000));
     await eventually(() => node.store.get(Buffer.from('a')) === undefined, 5000, 'the delete');
     assert.deepEqual(node.replica.appliedOffsets, new Map([[0, 3]]));
     await node.close();
@@ -53,7 +53,8 @@ describe('Replica on the embedded log', () => {
     const path = `${dir.path}/resume`;
     let node = await startReplica(path);
     await node.replica.start();
-    for (let i = 0; i < 50; i++) await node.log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`));
+    for (let i = 0; i < 50; i++)
+      await node.log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`), AbortSignal.timeout(15_000));
     await eventually(() => node.replica.appliedOffsets.get(0) === 50, 5000, 'all applied');
     await eventually(async () => (await node.log.startOffsets()).get(0) === 50, 5000, 'the log to be released');
     await node.close();
@@ -63,7 +64,7 @@ describe('Replica on the embedded log', () => {
     await node.replica.start();
     await node.replica.whenCaughtUp();
     assert.deepEqual(node.store.get(Buffer.from('k49')), Buffer.from('v49'));
-    await node.log.append(Buffer.from('k50'), Buffer.from('v50'));
+    await node.log.append(Buffer.from('k50'), Buffer.from('v50'), AbortSignal.timeout(15_000));
     await eventually(() => node.store.get(Buffer.from('k50')) !== undefined, 5000, 'the new record');
     await node.close();
   });
@@ -72,7 +73,7 @@ describe('Replica on the embedded log', () => {
     const path = `${dir.path}/mismatch`;
     const first = await startReplica(path);
     await first.replica.start();
-    await first.log.append(Buffer.from('k'), Buffer.from('v'));
+    await first.log.append(Buffer.from('k'), Buffer.from('v'), AbortSignal.timeout(15_000));
     await eventually(() => first.store.get(Buffer.from('k')) !== undefined, 5000, 'the write');
     await first.close();
 
