@@ -18,8 +18,6 @@ export type ChangeListener = (change: AppliedChange) => void;
 
 export interface ReplicaOptions {
   readonly log: Log;
-  /** The identity `log.open()` returned. */
-  readonly logIdentity: string;
   readonly store: Store;
   readonly logger: Logger;
   /** Called when the replica becomes caught up with the log, and when it stops being so (a rebuild). */
@@ -51,7 +49,7 @@ export class Replica {
   readonly #onCaughtUpChange: (caughtUp: boolean) => void;
   readonly #onFatal: (error: Kvs2Error) => void;
   readonly #now: () => number;
-  readonly #progressIntervalMs: number;
+  readonly #progressIntervalMs: number | undefined;
   readonly #stop = new AbortController();
   #identity: string;
   #applied: Map<number, number> = new Map();
@@ -74,19 +72,14 @@ export class Replica {
 
   constructor(options: ReplicaOptions) {
     this.#log = options.log;
-    this.#identity = options.logIdentity;
     this.#store = options.store;
+    // Until start(): the log the store's offsets refer to.
+    this.#identity = options.store.progress().logIdentity ?? '';
     this.#logger = options.logger;
     this.#onCaughtUpChange = options.onCaughtUpChange ?? (() => {});
     this.#onFatal = options.onFatal;
     this.#now = options.now ?? Date.now;
-    const retention = options.log.tombstoneRetentionMs;
-    // Well inside the tombstone retention, so that the recorded catch-up time is never stale by much.
-    this.#progressIntervalMs =
-      options.progressIntervalMs ??
-      (retention === null
-        ? DEFAULT_PROGRESS_INTERVAL_MS
-        : Math.max(100, Math.min(DEFAULT_PROGRESS_INTERVAL_MS, retention / 10)));
+    this.#progressIntervalMs = options.progressIntervalMs;
   }
 
   /** Offsets applied so far, per partition (next offset to apply). */
@@ -160,8 +153,12 @@ export class Replica {
     return this.#whenCaughtUp.promise;
   }
 
-  /** Decides where to resume, then applies the log in the background until stop(). */
-  async start(): Promise<void> {
+  /**
+   * Decides where to resume in the log `log.open()` just opened (and returned the identity of), then
+   * applies it in the background until stop(). May be called again after it failed.
+   */
+  async start(logIdentity: string): Promise<void> {
+    this.#identity = logIdentity;
     const plan = planResume(
       this.#store.progress(),
       {
@@ -182,7 +179,14 @@ export class Replica {
     }
     await this.#beginReading();
     this.#loop = this.#run(this.#stop.signal);
-    this.#progressTimer = setInterval(() => void this.#recordProgress(), this.#progressIntervalMs);
+    const retention = this.#log.tombstoneRetentionMs;
+    // Well inside the tombstone retention, so that the recorded catch-up time is never stale by much.
+    const intervalMs =
+      this.#progressIntervalMs ??
+      (retention === null
+        ? DEFAULT_PROGRESS_INTERVAL_MS
+        : Math.max(100, Math.min(DEFAULT_PROGRESS_INTERVAL_MS, retention / 10)));
+    this.#progressTimer = setInterval(() => void this.#recordProgress(), intervalMs);
     this.#progressTimer.unref();
   }
 

@@ -1,7 +1,7 @@
+import { backoffMs, pause } from '../../abort.js';
 import { abortError, Kvs2Error } from '../../errors.js';
 import type { LogPosition } from '../log.js';
 import { SignalGroups } from '../signal-groups.js';
-import { backoffMs, pause } from './abortable.js';
 
 /** One record on its way to a partition. */
 export interface OutgoingRecord {

@@ -1,9 +1,8 @@
 import type { Admin, Broker } from '@platformatic/kafka';
 import { FetchIsolationLevels } from '@platformatic/kafka';
-import { raceAbort } from '../../abort.js';
+import { pause, raceAbort } from '../../abort.js';
 import { describeError, Kvs2Error } from '../../errors.js';
 import type { Log, LogBatch, LogPosition, Offsets } from '../log.js';
-import { pause } from './abortable.js';
 import { AppendBatcher } from './append-batcher.js';
 import { createAdmin, createConsumer, type Kvs2Consumer } from './kafka-clients.js';
 import { describeKafkaError, isPermanentKafkaError } from './kafka-errors.js';
