@@ -46,7 +46,9 @@ export interface Log {
 
   /**
    * Opens the log (creating it if needed) and returns its identity, a string that changes when the log
-   * is deleted and recreated (for Kafka: the topic id). Call once, before anything else.
+   * is deleted and recreated (for Kafka: the topic id). Call it before anything else; it may be called
+   * again after it failed. append() and endOffsets() called before it has succeeded wait for it, within
+   * their signal (a node listens while it waits for its log).
    */
   open(signal?: AbortSignal): Promise<string>;
 

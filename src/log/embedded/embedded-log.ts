@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type Database, open, type RootDatabase } from 'lmdb';
+import { raceAbort } from '../../abort.js';
 import { abortError, describeError, Kvs2Error } from '../../errors.js';
 import { type CommitPromise, untilFlushed } from '../../store/lmdb-durability.js';
 import type { Log, LogBatch, LogPosition, LogRecord, Offsets } from '../log.js';
@@ -60,6 +61,8 @@ export class EmbeddedLog implements Log {
   /** Readers parked until more records are durable. */
   #wakeReaders: Array<() => void> = [];
   #closing = false;
+  /** Settles once open() first succeeds, or close() is called: appends made before wait for it. */
+  readonly #opened = Promise.withResolvers<void>();
   #identity = '';
   /** Appends whose callers still wait, by signal: an abort rejects them at once. */
   readonly #bySignal = new SignalGroups<PendingAppend>((append, signal) =>
@@ -72,6 +75,7 @@ export class EmbeddedLog implements Log {
     this.#maxBatchBytes = options.maxBatchBytes ?? 16 * 1024 * 1024;
     this.#retainRecords = options.retainRecords ?? 10_000;
     this.description = `embedded log in ${options.dir}`;
+    this.#opened.promise.catch(() => {});
   }
 
   async open(): Promise<string> {
@@ -92,6 +96,7 @@ export class EmbeddedLog implements Log {
       this.#nextOffset = last === undefined ? this.#startOffset : Math.max(last + 1, this.#startOffset);
       this.#durableEnd = this.#nextOffset;
       this.#identity = `embedded:${String(identity)}`;
+      this.#opened.resolve();
       return this.#identity;
     } catch (error) {
       // Leaves nothing open, so that open() can be tried again.
@@ -119,12 +124,8 @@ export class EmbeddedLog implements Log {
   append(key: Buffer, value: Buffer | null, signal: AbortSignal): Promise<LogPosition> {
     if (this.#closing) return Promise.reject(new Kvs2Error('SHUTTING_DOWN', `${this.description} is closing`));
     if (signal.aborted) return Promise.reject(abortError(signal, `appending to ${this.description}`));
-    let records: Database<Buffer, number>;
-    try {
-      records = this.#openRecords();
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    const records = this.#records;
+    if (records === undefined) return this.#afterOpen(signal, () => this.append(key, value, signal));
     const written = this.#write(records, key, value);
     return new Promise<LogPosition>((resolve, reject) => {
       const pending: PendingAppend = { resolve, reject };
@@ -144,8 +145,14 @@ export class EmbeddedLog implements Log {
 
   async endOffsets(signal: AbortSignal): Promise<Offsets> {
     if (signal.aborted) throw abortError(signal, `reading the end of ${this.description}`);
-    this.#openRecords();
+    if (this.#records === undefined) return this.#afterOpen(signal, () => this.endOffsets(signal));
     return new Map([[PARTITION, this.#durableEnd]]);
+  }
+
+  /** A node listens before its log is open: calls made meanwhile wait for the open, within their signal. */
+  async #afterOpen<T>(signal: AbortSignal, then: () => Promise<T>): Promise<T> {
+    await raceAbort(this.#opened.promise, signal, `waiting for ${this.description} to open`);
+    return then();
   }
 
   async #write(records: Database<Buffer, number>, key: Buffer, value: Buffer | null): Promise<LogPosition> {
@@ -225,6 +232,7 @@ export class EmbeddedLog implements Log {
 
   async close(): Promise<void> {
     this.#closing = true;
+    this.#opened.reject(new Kvs2Error('SHUTTING_DOWN', `${this.description} is closing`));
     this.#wake();
     const env = this.#env;
     if (env === undefined) return;

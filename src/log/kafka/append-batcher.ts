@@ -1,4 +1,5 @@
-import { backoffMs, pause } from '../../abort.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffMs } from '../../abort.js';
 import { abortError, Kvs2Error } from '../../errors.js';
 import type { LogPosition } from '../log.js';
 import { SignalGroups } from '../signal-groups.js';
@@ -111,8 +112,7 @@ export class AppendBatcher {
   );
   /** Set while a dispatch is scheduled: cancels it. */
   #cancelLinger: (() => void) | undefined;
-  /** Aborted by close(): ends the pauses before retries. */
-  readonly #closing = new AbortController();
+  #closing = false;
   #sends = 0;
 
   constructor(sender: RecordSender, options: AppendBatcherOptions) {
@@ -126,7 +126,7 @@ export class AppendBatcher {
   }
 
   append(record: OutgoingRecord, signal: AbortSignal): Promise<LogPosition> {
-    if (this.#closing.signal.aborted) {
+    if (this.#closing) {
       return Promise.reject(new Kvs2Error('SHUTTING_DOWN', `${this.#options.description} is closing`));
     }
     if (signal.aborted) return Promise.reject(abortError(signal, `appending to ${this.#options.description}`));
@@ -153,11 +153,11 @@ export class AppendBatcher {
   }
 
   /**
-   * Stops taking appends, sends what is queued and waits until every send has settled. Sends that fail
-   * now are not retried: their appends fail.
+   * Stops taking appends, sends what is queued and waits until every pending append has settled: each
+   * is acknowledged or its signal aborts (failed sends are retried as usual).
    */
   async close(): Promise<void> {
-    this.#closing.abort();
+    this.#closing = true;
     this.#cancelLinger?.();
     this.#cancelLinger = undefined;
     for (;;) {
@@ -262,7 +262,7 @@ export class AppendBatcher {
     try {
       positions = await this.#sender.send(batch.map((pending) => pending.record));
     } catch (error) {
-      const retryable = error instanceof SendFailure && error.retryable && !this.#closing.signal.aborted;
+      const retryable = error instanceof SendFailure && error.retryable;
       const waiting = batch.filter((pending) => pending.state === 'sending');
       if (!retryable) {
         const failure = new Kvs2Error(
@@ -280,7 +280,7 @@ export class AppendBatcher {
       }
       if (waiting.length === 0) return;
       this.#queue = [...waiting, ...this.#queue];
-      await pause(backoffMs(failedSends - 1, RETRY_MIN_MS, RETRY_MAX_MS), this.#closing.signal);
+      await sleep(backoffMs(failedSends - 1, RETRY_MIN_MS, RETRY_MAX_MS));
       return;
     }
     batch.forEach((pending, i) => {

@@ -46,6 +46,8 @@ export class KafkaLog implements Log {
   readonly #offsetsConsumer: Kvs2Consumer;
   /** Aborted by close(): ends every read. */
   readonly #closing = new AbortController();
+  /** Settles once open() first succeeds, or close() is called: appends made before wait for it. */
+  readonly #opened = Promise.withResolvers<void>();
   #topicId: string | undefined;
   #lastLayout: TopicLayout | undefined;
   #tombstoneRetentionMs: number | null = null;
@@ -64,6 +66,7 @@ export class KafkaLog implements Log {
       description: this.description,
     });
     this.#offsetsConsumer = createConsumer(target, 'offsets', this.#settings.fetchMaxWaitMs);
+    this.#opened.promise.catch(() => {});
   }
 
   get tombstoneRetentionMs(): number | null {
@@ -115,13 +118,12 @@ export class KafkaLog implements Log {
   }
 
   append(key: Buffer, value: Buffer | null, signal: AbortSignal): Promise<LogPosition> {
-    if (this.#topicId === undefined) {
-      return Promise.reject(new Kvs2Error('LOG_UNAVAILABLE', `${this.description} is not open`));
-    }
+    if (this.#topicId === undefined) return this.#afterOpen(signal, () => this.append(key, value, signal));
     return this.#batcher.append({ key, value, partition: partitionForKey(key, this.#producer.partitionCount) }, signal);
   }
 
   endOffsets(signal: AbortSignal): Promise<Offsets> {
+    if (this.#topicId === undefined) return this.#afterOpen(signal, () => this.endOffsets(signal));
     return this.#listOffsets(-1n, 'end', signal);
   }
 
@@ -192,7 +194,14 @@ export class KafkaLog implements Log {
     this.#tombstoneRetentionMs = topicSettings.deleteRetentionMs;
     this.#producer.adopt(layout.partitions.length, topicSettings.maxMessageBytes);
     this.#topicId = layout.topicId;
+    this.#opened.resolve();
     return identityOf(layout.topicId);
+  }
+
+  /** A node listens before its log is open: calls made meanwhile wait for the open, within their signal. */
+  async #afterOpen<T>(signal: AbortSignal, then: () => Promise<T>): Promise<T> {
+    await raceAbort(this.#opened.promise, signal, `waiting for ${this.description} to open`);
+    return then();
   }
 
   /** A topic just created (by us or a node racing us) has no metadata or leaders for a moment. */
@@ -290,7 +299,9 @@ export class KafkaLog implements Log {
   }
 
   async #close(): Promise<void> {
-    this.#closing.abort(new Kvs2Error('SHUTTING_DOWN', `${this.description} is closing`));
+    const closing = new Kvs2Error('SHUTTING_DOWN', `${this.description} is closing`);
+    this.#closing.abort(closing);
+    this.#opened.reject(closing);
     await this.#batcher.close();
     const results = await Promise.allSettled([
       this.#producer.close(),
