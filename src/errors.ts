@@ -7,6 +7,11 @@ export type Kvs2ErrorCode =
   | 'INVALID_ARGUMENT'
   /** The log (embedded or Kafka) could not take or serve a record. */
   | 'LOG_UNAVAILABLE'
+  /**
+   * The log refuses this node in a way retrying cannot fix (not authorized, a topic setting the cluster
+   * rejects, a broker too old): the node stops instead of waiting.
+   */
+  | 'LOG_MISCONFIGURED'
   /** The log was deleted and recreated under a reader (Kafka: the topic id changed). */
   | 'LOG_RECREATED'
   /** A reader asked for records the log no longer has (removed by retention). */

@@ -5,6 +5,7 @@ import { describeError, isKvs2Error, type Kvs2ErrorCode } from '../errors.js';
 const STATUS_OF: Readonly<Record<Kvs2ErrorCode, status>> = {
   INVALID_ARGUMENT: status.INVALID_ARGUMENT,
   LOG_UNAVAILABLE: status.UNAVAILABLE,
+  LOG_MISCONFIGURED: status.FAILED_PRECONDITION,
   LOG_RECREATED: status.UNAVAILABLE,
   LOG_POSITION_LOST: status.UNAVAILABLE,
   TOKEN_FROM_OTHER_LOG: status.FAILED_PRECONDITION,

@@ -1,7 +1,8 @@
 import { join } from 'node:path';
+import { backoffMs, pause } from '../abort.js';
 import { GrpcApi } from '../api/grpc-server.js';
 import type { Config } from '../config/config.js';
-import type { Kvs2Error } from '../errors.js';
+import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import { EmbeddedLog } from '../log/embedded/embedded-log.js';
 import type { Log } from '../log/log.js';
 import type { Logger } from '../logger.js';
@@ -10,6 +11,10 @@ import { KvService } from '../service/kv-service.js';
 import { LmdbStore } from '../store/lmdb-store.js';
 import type { Store } from '../store/store.js';
 import { MemoryRelease } from './memory-release.js';
+
+/** Pauses between attempts to open the log at start-up, as the replica's own retries. */
+const START_RETRY_MIN_MS = 100;
+const START_RETRY_MAX_MS = 10_000;
 
 export interface NodeOptions {
   readonly config: Config;
@@ -32,6 +37,11 @@ export class KvsNode {
   readonly #api: GrpcApi;
   readonly #replica: Replica;
   readonly #memory: MemoryRelease;
+  /** Aborted by close(): ends the start-up below if it is still waiting for the log. */
+  readonly #stopStarting = new AbortController();
+  /** Opens the log and starts the replica, retrying while the log is unavailable (health NOT_SERVING). */
+  readonly #starting: Promise<void>;
+  #started = false;
   #closing: Promise<void> | undefined;
 
   private constructor(parts: {
@@ -44,6 +54,7 @@ export class KvsNode {
     api: GrpcApi;
     replica: Replica;
     memory: MemoryRelease;
+    onFatal: (error: Kvs2Error) => void;
   }) {
     this.port = parts.port;
     this.#logger = parts.logger;
@@ -54,6 +65,35 @@ export class KvsNode {
     this.#api = parts.api;
     this.#replica = parts.replica;
     this.#memory = parts.memory;
+    this.#starting = this.#startReplica(parts.onFatal);
+  }
+
+  /**
+   * Waits for the log as a running node rides out an outage: a node started while brokers are down
+   * listens (NOT_SERVING) and starts once they answer. Errors retrying cannot fix stop the node.
+   */
+  async #startReplica(onFatal: (error: Kvs2Error) => void): Promise<void> {
+    const signal = this.#stopStarting.signal;
+    let identity: string | undefined;
+    for (let attempt = 0; !signal.aborted; attempt++) {
+      try {
+        // After a failed start, reopen() adopts the log as it is now (a topic recreated meanwhile).
+        identity = identity === undefined ? await this.#log.open(signal) : await this.#log.reopen(signal);
+        await this.#replica.start(identity);
+        this.#started = true;
+        return;
+      } catch (error) {
+        if (signal.aborted) return;
+        if (!isKvs2Error(error) || (error.code !== 'LOG_UNAVAILABLE' && error.code !== 'LOG_RECREATED')) {
+          this.#logger.fatal({ err: error }, `kvs2 cannot start: ${describeError(error)}`);
+          onFatal(isKvs2Error(error) ? error : new Kvs2Error('INCONSISTENT_STATE', describeError(error)));
+          return;
+        }
+        const waitMs = backoffMs(attempt, START_RETRY_MIN_MS, START_RETRY_MAX_MS);
+        this.#logger.warn({ err: error, waitMs }, `waiting for the log, retrying in ${waitMs} ms: ${error.message}`);
+        await pause(waitMs, signal);
+      }
+    }
   }
 
   static async start({ config, logger, onFatal }: NodeOptions): Promise<KvsNode> {
@@ -65,12 +105,10 @@ export class KvsNode {
       opened.push(() => store.close());
       const log = await createLog(config, logger);
       opened.push(() => log.close());
-      const logIdentity = await log.open();
       let api: GrpcApi | undefined;
       let caughtUpBefore = false;
       const replica = new Replica({
         log,
-        logIdentity,
         store,
         logger,
         onFatal,
@@ -102,8 +140,6 @@ export class KvsNode {
         { address: `${config.listen.host}:${port}`, port, log: log.description, dataDir: config.dataDir },
         `kvs2 listening on ${config.listen.host}:${port}, ${log.description}, data in ${config.dataDir}`,
       );
-      await replica.start();
-      opened.push(() => replica.stop());
       return new KvsNode({
         port,
         logger,
@@ -114,6 +150,7 @@ export class KvsNode {
         api: startedApi,
         replica,
         memory,
+        onFatal,
       });
     } catch (error) {
       for (const close of opened.reverse()) await close().catch(() => {});
@@ -132,6 +169,10 @@ export class KvsNode {
 
   async #close(): Promise<void> {
     const started = Date.now();
+    this.#stopStarting.abort();
+    // A start still waiting for the log ends at once (the replica's reads of the log abort).
+    if (!this.#started) await this.#replica.stop();
+    await this.#starting;
     this.#service.close();
     const graceful = await this.#api.shutdown(this.#shutdownTimeoutMs);
     if (!graceful) {

@@ -46,7 +46,9 @@ export interface Log {
 
   /**
    * Opens the log (creating it if needed) and returns its identity, a string that changes when the log
-   * is deleted and recreated (for Kafka: the topic id). Call once, before anything else.
+   * is deleted and recreated (for Kafka: the topic id). Call it before anything else; it may be called
+   * again after it failed. append() and endOffsets() called before it has succeeded wait for it, within
+   * their signal (a node listens while it waits for its log).
    */
   open(signal?: AbortSignal): Promise<string>;
 
@@ -65,11 +67,19 @@ export interface Log {
   /**
    * Appends one record (a null value deletes the key) and resolves once it is durable: synced to disk
    * for the embedded log, acknowledged by the brokers for Kafka. Rejects with a Kvs2Error.
+   *
+   * The signal is the append's only deadline: the log retries what can be retried (a broker down, a
+   * leader moving) until the record is durable or the signal aborts. When it aborts, the append rejects
+   * at once with the abort's error (`abortError`), and a record not yet handed to the disk or the network
+   * is never written. One already handed over may still land: the caller cannot know (see the README).
    */
-  append(key: Buffer, value: Buffer | null, signal?: AbortSignal): Promise<LogPosition>;
+  append(key: Buffer, value: Buffer | null, signal: AbortSignal): Promise<LogPosition>;
 
-  /** For every partition, the offset the next appended record will get: all before it are readable. */
-  endOffsets(signal?: AbortSignal): Promise<Offsets>;
+  /**
+   * For every partition, the offset the next appended record will get: all before it are readable.
+   * Rejects at once with the abort's error when the signal aborts.
+   */
+  endOffsets(signal: AbortSignal): Promise<Offsets>;
 
   /** For every partition, the oldest offset still readable. */
   startOffsets(signal?: AbortSignal): Promise<Offsets>;

@@ -11,8 +11,6 @@ import { planResume } from './resume-plan.js';
 
 export interface ReplicaOptions {
   readonly log: Log;
-  /** The identity `log.open()` returned. */
-  readonly logIdentity: string;
   readonly store: Store;
   readonly logger: Logger;
   /** Called when the replica becomes caught up with the log, and when it stops being so (a rebuild). */
@@ -46,7 +44,7 @@ export class Replica {
   readonly #onCaughtUpChange: (caughtUp: boolean) => void;
   readonly #onFatal: (error: Kvs2Error) => void;
   readonly #now: () => number;
-  readonly #progressIntervalMs: number;
+  readonly #progressIntervalMs: number | undefined;
   readonly #stop = new AbortController();
   readonly #watermark: ReplicaWatermark;
   readonly #changes: ChangeBroadcaster;
@@ -62,20 +60,15 @@ export class Replica {
 
   constructor(options: ReplicaOptions) {
     this.#log = options.log;
-    this.#watermark = new ReplicaWatermark(options.logIdentity);
-    this.#changes = new ChangeBroadcaster(() => this.#watermark.appliedOffsets, options.logger);
     this.#store = options.store;
+    // Until start(): the log the store's offsets refer to.
+    this.#watermark = new ReplicaWatermark(options.store.progress().logIdentity ?? '');
+    this.#changes = new ChangeBroadcaster(() => this.#watermark.appliedOffsets, options.logger);
     this.#logger = options.logger;
     this.#onCaughtUpChange = options.onCaughtUpChange ?? (() => {});
     this.#onFatal = options.onFatal;
     this.#now = options.now ?? Date.now;
-    const retention = options.log.tombstoneRetentionMs;
-    // Well inside the tombstone retention, so that the recorded catch-up time is never stale by much.
-    this.#progressIntervalMs =
-      options.progressIntervalMs ??
-      (retention === null
-        ? DEFAULT_PROGRESS_INTERVAL_MS
-        : Math.max(100, Math.min(DEFAULT_PROGRESS_INTERVAL_MS, retention / 10)));
+    this.#progressIntervalMs = options.progressIntervalMs;
   }
 
   /** How far the store has applied the log, for reads and for waiting on writes (read-your-writes). */
@@ -93,13 +86,16 @@ export class Replica {
     return this.#whenCaughtUp.promise;
   }
 
-  /** Decides where to resume, then applies the log in the background until stop(). */
-  async start(): Promise<void> {
+  /**
+   * Decides where to resume in the log `log.open()` just opened (and returned the identity of), then
+   * applies it in the background until stop(). May be called again after it failed.
+   */
+  async start(logIdentity: string): Promise<void> {
     const plan = planResume(
       this.#store.progress(),
       {
         description: this.#log.description,
-        identity: this.#watermark.logIdentity,
+        identity: logIdentity,
         retainsHistory: this.#log.retainsHistory,
         tombstoneRetentionMs: this.#log.tombstoneRetentionMs,
         startOffsets: await this.#log.startOffsets(this.#stop.signal),
@@ -113,9 +109,16 @@ export class Replica {
       this.#logger.warn({ reason: plan.reason }, `rebuilding the store from the start of the log: ${plan.reason}`);
       await this.#store.clear();
     }
-    await this.#beginReading(this.#watermark.logIdentity);
+    await this.#beginReading(logIdentity);
     this.#loop = this.#run(this.#stop.signal);
-    this.#progressTimer = setInterval(() => void this.#recordProgress(), this.#progressIntervalMs);
+    const retention = this.#log.tombstoneRetentionMs;
+    // Well inside the tombstone retention, so that the recorded catch-up time is never stale by much.
+    const intervalMs =
+      this.#progressIntervalMs ??
+      (retention === null
+        ? DEFAULT_PROGRESS_INTERVAL_MS
+        : Math.max(100, Math.min(DEFAULT_PROGRESS_INTERVAL_MS, retention / 10)));
+    this.#progressTimer = setInterval(() => void this.#recordProgress(), intervalMs);
     this.#progressTimer.unref();
   }
 

@@ -3,10 +3,11 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { Kvs2Client } from '../../src/client/kvs2-client.js';
-import { eventually, SeedClient } from '../support/grpc-clients.js';
+import { eventually, HealthClient, SeedClient } from '../support/grpc-clients.js';
 import { OwnKafkaCluster } from '../support/kafka-cluster.js';
 import { needsKafka } from '../support/kafka-env.js';
 import { tempDir } from '../support/paths.js';
+import { PlainKafka } from '../support/plain-kafka.js';
 import { ServerProcess } from '../support/server-process.js';
 
 // These tests start clusters of their own (OwnKafkaCluster): they run wherever the shared one does.
@@ -138,5 +139,78 @@ describe('broker failures under a kvs2 node', needsKafka(), () => {
       await node.stop();
       await cluster.stop();
     }
+  });
+
+  describe('one broker, stopped and started again', () => {
+    let cluster: OwnKafkaCluster;
+    let node: ServerProcess | undefined;
+    const topic = `kvs2-test-${randomUUID()}`;
+    before(async () => {
+      cluster = await OwnKafkaCluster.start(1);
+    });
+    after(async () => {
+      await node?.stop();
+      await cluster.stop();
+    });
+
+    test('a node started while its only broker is down listens NOT_SERVING, then serves once the broker is back', async () => {
+      await cluster.stopBroker(1);
+      const args = ['--kafka-brokers', cluster.brokers, '--topic', topic, '--partitions', '2'];
+      // Resolves once the node says it listens: before the fix it exited instead.
+      node = await ServerProcess.start({ dataDir: `${dir.path}/started-during-outage`, args });
+      const waiting = await ServerProcess.start({ dataDir: `${dir.path}/stopped-during-outage`, args });
+      const health = new HealthClient(node.address);
+      const client = new SeedClient(node.address);
+      try {
+        assert.equal(await health.check('kvs2.Kvs2'), 'NOT_SERVING');
+        await node.waitForLine((line) => line.msg.startsWith('waiting for the log'), 30_000);
+        // A node told to stop while it waits for the log stops cleanly.
+        await waiting.waitForLine((line) => line.msg.startsWith('waiting for the log'), 30_000);
+        assert.deepEqual(await waiting.stop(), { code: 0, signal: null });
+
+        await cluster.startBroker(1);
+        await eventually(async () => (await health.check('kvs2.Kvs2')) === 'SERVING', 120_000, 'SERVING');
+        assert.equal((await client.set(Buffer.from('k'), Buffer.from('v'), 10_000)).status, 'PUBLISHED');
+        assert.equal(node.child.exitCode, null, 'the node kept running');
+      } finally {
+        health.close();
+        client.close();
+      }
+    });
+
+    test('a Set answered DEADLINE_EXCEEDED while the broker is down is not written once it is back', async () => {
+      assert.ok(node !== undefined, 'the node of the test before is running');
+      const client = new SeedClient(node.address);
+      const plain = new PlainKafka(cluster.brokers);
+      const key = Buffer.from('given-up');
+      try {
+        await cluster.stopBroker(1);
+        await assert.rejects(client.set(key, Buffer.from('during'), 1_000), (error: { code: number }) => {
+          assert.equal(error.code, status.DEADLINE_EXCEEDED);
+          return true;
+        });
+        await cluster.startBroker(1);
+        // The key's partition takes records in order: once this one is acknowledged, a late resend of the
+        // one given up on would be in the topic before it.
+        await eventually(
+          async () => {
+            try {
+              return (await client.set(key, Buffer.from('after'), 5_000)).status === 'PUBLISHED';
+            } catch {
+              return false;
+            }
+          },
+          90_000,
+          'writes to succeed again',
+        );
+        const values = (await plain.readAll(topic))
+          .filter((record) => record.key?.equals(key))
+          .map((record) => record.value?.toString());
+        assert.deepEqual([...new Set(values)], ['after'], 'only the acknowledged value is in the topic');
+      } finally {
+        client.close();
+        await plain.close();
+      }
+    });
   });
 });

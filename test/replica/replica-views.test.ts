@@ -24,8 +24,8 @@ describe('Replica watermark and change feed', () => {
   async function start(name: string) {
     const log = new MemoryLog({ partitions: 2 });
     const store = LmdbStore.open(`${dir.path}/${name}`);
-    const replica = new Replica({ log, logIdentity: await log.open(), store, logger, onFatal: () => {} });
-    await replica.start();
+    const replica = new Replica({ log, store, logger, onFatal: () => {} });
+    await replica.start(await log.open());
     return {
       log,
       store,

@@ -14,9 +14,10 @@ async function startReplica(path: string, onFatal: (e: Kvs2Error) => void = () =
   const log = new EmbeddedLog({ dir: `${path}/log`, retainRecords: 0 });
   const store = LmdbStore.open(`${path}/store`);
   const logIdentity = await log.open();
-  const replica = new Replica({ log, logIdentity, store, logger, onFatal });
+  const replica = new Replica({ log, store, logger, onFatal });
   return {
     log,
+    logIdentity,
     store,
     replica,
     close: async () => {
@@ -38,12 +39,12 @@ describe('Replica on the embedded log', () => {
 
   test('applies appended records to the store, deletes included, and reports catch-up', async () => {
     const node = await startReplica(`${dir.path}/apply`);
-    await node.log.append(Buffer.from('a'), Buffer.from('1'));
-    await node.log.append(Buffer.from('b'), Buffer.from('2'));
-    await node.replica.start();
+    await node.log.append(Buffer.from('a'), Buffer.from('1'), AbortSignal.timeout(15_000));
+    await node.log.append(Buffer.from('b'), Buffer.from('2'), AbortSignal.timeout(15_000));
+    await node.replica.start(node.logIdentity);
     await node.replica.whenCaughtUp();
     assert.deepEqual(node.store.get(Buffer.from('a')), Buffer.from('1'));
-    await node.log.append(Buffer.from('a'), null);
+    await node.log.append(Buffer.from('a'), null, AbortSignal.timeout(15_000));
     await eventually(() => node.store.get(Buffer.from('a')) === undefined, 5000, 'the delete');
     assert.deepEqual(node.replica.watermark.appliedOffsets, new Map([[0, 3]]));
     await node.close();
@@ -52,18 +53,19 @@ describe('Replica on the embedded log', () => {
   test('resumes from the stored offsets after a restart instead of replaying, and the log is released', async () => {
     const path = `${dir.path}/resume`;
     let node = await startReplica(path);
-    await node.replica.start();
-    for (let i = 0; i < 50; i++) await node.log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`));
+    await node.replica.start(node.logIdentity);
+    for (let i = 0; i < 50; i++)
+      await node.log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`), AbortSignal.timeout(15_000));
     await eventually(() => node.replica.watermark.appliedOffsets.get(0) === 50, 5000, 'all applied');
     await eventually(async () => (await node.log.startOffsets()).get(0) === 50, 5000, 'the log to be released');
     await node.close();
 
     node = await startReplica(path);
     assert.deepEqual(node.store.progress().appliedOffsets, new Map([[0, 50]]));
-    await node.replica.start();
+    await node.replica.start(node.logIdentity);
     await node.replica.whenCaughtUp();
     assert.deepEqual(node.store.get(Buffer.from('k49')), Buffer.from('v49'));
-    await node.log.append(Buffer.from('k50'), Buffer.from('v50'));
+    await node.log.append(Buffer.from('k50'), Buffer.from('v50'), AbortSignal.timeout(15_000));
     await eventually(() => node.store.get(Buffer.from('k50')) !== undefined, 5000, 'the new record');
     await node.close();
   });
@@ -71,15 +73,15 @@ describe('Replica on the embedded log', () => {
   test('refuses a store built from another embedded log: it cannot be rebuilt from a log that discards history', async () => {
     const path = `${dir.path}/mismatch`;
     const first = await startReplica(path);
-    await first.replica.start();
-    await first.log.append(Buffer.from('k'), Buffer.from('v'));
+    await first.replica.start(first.logIdentity);
+    await first.log.append(Buffer.from('k'), Buffer.from('v'), AbortSignal.timeout(15_000));
     await eventually(() => first.store.get(Buffer.from('k')) !== undefined, 5000, 'the write');
     await first.close();
 
     const other = new EmbeddedLog({ dir: `${path}/other-log` });
     const store = LmdbStore.open(`${path}/store`);
-    const replica = new Replica({ log: other, logIdentity: await other.open(), store, logger, onFatal: () => {} });
-    await assert.rejects(replica.start(), { code: 'INCONSISTENT_STATE' });
+    const replica = new Replica({ log: other, store, logger, onFatal: () => {} });
+    await assert.rejects(replica.start(await other.open()), { code: 'INCONSISTENT_STATE' });
     assert.deepEqual(store.get(Buffer.from('k')), Buffer.from('v'), 'nothing was deleted');
     await other.close();
     await store.close();

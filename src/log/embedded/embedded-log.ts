@@ -1,9 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { type Database, open, type RootDatabase } from 'lmdb';
-import { describeError, Kvs2Error } from '../../errors.js';
+import { raceAbort } from '../../abort.js';
+import { abortError, describeError, Kvs2Error } from '../../errors.js';
 import { type CommitPromise, untilFlushed } from '../../lmdb/durability.js';
 import type { Log, LogBatch, LogPosition, LogRecord, Offsets } from '../log.js';
+import { SignalGroups } from '../signal-groups.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
+
+/** An append's caller, told at once if its signal aborts (a promise settles once: later calls are no-ops). */
+interface PendingAppend {
+  readonly resolve: (position: LogPosition) => void;
+  readonly reject: (error: unknown) => void;
+}
 
 /** The embedded log has a single partition. */
 const PARTITION = 0;
@@ -53,7 +61,13 @@ export class EmbeddedLog implements Log {
   /** Readers parked until more records are durable. */
   #wakeReaders: Array<() => void> = [];
   #closing = false;
+  /** Settles once open() first succeeds, or close() is called: appends made before wait for it. */
+  readonly #opened = Promise.withResolvers<void>();
   #identity = '';
+  /** Appends whose callers still wait, by signal: an abort rejects them at once. */
+  readonly #bySignal = new SignalGroups<PendingAppend>((append, signal) =>
+    append.reject(abortError(signal, `appending to ${this.description}`)),
+  );
 
   constructor(options: EmbeddedLogOptions) {
     this.#dir = options.dir;
@@ -61,6 +75,7 @@ export class EmbeddedLog implements Log {
     this.#maxBatchBytes = options.maxBatchBytes ?? 16 * 1024 * 1024;
     this.#retainRecords = options.retainRecords ?? 10_000;
     this.description = `embedded log in ${options.dir}`;
+    this.#opened.promise.catch(() => {});
   }
 
   async open(): Promise<string> {
@@ -81,8 +96,15 @@ export class EmbeddedLog implements Log {
       this.#nextOffset = last === undefined ? this.#startOffset : Math.max(last + 1, this.#startOffset);
       this.#durableEnd = this.#nextOffset;
       this.#identity = `embedded:${String(identity)}`;
+      this.#opened.resolve();
       return this.#identity;
     } catch (error) {
+      // Leaves nothing open, so that open() can be tried again.
+      const env = this.#env;
+      this.#env = undefined;
+      this.#records = undefined;
+      this.#meta = undefined;
+      await env?.close().catch(() => {});
       throw new Kvs2Error('LOG_UNAVAILABLE', `cannot open ${this.description}: ${describeError(error)}`, {
         cause: error,
       });
@@ -95,13 +117,47 @@ export class EmbeddedLog implements Log {
     return this.#identity;
   }
 
-  async append(key: Buffer, value: Buffer | null): Promise<LogPosition> {
-    const records = this.#openRecords();
-    if (this.#closing) throw new Kvs2Error('SHUTTING_DOWN', `${this.description} is closing`);
+  /**
+   * Once queued, the put commits with its transaction whatever happens to the signal; an abort only
+   * tells the caller at once instead of after the sync (the outcome is then unknown to it).
+   */
+  append(key: Buffer, value: Buffer | null, signal: AbortSignal): Promise<LogPosition> {
+    if (this.#closing) return Promise.reject(new Kvs2Error('SHUTTING_DOWN', `${this.description} is closing`));
+    if (signal.aborted) return Promise.reject(abortError(signal, `appending to ${this.description}`));
+    const records = this.#records;
+    if (records === undefined) return this.#afterOpen(signal, () => this.append(key, value, signal));
+    const written = this.#write(records, key, value);
+    return new Promise<LogPosition>((resolve, reject) => {
+      const pending: PendingAppend = { resolve, reject };
+      this.#bySignal.add(signal, pending);
+      written.then(
+        (position) => {
+          this.#bySignal.delete(signal, pending);
+          resolve(position);
+        },
+        (error: unknown) => {
+          this.#bySignal.delete(signal, pending);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  async endOffsets(signal: AbortSignal): Promise<Offsets> {
+    if (signal.aborted) throw abortError(signal, `reading the end of ${this.description}`);
+    if (this.#records === undefined) return this.#afterOpen(signal, () => this.endOffsets(signal));
+    return new Map([[PARTITION, this.#durableEnd]]);
+  }
+
+  /** A node listens before its log is open: calls made meanwhile wait for the open, within their signal. */
+  async #afterOpen<T>(signal: AbortSignal, then: () => Promise<T>): Promise<T> {
+    await raceAbort(this.#opened.promise, signal, `waiting for ${this.description} to open`);
+    return then();
+  }
+
+  async #write(records: Database<Buffer, number>, key: Buffer, value: Buffer | null): Promise<LogPosition> {
     const offset = this.#nextOffset++;
     try {
-      // Deliberately not abortable: once queued, the record will be written, and the caller must not be
-      // told otherwise. Deadlines are enforced by the caller racing this promise.
       await untilFlushed(records.put(offset, encodeRecord(key, value)) as CommitPromise<boolean>);
     } catch (error) {
       throw new Kvs2Error('LOG_UNAVAILABLE', `${this.description}: append failed: ${describeError(error)}`, {
@@ -115,11 +171,6 @@ export class EmbeddedLog implements Log {
       }
     }
     return { partition: PARTITION, offset };
-  }
-
-  async endOffsets(): Promise<Offsets> {
-    this.#openRecords();
-    return new Map([[PARTITION, this.#durableEnd]]);
   }
 
   async startOffsets(): Promise<Offsets> {
@@ -181,6 +232,7 @@ export class EmbeddedLog implements Log {
 
   async close(): Promise<void> {
     this.#closing = true;
+    this.#opened.reject(new Kvs2Error('SHUTTING_DOWN', `${this.description} is closing`));
     this.#wake();
     const env = this.#env;
     if (env === undefined) return;

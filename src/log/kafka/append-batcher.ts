@@ -1,6 +1,8 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffMs } from '../../abort.js';
 import { abortError, Kvs2Error } from '../../errors.js';
 import type { LogPosition } from '../log.js';
-import { describeKafkaError } from './kafka-errors.js';
+import { SignalGroups } from '../signal-groups.js';
 
 /** One record on its way to a partition. */
 export interface OutgoingRecord {
@@ -9,11 +11,33 @@ export interface OutgoingRecord {
   readonly partition: number;
 }
 
-/** Publishes records in one produce call; resolves with each record's position, in the same order. */
-export type SendRecords = (records: readonly OutgoingRecord[]) => Promise<LogPosition[]>;
+/** A produce request that failed; `retryable` when the same records may simply be sent again later. */
+export class SendFailure extends Error {
+  override readonly name = 'SendFailure';
+
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Where the batcher's records go: one produce request per send, and who leads each partition. */
+export interface RecordSender {
+  /**
+   * Publishes records in one produce request, once (the batcher decides about retries); resolves with
+   * each record's position, in the same order, or rejects with a SendFailure.
+   */
+  send(records: readonly OutgoingRecord[]): Promise<LogPosition[]>;
+  /** The broker leading a partition now, or -1 when unknown: sends go one per leader. */
+  leaderOf(partition: number): number;
+  /** Most record bytes per partition in one send: the topic's max.message.bytes caps a partition's batch. */
+  readonly maxPartitionBytes: number;
+}
 
 export interface AppendBatcherOptions {
-  readonly send: SendRecords;
   /**
    * How long the first append of a batch waits for others before the batch is sent. With 0 it waits
    * only for the end of the current event-loop turn, so appends decoded from one socket read still share
@@ -22,15 +46,6 @@ export interface AppendBatcherOptions {
   readonly lingerMs: number;
   /** Most record bytes one send carries (one record larger than this goes alone). */
   readonly maxSendBytes: number;
-  /**
-   * Most record bytes per partition in one send: the topic's max.message.bytes caps a partition's batch.
-   * A function because it is read again when the log adopts a recreated topic.
-   */
-  readonly maxPartitionBytes: () => number;
-  /** An append not acknowledged within this fails with LOG_UNAVAILABLE. */
-  readonly timeoutMs: number;
-  /** The broker leading a partition now, or -1 when unknown: sends go one per leader. */
-  readonly leaderOf: (partition: number) => number;
   /** Names the log in error messages. */
   readonly description: string;
 }
@@ -41,6 +56,9 @@ export interface AppendBatcherOptions {
  */
 const BATCH_OVERHEAD_BYTES = 61;
 const RECORD_OVERHEAD_BYTES = 32;
+/** Pauses between failed sends: long enough not to hammer a broker that is down, short enough to follow a new leader soon. */
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 1_000;
 
 type AppendState = 'queued' | 'sending' | 'settled';
 
@@ -49,10 +67,10 @@ interface PendingAppend {
   readonly bytes: number;
   readonly resolve: (position: LogPosition) => void;
   readonly reject: (error: Error) => void;
-  readonly signal: AbortSignal | undefined;
-  /** performance.now() past which the append fails. */
-  readonly deadline: number;
+  readonly signal: AbortSignal;
   state: AppendState;
+  /** Sends of this append that failed: the pause before its next one grows with them. */
+  failedSends: number;
 }
 
 /** Appends leaving in one send to one leader, and the bytes they take. */
@@ -63,64 +81,55 @@ interface Batch {
 }
 
 /**
- * Groups concurrent appends into few produce calls, like a database's group commit: a leader (broker)
+ * Groups concurrent appends into few produce requests, like a database's group commit: a leader (broker)
  * has at most one send in flight, and every append that arrives meanwhile for its partitions leaves in
  * the next one. An idle leader's first append waits only `lingerMs` (by default, to the end of the
  * event-loop turn). So a lone writer pays one round trip, and many writers share round trips instead of
- * each paying for a small request: the cost of a produce call is mostly per call, not per record.
+ * each paying for a small request: the cost of a produce request is mostly per request, not per record.
  *
  * A partition has at most one send in flight (also across a leader change), and its appends leave in the
  * order they came, so they reach Kafka in append order and the idempotent producer's sequence numbers
- * never race. A broker that stopped answering (until Kafka elects new leaders, about the brokers' session
- * timeout) holds back the appends of its own partitions only.
+ * never race. A broker that stopped answering holds back the appends of its own partitions only.
  *
- * Every append settles within `timeoutMs` (or when its signal aborts): if it was still queued, it is
- * dropped and never sent; if its send was in flight, the caller is told it failed although the record
- * may still land (the outcome is unknown, as with any timed-out write). It never resolves unless Kafka
- * acknowledged the record.
+ * The caller's signal is the only deadline. An append whose signal aborts is failed at once with the
+ * abort's error. If it was still queued, it is dropped and never sent; if its send was in flight, the
+ * caller is told it failed although the record may still land (the outcome is unknown, as with any
+ * timed-out write). A send that fails retryably (a broker down, a leader moving) is sent again after a
+ * pause, with only the appends whose callers still wait: a record is never sent after its caller was
+ * told it failed. An append never resolves unless Kafka acknowledged the record.
  */
 export class AppendBatcher {
+  readonly #sender: RecordSender;
   readonly #options: AppendBatcherOptions;
   #queue: PendingAppend[] = [];
-  /** Partitions with a send in flight: their new appends wait for it. */
+  /** Partitions with a send in flight (or pausing before its retry): their new appends wait for it. */
   readonly #busyPartitions = new Set<number>();
   /** Leaders with a send in flight: appends to their partitions wait for it (-1: leader unknown). */
   readonly #busyLeaders = new Set<number>();
   readonly #inFlight = new Set<Promise<void>>();
-  /**
-   * Unsettled appends by the signal they were given, with one abort listener per signal: the appends of a
-   * `Write` share their call's signal, and a listener each (EventTarget checks each new listener against
-   * the others) cost a Write of 100 mutations ~5% of the node's CPU.
-   */
-  readonly #bySignal = new Map<AbortSignal, { appends: Set<PendingAppend>; onAbort: () => void }>();
-  /**
-   * Unsettled appends in arrival order, and one timer for the oldest. Every append gets the same timeout,
-   * so deadlines grow in this order and one timer serves them all (a timer per append was ~3% of the
-   * node's CPU for a Write of 100 mutations). Settled appends leave lazily, from the front.
-   */
-  #byDeadline: PendingAppend[] = [];
-  #oldest = 0;
-  #unsettled = 0;
-  #deadlineTimer: NodeJS.Timeout | undefined;
+  readonly #bySignal = new SignalGroups<PendingAppend>((append, signal) =>
+    this.#fail(append, abortError(signal, `appending to ${this.#options.description}`)),
+  );
   /** Set while a dispatch is scheduled: cancels it. */
   #cancelLinger: (() => void) | undefined;
   #closing = false;
   #sends = 0;
 
-  constructor(options: AppendBatcherOptions) {
+  constructor(sender: RecordSender, options: AppendBatcherOptions) {
+    this.#sender = sender;
     this.#options = options;
   }
 
-  /** How many produce calls were made so far: with batching, far fewer than appends under load. */
+  /** How many produce requests were made so far: with batching, far fewer than appends under load. */
   get sendCount(): number {
     return this.#sends;
   }
 
-  append(record: OutgoingRecord, signal?: AbortSignal): Promise<LogPosition> {
+  append(record: OutgoingRecord, signal: AbortSignal): Promise<LogPosition> {
     if (this.#closing) {
       return Promise.reject(new Kvs2Error('SHUTTING_DOWN', `${this.#options.description} is closing`));
     }
-    if (signal?.aborted) return Promise.reject(abortError(signal, 'append'));
+    if (signal.aborted) return Promise.reject(abortError(signal, `appending to ${this.#options.description}`));
     return new Promise<LogPosition>((resolve, reject) => {
       const pending: PendingAppend = {
         record,
@@ -128,23 +137,25 @@ export class AppendBatcher {
         resolve,
         reject,
         signal,
-        deadline: performance.now() + this.#options.timeoutMs,
         state: 'queued',
+        failedSends: 0,
       };
-      if (signal !== undefined) this.#watchSignal(signal, pending);
-      this.#trackDeadline(pending);
+      this.#bySignal.add(signal, pending);
       this.#queue.push(pending);
       // Appends to a busy partition or leader leave when its send returns; others after the linger.
       if (
         !this.#busyPartitions.has(record.partition) &&
-        !this.#busyLeaders.has(this.#options.leaderOf(record.partition))
+        !this.#busyLeaders.has(this.#sender.leaderOf(record.partition))
       ) {
         this.#schedule();
       }
     });
   }
 
-  /** Stops taking appends, sends what is queued and waits until every send has settled. */
+  /**
+   * Stops taking appends, sends what is queued and waits until every pending append has settled: each
+   * is acknowledged or its signal aborts (failed sends are retried as usual).
+   */
   async close(): Promise<void> {
     this.#closing = true;
     this.#cancelLinger?.();
@@ -153,44 +164,6 @@ export class AppendBatcher {
       this.#dispatch();
       if (this.#inFlight.size === 0) return;
       await Promise.all(this.#inFlight);
-    }
-  }
-
-  #trackDeadline(pending: PendingAppend): void {
-    this.#dropSettledOldest();
-    this.#byDeadline.push(pending);
-    this.#unsettled++;
-    if (this.#deadlineTimer === undefined) this.#armDeadlineTimer();
-  }
-
-  #armDeadlineTimer(): void {
-    const oldest = this.#byDeadline[this.#oldest];
-    if (oldest === undefined) {
-      this.#deadlineTimer = undefined;
-      return;
-    }
-    this.#deadlineTimer = setTimeout(() => this.#expire(), Math.max(0, oldest.deadline - performance.now()));
-  }
-
-  /** Fails every append whose deadline passed, then waits for the next deadline. */
-  #expire(): void {
-    const now = performance.now();
-    for (;;) {
-      this.#dropSettledOldest();
-      const oldest = this.#byDeadline[this.#oldest];
-      if (oldest === undefined || oldest.deadline > now) break;
-      this.#fail(oldest, this.#timeoutError(oldest));
-    }
-    this.#armDeadlineTimer();
-  }
-
-  /** Moves past settled appends at the front (once none is unsettled, #settle has emptied the list). */
-  #dropSettledOldest(): void {
-    const list = this.#byDeadline;
-    while (this.#oldest < list.length && list[this.#oldest]?.state === 'settled') this.#oldest++;
-    if (this.#oldest > 1024 && this.#oldest * 2 > list.length) {
-      this.#byDeadline = list.slice(this.#oldest);
-      this.#oldest = 0;
     }
   }
 
@@ -230,7 +203,7 @@ export class AppendBatcher {
 
   /** The next send of each free leader. */
   #takeBatches(): Map<number, Batch> {
-    const maxPartitionBytes = this.#options.maxPartitionBytes();
+    const maxPartitionBytes = this.#sender.maxPartitionBytes;
     const byLeader = new Map<number, Batch>();
     // Leaders whose send in this pass is one oversized append alone.
     const aloneLeaders = new Set<number>();
@@ -241,7 +214,7 @@ export class AppendBatcher {
     for (const pending of this.#queue) {
       const { partition } = pending.record;
       if (pending.state !== 'queued' || closed.has(partition)) continue;
-      const leader = this.#options.leaderOf(partition);
+      const leader = this.#sender.leaderOf(partition);
       if (this.#busyLeaders.has(leader) || aloneLeaders.has(leader)) {
         closed.add(partition);
         continue;
@@ -279,22 +252,40 @@ export class AppendBatcher {
     return byLeader;
   }
 
+  /**
+   * Sends one batch and settles its appends. After a retryable failure, the appends whose callers still
+   * wait go back to the front of the queue (before any later append of their partitions), and the leader
+   * and partitions stay busy through a pause that grows with each failure.
+   */
   async #send(batch: PendingAppend[]): Promise<void> {
     let positions: LogPosition[];
     try {
-      positions = await this.#options.send(batch.map((pending) => pending.record));
+      positions = await this.#sender.send(batch.map((pending) => pending.record));
     } catch (error) {
-      const failure = new Kvs2Error(
-        'LOG_UNAVAILABLE',
-        `${this.#options.description}: append failed: ${describeKafkaError(error)}`,
-        { cause: error },
-      );
-      for (const pending of batch) this.#fail(pending, failure);
+      const retryable = error instanceof SendFailure && error.retryable;
+      const waiting = batch.filter((pending) => pending.state === 'sending');
+      if (!retryable) {
+        const failure = new Kvs2Error(
+          'LOG_UNAVAILABLE',
+          `${this.#options.description}: append failed: ${error instanceof Error ? error.message : String(error)}`,
+          { cause: error },
+        );
+        for (const pending of waiting) this.#fail(pending, failure);
+        return;
+      }
+      let failedSends = 0;
+      for (const pending of waiting) {
+        pending.state = 'queued';
+        failedSends = Math.max(failedSends, ++pending.failedSends);
+      }
+      if (waiting.length === 0) return;
+      this.#queue = [...waiting, ...this.#queue];
+      await sleep(backoffMs(failedSends - 1, RETRY_MIN_MS, RETRY_MAX_MS));
       return;
     }
     batch.forEach((pending, i) => {
       const position = positions[i];
-      // A caller that timed out or gave up meanwhile was already told; its record is written all the same.
+      // A caller that gave up meanwhile was already told; its record is written all the same.
       if (pending.state === 'settled') return;
       if (position === undefined) {
         this.#fail(pending, new Kvs2Error('LOG_UNAVAILABLE', `${this.#options.description}: no offset acknowledged`));
@@ -313,46 +304,6 @@ export class AppendBatcher {
 
   #settle(pending: PendingAppend): void {
     pending.state = 'settled';
-    // With nothing left to time out, no timer may hold the process open.
-    if (--this.#unsettled === 0) {
-      clearTimeout(this.#deadlineTimer);
-      this.#deadlineTimer = undefined;
-      this.#byDeadline = [];
-      this.#oldest = 0;
-    }
-    const signal = pending.signal;
-    const watched = signal === undefined ? undefined : this.#bySignal.get(signal);
-    if (signal === undefined || watched === undefined) return;
-    watched.appends.delete(pending);
-    if (watched.appends.size === 0) {
-      signal.removeEventListener('abort', watched.onAbort);
-      this.#bySignal.delete(signal);
-    }
-  }
-
-  /** Fails the appends given `signal` when it aborts; one listener however many appends share it. */
-  #watchSignal(signal: AbortSignal, pending: PendingAppend): void {
-    const watched = this.#bySignal.get(signal);
-    if (watched !== undefined) {
-      watched.appends.add(pending);
-      return;
-    }
-    const appends = new Set([pending]);
-    const onAbort = (): void => {
-      const error = abortError(signal, 'append');
-      for (const append of [...appends]) this.#fail(append, error);
-    };
-    this.#bySignal.set(signal, { appends, onAbort });
-    signal.addEventListener('abort', onAbort, { once: true });
-  }
-
-  #timeoutError(pending: PendingAppend): Kvs2Error {
-    const { description, timeoutMs } = this.#options;
-    return new Kvs2Error(
-      'LOG_UNAVAILABLE',
-      pending.state === 'queued'
-        ? `${description}: the record could not be sent within ${timeoutMs} ms (brokers unreachable?); it was not written`
-        : `${description}: no acknowledgement within ${timeoutMs} ms (brokers unreachable?); the record may or may not be written`,
-    );
+    this.#bySignal.delete(pending.signal, pending);
   }
 }

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { Admin, Consumer, FetchIsolationLevels, ProduceAcks, Producer } from '@platformatic/kafka';
-import { backoffMs } from './abortable.js';
 
 /**
  * How kvs2 builds its Kafka clients, and why each timeout and retry count is what it is.
@@ -9,8 +8,7 @@ import { backoffMs } from './abortable.js';
  * `timeout` 5000 ms (sent to the broker: how long it may wait for replicas to acknowledge a produce),
  * `requestTimeout` 30 s and `connectTimeout` 5 s per connection, and metadata cached for 5 s. An
  * idempotent producer forces acks=all and one request in flight per connection, and turns `retries`
- * that are unset or 0 or 1 into Number.MAX_SAFE_INTEGER: a producer that retries forever, so a broker
- * outage would hang a send for good. We always pass a finite count above 1.
+ * that are unset or 0 or 1 into Number.MAX_SAFE_INTEGER: a producer that retries forever.
  */
 
 export type Kvs2Producer = Producer<Buffer, Buffer | null, Buffer, Buffer>;
@@ -24,34 +22,38 @@ interface ClientTarget {
 /** A dead broker refuses connections at once; a black-holed one must not stall a call for long. */
 const CONNECT_TIMEOUT_MS = 3_000;
 
-/**
- * Produce retries back off from 100 ms to 1 s: 8 retries span about 6 s when every attempt fails at
- * once (connection refused), long enough to ride out a leader election, short enough that a send fails
- * well within the append timeout and the next batch can try again. The retries resend the same
- * sequence numbers, so the broker drops duplicates; after a send fails for good the library starts a
- * new producer id, and a caller who retries may then write the record twice (it was told "failed,
- * outcome unknown").
- */
-const PRODUCE_RETRIES = 8;
 const PRODUCER_METADATA_MAX_AGE_MS = 1_000;
-/** The broker waits at most this for in-sync replicas before answering REQUEST_TIMED_OUT. */
+/**
+ * The broker waits at most this for in-sync replicas before answering REQUEST_TIMED_OUT: as long as the
+ * default request timeout (5 s), since no caller waits longer by default.
+ */
 const PRODUCE_ACK_TIMEOUT_MS = 5_000;
-/** Above the broker's own wait: a request with no answer by then is lost (the broker is gone). */
-const PRODUCE_REQUEST_TIMEOUT_MS = 10_000;
+/**
+ * Above the broker's own wait: a request with no answer by then is lost (the broker hangs or is cut
+ * off). It bounds how long a partition's next appends wait behind a request already sent.
+ */
+const PRODUCE_REQUEST_TIMEOUT_MS = PRODUCE_ACK_TIMEOUT_MS + 2_000;
 
+/**
+ * The producer tries each request once (`retries: false`; a number of 0 or 1 would mean "forever" for
+ * an idempotent producer) and never repeats a request by itself on stale metadata: the AppendBatcher
+ * retries, after a pause and only with the records whose callers still wait, so that nothing is sent
+ * after its caller was told it failed. A failed request makes the library start a new producer id, so a
+ * record whose failed request did reach the broker may be written twice; both copies sit next to each
+ * other in the partition, since the partition's next records wait for the retry.
+ */
 export function createProducer(target: ClientTarget): Kvs2Producer {
   return new Producer<Buffer, Buffer | null, Buffer, Buffer>({
     clientId: target.clientId,
     bootstrapBrokers: [...target.brokers],
     idempotent: true,
     acks: ProduceAcks.ALL,
-    retries: PRODUCE_RETRIES,
-    retryDelay: (_client, _operation, attempt) => backoffMs(attempt - 1, 100, 1_000),
+    retries: false,
+    repeatOnStaleMetadata: false,
     timeout: PRODUCE_ACK_TIMEOUT_MS,
     requestTimeout: PRODUCE_REQUEST_TIMEOUT_MS,
-    // The library retries NOT_LEADER_OR_FOLLOWER against its cached leaders (it forces a metadata
-    // refresh only after network errors, and repeats a stale send once): with a 1 s cache, retries
-    // follow a leader that moved within about a second. One metadata request a second at most.
+    // Leaders move when a broker fails: with a 1 s cache (and a refresh after every failed request),
+    // retries follow a leader that moved within about a second. One metadata request a second at most.
     metadataMaxAge: PRODUCER_METADATA_MAX_AGE_MS,
     connectTimeout: CONNECT_TIMEOUT_MS,
     autocreateTopics: false,

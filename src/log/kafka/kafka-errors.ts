@@ -44,3 +44,31 @@ function collectCauses(error: unknown, causes: Set<string>, depth: number): void
   for (const inner of nested) collectCauses(inner, causes, depth + 1);
   if (error.cause !== undefined) collectCauses(error.cause, causes, depth + 1);
 }
+
+/**
+ * Broker refusals that no retry changes: the cluster does not let this node in, rejects the topic it
+ * asks for, or speaks no version of an API kvs2 needs.
+ */
+const PERMANENT_ERRORS = [
+  'TOPIC_AUTHORIZATION_FAILED',
+  'CLUSTER_AUTHORIZATION_FAILED',
+  'SASL_AUTHENTICATION_FAILED',
+  'UNSUPPORTED_SASL_MECHANISM',
+  'UNSUPPORTED_VERSION',
+  'INVALID_TOPIC_EXCEPTION',
+  'INVALID_PARTITIONS',
+  'INVALID_REPLICATION_FACTOR',
+  'INVALID_CONFIG',
+  'POLICY_VIOLATION',
+] as const;
+/** The library's own errors for the same: failed authentication, an API or feature the broker lacks. */
+const PERMANENT_CLIENT_ERRORS = ['PLT_KFK_AUTHENTICATION', 'PLT_KFK_UNSUPPORTED_API', 'PLT_KFK_UNSUPPORTED'] as const;
+
+/** True when retrying cannot help: the node should stop and say why instead of waiting. */
+export function isPermanentKafkaError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  return (
+    hasBrokerError(error, ...PERMANENT_ERRORS) ||
+    PERMANENT_CLIENT_ERRORS.some((code) => findErrorBy(error, 'code', code) !== null)
+  );
+}

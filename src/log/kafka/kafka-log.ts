@@ -1,17 +1,17 @@
 import type { Admin, Broker } from '@platformatic/kafka';
 import { FetchIsolationLevels } from '@platformatic/kafka';
-import { raceAbort } from '../../abort.js';
+import { pause, raceAbort } from '../../abort.js';
 import { describeError, Kvs2Error } from '../../errors.js';
 import type { Log, LogBatch, LogPosition, Offsets } from '../log.js';
-import { pause } from './abortable.js';
-import { AppendBatcher, type OutgoingRecord } from './append-batcher.js';
-import { createAdmin, createConsumer, createProducer, type Kvs2Consumer, type Kvs2Producer } from './kafka-clients.js';
-import { describeKafkaError } from './kafka-errors.js';
+import { AppendBatcher } from './append-batcher.js';
+import { createAdmin, createConsumer, type Kvs2Consumer } from './kafka-clients.js';
+import { describeKafkaError, isPermanentKafkaError } from './kafka-errors.js';
 import { type KafkaLogOptions, type KafkaLogSettings, resolveKafkaLogOptions } from './kafka-log-options.js';
 import { offsetToNumber } from './kafka-offsets.js';
 import { partitionForKey } from './murmur2-partitioner.js';
 import { createTopicIfMissing, keepsEveryKey, readTopicSettings, type TopicSettings } from './topic-admin.js';
 import { fetchTopicLayout, metadataCandidates, parseBrokers, type TopicLayout } from './topic-metadata.js';
+import { TopicProducer } from './topic-producer.js';
 import { TopicReader } from './topic-reader.js';
 
 /** Room for the record batch header and one record's framing around its key and value. */
@@ -28,6 +28,10 @@ const NEW_TOPIC_READY_TIMEOUT_MS = 30_000;
  * (a null value is a tombstone) placed with Java's murmur2 partitioner and sent by an idempotent
  * producer with acks=all, many appends per produce request. Every node reads every partition itself,
  * without consumer groups, from the offsets its store keeps.
+ *
+ * An append goes top to bottom: append() picks the partition, the AppendBatcher groups it with others
+ * and retries failed requests while its caller's signal allows, the TopicProducer makes each produce
+ * request and reads the offsets from the answer.
  */
 export class KafkaLog implements Log {
   readonly description: string;
@@ -36,17 +40,16 @@ export class KafkaLog implements Log {
   readonly #settings: KafkaLogSettings;
   readonly #bootstrap: Broker[];
   readonly #admin: Admin;
-  readonly #producer: Kvs2Producer;
+  readonly #producer: TopicProducer;
+  readonly #batcher: AppendBatcher;
   /** Answers endOffsets() and startOffsets(); each read() has a consumer of its own. */
   readonly #offsetsConsumer: Kvs2Consumer;
   /** Aborted by close(): ends every read. */
   readonly #closing = new AbortController();
-  #batcher: AppendBatcher | undefined;
+  /** Settles once open() first succeeds, or close() is called: appends made before wait for it. */
+  readonly #opened = Promise.withResolvers<void>();
   #topicId: string | undefined;
   #lastLayout: TopicLayout | undefined;
-  #partitionCount = 0;
-  /** The topic's max.message.bytes: the most one partition's batch in a produce request may hold. */
-  #maxMessageBytes = 0;
   #tombstoneRetentionMs: number | null = null;
   #closed: Promise<void> | undefined;
 
@@ -56,17 +59,23 @@ export class KafkaLog implements Log {
     this.#bootstrap = parseBrokers(this.#settings.brokers);
     const target = { clientId: this.#settings.clientId, brokers: this.#settings.brokers };
     this.#admin = createAdmin(target);
-    this.#producer = createProducer(target);
+    this.#producer = new TopicProducer(target, this.#settings.topic);
+    this.#batcher = new AppendBatcher(this.#producer, {
+      lingerMs: this.#settings.lingerMs,
+      maxSendBytes: MAX_SEND_BYTES,
+      description: this.description,
+    });
     this.#offsetsConsumer = createConsumer(target, 'offsets', this.#settings.fetchMaxWaitMs);
+    this.#opened.promise.catch(() => {});
   }
 
   get tombstoneRetentionMs(): number | null {
     return this.#tombstoneRetentionMs;
   }
 
-  /** Produce calls made so far; far fewer than appends under concurrent load, thanks to batching. */
+  /** Produce requests made so far; far fewer than appends under concurrent load, thanks to batching. */
   get produceRequests(): number {
-    return this.#batcher?.sendCount ?? 0;
+    return this.#batcher.sendCount;
   }
 
   async open(signal?: AbortSignal): Promise<string> {
@@ -75,9 +84,10 @@ export class KafkaLog implements Log {
       return await raceAbort(this.#open(signal), signal, `opening ${this.description}`);
     } catch (error) {
       if (error instanceof Kvs2Error) throw error;
-      throw new Kvs2Error('LOG_UNAVAILABLE', `cannot open ${this.description}: ${describeKafkaError(error)}`, {
-        cause: error,
-      });
+      // Brokers that are down or electing leaders are worth waiting for; a refusal that no retry changes
+      // (authorization, topic settings the cluster rejects, a broker too old) is not.
+      const code = isPermanentKafkaError(error) ? 'LOG_MISCONFIGURED' : 'LOG_UNAVAILABLE';
+      throw new Kvs2Error(code, `cannot open ${this.description}: ${describeKafkaError(error)}`, { cause: error });
     }
   }
 
@@ -107,26 +117,13 @@ export class KafkaLog implements Log {
     return identityOf(layout.topicId);
   }
 
-  append(key: Buffer, value: Buffer | null, signal?: AbortSignal): Promise<LogPosition> {
-    const batcher = this.#batcher;
-    if (batcher === undefined) {
-      return Promise.reject(new Kvs2Error('LOG_UNAVAILABLE', `${this.description} is not open`));
-    }
-    const { maxKeyBytes, maxValueBytes } = this.#settings;
-    if (key.length === 0 || key.length > maxKeyBytes) {
-      return Promise.reject(
-        new Kvs2Error('INVALID_ARGUMENT', `key of ${key.length} bytes: keys take 1 to ${maxKeyBytes} bytes`),
-      );
-    }
-    if (value !== null && value.length > maxValueBytes) {
-      return Promise.reject(
-        new Kvs2Error('INVALID_ARGUMENT', `value of ${value.length} bytes: values take at most ${maxValueBytes} bytes`),
-      );
-    }
-    return batcher.append({ key, value, partition: partitionForKey(key, this.#partitionCount) }, signal);
+  append(key: Buffer, value: Buffer | null, signal: AbortSignal): Promise<LogPosition> {
+    if (this.#topicId === undefined) return this.#afterOpen(signal, () => this.append(key, value, signal));
+    return this.#batcher.append({ key, value, partition: partitionForKey(key, this.#producer.partitionCount) }, signal);
   }
 
-  endOffsets(signal?: AbortSignal): Promise<Offsets> {
+  endOffsets(signal: AbortSignal): Promise<Offsets> {
+    if (this.#topicId === undefined) return this.#afterOpen(signal, () => this.endOffsets(signal));
     return this.#listOffsets(-1n, 'end', signal);
   }
 
@@ -191,19 +188,16 @@ export class KafkaLog implements Log {
     const topicSettings = await readTopicSettings(this.#admin, topic);
     this.#checkSettings(topicSettings);
     this.#tombstoneRetentionMs = topicSettings.deleteRetentionMs;
-    this.#maxMessageBytes = topicSettings.maxMessageBytes;
-    this.#partitionCount = layout.partitions.length;
+    this.#producer.adopt(layout.partitions.length, topicSettings.maxMessageBytes);
     this.#topicId = layout.topicId;
-    this.#batcher ??= new AppendBatcher({
-      send: (records) => this.#send(records),
-      lingerMs: settings.lingerMs,
-      maxSendBytes: MAX_SEND_BYTES,
-      maxPartitionBytes: () => this.#maxMessageBytes,
-      leaderOf: (partition) => this.#producer.currentMetadata?.topics.get(topic)?.partitions[partition]?.leader ?? -1,
-      timeoutMs: settings.appendTimeoutMs,
-      description: this.description,
-    });
+    this.#opened.resolve();
     return identityOf(layout.topicId);
+  }
+
+  /** A node listens before its log is open: calls made meanwhile wait for the open, within their signal. */
+  async #afterOpen<T>(signal: AbortSignal, then: () => Promise<T>): Promise<T> {
+    await raceAbort(this.#opened.promise, signal, `waiting for ${this.description} to open`);
+    return then();
   }
 
   /** A topic just created (by us or a node racing us) has no metadata or leaders for a moment. */
@@ -239,31 +233,6 @@ export class KafkaLog implements Log {
           'bytes the largest accepted key and value need: Kafka will refuse such writes.',
       );
     }
-  }
-
-  async #send(records: readonly OutgoingRecord[]): Promise<LogPosition[]> {
-    const topic = this.#settings.topic;
-    const result = await this.#producer.send({
-      messages: records.map(({ key, value, partition }) => ({ topic, key, value, partition })),
-    });
-    const baseOffsets = new Map<number, bigint>();
-    for (const { topic: name, partition, offset } of result.offsets ?? []) {
-      if (name === topic) baseOffsets.set(partition, offset);
-    }
-    // A produce request holds one batch per partition, in the order given: the n-th record of a
-    // partition lands at the batch's base offset + n.
-    const taken = new Map<number, number>();
-    const positions = records.map(({ partition }) => {
-      const base = baseOffsets.get(partition);
-      if (base === undefined) throw new Error(`no offset acknowledged for partition ${partition}`);
-      const index = taken.get(partition) ?? 0;
-      taken.set(partition, index + 1);
-      return { partition, offset: offsetToNumber(base + BigInt(index), `partition ${partition}`) };
-    });
-    // Partitions added to the topic take keys from now on, as with Java producers.
-    const known = this.#producer.currentMetadata?.topics.get(topic)?.partitionsCount ?? 0;
-    if (known > this.#partitionCount) this.#partitionCount = known;
-    return positions;
   }
 
   async #listOffsets(timestamp: bigint, which: string, signal: AbortSignal | undefined): Promise<Offsets> {
@@ -326,8 +295,10 @@ export class KafkaLog implements Log {
   }
 
   async #close(): Promise<void> {
-    this.#closing.abort(new Kvs2Error('SHUTTING_DOWN', `${this.description} is closing`));
-    await this.#batcher?.close();
+    const closing = new Kvs2Error('SHUTTING_DOWN', `${this.description} is closing`);
+    this.#closing.abort(closing);
+    this.#opened.reject(closing);
+    await this.#batcher.close();
     const results = await Promise.allSettled([
       this.#producer.close(),
       this.#offsetsConsumer.close(),

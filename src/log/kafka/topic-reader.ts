@@ -1,7 +1,7 @@
 import { type Consumer, FetchIsolationLevels, type fetchV17 } from '@platformatic/kafka';
+import { backoffMs, pause } from '../../abort.js';
 import { Kvs2Error } from '../../errors.js';
 import type { LogBatch, Offsets } from '../log.js';
-import { backoffMs, pause } from './abortable.js';
 import { FetchedChunks } from './fetched-chunks.js';
 import { describeKafkaError, hasBrokerError, isClientClosed, TOPIC_GONE_ERRORS } from './kafka-errors.js';
 import type { KafkaLogLogger } from './kafka-log-options.js';

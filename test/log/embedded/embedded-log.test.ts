@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { open } from 'lmdb';
+import { isKvs2Error, Kvs2Error } from '../../../src/errors.js';
 import { EmbeddedLog } from '../../../src/log/embedded/embedded-log.js';
 import type { LogBatch, LogRecord } from '../../../src/log/log.js';
 import { tempDir } from '../../support/paths.js';
@@ -37,9 +38,9 @@ describe('EmbeddedLog', () => {
     const log = new EmbeddedLog({ dir: `${dir.path}/order` });
     await log.open();
     const positions = [
-      await log.append(Buffer.from('a'), Buffer.from('1')),
-      await log.append(Buffer.from('b'), Buffer.alloc(0)),
-      await log.append(Buffer.from('a'), null),
+      await log.append(Buffer.from('a'), Buffer.from('1'), AbortSignal.timeout(15_000)),
+      await log.append(Buffer.from('b'), Buffer.alloc(0), AbortSignal.timeout(15_000)),
+      await log.append(Buffer.from('a'), null, AbortSignal.timeout(15_000)),
     ];
     assert.deepEqual(positions, [
       { partition: 0, offset: 0 },
@@ -56,7 +57,7 @@ describe('EmbeddedLog', () => {
       ],
     );
     assert.deepEqual(batches.at(-1)?.nextOffsets, new Map([[0, 3]]));
-    assert.deepEqual(await log.endOffsets(), new Map([[0, 3]]));
+    assert.deepEqual(await log.endOffsets(AbortSignal.timeout(15_000)), new Map([[0, 3]]));
     await log.close();
   });
 
@@ -67,7 +68,9 @@ describe('EmbeddedLog', () => {
     const before = await lastTxnId(path);
     const count = 1000;
     const positions = await Promise.all(
-      Array.from({ length: count }, (_, i) => log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`))),
+      Array.from({ length: count }, (_, i) =>
+        log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`), AbortSignal.timeout(15_000)),
+      ),
     );
     assert.deepEqual(
       positions.map((p) => p.offset).sort((x, y) => x - y),
@@ -78,12 +81,36 @@ describe('EmbeddedLog', () => {
     assert.ok(commits < count / 10, `${count} appends took ${commits} commits`);
   });
 
+  test('an append honours its signal: aborted before, nothing is written; aborted after, the caller is told at once', async () => {
+    const log = new EmbeddedLog({ dir: `${dir.path}/abort` });
+    await log.open();
+    const gone = new AbortController();
+    gone.abort(new Kvs2Error('CANCELLED', 'the client cancelled the call'));
+    await assert.rejects(
+      log.append(Buffer.from('never'), Buffer.from('written'), gone.signal),
+      (error: unknown) => isKvs2Error(error) && error.code === 'CANCELLED',
+    );
+    assert.deepEqual(await log.endOffsets(AbortSignal.timeout(1_000)), new Map([[0, 0]]));
+
+    // Once queued, the put commits; the caller still hears of its deadline at once, not after the sync.
+    const call = new AbortController();
+    const appended = log.append(Buffer.from('queued'), Buffer.from('written'), call.signal);
+    call.abort(new Kvs2Error('DEADLINE_EXCEEDED', 'deadline exceeded'));
+    await assert.rejects(appended, (error: unknown) => isKvs2Error(error) && error.code === 'DEADLINE_EXCEEDED');
+    const { records } = await readRecords(log, new Map(), 1);
+    assert.deepEqual(
+      records.map((r) => [r.offset, r.key?.toString()]),
+      [[0, 'queued']],
+    );
+    await log.close();
+  });
+
   test('a reader waiting at the end wakes up for new appends', async () => {
     const log = new EmbeddedLog({ dir: `${dir.path}/wake` });
     await log.open();
     const reading = readRecords(log, new Map([[0, 0]]), 1);
     await new Promise((resolve) => setTimeout(resolve, 50));
-    await log.append(Buffer.from('late'), Buffer.from('arrival'));
+    await log.append(Buffer.from('late'), Buffer.from('arrival'), AbortSignal.timeout(15_000));
     const { records } = await reading;
     assert.equal(records[0]?.key?.toString(), 'late');
     await log.close();
@@ -93,13 +120,17 @@ describe('EmbeddedLog', () => {
     const path = `${dir.path}/reopen`;
     let log = new EmbeddedLog({ dir: path });
     const identity = await log.open();
-    for (let i = 0; i < 10; i++) await log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`));
+    for (let i = 0; i < 10; i++)
+      await log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`), AbortSignal.timeout(15_000));
     await log.close();
 
     log = new EmbeddedLog({ dir: path });
     assert.equal(await log.open(), identity);
-    assert.deepEqual(await log.endOffsets(), new Map([[0, 10]]));
-    assert.deepEqual(await log.append(Buffer.from('k10'), Buffer.from('v10')), { partition: 0, offset: 10 });
+    assert.deepEqual(await log.endOffsets(AbortSignal.timeout(15_000)), new Map([[0, 10]]));
+    assert.deepEqual(await log.append(Buffer.from('k10'), Buffer.from('v10'), AbortSignal.timeout(15_000)), {
+      partition: 0,
+      offset: 10,
+    });
     const { records } = await readRecords(log, new Map([[0, 7]]), 4);
     assert.deepEqual(
       records.map((r) => r.offset),
@@ -112,7 +143,8 @@ describe('EmbeddedLog', () => {
     const path = `${dir.path}/release`;
     let log = new EmbeddedLog({ dir: path, retainRecords: 10 });
     await log.open();
-    for (let i = 0; i < 100; i++) await log.append(Buffer.from(`k${i}`), Buffer.alloc(1000));
+    for (let i = 0; i < 100; i++)
+      await log.append(Buffer.from(`k${i}`), Buffer.alloc(1000), AbortSignal.timeout(15_000));
     log.releaseBefore(new Map([[0, 100]]));
     await log.close();
 
@@ -120,8 +152,11 @@ describe('EmbeddedLog', () => {
     await log.open();
     // The last 10 applied records stay for watches to replay.
     assert.deepEqual(await log.startOffsets(), new Map([[0, 90]]));
-    assert.deepEqual(await log.endOffsets(), new Map([[0, 100]]));
-    assert.deepEqual(await log.append(Buffer.from('next'), Buffer.from('v')), { partition: 0, offset: 100 });
+    assert.deepEqual(await log.endOffsets(AbortSignal.timeout(15_000)), new Map([[0, 100]]));
+    assert.deepEqual(await log.append(Buffer.from('next'), Buffer.from('v'), AbortSignal.timeout(15_000)), {
+      partition: 0,
+      offset: 100,
+    });
     assert.equal(await countRecords(path), 11);
     const stop = new AbortController();
     await assert.rejects(
@@ -137,7 +172,9 @@ describe('EmbeddedLog', () => {
     const log = new EmbeddedLog({ dir: `${dir.path}/bounded`, maxBatchBytes: 64 * 1024 });
     await log.open();
     await Promise.all(
-      Array.from({ length: 20 }, (_, i) => log.append(Buffer.from(`k${i}`), Buffer.alloc(16 * 1024, i))),
+      Array.from({ length: 20 }, (_, i) =>
+        log.append(Buffer.from(`k${i}`), Buffer.alloc(16 * 1024, i), AbortSignal.timeout(15_000)),
+      ),
     );
     const { records, batches } = await readRecords(log, new Map(), 20);
     assert.equal(records.length, 20);

@@ -14,26 +14,23 @@ import { kafkaBrokers, needsKafka } from '../../support/kafka-env.js';
  */
 describe('KafkaLog through a broker outage', needsKafka(), () => {
   let cluster: OwnKafkaCluster;
-  let brokers: string[];
 
   before(async () => {
     // Only to fail in CI without Kafka, like the other Kafka tests: this test runs its own brokers.
     kafkaBrokers();
     cluster = await OwnKafkaCluster.start(1);
-    brokers = cluster.brokers.split(',');
   });
 
   after(async () => {
-    if (cluster !== undefined) await cluster.stop();
+    await cluster?.stop();
   });
 
-  test('appends fail within their deadline while the broker is down, then work again; reads resume', async (t) => {
+  test('appends retry until their deadline while the broker is down, are never written later, and work again', async (t) => {
     const log = new KafkaLog({
-      brokers,
+      brokers: cluster.brokers.split(','),
       topic: `kvs2-test-${randomUUID().slice(0, 8)}`,
       partitions: 3,
       clientId: 'kvs2-test-outage',
-      appendTimeoutMs: 8_000,
     });
     await log.open();
     const received: LogRecord[] = [];
@@ -45,35 +42,29 @@ describe('KafkaLog through a broker outage', needsKafka(), () => {
       readFailure = error;
     });
     try {
-      await log.append(Buffer.from('before'), Buffer.from('1'));
+      await log.append(Buffer.from('before'), Buffer.from('1'), AbortSignal.timeout(15_000));
 
       await cluster.stopBroker(1);
       const started = Date.now();
       const outcomes = await Promise.all([
-        settle(log.append(Buffer.from('during-deadline'), Buffer.from('2'), AbortSignal.timeout(3_000))),
-        settle(log.append(Buffer.from('during-timeout'), Buffer.from('3'))),
+        settle(log.append(Buffer.from('during-short'), Buffer.from('2'), AbortSignal.timeout(1_000))),
+        settle(log.append(Buffer.from('during-long'), Buffer.from('3'), AbortSignal.timeout(3_000))),
       ]);
-      const elapsed = Date.now() - started;
       t.diagnostic(
-        `down: appends settled after ${elapsed} ms: ${outcomes.map((o) => String(o.ok || o.error)).join(' | ')}`,
+        `down: appends settled after ${Date.now() - started} ms: ${outcomes.map((o) => String(o.ok || o.error)).join(' | ')}`,
       );
-      assert.ok(elapsed < 15_000, `appends settled after ${elapsed} ms`);
-      const [withDeadline, withoutDeadline] = outcomes;
-      assert.equal(withDeadline?.ok, false, 'an append never succeeds while the only broker is down');
-      assert.equal(withoutDeadline?.ok, false, 'an append never succeeds while the only broker is down');
-      assert.ok(
-        isKvs2Error(withDeadline?.error) && ['DEADLINE_EXCEEDED', 'LOG_UNAVAILABLE'].includes(withDeadline.error.code),
-        `with a deadline: ${String(withDeadline?.error)}`,
-      );
-      assert.ok(
-        isKvs2Error(withoutDeadline?.error) && withoutDeadline.error.code === 'LOG_UNAVAILABLE',
-        `without a deadline: ${String(withoutDeadline?.error)}`,
-      );
+      for (const outcome of outcomes) {
+        assert.equal(outcome.ok, false, 'an append never succeeds while the only broker is down');
+        assert.ok(
+          isKvs2Error(outcome.error) && outcome.error.code === 'DEADLINE_EXCEEDED',
+          `an append keeps trying until its deadline: ${String(outcome.error)}`,
+        );
+      }
 
       const restarting = Date.now();
       await cluster.startBroker(1);
       const restarted = Date.now();
-      const recovered = await log.append(Buffer.from('after'), Buffer.from('4'));
+      const recovered = await appendOnceBack(log, Buffer.from('after'), Buffer.from('4'));
       const appended = Date.now();
       await waitFor(
         () => received.some((r) => r.partition === recovered.partition && r.offset === recovered.offset),
@@ -87,7 +78,7 @@ describe('KafkaLog through a broker outage', needsKafka(), () => {
       assert.deepEqual(
         received.filter((r) => r.key?.toString().startsWith('during')).map((r) => r.key?.toString()),
         [],
-        'failed appends were not written later: no retry outlived the outage',
+        'appends that failed were not written later',
       );
       assert.ok(received.some((r) => r.key?.toString() === 'before'));
     } finally {
@@ -97,6 +88,11 @@ describe('KafkaLog through a broker outage', needsKafka(), () => {
     }
   });
 });
+
+/** The first append after a restart may meet the broker still starting up: it has a deadline of 20 s. */
+function appendOnceBack(log: KafkaLog, key: Buffer, value: Buffer): Promise<LogPosition> {
+  return log.append(key, value, AbortSignal.timeout(20_000));
+}
 
 async function settle(append: Promise<LogPosition>): Promise<{ ok: true } | { ok: false; error: unknown }> {
   try {
