@@ -5,9 +5,7 @@
  *
  * Offsets are JavaScript numbers: exact up to 2^53, which at a million records a second lasts centuries.
  */
-
-/** Partition → offset. What it means (next to read, next to be written, ...) is said where it is used. */
-export type Offsets = ReadonlyMap<number, number>;
+import type { Offsets } from '../offsets.js';
 
 export interface LogRecord {
   readonly partition: number;

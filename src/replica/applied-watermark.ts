@@ -1,6 +1,6 @@
 import { abortError, Kvs2Error } from '../errors.js';
-import type { Offsets } from '../log/log.js';
-import { hasReached } from '../log/offsets.js';
+import type { Offsets } from '../offsets.js';
+import { hasReached } from '../offsets.js';
 
 /** How far the replica has applied the log: what reads are served from, and a way to wait for more. */
 export interface AppliedWatermark {

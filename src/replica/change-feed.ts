@@ -1,5 +1,6 @@
-import type { LogRecord, Offsets } from '../log/log.js';
+import type { LogRecord } from '../log/log.js';
 import type { Logger } from '../logger.js';
+import type { Offsets } from '../offsets.js';
 
 /** What subscribers of the replica's change feed hear. */
 export type AppliedChange =

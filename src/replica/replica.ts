@@ -1,9 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { STORE_MAX_KEY_BYTES } from '../config/limits.js';
 import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
-import type { Log, LogBatch, LogRecord, Offsets } from '../log/log.js';
-import { hasReached, lagBehind, offsetsForLog } from '../log/offsets.js';
+import type { Log, LogBatch, LogRecord } from '../log/log.js';
 import type { Logger } from '../logger.js';
+import type { Offsets } from '../offsets.js';
+import { hasReached, lagBehind, offsetsForLog } from '../offsets.js';
 import type { Store, StoreWrite } from '../store/store.js';
 import { type AppliedWatermark, ReplicaWatermark } from './applied-watermark.js';
 import { ChangeBroadcaster, type ChangeFeed } from './change-feed.js';

@@ -1,4 +1,4 @@
-import type { Offsets } from '../log/log.js';
+import type { Offsets } from '../offsets.js';
 import type { StoreProgress } from '../store/store.js';
 
 /** What the log says about itself at start-up, as far as resuming is concerned. */

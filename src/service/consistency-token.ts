@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Kvs2Error } from '../errors.js';
-import type { Offsets } from '../log/log.js';
+import type { Offsets } from '../offsets.js';
 
 /**
  * A consistency token names positions in one log: for each partition, the offset a node must have

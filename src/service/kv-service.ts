@@ -1,6 +1,7 @@
 import type { Limits } from '../config/config.js';
 import { abortError, Kvs2Error } from '../errors.js';
-import type { LogPosition, Offsets } from '../log/log.js';
+import type { LogPosition } from '../log/log.js';
+import type { Offsets } from '../offsets.js';
 import type { AppliedWatermark } from '../replica/applied-watermark.js';
 import type { KeyValueReader } from '../store/store.js';
 import { encodeToken, logTagOf, mergeTokens } from './consistency-token.js';

@@ -1,5 +1,6 @@
 import { abortError, describeError, isKvs2Error, Kvs2Error } from '../errors.js';
-import type { LogBatch, LogRecord, Offsets } from '../log/log.js';
+import type { LogBatch, LogRecord } from '../log/log.js';
+import type { Offsets } from '../offsets.js';
 import type { AppliedChange, ChangeFeed } from '../replica/change-feed.js';
 import { decodeToken, encodeToken } from './consistency-token.js';
 

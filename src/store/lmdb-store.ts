@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { type Database, open, type RootDatabase } from 'lmdb';
 import { describeError, Kvs2Error } from '../errors.js';
 import { type CommitPromise, untilFlushed } from '../lmdb/durability.js';
-import type { Offsets } from '../log/log.js';
+import type { Offsets } from '../offsets.js';
 import type { Applied, ScanPage, ScanRange, Store, StoreProgress, StoreWrite } from './store.js';
 
 /** Progress as saved in the meta database: plain data, so it survives format-agnostic encoding. */

@@ -1,4 +1,4 @@
-import type { Offsets } from '../log/log.js';
+import type { Offsets } from '../offsets.js';
 
 /** One change to apply: a null value deletes the key. */
 export interface StoreWrite {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isKvs2Error } from '../../src/errors.js';
-import { hasReached } from '../../src/log/offsets.js';
 import { createLogger } from '../../src/logger.js';
+import { hasReached } from '../../src/offsets.js';
 import { ChangeBroadcaster } from '../../src/replica/change-feed.js';
 import { decodeToken, encodeToken, logTagOf } from '../../src/service/consistency-token.js';
 import { type WatchEvent, WatchSession } from '../../src/service/watch-session.js';

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { abortError, Kvs2Error } from '../../src/errors.js';
 import { murmur2 } from '../../src/log/kafka/murmur2-partitioner.js';
-import type { Log, LogBatch, LogPosition, LogRecord, Offsets } from '../../src/log/log.js';
+import type { Log, LogBatch, LogPosition, LogRecord } from '../../src/log/log.js';
+import type { Offsets } from '../../src/offsets.js';
 
 export interface MemoryLogOptions {
   /** Partitions; keys are spread over them as Kafka's default partitioner does (default 1). */

@@ -3,7 +3,8 @@ import { type Database, open, type RootDatabase } from 'lmdb';
 import { raceAbort } from '../../abort.js';
 import { abortError, describeError, Kvs2Error } from '../../errors.js';
 import { type CommitPromise, untilFlushed } from '../../lmdb/durability.js';
-import type { Log, LogBatch, LogPosition, LogRecord, Offsets } from '../log.js';
+import type { Offsets } from '../../offsets.js';
+import type { Log, LogBatch, LogPosition, LogRecord } from '../log.js';
 import { SignalGroups } from '../signal-groups.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
 

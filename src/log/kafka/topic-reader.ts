@@ -1,7 +1,8 @@
 import { type Consumer, FetchIsolationLevels, type fetchV17 } from '@platformatic/kafka';
 import { backoffMs, pause } from '../../abort.js';
 import { Kvs2Error } from '../../errors.js';
-import type { LogBatch, Offsets } from '../log.js';
+import type { Offsets } from '../../offsets.js';
+import type { LogBatch } from '../log.js';
 import { FetchedChunks } from './fetched-chunks.js';
 import { describeKafkaError, hasBrokerError, isClientClosed, TOPIC_GONE_ERRORS } from './kafka-errors.js';
 import type { KafkaLogLogger } from './kafka-log-options.js';

@@ -10,7 +10,8 @@ import { isKvs2Error, Kvs2Error } from '../../../src/errors.js';
 import { KafkaLog } from '../../../src/log/kafka/kafka-log.js';
 import type { KafkaLogLogger, KafkaLogOptions } from '../../../src/log/kafka/kafka-log-options.js';
 import { murmur2, partitionForKey } from '../../../src/log/kafka/murmur2-partitioner.js';
-import type { LogBatch, LogPosition, LogRecord, Offsets } from '../../../src/log/log.js';
+import type { LogBatch, LogPosition, LogRecord } from '../../../src/log/log.js';
+import type { Offsets } from '../../../src/offsets.js';
 import { kafkaBrokers, needsKafka } from '../../support/kafka-env.js';
 
 const PARTITIONS = 3;

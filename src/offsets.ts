@@ -1,4 +1,5 @@
-import type { Offsets } from './log.js';
+/** Partition → offset. What it means (next to read, next to be written, ...) is said where it is used. */
+export type Offsets = ReadonlyMap<number, number>;
 
 /** True when, for every partition in `target`, `applied` has reached at least its offset. */
 export function hasReached(applied: Offsets, target: Offsets): boolean {
