@@ -1,5 +1,8 @@
-import { open, readFile, unlink } from 'node:fs/promises';
+import { open, readFile, stat, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+
+/** An empty lock file older than this was not being written: it is left over (e.g. by flock-based tools). */
+const EMPTY_LOCK_STALE_MS = 10_000;
 
 /**
  * An exclusive lock held as a file created with O_EXCL (portable where flock(1) is not): the file holds
@@ -17,8 +20,8 @@ export async function acquireLock(path: string, timeoutMs: number): Promise<() =
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
     const owner = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-    // An empty file is a lock being written this instant: wait for it like a held one.
-    if (Number.isInteger(owner) && owner > 0 && !pidExists(owner)) {
+    // An empty file is a lock being written this instant (wait for it like a held one), unless it is old.
+    if ((Number.isInteger(owner) && owner > 0 && !pidExists(owner)) || (!(owner > 0) && (await isOld(path)))) {
       await unlink(path).catch(() => {});
       continue;
     }
@@ -36,4 +39,9 @@ export function pidExists(pid: number): boolean {
     // EPERM: it exists but belongs to another user.
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+async function isOld(path: string): Promise<boolean> {
+  const info = await stat(path).catch(() => undefined);
+  return info !== undefined && Date.now() - info.mtimeMs > EMPTY_LOCK_STALE_MS;
 }
