@@ -2,13 +2,15 @@ import { type ChannelOptions, Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Limits } from '../config/config.js';
 import { Kvs2Error } from '../errors.js';
 import type { KvService } from '../service/kv-service.js';
-import { HealthService } from './health.js';
+import type { HealthService } from './health.js';
 import { strictKvs2Definition } from './kvs2-definition.js';
 import { kvs2Handlers } from './kvs2-handlers.js';
 import { addReflection } from './reflection.js';
 
 export interface GrpcApiOptions {
   readonly service: KvService;
+  /** What the health service reports; its owner says when the node serves. */
+  readonly health: HealthService;
   readonly limits: Limits;
   readonly maxRequestBytes: number;
   readonly requestTimeoutMs: number;
@@ -44,10 +46,11 @@ export function grpcServerOptions(limits: TransportLimits): ChannelOptions {
  */
 export class GrpcApi {
   readonly #server: Server;
-  readonly #health = new HealthService();
+  readonly #health: HealthService;
   readonly #openWatches = new Set<(reason: Kvs2Error) => void>();
 
   constructor(options: GrpcApiOptions) {
+    this.#health = options.health;
     this.#server = new Server(
       grpcServerOptions({ maxRequestBytes: options.maxRequestBytes, maxReplyBytes: options.limits.maxReplyBytes }),
     );
@@ -72,10 +75,6 @@ export class GrpcApi {
         else resolve(boundPort);
       });
     });
-  }
-
-  setServing(serving: boolean): void {
-    this.#health.setServing(serving);
   }
 
   /**

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { backoffMs, pause } from '../abort.js';
 import { GrpcApi } from '../api/grpc-server.js';
+import { HealthService } from '../api/health.js';
 import type { Config } from '../config/config.js';
 import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import { EmbeddedLog } from '../log/embedded/embedded-log.js';
@@ -9,7 +10,6 @@ import type { Logger } from '../logger.js';
 import { Replica } from '../replica/replica.js';
 import { KvService } from '../service/kv-service.js';
 import { LmdbStore } from '../store/lmdb-store.js';
-import type { Store } from '../store/store.js';
 import { MemoryRelease } from './memory-release.js';
 
 /** Pauses between attempts to open the log at start-up, as the replica's own retries. */
@@ -24,101 +24,46 @@ export interface NodeOptions {
 }
 
 /**
- * One kvs2 node: store, log, replica, service and gRPC API, built in that order and closed in reverse.
- * The node owns every resource it opens.
+ * One kvs2 node: store, log, replica, service and gRPC API. Each part is registered on one stack beside the
+ * line that opens it, so closing (the stack, in reverse) can never disagree with opening: the start-up
+ * stops waiting, writes are refused, calls in flight drain, the replica stops, the log flushes and closes,
+ * the store closes.
  */
 export class KvsNode {
   readonly port: number;
   readonly #logger: Logger;
-  readonly #shutdownTimeoutMs: number;
-  readonly #store: Store;
-  readonly #log: Log;
-  readonly #service: KvService;
-  readonly #api: GrpcApi;
-  readonly #replica: Replica;
-  readonly #memory: MemoryRelease;
-  /** Aborted by close(): ends the start-up below if it is still waiting for the log. */
-  readonly #stopStarting = new AbortController();
-  /** Opens the log and starts the replica, retrying while the log is unavailable (health NOT_SERVING). */
-  readonly #starting: Promise<void>;
-  #started = false;
+  readonly #resources: AsyncDisposableStack;
   #closing: Promise<void> | undefined;
 
-  private constructor(parts: {
-    port: number;
-    logger: Logger;
-    shutdownTimeoutMs: number;
-    store: Store;
-    log: Log;
-    service: KvService;
-    api: GrpcApi;
-    replica: Replica;
-    memory: MemoryRelease;
-    onFatal: (error: Kvs2Error) => void;
-  }) {
-    this.port = parts.port;
-    this.#logger = parts.logger;
-    this.#shutdownTimeoutMs = parts.shutdownTimeoutMs;
-    this.#store = parts.store;
-    this.#log = parts.log;
-    this.#service = parts.service;
-    this.#api = parts.api;
-    this.#replica = parts.replica;
-    this.#memory = parts.memory;
-    this.#starting = this.#startReplica(parts.onFatal);
-  }
-
-  /**
-   * Waits for the log as a running node rides out an outage: a node started while brokers are down
-   * listens (NOT_SERVING) and starts once they answer. Errors retrying cannot fix stop the node.
-   */
-  async #startReplica(onFatal: (error: Kvs2Error) => void): Promise<void> {
-    const signal = this.#stopStarting.signal;
-    let identity: string | undefined;
-    for (let attempt = 0; !signal.aborted; attempt++) {
-      try {
-        // After a failed start, reopen() adopts the log as it is now (a topic recreated meanwhile).
-        identity = identity === undefined ? await this.#log.open(signal) : await this.#log.reopen(signal);
-        await this.#replica.start(identity);
-        this.#started = true;
-        return;
-      } catch (error) {
-        if (signal.aborted) return;
-        if (!isKvs2Error(error) || (error.code !== 'LOG_UNAVAILABLE' && error.code !== 'LOG_RECREATED')) {
-          this.#logger.fatal({ err: error }, `kvs2 cannot start: ${describeError(error)}`);
-          onFatal(isKvs2Error(error) ? error : new Kvs2Error('INCONSISTENT_STATE', describeError(error)));
-          return;
-        }
-        const waitMs = backoffMs(attempt, START_RETRY_MIN_MS, START_RETRY_MAX_MS);
-        this.#logger.warn({ err: error, waitMs }, `waiting for the log, retrying in ${waitMs} ms: ${error.message}`);
-        await pause(waitMs, signal);
-      }
-    }
+  private constructor(port: number, logger: Logger, resources: AsyncDisposableStack) {
+    this.port = port;
+    this.#logger = logger;
+    this.#resources = resources;
   }
 
   static async start({ config, logger, onFatal }: NodeOptions): Promise<KvsNode> {
-    const opened: Array<() => Promise<unknown>> = [];
-    const memory = new MemoryRelease({ logger });
-    opened.push(async () => memory.close());
+    const stack = new AsyncDisposableStack();
     try {
-      const store = LmdbStore.open(join(config.dataDir, 'store'));
-      opened.push(() => store.close());
-      const log = await createLog(config, logger);
-      opened.push(() => log.close());
-      let api: GrpcApi | undefined;
+      const memory = stack.adopt(new MemoryRelease({ logger }), (m) => m.close());
+      const store = stack.adopt(LmdbStore.open(join(config.dataDir, 'store')), (s) => s.close());
+      const log = stack.adopt(await createLog(config, logger), (l) => l.close());
+      const health = new HealthService();
       let caughtUpBefore = false;
-      const replica = new Replica({
-        log,
-        store,
-        logger,
-        onFatal,
-        onCaughtUpChange: (caughtUp) => {
-          // A bootstrap leaves the heap it grew behind; give it back before anyone is served.
-          if (caughtUp && !caughtUpBefore) memory.releaseIfGrown('replica caught up');
-          caughtUpBefore ||= caughtUp;
-          api?.setServing(caughtUp);
-        },
-      });
+      const replica = stack.adopt(
+        new Replica({
+          log,
+          store,
+          logger,
+          onFatal,
+          onCaughtUpChange: (caughtUp) => {
+            // A bootstrap leaves the heap it grew behind; give it back before anyone is served.
+            if (caughtUp && !caughtUpBefore) memory.releaseIfGrown('replica caught up');
+            caughtUpBefore ||= caughtUp;
+            health.setServing(caughtUp);
+          },
+        }),
+        (r) => r.stop(),
+      );
       const service = new KvService({
         log,
         store,
@@ -127,41 +72,46 @@ export class KvsNode {
         limits: config.limits,
         maxReplyBytesInFlight: config.maxReplyBytesInFlight,
       });
-      api = new GrpcApi({
-        service,
-        limits: config.limits,
-        maxRequestBytes: config.maxRequestBytes,
-        requestTimeoutMs: config.requestTimeoutMs,
-      });
-      const startedApi = api;
-      opened.push(() => startedApi.shutdown(0));
+      const api = stack.adopt(
+        new GrpcApi({
+          service,
+          health,
+          limits: config.limits,
+          maxRequestBytes: config.maxRequestBytes,
+          requestTimeoutMs: config.requestTimeoutMs,
+        }),
+        async (a) => {
+          if (!(await a.shutdown(config.shutdownTimeoutMs))) {
+            logger.warn(
+              { graceMs: config.shutdownTimeoutMs },
+              'calls still in flight after the grace period were cancelled',
+            );
+          }
+        },
+      );
+      // Writes are refused before the calls in flight drain.
+      stack.defer(() => service.close());
       const port = await api.listen(config.listen.host, config.listen.port);
       logger.info(
         { address: `${config.listen.host}:${port}`, port, log: log.description, dataDir: config.dataDir },
         `kvs2 listening on ${config.listen.host}:${port}, ${log.description}, data in ${config.dataDir}`,
       );
-      return new KvsNode({
-        port,
-        logger,
-        shutdownTimeoutMs: config.shutdownTimeoutMs,
-        store,
-        log,
-        service,
-        api: startedApi,
-        replica,
-        memory,
-        onFatal,
+      const stopStarting = new AbortController();
+      const starting = startReplica(log, replica, logger, onFatal, stopStarting.signal);
+      stack.defer(async () => {
+        stopStarting.abort();
+        // A replica still starting waits on the log with its own signal, which only stop() aborts.
+        await replica.stop();
+        await starting;
       });
+      return new KvsNode(port, logger, stack.move());
     } catch (error) {
-      for (const close of opened.reverse()) await close().catch(() => {});
+      await stack.disposeAsync().catch(() => {});
       throw error;
     }
   }
 
-  /**
-   * Graceful shutdown: NOT_SERVING, stop accepting, let calls in flight finish (bounded), stop the
-   * replica, flush and close the log, close the store. Safe to call more than once.
-   */
+  /** Graceful shutdown, in the reverse order of start. Safe to call more than once. */
   close(): Promise<void> {
     this.#closing ??= this.#close();
     return this.#closing;
@@ -169,23 +119,41 @@ export class KvsNode {
 
   async #close(): Promise<void> {
     const started = Date.now();
-    this.#stopStarting.abort();
-    // A start still waiting for the log ends at once (the replica's reads of the log abort).
-    if (!this.#started) await this.#replica.stop();
-    await this.#starting;
-    this.#service.close();
-    const graceful = await this.#api.shutdown(this.#shutdownTimeoutMs);
-    if (!graceful) {
-      this.#logger.warn(
-        { graceMs: this.#shutdownTimeoutMs },
-        'calls still in flight after the grace period were cancelled',
-      );
-    }
-    await this.#replica.stop();
-    await this.#log.close();
-    await this.#store.close();
-    this.#memory.close();
+    await this.#resources.disposeAsync();
     this.#logger.info({ tookMs: Date.now() - started }, 'kvs2 stopped');
+  }
+}
+
+/**
+ * Opens the log and starts the replica, waiting for the log as a running node rides out an outage: a node
+ * started while brokers are down listens (NOT_SERVING) and starts once they answer. Errors retrying cannot
+ * fix stop the node.
+ */
+async function startReplica(
+  log: Log,
+  replica: Replica,
+  logger: Logger,
+  onFatal: (error: Kvs2Error) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  let identity: string | undefined;
+  for (let attempt = 0; !signal.aborted; attempt++) {
+    try {
+      // After a failed start, reopen() adopts the log as it is now (a topic recreated meanwhile).
+      identity = identity === undefined ? await log.open(signal) : await log.reopen(signal);
+      await replica.start(identity);
+      return;
+    } catch (error) {
+      if (signal.aborted) return;
+      if (!isKvs2Error(error) || (error.code !== 'LOG_UNAVAILABLE' && error.code !== 'LOG_RECREATED')) {
+        logger.fatal({ err: error }, `kvs2 cannot start: ${describeError(error)}`);
+        onFatal(isKvs2Error(error) ? error : new Kvs2Error('INCONSISTENT_STATE', describeError(error)));
+        return;
+      }
+      const waitMs = backoffMs(attempt, START_RETRY_MIN_MS, START_RETRY_MAX_MS);
+      logger.warn({ err: error, waitMs }, `waiting for the log, retrying in ${waitMs} ms: ${error.message}`);
+      await pause(waitMs, signal);
+    }
   }
 }
 
