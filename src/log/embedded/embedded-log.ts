@@ -198,7 +198,7 @@ export class EmbeddedLog implements Log {
       let bytes = 0;
       let next = position;
       for (const { key: offset, value } of records.getRange({ start: position, end, limit: this.#maxBatchRecords })) {
-        const { key, value: recordValue } = decodeRecord(value);
+        const { key, value: recordValue } = decodeRecord(value, offset);
         batch.push({ partition: PARTITION, offset, key, value: recordValue });
         next = offset + 1;
         bytes += value.length;

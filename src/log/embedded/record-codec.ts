@@ -1,3 +1,5 @@
+import { Kvs2Error } from '../../errors.js';
+
 /**
  * How the embedded log stores one record as an LMDB value:
  *   byte 0       flags (bit 0: tombstone)
@@ -22,12 +24,18 @@ export function encodeRecord(key: Buffer, value: Buffer | null): Buffer {
   return out;
 }
 
-/** The returned key and value are views into `encoded`; they stay valid as long as it does. */
-export function decodeRecord(encoded: Buffer): DecodedRecord {
-  if (encoded.length < HEADER_BYTES) throw new Error(`log record of ${encoded.length} bytes is truncated`);
+/**
+ * The returned key and value are views into `encoded`; they stay valid as long as it does. A record that
+ * does not decode is corruption on disk, which no retry mends: INCONSISTENT_STATE, so the node stops loudly.
+ */
+export function decodeRecord(encoded: Buffer, offset: number): DecodedRecord {
+  const corrupt = (why: string): Kvs2Error =>
+    new Kvs2Error('INCONSISTENT_STATE', `the embedded log's record at offset ${offset} is corrupt: ${why}`);
+  if (encoded.length < HEADER_BYTES) throw corrupt(`${encoded.length} bytes is shorter than its header`);
+  if ((encoded[0] ?? 0) & ~TOMBSTONE) throw corrupt(`unknown flags ${encoded[0]}`);
   const keyLength = encoded.readUInt32BE(1);
   const keyEnd = HEADER_BYTES + keyLength;
-  if (keyEnd > encoded.length) throw new Error('log record key runs past the end of the record');
+  if (keyEnd > encoded.length) throw corrupt('its key runs past its end');
   const key = encoded.subarray(HEADER_BYTES, keyEnd);
   const isTombstone = ((encoded[0] ?? 0) & TOMBSTONE) !== 0;
   return { key, value: isTombstone ? null : encoded.subarray(keyEnd) };

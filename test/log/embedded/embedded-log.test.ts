@@ -116,6 +116,29 @@ describe('EmbeddedLog', () => {
     await log.close();
   });
 
+  test('a corrupt record on disk fails the read with INCONSISTENT_STATE, which no retry mends', async () => {
+    const path = `${dir.path}/corrupt`;
+    let log = new EmbeddedLog({ dir: path });
+    await log.open();
+    for (let i = 0; i < 3; i++)
+      await log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`), AbortSignal.timeout(15_000));
+    await log.close();
+    // Offset 1 loses all but 3 bytes of its header, as a torn or damaged page would leave it.
+    const env = open({ path, maxDbs: 4 });
+    const records = env.openDB<Buffer, number>({ name: 'records', encoding: 'binary' });
+    await records.put(1, Buffer.from([0, 0, 0]));
+    await env.close();
+
+    log = new EmbeddedLog({ dir: path });
+    await log.open();
+    await assert.rejects(readRecords(log, new Map([[0, 0]]), 3), (error: unknown) => {
+      assert.ok(isKvs2Error(error) && error.code === 'INCONSISTENT_STATE', String(error));
+      assert.match(error.message, /offset 1 is corrupt/);
+      return true;
+    });
+    await log.close();
+  });
+
   test('reopening keeps records, offsets and identity; reading resumes at the given offset', async () => {
     const path = `${dir.path}/reopen`;
     let log = new EmbeddedLog({ dir: path });
