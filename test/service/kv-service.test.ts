@@ -499,6 +499,32 @@ describe('KvService with a replica that lags behind the log (stepped)', () => {
   });
 });
 
+describe('KvService MultiGet over --max-reply-bytes', () => {
+  test('is REPLY_TOO_LARGE, naming the key where the reply outgrew the limit', async () => {
+    const node = await startSteppedNode({ limits: { maxReplyBytes: 4096 } });
+    try {
+      for (let i = 0; i < 3; i++) await node.log.append(b(`r${i}`), Buffer.alloc(1500, i));
+      await node.replica.applyAll();
+      const keys = ['r0', 'r1', 'r2'].map(b);
+      await assertFails(
+        () => node.service.multiGet({ keys, ...LOCAL }, noDeadline()),
+        'REPLY_TOO_LARGE',
+        /more than 4096 bytes of keys and values \(reached at keys\[2\]\)/,
+      );
+      // Missing keys count for their key only; two values fit.
+      const fits = now(
+        node.service.multiGet({ keys: [keys[0] as Buffer, b('missing'), keys[1] as Buffer], ...LOCAL }, noDeadline()),
+      );
+      assert.deepEqual(
+        fits.values.map((value) => value?.length),
+        [1500, undefined, 1500],
+      );
+    } finally {
+      await node.close();
+    }
+  });
+});
+
 describe('KvService when a write is aborted', () => {
   let node: ServiceNode<Replica>;
   before(async () => {
