@@ -378,13 +378,16 @@ describe('the handlers at the edges of a call: deadline, shutdown', () => {
   test("the call's deadline reaches the log: a Set that times out while appends wait is never written", async () => {
     const end = await node.log.endOffsets();
     node.log.pauseAppends();
-    await assertStatus(client.set({ key: b('late'), value: b('x') }), status.DEADLINE_EXCEEDED, 'DEADLINE_EXCEEDED');
-    await assertStatus(
-      client.write({ mutations: [{ key: b('late-w'), value: b('x'), delete: false }] }),
-      status.DEADLINE_EXCEEDED,
-      'DEADLINE_EXCEEDED',
-    );
-    node.log.resumeAppends();
+    try {
+      await assertStatus(client.set({ key: b('late'), value: b('x') }), status.DEADLINE_EXCEEDED, 'DEADLINE_EXCEEDED');
+      await assertStatus(
+        client.write({ mutations: [{ key: b('late-w'), value: b('x'), delete: false }] }),
+        status.DEADLINE_EXCEEDED,
+        'DEADLINE_EXCEEDED',
+      );
+    } finally {
+      node.log.resumeAppends();
+    }
     assert.deepEqual(await node.log.endOffsets(), end);
   });
 

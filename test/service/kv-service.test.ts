@@ -545,8 +545,11 @@ describe('KvService when a write is aborted', () => {
       { signal: cancel.signal },
     );
     cancel.abort();
-    await assertFails(() => write, 'CANCELLED');
-    log.resumeAppends();
+    try {
+      await assertFails(() => write, 'CANCELLED');
+    } finally {
+      log.resumeAppends();
+    }
     assert.equal(await logEnd(log), end);
   });
 
@@ -554,19 +557,23 @@ describe('KvService when a write is aborted', () => {
     const { service, log } = node;
     const end = await logEnd(log);
     log.pauseAppends();
-    await assertFails(
-      () =>
-        service.write(
-          { mutations: [put('late-1', 'a'), put('late-2', 'b')], waitForApply: false },
-          { signal: AbortSignal.timeout(10) },
-        ),
-      'DEADLINE_EXCEEDED',
-    );
-    await assertFails(
-      () => service.set({ key: b('late-3'), value: b('c'), waitForApply: false }, { signal: AbortSignal.timeout(10) }),
-      'DEADLINE_EXCEEDED',
-    );
-    log.resumeAppends();
+    try {
+      await assertFails(
+        () =>
+          service.write(
+            { mutations: [put('late-1', 'a'), put('late-2', 'b')], waitForApply: false },
+            { signal: AbortSignal.timeout(10) },
+          ),
+        'DEADLINE_EXCEEDED',
+      );
+      await assertFails(
+        () =>
+          service.set({ key: b('late-3'), value: b('c'), waitForApply: false }, { signal: AbortSignal.timeout(10) }),
+        'DEADLINE_EXCEEDED',
+      );
+    } finally {
+      log.resumeAppends();
+    }
     assert.equal(await logEnd(log), end);
   });
 
