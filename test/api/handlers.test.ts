@@ -368,6 +368,7 @@ describe('the handlers at the edges of a call: deadline, shutdown', () => {
       applied: node.replica.watermark,
       changes: { feed: node.replica.changes, history: node.log },
       limits: node.limits,
+      maxReplyBytesInFlight: 256 * 1024 * 1024,
     });
     let address: string;
     ({ api, address } = await startApi(service, node, SERVER_TIMEOUT_MS));

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Kvs2Error } from '../../src/errors.js';
-import type { Offsets } from '../../src/log/log.js';
+import type { Offsets } from '../../src/offsets.js';
 import type { Replica } from '../../src/replica/replica.js';
 import { decodeToken, encodeToken, logTagOf } from '../../src/service/consistency-token.js';
 import type { MutationRequest } from '../../src/service/requests.js';
 import { FailingKeys } from '../support/failing-keys.js';
 import type { MemoryLog } from '../support/memory-log.js';
-import { assertFails, b, EMPTY, LOCAL, noDeadline, now } from '../support/service-calls.js';
+import { assertFails, b, EMPTY, LOCAL, noDeadline, now, withSignal } from '../support/service-calls.js';
 import { type ServiceNode, type SteppedReplica, startLiveNode, startSteppedNode } from '../support/service-node.js';
 
 const put = (key: string, value: string): MutationRequest => ({ key: b(key), value: b(value), delete: false });
@@ -350,7 +350,7 @@ describe('KvService reads and writes (live replica)', () => {
       const { service, log } = node;
       const far = tokenAt(node, new Map([[0, (await logEnd(log)) + 1_000_000]]));
       const read = (signal: AbortSignal) => () =>
-        service.get({ key: b('future'), consistency: 'at-least', after: [far] }, { signal });
+        service.get({ key: b('future'), consistency: 'at-least', after: [far] }, withSignal(signal));
       await assertFails(read(AbortSignal.timeout(10)), 'DEADLINE_EXCEEDED');
       const cancel = new AbortController();
       const cancelled = assertFails(read(cancel.signal), 'CANCELLED');
@@ -359,7 +359,7 @@ describe('KvService reads and writes (live replica)', () => {
       await assertFails(read(AbortSignal.abort()), 'CANCELLED');
       const scan = { prefix: EMPTY, start: EMPTY, end: EMPTY, limit: 0, keysOnly: false, continuation: EMPTY };
       await assertFails(
-        () => service.scan({ ...scan, consistency: 'at-least', after: [far] }, { signal: AbortSignal.timeout(10) }),
+        () => service.scan({ ...scan, consistency: 'at-least', after: [far] }, withSignal(AbortSignal.timeout(10))),
         'DEADLINE_EXCEEDED',
       );
     });
@@ -477,7 +477,7 @@ describe('KvService with a replica that lags behind the log (stepped)', () => {
     await replica.applyAll();
     const end = await logEnd(log);
     await assertFails(
-      () => service.set({ key: b('wfa-late'), value: b('x'), waitForApply: true }, { signal: AbortSignal.timeout(10) }),
+      () => service.set({ key: b('wfa-late'), value: b('x'), waitForApply: true }, withSignal(AbortSignal.timeout(10))),
       'DEADLINE_EXCEEDED',
     );
     assert.equal(await logEnd(log), end + 1, 'published: a timed-out write may still land');
@@ -542,7 +542,7 @@ describe('KvService when a write is aborted', () => {
     const cancel = new AbortController();
     const write = service.write(
       { mutations: [put('abort-1', 'a'), put('abort-2', 'b'), put('abort-3', 'c')], waitForApply: false },
-      { signal: cancel.signal },
+      withSignal(cancel.signal),
     );
     cancel.abort();
     try {
@@ -562,13 +562,13 @@ describe('KvService when a write is aborted', () => {
         () =>
           service.write(
             { mutations: [put('late-1', 'a'), put('late-2', 'b')], waitForApply: false },
-            { signal: AbortSignal.timeout(10) },
+            withSignal(AbortSignal.timeout(10)),
           ),
         'DEADLINE_EXCEEDED',
       );
       await assertFails(
         () =>
-          service.set({ key: b('late-3'), value: b('c'), waitForApply: false }, { signal: AbortSignal.timeout(10) }),
+          service.set({ key: b('late-3'), value: b('c'), waitForApply: false }, withSignal(AbortSignal.timeout(10))),
         'DEADLINE_EXCEEDED',
       );
     } finally {
@@ -580,7 +580,7 @@ describe('KvService when a write is aborted', () => {
   test('a call whose signal aborted before it began appends nothing', async () => {
     const { service, log } = node;
     const end = await logEnd(log);
-    const aborted = { signal: AbortSignal.abort() };
+    const aborted = withSignal(AbortSignal.abort());
     await assertFails(() => service.set({ key: b('pre-1'), value: b('a'), waitForApply: false }, aborted), 'CANCELLED');
     await assertFails(() => service.delete({ key: b('pre-2'), waitForApply: false }, aborted), 'CANCELLED');
     await assertFails(

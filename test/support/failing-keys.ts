@@ -1,5 +1,6 @@
 import { Kvs2Error } from '../../src/errors.js';
-import type { LogPosition, Offsets } from '../../src/log/log.js';
+import type { LogPosition } from '../../src/log/log.js';
+import type { Offsets } from '../../src/offsets.js';
 import type { LogAppender } from '../../src/service/kv-service.js';
 import type { MemoryLog } from './memory-log.js';
 

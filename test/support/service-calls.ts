@@ -5,9 +5,35 @@ import type { Answer, CallContext, ReadOptions } from '../../src/service/request
 export const b = (text: string): Buffer => Buffer.from(text);
 export const EMPTY = Buffer.alloc(0);
 
+/**
+ * The context of one call in a test. What the call holds (reply bytes) is released when `end()` is called;
+ * until then it counts against the service's budget, as a reply not yet sent would.
+ */
+export class TestCall implements CallContext {
+  readonly signal: AbortSignal;
+  readonly #releases: Array<() => void> = [];
+
+  constructor(signal: AbortSignal = new AbortController().signal) {
+    this.signal = signal;
+  }
+
+  onEnd(release: () => void): void {
+    this.#releases.push(release);
+  }
+
+  end(): void {
+    for (const release of this.#releases.splice(0)) release();
+  }
+}
+
+/** A call that ends with the given signal, and releases what it holds at once: its answer is taken and gone. */
+export function withSignal(signal: AbortSignal): CallContext {
+  return { signal, onEnd: (release) => release() };
+}
+
 /** A call that nothing cancels and no deadline ends. */
 export function noDeadline(): CallContext {
-  return { signal: new AbortController().signal };
+  return withSignal(new AbortController().signal);
 }
 
 /** Read options of the default, local read. */

@@ -1,7 +1,7 @@
 import type { Limits } from '../../src/config/config.js';
 import type { Kvs2Error } from '../../src/errors.js';
-import { hasReached } from '../../src/log/offsets.js';
 import { createLogger } from '../../src/logger.js';
+import { hasReached } from '../../src/offsets.js';
 import { type AppliedWatermark, ReplicaWatermark } from '../../src/replica/applied-watermark.js';
 import { ChangeBroadcaster, type ChangeFeed } from '../../src/replica/change-feed.js';
 import { Replica } from '../../src/replica/replica.js';
@@ -21,8 +21,12 @@ export const TEST_LIMITS: Limits = {
   maxReplyBytes: 4 * 1024 * 1024,
 };
 
+/** As --max-reply-bytes-in-flight's default. */
+const DEFAULT_REPLY_BYTES_IN_FLIGHT = 256 * 1024 * 1024;
+
 export interface ServiceNodeOptions {
   readonly limits?: Partial<Limits>;
+  readonly maxReplyBytesInFlight?: number;
   readonly partitions?: number;
   /** What the service appends through (default: the MemoryLog itself); for faults of single appends. */
   readonly appender?: (log: MemoryLog) => LogAppender;
@@ -45,14 +49,13 @@ export async function startLiveNode(options: ServiceNodeOptions = {}): Promise<S
     let fatal: Kvs2Error | undefined;
     const replica = new Replica({
       log,
-      logIdentity,
       store,
       logger,
       onFatal: (error) => {
         fatal = error;
       },
     });
-    await replica.start();
+    await replica.start(logIdentity);
     await replica.whenCaughtUp();
     return {
       replica,
@@ -138,6 +141,7 @@ async function start<R>(
       applied: watermark,
       changes: { feed, history: log },
       limits,
+      maxReplyBytesInFlight: options.maxReplyBytesInFlight ?? DEFAULT_REPLY_BYTES_IN_FLIGHT,
     });
     return {
       log,
