@@ -7,7 +7,7 @@ import { decodeToken, encodeToken, logTagOf } from '../../src/service/consistenc
 import type { MutationRequest } from '../../src/service/requests.js';
 import { FailingKeys } from '../support/failing-keys.js';
 import type { MemoryLog } from '../support/memory-log.js';
-import { assertFails, b, EMPTY, LOCAL, noDeadline, now, withSignal } from '../support/service-calls.js';
+import { assertFails, b, EMPTY, LOCAL, noDeadline, now, TestCall, withSignal } from '../support/service-calls.js';
 import { type ServiceNode, type SteppedReplica, startLiveNode, startSteppedNode } from '../support/service-node.js';
 
 const put = (key: string, value: string): MutationRequest => ({ key: b(key), value: b(value), delete: false });
@@ -519,6 +519,39 @@ describe('KvService MultiGet over --max-reply-bytes', () => {
         fits.values.map((value) => value?.length),
         [1500, undefined, 1500],
       );
+    } finally {
+      await node.close();
+    }
+  });
+});
+
+describe('KvService reply budget (--max-reply-bytes-in-flight)', () => {
+  test('reads beyond it are OVERLOADED until the calls holding it end; scan pages shrink first', async () => {
+    // Each value is 2,500 bytes, and each call holds 1 KiB more: one two-value reply fits, not two.
+    const node = await startSteppedNode({ maxReplyBytesInFlight: 10 * 1024 });
+    try {
+      const { service, log, replica } = node;
+      for (let i = 0; i < 4; i++) await log.append(b(`heavy/${i}`), Buffer.alloc(2500, i));
+      await replica.applyAll();
+      const pair = (first: number) => ({ keys: [b(`heavy/${first}`), b(`heavy/${first + 1}`)], ...LOCAL });
+      const held = new TestCall();
+      assert.equal(now(service.multiGet(pair(0), held)).values.length, 2);
+      const second = new TestCall();
+      await assertFails(() => service.multiGet(pair(2), second), 'OVERLOADED', /retry later/);
+      // A scan still answers, with a page as small as the room left: any page size is valid.
+      const scan = { prefix: b('heavy/'), start: EMPTY, end: EMPTY, limit: 0, keysOnly: false, continuation: EMPTY };
+      const page = now(service.scan({ ...scan, ...LOCAL }, second));
+      assert.deepEqual(
+        page.items.map((item) => item.key),
+        [b('heavy/0')],
+      );
+      assert.deepEqual(page.continuation, b('heavy/0'));
+      await assertFails(() => service.get({ key: b('heavy/3'), ...LOCAL }, second), 'OVERLOADED');
+      second.end();
+      held.end();
+      const after = new TestCall();
+      assert.equal(now(service.multiGet(pair(2), after)).values.length, 2);
+      after.end();
     } finally {
       await node.close();
     }
