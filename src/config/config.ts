@@ -177,7 +177,13 @@ export function parseConfig(raw: RawSettings, cwd: string = process.cwd()): Conf
   const maxKeyBytes = parseInteger('max-key-bytes', required('max-key-bytes'), 1, STORE_MAX_KEY_BYTES);
   const maxValueBytes = parseInteger('max-value-bytes', required('max-value-bytes'), 0, MAX_VALUE_BYTES_CEILING);
   const maxBatchKeys = parseInteger('max-batch-keys', required('max-batch-keys'), 1, MAX_BATCH_KEYS_CEILING);
-  const maxReplyBytes = parseInteger('max-reply-bytes', required('max-reply-bytes'), 1024, 2 ** 31 - 1);
+  // A reply must be able to hold any key and value the node accepts, or a Get could never return them.
+  const maxReplyBytes = parseInteger(
+    'max-reply-bytes',
+    required('max-reply-bytes'),
+    Math.max(1024, maxKeyBytes + maxValueBytes),
+    2 ** 31 - 1,
+  );
   const topic = parseTopic(required('topic'));
   const brokers = value('kafka-brokers');
   const partitions = parseInteger('partitions', required('partitions'), 1, 100_000);

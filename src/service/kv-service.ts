@@ -90,7 +90,9 @@ export class KvService {
     this.#checks.key(request.key, 'key');
     return this.#read(request, context, () => {
       const value = this.#store.get(request.key);
-      this.#hold(context, request.key.length + (value?.length ?? 0));
+      const bytes = request.key.length + (value?.length ?? 0);
+      this.#checkReplySize(bytes, 'Get');
+      this.#hold(context, bytes);
       return { value, token: this.appliedToken() };
     });
   }
@@ -124,6 +126,8 @@ export class KvService {
       });
       let pageBytes = 0;
       for (const item of page.items) pageBytes += item.key.length + (item.value?.length ?? 0);
+      // A page takes its first item whatever its size: one the reply limit cannot hold is refused.
+      this.#checkReplySize(pageBytes, 'Scan');
       this.#hold(context, pageBytes);
       const last = page.items.at(-1);
       return {
@@ -254,6 +258,20 @@ export class KvService {
       }
     }
     if (target.size > 0) await this.#applied.waitFor(target, signal);
+  }
+
+  /**
+   * A value another producer wrote may be larger than any this node accepts: a reply that would hold more
+   * than --max-reply-bytes is refused rather than built.
+   */
+  #checkReplySize(bytes: number, rpc: string): void {
+    const { maxReplyBytes } = this.#limits;
+    if (bytes > maxReplyBytes) {
+      throw new Kvs2Error(
+        'REPLY_TOO_LARGE',
+        `${rpc} reply would hold ${bytes} bytes of keys and values, more than --max-reply-bytes (${maxReplyBytes})`,
+      );
+    }
   }
 
   /** Takes a reply's bytes from the budget until the call ends; OVERLOADED when they do not fit. */
