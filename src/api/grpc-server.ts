@@ -48,6 +48,7 @@ export class GrpcApi {
   readonly #server: Server;
   readonly #health: HealthService;
   readonly #openWatches = new Set<(reason: Kvs2Error) => void>();
+  readonly #openCalls = new Set<(reason: Kvs2Error) => void>();
 
   constructor(options: GrpcApiOptions) {
     this.#health = options.health;
@@ -59,6 +60,7 @@ export class GrpcApi {
       kvs2Handlers({
         service: options.service,
         requestTimeoutMs: options.requestTimeoutMs,
+        openCalls: this.#openCalls,
         openWatches: this.#openWatches,
       }),
     );
@@ -90,13 +92,30 @@ export class GrpcApi {
     );
     for (const end of [...this.#openWatches]) end(shuttingDown);
     const graceful = new Promise<boolean>((resolve) => this.#server.tryShutdown(() => resolve(true)));
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), graceMs);
-    });
-    const finished = await Promise.race([graceful, timedOut]);
-    clearTimeout(timer);
-    if (!finished) this.#server.forceShutdown();
-    return finished;
+    if (await settlesWithin(graceful, graceMs)) return true;
+    // Calls still waiting get a status of their own: a connection torn down under them would reach their
+    // clients as a stream ended without one (INTERNAL). Only then are the connections closed.
+    const tooLate = new Kvs2Error(
+      'SHUTTING_DOWN',
+      'the node shut down before the call finished; it may or may not have taken effect',
+    );
+    for (const end of [...this.#openCalls]) end(tooLate);
+    await settlesWithin(graceful, FLUSH_ANSWERS_MS);
+    this.#server.forceShutdown();
+    return false;
   }
+}
+
+/** How long answers given at the end of the grace period get to reach their clients. */
+const FLUSH_ANSWERS_MS = 250;
+
+/** Whether `work` settles within `ms`. */
+async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const settled = await Promise.race([work.then(() => true), timedOut]);
+  clearTimeout(timer);
+  return settled;
 }

@@ -33,6 +33,9 @@ import { watchHandler } from './watch-handler.js';
 export interface Kvs2HandlerOptions {
   readonly service: KvService;
   readonly requestTimeoutMs: number;
+  /** Unary calls waiting for their answer, each as a function that answers it now (shutdown's last resort). */
+  readonly openCalls: Set<(reason: Kvs2Error) => void>;
+  /** Open watches, each as a function that ends it: shutdown ends them instead of waiting for them. */
   readonly openWatches: Set<(reason: Kvs2Error) => void>;
 }
 
@@ -51,7 +54,7 @@ export interface Kvs2Handlers extends UntypedServiceImplementation {
  * Each handler translates the request, calls the service, and maps its answer or error back to the wire;
  * every decision (validation, consistency, deadlines) is the service's.
  */
-export function kvs2Handlers({ service, requestTimeoutMs, openWatches }: Kvs2HandlerOptions): Kvs2Handlers {
+export function kvs2Handlers({ service, requestTimeoutMs, openCalls, openWatches }: Kvs2HandlerOptions): Kvs2Handlers {
   /** Answers the call with what `run` gives, at once when it is synchronous (a local read: no promise). */
   const handle = <Req, Result, Reply>(
     call: ServerUnaryCall<Received<Req>, Reply>,
@@ -78,17 +81,23 @@ export function kvs2Handlers({ service, requestTimeoutMs, openWatches }: Kvs2Han
       callback(null, toReply(answer, request));
       return;
     }
-    // The scope ends before answering: grpc-js emits 'cancelled' once a call is answered, which must not
-    // count as the client giving up.
+    // Answered once: by the work, or by a shutdown that cannot wait for it any longer.
+    let answered = false;
+    const settle = (error: unknown, result?: Result): void => {
+      if (answered) return;
+      answered = true;
+      openCalls.delete(end);
+      // The scope ends before answering: grpc-js emits 'cancelled' once a call is answered, which must
+      // not count as the client giving up.
+      scope.done();
+      if (error === null) callback(null, toReply(result as Result, request));
+      else callback(toStatusError(error));
+    };
+    const end = (reason: Kvs2Error): void => settle(reason);
+    openCalls.add(end);
     answer.then(
-      (result) => {
-        scope.done();
-        callback(null, toReply(result, request));
-      },
-      (error: unknown) => {
-        scope.done();
-        callback(toStatusError(error));
-      },
+      (result) => settle(null, result),
+      (error: unknown) => settle(error ?? new Kvs2Error('INCONSISTENT_STATE', 'a call failed without a reason')),
     );
   };
 

@@ -19,7 +19,7 @@ import type { Replica } from '../../src/replica/replica.js';
 import { decodeToken, encodeToken, logTagOf } from '../../src/service/consistency-token.js';
 import { KvService } from '../../src/service/kv-service.js';
 import { FailingKeys } from '../support/failing-keys.js';
-import { HealthClient } from '../support/grpc-clients.js';
+import { eventually, HealthClient } from '../support/grpc-clients.js';
 import { bytesField, END_GROUP_BYTE, varintField } from '../support/protobuf-wire.js';
 import { RawGrpcClient } from '../support/raw-grpc-client.js';
 import { b, EMPTY, noDeadline } from '../support/service-calls.js';
@@ -434,5 +434,27 @@ describe('the handlers at the edges of a call: deadline, shutdown', () => {
     assert.ok(ended instanceof Kvs2ClientError);
     assert.deepEqual([ended.code, ended.kvs2Code], [status.UNAVAILABLE, 'SHUTTING_DOWN']);
     assert.match(ended.details, /resume the watch from its last token/);
+  });
+});
+
+describe('a shutdown whose grace period runs out', () => {
+  test('calls still waiting are answered UNAVAILABLE with SHUTTING_DOWN before the connections close', async () => {
+    const node = await startLiveNode();
+    const { api, address } = await startApi(node.service, node, 60_000);
+    const client = new Kvs2Client(address);
+    node.log.pauseAppends();
+    try {
+      const stuck = client.set({ key: b('stuck'), value: b('x') }, 60_000);
+      await eventually(() => node.log.pausedAppends === 1, 10_000, 'the Set to wait for its append');
+      const [outcome, graceful] = await Promise.allSettled([stuck, api.shutdown(50)]);
+      assert.deepEqual(graceful, { status: 'fulfilled', value: false });
+      assert.equal(outcome.status, 'rejected');
+      // Not a connection torn down under the call, which its client would see as INTERNAL.
+      await assertStatus(Promise.reject(outcome.reason), status.UNAVAILABLE, 'SHUTTING_DOWN', /shut down before/);
+    } finally {
+      node.log.resumeAppends();
+      client.close();
+      await node.close();
+    }
   });
 });

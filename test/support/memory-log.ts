@@ -127,6 +127,11 @@ export class MemoryLog implements Log {
     this.#paused ??= new Set();
   }
 
+  /** Appends waiting for `resumeAppends`. */
+  get pausedAppends(): number {
+    return this.#paused?.size ?? 0;
+  }
+
   resumeAppends(): void {
     const paused = this.#paused;
     this.#paused = null;
