@@ -20,6 +20,8 @@ export interface Violation {
   readonly key?: string;
   readonly read?: ReadOp;
   readonly atMs?: number;
+  /** The log offset of the key the violation is about, to show the key's history around it. */
+  readonly offset?: number;
 }
 
 export interface CheckInput {
@@ -113,6 +115,7 @@ export function check(input: CheckInput): CheckResult {
         kind: 'lost-write',
         key: write.key,
         atMs: write.completedMs,
+        offset,
         message: `write #${write.id} (${describeWrite(write)}) was acknowledged at ${partition}:${offset}, which the log does not hold, and no later write of ${write.key} is there`,
       });
     } else if (record.key !== write.key || record.value !== write.value) {
@@ -120,6 +123,7 @@ export function check(input: CheckInput): CheckResult {
         kind: 'lost-write',
         key: write.key,
         atMs: write.completedMs,
+        offset,
         message: `write #${write.id} (${describeWrite(write)}) was acknowledged at ${partition}:${offset}, where the log holds ${record.key}=${show(record.value)}`,
       });
     }
@@ -195,6 +199,7 @@ export function check(input: CheckInput): CheckResult {
             kind: 'real-time-order',
             key,
             atMs: write.completedMs,
+            offset: record.offset,
             message: `write #${write.id} (${describeWrite(write)}) was acknowledged at ${write.completedMs} ms, before write #${latestInvoked.id} (${describeWrite(latestInvoked)}) was invoked at ${latestInvoked.invokedMs} ms, yet the log has it after that one`,
           });
         } else if (write.outcome === 'unknown' && write.completedMs < latestInvoked.invokedMs) {
@@ -263,7 +268,7 @@ export function check(input: CheckInput): CheckResult {
         // Of a value the log holds twice, the later copy may be what the node shows.
         const record = index.byValue.get(observed)?.at(-1);
         if (record === undefined || record.key !== key) {
-          stale(`answered ${observed}, which the log does not hold for ${key}`);
+          stale(`answered ${JSON.stringify(observed)}, which the log does not hold for ${key}`);
         } else if (floor !== undefined && record.offset < floor.offset) {
           stale(
             `answered ${observed} (offset ${record.offset}), older than ${show(floor.value)} at ${floor.offset}; ${why}`,

@@ -252,7 +252,12 @@ function summarize(
 function explain(violations: readonly Violation[], history: History, snapshot: LogSnapshot): string[] {
   const lines: string[] = [];
   const writesByValue = new Map(history.writes.flatMap((w) => (w.value === null ? [] : [[w.value, w] as const])));
-  for (const violation of violations.slice(0, 20)) {
+  // A few of each kind first: one kind must not hide the others.
+  const shown: Violation[] = [];
+  for (const kind of new Set(violations.map((v) => v.kind))) {
+    shown.push(...violations.filter((v) => v.kind === kind).slice(0, 5));
+  }
+  for (const violation of shown.slice(0, 20)) {
     lines.push('', `VIOLATION ${violation.kind}: ${violation.message}`);
     const read = violation.read;
     if (read !== undefined) {
@@ -263,8 +268,10 @@ function explain(violations: readonly Violation[], history: History, snapshot: L
     }
     if (violation.key !== undefined) {
       const records = snapshot.records.filter((r) => r.key === violation.key);
-      lines.push(`  ${violation.key} in the log (${records.length} records; the last 15):`);
-      for (const record of records.slice(-15)) {
+      const at = violation.offset === undefined ? -1 : records.findIndex((r) => r.offset >= (violation.offset ?? 0));
+      const from = at < 0 ? Math.max(0, records.length - 15) : Math.max(0, at - 7);
+      lines.push(`  ${violation.key} in the log (${records.length} records; from the ${from + 1}th):`);
+      for (const record of records.slice(from, from + 15)) {
         const write = record.value === null ? undefined : writesByValue.get(record.value);
         lines.push(
           `    ${record.partition}:${record.offset} ${record.value ?? '(delete)'}` +
@@ -280,7 +287,11 @@ function explain(violations: readonly Violation[], history: History, snapshot: L
       lines.push('  nemesis around it:', ...around.map((e) => `    ${e.atMs} ms ${e.what}`));
     }
   }
-  if (violations.length > 20) lines.push('', `... and ${violations.length - 20} more violations`);
+  if (violations.length > shown.slice(0, 20).length) {
+    const kinds = new Map<string, number>();
+    for (const v of violations) kinds.set(v.kind, (kinds.get(v.kind) ?? 0) + 1);
+    lines.push('', `${violations.length} violations in all: ${[...kinds].map(([k, n]) => `${n} ${k}`).join(', ')}`);
+  }
   if (violations.length > 0) lines.push('', 'timeline:', ...history.events.map((e) => `  ${e.atMs} ms ${e.what}`));
   return lines;
 }

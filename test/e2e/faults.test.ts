@@ -11,7 +11,7 @@ describe('under faults: 3 brokers and 3 nodes, nodes and brokers killed, paused 
   }, async () => {
     const result = await runFaultCheck({
       seed: 20_260_311,
-      loadMs: 60_000,
+      loadMs: 45_000,
       everyFaultKind: true,
       log: (line) => process.stderr.write(`faults: ${line}\n`),
     });
