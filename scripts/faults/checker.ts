@@ -164,10 +164,16 @@ export function check(input: CheckInput): CheckResult {
   for (const [value, records] of index.byValue) {
     if (records.length > 1) {
       duplicated++;
-      if (duplicated <= 5)
-        notes.push(
-          `value ${value} is in the log ${records.length} times: ${records.map((r) => `${r.partition}:${r.offset}`)}`,
+      if (duplicated <= 5) {
+        const [first] = records;
+        const between = (index.byKey.get(first?.key ?? '') ?? []).filter(
+          (r) => r.offset > (first?.offset ?? 0) && r.offset < (records.at(-1)?.offset ?? 0),
         );
+        notes.push(
+          `value ${value} of ${first?.key} is in the log ${records.length} times: ${records.map((r) => `${r.partition}:${r.offset}`)}; ` +
+            `between them ${between.length === 0 ? 'no other write of the key' : between.map((r) => `${r.offset} ${show(r.value)}`).join(', ')}`,
+        );
+      }
     }
   }
   if (duplicated > 0) notes.push(`${duplicated} values were written to the log more than once`);
@@ -185,12 +191,8 @@ export function check(input: CheckInput): CheckResult {
   let lateLandings = 0;
   for (const [key, records] of index.byKey) {
     let latestInvoked: WriteOp | undefined;
-    const seen = new Set<string>();
+    // A second copy of a value counts as that write landing again: behind a newer write it undoes it.
     for (const record of records) {
-      if (record.value !== null) {
-        if (seen.has(record.value)) continue;
-        seen.add(record.value);
-      }
       const write = writeAt(record);
       if (write === undefined) continue;
       if (latestInvoked !== undefined) {
