@@ -1,4 +1,4 @@
-import type { Offsets } from '../../src/log/log.js';
+import type { Offsets } from '../../src/offsets.js';
 
 /**
  * What the clients did and saw, as they saw it: every write with its outcome and, when acknowledged, the
