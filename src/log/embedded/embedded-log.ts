@@ -76,6 +76,11 @@ export class EmbeddedLog implements Log {
   #nextOffset = 0;
   /** Every offset below this is synced to disk. */
   #durableEnd = 0;
+  /**
+   * Offsets below this were released: no longer readable, although the segment holding them may remain
+   * until all of its records are released. Not saved: after a restart the log starts at its first segment.
+   */
+  #releasedBefore = 0;
   /** Appends not yet handed to the writer. */
   #queue: QueuedAppend[] = [];
   /** The writer's run, while it has frames to write. */
@@ -260,7 +265,7 @@ export class EmbeddedLog implements Log {
   }
 
   #startOffset(): number {
-    return this.#openSegmentsOrThrow()[0]?.index.baseOffset ?? 0;
+    return Math.max(this.#openSegmentsOrThrow()[0]?.index.baseOffset ?? 0, this.#releasedBefore);
   }
 
   async *read(from: Offsets, signal: AbortSignal): AsyncIterable<LogBatch> {
@@ -327,7 +332,8 @@ export class EmbeddedLog implements Log {
 
   releaseBefore(offsets: Offsets): void {
     const upTo = Math.min(offsets.get(PARTITION) ?? 0, this.#durableEnd) - this.#retainRecords;
-    if (this.#closing) return;
+    if (this.#closing || upTo <= this.#releasedBefore) return;
+    this.#releasedBefore = upTo;
     // A segment goes once the next one starts at or below `upTo`; the last one is never deleted.
     while (this.#segments.length > 1 && (this.#segments[1] as OpenSegment).index.baseOffset <= upTo) {
       const released = this.#segments.shift() as OpenSegment;
