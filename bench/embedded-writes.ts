@@ -5,7 +5,7 @@
  * so a slow minute of a shared host weighs on all of them alike. Per kvs2 build it also gives the CPU per
  * Set of each kind of thread (from /proc/<pid>/task/<tid>/stat), which says where the time goes.
  *
- *   npm run build && node dist/bench/embedded-writes.js --baseline /tmp/kvs2-base \
+ *   npm run build && node dist/bench/embedded-writes.js --baseline /tmp/kvs2-base[,/tmp/other] \
  *     [--keys 200000] [--duration 5] [--rounds 5] [--concurrency 64] [--peers etcd,redis-aof]
  *
  * `--baseline` is a copy of another build (`bin/`, `dist/`, `proto/`, `package.json` and a `node_modules`
@@ -13,8 +13,9 @@
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Command } from 'commander';
+import { open } from 'lmdb';
 import { redisContender } from './lib/contenders.js';
 import { ghzData } from './lib/dataset.js';
 import { runGhz } from './lib/ghz.js';
@@ -26,16 +27,17 @@ import { REPO_DIR } from './lib/tree.js';
 import { selfTime } from './phases/kvs2.js';
 import { startEtcd } from './systems/etcd.js';
 import { isServing } from './systems/grpc-health.js';
+import { startNoop } from './systems/noop.js';
 import { startRedis } from './systems/redis.js';
 
 const options = new Command('embedded-writes')
-  .option('--baseline <dir>', 'a copy of another kvs2 build to run beside this one')
+  .option('--baseline <dirs>', 'copies of other kvs2 builds to run beside this one, comma-separated')
   .option('--keys <n>', 'keys loaded into every system', Number, 200_000)
   .option('--duration <s>', 'seconds of one measured run', Number, 5)
   .option('--rounds <n>', 'alternating rounds', Number, 5)
   .option('--concurrency <n>', 'calls in flight', Number, 64)
   .option('--value-bytes <n>', 'value size', Number, 100)
-  .option('--peers <list>', 'peers: etcd, redis-aof (empty: none)', 'etcd,redis-aof')
+  .option('--peers <list>', 'peers: etcd, redis-aof, noop (empty: none)', 'etcd,redis-aof,noop')
   .option('--profile', "run this tree's kvs2 under node --cpu-prof and print its self time of the last run", false)
   .parse()
   .opts<{
@@ -52,6 +54,8 @@ const options = new Command('embedded-writes')
 interface Runner {
   readonly name: string;
   readonly pids: () => number[];
+  /** Transactions the node's store has committed so far (kvs2 only). */
+  readonly storeCommits?: () => Promise<number>;
   run(durationSec: number, id: string): Promise<RawResult>;
 }
 
@@ -59,6 +63,7 @@ interface Sample {
   readonly opsPerSec: number;
   readonly cpuMsPerSet: number;
   readonly threadsUsPerSet: Record<string, number>;
+  readonly setsPerStoreCommit: number | null;
   readonly p50: number | null;
   readonly p99: number | null;
   readonly load: number;
@@ -121,6 +126,14 @@ async function startKvs2Tree(name: string, tree: string): Promise<Runner> {
   return {
     name,
     pids: () => [proc.pid],
+    storeCommits: async () => {
+      const env = open({ path: join(dataDir, 'store'), readOnly: true });
+      try {
+        return (env.getStats() as { lastTxnId: number }).lastTxnId;
+      } finally {
+        await env.close();
+      }
+    },
     run: (durationSec, id) => runGhz(call, { concurrency: options.concurrency, durationSec }, join(work, `${id}.json`)),
   };
 }
@@ -164,11 +177,29 @@ async function startRedisPeer(): Promise<Runner> {
   };
 }
 
+/** The same gRPC server answering Set without doing anything: the ceiling of kvs2's stack. */
+async function startNoopPeer(): Promise<Runner> {
+  const noop = await startNoop(join(work, 'noop.log'), options.valueBytes);
+  const call = {
+    target: noop.target,
+    proto: join(REPO_DIR, 'proto/kvs2.proto'),
+    call: 'kvs2.Kvs2/Set',
+    dataFile: setData,
+  };
+  return {
+    name: 'noop',
+    pids: () => noop.serverPids(),
+    run: (durationSec, id) => runGhz(call, { concurrency: options.concurrency, durationSec }, join(work, `${id}.json`)),
+  };
+}
+
 async function measure(runner: Runner, id: string): Promise<Sample> {
   const pids = runner.pids();
   const cpuBefore = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   const threadsBefore = threadCpu(pids[0] ?? 0);
+  const commitsBefore = await runner.storeCommits?.();
   const raw = await runner.run(options.duration, id);
+  const commitsAfter = await runner.storeCommits?.();
   const threadsAfter = threadCpu(pids[0] ?? 0);
   const cpuAfter = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   const threadsUsPerSet: Record<string, number> = {};
@@ -180,6 +211,10 @@ async function measure(runner: Runner, id: string): Promise<Sample> {
     opsPerSec: raw.seconds > 0 ? raw.ops / raw.seconds : 0,
     cpuMsPerSet: raw.ops > 0 ? ((cpuAfter - cpuBefore) / raw.ops) * 1000 : 0,
     threadsUsPerSet,
+    setsPerStoreCommit:
+      commitsBefore === undefined || commitsAfter === undefined || commitsAfter === commitsBefore
+        ? null
+        : raw.ops / (commitsAfter - commitsBefore),
     p50: raw.latencyMs.p50,
     p99: raw.latencyMs.p99,
     load: loadavg()[0] ?? 0,
@@ -192,11 +227,14 @@ const fmt = (n: number | null | undefined, digits = 0): string =>
 async function main(): Promise<void> {
   ghzData.kvs2Set(setData, options.keys, 50_000, options.valueBytes);
   const runners: Runner[] = [];
-  if (options.baseline) runners.push(await startKvs2Tree('kvs2-baseline', options.baseline));
+  for (const dir of (options.baseline ?? '').split(',').filter(Boolean)) {
+    runners.push(await startKvs2Tree(`kvs2-${basename(dir)}`, dir));
+  }
   runners.push(await startKvs2Tree('kvs2', REPO_DIR));
   const peers = options.peers.split(',').filter(Boolean);
   if (peers.includes('etcd')) runners.push(await startEtcdPeer());
   if (peers.includes('redis-aof')) runners.push(await startRedisPeer());
+  if (peers.includes('noop')) runners.push(await startNoopPeer());
 
   for (const runner of runners) await runner.run(2, `${runner.name}-warmup`);
   const samples = new Map<string, Sample[]>(runners.map((r) => [r.name, []]));
@@ -234,7 +272,7 @@ async function main(): Promise<void> {
   for (const runner of runners) {
     if (runner.name !== 'kvs2') lines.push(`kvs2 ÷ ${runner.name}: ${(kvs2 / medianOf(runner.name)).toFixed(2)}`);
   }
-  for (const runner of runners.filter((r) => r.name.startsWith('kvs2'))) {
+  for (const runner of runners.filter((r) => r.name.startsWith('kvs2') || r.name === 'noop')) {
     const s = samples.get(runner.name) ?? [];
     const names = new Set(s.flatMap((x) => Object.keys(x.threadsUsPerSet)));
     const parts = [...names]
@@ -242,7 +280,9 @@ async function main(): Promise<void> {
       .filter((p) => p.us >= 0.5)
       .sort((a, b) => b.us - a.us)
       .map((p) => `${p.name} ${fmt(p.us, 1)}`);
-    lines.push(`${runner.name} CPU µs per Set by thread: ${parts.join(', ')}`);
+    const perCommit = spread(s.map((x) => x.setsPerStoreCommit))?.median;
+    const commits = perCommit === undefined ? '' : `; ${fmt(perCommit, 1)} Sets per store transaction`;
+    lines.push(`${runner.name} CPU µs per Set by thread: ${parts.join(', ')}${commits}`);
   }
   process.stdout.write(`${lines.join('\n')}\n`);
 }

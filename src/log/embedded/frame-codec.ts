@@ -1,6 +1,6 @@
 import { crc32 } from 'node:zlib';
 import { Kvs2Error } from '../../errors.js';
-import { decodeRecord, encodeRecord } from './record-codec.js';
+import { decodeRecord, recordBytes, writeRecord } from './record-codec.js';
 
 /**
  * How the embedded log stores records in a segment file: one frame per group commit, so that a crash can
@@ -24,10 +24,10 @@ export interface FrameRecord {
   readonly value: Buffer | null;
 }
 
+/** Encodes the records straight into the frame: no buffer of their own. */
 export function encodeFrame(baseOffset: number, records: readonly FrameRecord[]): Buffer {
-  const encoded = records.map((record) => encodeRecord(record.key, record.value));
   let bodyLength = BODY_HEADER_BYTES;
-  for (const record of encoded) bodyLength += 4 + record.length;
+  for (const record of records) bodyLength += 4 + recordBytes(record.key, record.value);
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bodyLength);
   frame.writeUInt32BE(bodyLength, 0);
   let at = FRAME_HEADER_BYTES;
@@ -35,10 +35,10 @@ export function encodeFrame(baseOffset: number, records: readonly FrameRecord[])
   frame.writeUInt32BE(baseOffset % TWO_32, at + 4);
   frame.writeUInt32BE(records.length, at + 8);
   at += BODY_HEADER_BYTES;
-  for (const record of encoded) {
-    frame.writeUInt32BE(record.length, at);
-    record.copy(frame, at + 4);
-    at += 4 + record.length;
+  for (const record of records) {
+    const end = writeRecord(frame, at + 4, record.key, record.value);
+    frame.writeUInt32BE(end - at - 4, at);
+    at = end;
   }
   frame.writeUInt32BE(crc32(frame.subarray(FRAME_HEADER_BYTES)), 4);
   return frame;
@@ -85,20 +85,14 @@ export function isFrameFault(checked: FrameInfo | FrameFault): checked is FrameF
   return 'kind' in checked;
 }
 
-export interface DecodedFrameRecord {
-  readonly offset: number;
-  readonly key: Buffer;
-  readonly value: Buffer | null;
-  /** Bytes the record takes in the frame. */
-  readonly bytes: number;
-}
+/** Called for each record of a frame; false stops the decoding. */
+export type FrameRecordVisitor = (offset: number, key: Buffer, value: Buffer | null, bytes: number) => boolean;
 
 /**
- * The records of an intact frame (checked with checkFrame) as views into `frame`. A frame whose records do
- * not add up is corruption on disk, which no retry mends: INCONSISTENT_STATE.
+ * Visits the records of an intact frame (checked with checkFrame); keys and values are views into `frame`.
+ * A frame whose records do not add up is corruption on disk, which no retry mends: INCONSISTENT_STATE.
  */
-export function decodeFrameRecords(frame: Buffer, info: FrameInfo): DecodedFrameRecord[] {
-  const records: DecodedFrameRecord[] = [];
+export function decodeFrameRecords(frame: Buffer, info: FrameInfo, visit: FrameRecordVisitor): void {
   let at = FRAME_HEADER_BYTES + BODY_HEADER_BYTES;
   for (let i = 0; i < info.count; i++) {
     const offset = info.baseOffset + i;
@@ -107,11 +101,10 @@ export function decodeFrameRecords(frame: Buffer, info: FrameInfo): DecodedFrame
     const end = at + 4 + length;
     if (end > frame.length) throw corruptFrame(info, `record ${offset} runs past its end`);
     const { key, value } = decodeRecord(frame.subarray(at + 4, end), offset);
-    records.push({ offset, key, value, bytes: length });
+    if (!visit(offset, key, value, length)) return;
     at = end;
   }
   if (at !== frame.length) throw corruptFrame(info, `${frame.length - at} bytes follow its last record`);
-  return records;
 }
 
 function corruptFrame(info: FrameInfo, why: string): Kvs2Error {
