@@ -11,7 +11,7 @@
  * `--baseline` is a copy of another build (`bin/`, `dist/`, `proto/`, `package.json` and a `node_modules`
  * link), e.g. made with `bench/snapshot-build.sh`. Without it only this tree and the peers run.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { Command } from 'commander';
@@ -230,7 +230,13 @@ async function main(): Promise<void> {
   for (const dir of (options.baseline ?? '').split(',').filter(Boolean)) {
     runners.push(await startKvs2Tree(`kvs2-${basename(dir)}`, dir));
   }
-  runners.push(await startKvs2Tree('kvs2', REPO_DIR));
+  // This tree's build is copied first, so that a rebuild during the run cannot change what is measured.
+  const tree = join(work, 'tree');
+  for (const path of ['package.json', 'bin', 'dist', 'proto', 'src/gen/descriptor-set.binpb']) {
+    cpSync(join(REPO_DIR, path), join(tree, path), { recursive: true });
+  }
+  symlinkSync(join(REPO_DIR, 'node_modules'), join(tree, 'node_modules'), 'dir');
+  runners.push(await startKvs2Tree('kvs2', tree));
   const peers = options.peers.split(',').filter(Boolean);
   if (peers.includes('etcd')) runners.push(await startEtcdPeer());
   if (peers.includes('redis-aof')) runners.push(await startRedisPeer());
