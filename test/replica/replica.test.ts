@@ -93,20 +93,12 @@ describe('Replica on the embedded log', () => {
     const lmdb = LmdbStore.open(`${path}/store`);
     // The store's syncs are held back, as when a machine stops before the disk has them.
     const syncs = Promise.withResolvers<void>();
-    const store: Store = {
-      description: lmdb.description,
-      get: (key) => lmdb.get(key),
-      scan: (range) => lmdb.scan(range),
-      progress: () => lmdb.progress(),
+    const store = wrapStore(lmdb, {
       apply: async (writes, offsets, identity) => {
         const applied = await lmdb.apply(writes, offsets, identity);
         return { flushed: syncs.promise.then(() => applied.flushed) };
       },
-      markCaughtUp: (at) => lmdb.markCaughtUp(at),
-      flushed: () => lmdb.flushed(),
-      clear: () => lmdb.clear(),
-      close: () => lmdb.close(),
-    };
+    });
     const replica = new Replica({ log, store, logger, onFatal: () => {} });
     await replica.start(await log.open());
     for (let i = 0; i < 5; i++)
@@ -145,4 +137,50 @@ describe('Replica on the embedded log', () => {
     await log.close();
     await store.close();
   });
+  test('a graceful stop applies what the log held when it was called, so a restart replays nothing', async () => {
+    const path = `${dir.path}/drain`;
+    const log = new EmbeddedLog({ dir: `${path}/log` });
+    const lmdb = LmdbStore.open(`${path}/store`);
+    // The first transaction is held until the stop has been asked for: the second record then arrives
+    // while the replica is busy, as under load.
+    const held = Promise.withResolvers<void>();
+    const applying = Promise.withResolvers<void>();
+    let applies = 0;
+    const store = wrapStore(lmdb, {
+      apply: async (writes, offsets, identity) => {
+        if (applies++ === 0) {
+          applying.resolve();
+          await held.promise;
+        }
+        return lmdb.apply(writes, offsets, identity);
+      },
+    });
+    const replica = new Replica({ log, store, logger, onFatal: () => {} });
+    await replica.start(await log.open());
+    await log.append(Buffer.from('first'), Buffer.from('1'), AbortSignal.timeout(15_000));
+    await applying.promise;
+    await log.append(Buffer.from('second'), Buffer.from('2'), AbortSignal.timeout(15_000));
+    const stopped = replica.stop();
+    held.resolve();
+    await stopped;
+    assert.deepEqual(lmdb.progress().appliedOffsets, new Map([[0, 2]]));
+    assert.deepEqual(lmdb.get(Buffer.from('second')), Buffer.from('2'));
+    await log.close();
+    await lmdb.close();
+  });
 });
+
+/** The store with some of its methods replaced: an in-memory stand-in for one of our own interfaces. */
+function wrapStore(lmdb: LmdbStore, overrides: Partial<Pick<Store, 'apply'>>): Store {
+  return {
+    description: lmdb.description,
+    get: (key) => lmdb.get(key),
+    scan: (range) => lmdb.scan(range),
+    progress: () => lmdb.progress(),
+    apply: overrides.apply ?? ((writes, offsets, identity) => lmdb.apply(writes, offsets, identity)),
+    markCaughtUp: (at) => lmdb.markCaughtUp(at),
+    flushed: () => lmdb.flushed(),
+    clear: () => lmdb.clear(),
+    close: () => lmdb.close(),
+  };
+}
