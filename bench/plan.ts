@@ -42,10 +42,13 @@ export interface PlanOverrides {
   readonly durationSec?: number;
   readonly repetitions?: number;
   readonly largeValueBytes?: number;
+  /** Closed-loop concurrencies of every call, instead of each scenario's own list. */
+  readonly inFlight?: readonly number[];
 }
 
 export function makePlan(quick: boolean, overrides: PlanOverrides): Plan {
   const keys = overrides.keys ?? (quick ? 10_000 : 1_000_000);
+  const inFlight = (defaults: readonly number[]) => overrides.inFlight ?? defaults;
   return {
     quick,
     keys,
@@ -56,17 +59,17 @@ export function makePlan(quick: boolean, overrides: PlanOverrides): Plan {
     durationSec: overrides.durationSec ?? (quick ? 2 : 5),
     warmUpSec: quick ? 1 : 2,
     repetitions: overrides.repetitions ?? (quick ? 1 : 3),
-    getConcurrency: quick ? [64] : [1, 8, 64, 256],
-    pairedGetConcurrency: quick ? [64] : [64, 256],
+    getConcurrency: inFlight(quick ? [64] : [1, 8, 64, 256]),
+    pairedGetConcurrency: inFlight(quick ? [64] : [64, 256]),
     getRateFractions: quick ? [0.5] : [0.25, 0.5, 0.75],
     rateWorkers: 64,
     multiGetKeys: 100,
-    multiGetConcurrency: quick ? [16] : [1, 16, 64],
+    multiGetConcurrency: inFlight(quick ? [16] : [1, 16, 64]),
     multiGetRates: quick ? [] : [1_000],
     multiGetRateFractions: quick ? [] : [0.5],
-    setConcurrency: quick ? [64] : [1, 4, 16, 64, 256],
+    setConcurrency: inFlight(quick ? [64] : [1, 4, 16, 64, 256]),
     writeMutations: 100,
-    writeConcurrency: quick ? [4] : [1, 4, 16],
+    writeConcurrency: inFlight(quick ? [4] : [1, 4, 16]),
     largeConcurrency: 64,
     kafkaProducerRecords: quick ? 100_000 : 1_000_000,
   };

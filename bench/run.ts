@@ -4,7 +4,8 @@
  * <out>/<timestamp>.json, <out>/latest.json, <out>/latest.md and a latency/throughput plot.
  *
  *   npm run bench -- [--quick] [--scenario get,multiget,set,bootstrap,memory] [--peers etcd,redis,noop,kafka]
- *                    [--duration 5s] [--repetitions 3] [--keys 1000000] [--out bench/results]
+ *                    [--duration 5s] [--repetitions 3] [--keys 1000000] [--in-flight 64,256] [--out bench/results]
+ *                    [--baseline <another built kvs2 checkout>]
  */
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,10 +13,11 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { RunContext } from './context.js';
-import { describeMachine } from './lib/machine.js';
+import { describeMachine, treeCommit } from './lib/machine.js';
 import { CLIENT_CORE, SERVER_CORE, stopAll } from './lib/processes.js';
 import type { Results } from './lib/results.js';
-import { REPO_DIR, snapshotTree } from './lib/tree.js';
+import { REPO_DIR, snapshotOtherTree, snapshotTree } from './lib/tree.js';
+import { baselineEmbeddedPhase, baselineKafkaPhase } from './phases/baseline.js';
 import { kafkaPhase } from './phases/kafka.js';
 import { kvs2Phase } from './phases/kvs2.js';
 import { etcdPhase, noopPhase, redisPhase } from './phases/peers.js';
@@ -48,7 +50,11 @@ function positiveInt(text: string): number {
   return n;
 }
 
-const options = new Command('bench')
+function positiveInts(text: string): number[] {
+  return text.split(',').map((item) => positiveInt(item.trim()));
+}
+
+const command = new Command('bench')
   .description('Benchmark kvs2 against etcd, Redis, Kafka and a no-op gRPC server on this machine')
   .option('--quick', 'small data, short runs, one point per scenario (CI)', false)
   .option('--scenario <list>', `scenarios to run: ${SCENARIOS.join(',')}`, listOf(SCENARIOS))
@@ -56,6 +62,11 @@ const options = new Command('bench')
   .option('--duration <time>', 'measured time of each repetition (e.g. 10s)', seconds)
   .option('--repetitions <n>', 'repetitions of each point', positiveInt)
   .option('--keys <n>', 'keys to load', positiveInt)
+  .option(
+    '--in-flight <list>',
+    'closed-loop concurrencies of every call (default: each scenario its own)',
+    positiveInts,
+  )
   .option('--large-value-bytes <n>', 'value size of the large-value variant (0: none)', (t) =>
     t === '0' ? 0 : positiveInt(t),
   )
@@ -63,31 +74,44 @@ const options = new Command('bench')
   .option('--no-profile', 'skip the CPU profile of kvs2 during Get')
   .option('--no-setup', 'do not run bench/setup.sh (tools must be installed)')
   .option('--keep-data', 'keep the temporary data and logs folder', false)
+  .option(
+    '--baseline <dir>',
+    'compare with another built kvs2 checkout: its closed-loop points alternate with this tree (peers: kafka only)',
+  )
   .option('--render <results.json>', 'measure nothing: rewrite the Markdown and the plot from a results file')
-  .parse()
-  .opts<{
-    quick: boolean;
-    scenario?: ScenarioName[];
-    peers?: PeerName[];
-    duration?: number;
-    repetitions?: number;
-    keys?: number;
-    largeValueBytes?: number;
-    out: string;
-    profile: boolean;
-    setup: boolean;
-    keepData: boolean;
-    render?: string;
-  }>();
+  .parse();
+const options = command.opts<{
+  quick: boolean;
+  scenario?: ScenarioName[];
+  peers?: PeerName[];
+  duration?: number;
+  repetitions?: number;
+  keys?: number;
+  inFlight?: number[];
+  largeValueBytes?: number;
+  baseline?: string;
+  out: string;
+  profile: boolean;
+  setup: boolean;
+  keepData: boolean;
+  render?: string;
+}>();
 
 const plan = makePlan(options.quick, {
   ...(options.keys === undefined ? {} : { keys: options.keys }),
   ...(options.duration === undefined ? {} : { durationSec: options.duration }),
   ...(options.repetitions === undefined ? {} : { repetitions: options.repetitions }),
   ...(options.largeValueBytes === undefined ? {} : { largeValueBytes: options.largeValueBytes }),
+  ...(options.inFlight === undefined ? {} : { inFlight: options.inFlight }),
 });
 const scenarios = new Set<ScenarioName>(options.scenario ?? SCENARIOS);
-const peers = new Set<PeerName>(options.peers ?? (options.quick ? ['noop', 'redis'] : PEERS));
+// A comparison with a baseline tree runs kvs2 twice and no peer; `kafka` adds the comparison on Kafka.
+const peers = new Set<PeerName>(
+  options.peers ?? (options.baseline !== undefined ? [] : options.quick ? ['noop', 'redis'] : PEERS),
+);
+if (options.baseline !== undefined && [...peers].some((peer) => peer !== 'kafka')) {
+  command.error('error: with --baseline, --peers can only be kafka');
+}
 
 let interrupted = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -133,6 +157,8 @@ async function main(): Promise<number> {
   if (options.setup) tools.setup = 'bench/setup.sh';
   const workDir = mkdtempSync(join(tmpdir(), 'kvs2-bench-'));
   snapshotTree(join(workDir, 'tree'));
+  const baselineTree =
+    options.baseline === undefined ? undefined : snapshotOtherTree(options.baseline, join(workDir, 'baseline-tree'));
   const results: Results = {
     suite: 'kvs2-bench',
     version: 1,
@@ -163,36 +189,51 @@ async function main(): Promise<number> {
     kafkaProducer: null,
     bootstrap: null,
     pairedGet: [],
+    ...(options.baseline === undefined
+      ? {}
+      : { baseline: { tree: resolve(options.baseline), commit: treeCommit(options.baseline), comparisons: [] } }),
     skipped: [],
     notes: [],
     profile: null,
   };
   const ctx = new RunContext({ plan, scenarios, peers, workDir, results, profile: options.profile && !plan.quick });
+  for (const scenario of ['bootstrap', 'memory'] as const) {
+    if (baselineTree && scenarios.has(scenario))
+      ctx.skip(scenario, 'a comparison with --baseline runs Get, MultiGet, Set');
+  }
   ctx.log(`work dir ${workDir}; scenarios ${[...scenarios].join(',')}; peers ${[...peers].join(',')}`);
   results.notes.push(
     `Servers run on core ${SERVER_CORE}, load generators on core ${CLIENT_CORE} (taskset); "Cores busy %" is core 0/core 1 during the first repetition: a load-generator core near 100% means the client, not the server, set the pace.`,
-    'Fixed-rate points use the same absolute rates for every contender: fractions of the best closed-loop rate kvs2 reached in this run. ghz spreads the rate over 64 workers; a contender that cannot keep up shows a lower achieved rate.',
-    'etcd MultiGet is a Range over 100 consecutive keys (one B-tree scan), kvs2 MultiGet and Redis MGET read 100 random keys.',
-    'redis-benchmark reports no p99.9 and has no fixed-rate mode; its GET/SET use the same key format (key:%012d) and value size.',
   );
-  if (plan.largeValueBytes > 0) {
+  if (!baselineTree)
+    results.notes.push(
+      'Fixed-rate points use the same absolute rates for every contender: fractions of the best closed-loop rate kvs2 reached in this run. ghz spreads the rate over 64 workers; a contender that cannot keep up shows a lower achieved rate.',
+      'etcd MultiGet is a Range over 100 consecutive keys (one B-tree scan), kvs2 MultiGet and Redis MGET read 100 random keys.',
+      'redis-benchmark reports no p99.9 and has no fixed-rate mode; its GET/SET use the same key format (key:%012d) and value size.',
+    );
+  if (plan.largeValueBytes > 0 && !baselineTree) {
     results.notes.push(
       `Large-value points load ${plan.largeKeys.toLocaleString('en-US')} keys with ${plan.largeValueBytes} B values (a tenth of the keys keeps the load time bounded).`,
     );
   }
 
-  const phases: Array<[string, boolean, () => Promise<void>]> = [
-    ['kvs2', true, () => kvs2Phase(ctx)],
-    ['noop', peers.has('noop'), () => noopPhase(ctx)],
-    [
-      'etcd',
-      peers.has('etcd') &&
-        (scenarios.has('get') || scenarios.has('multiget') || scenarios.has('set') || scenarios.has('memory')),
-      () => etcdPhase(ctx),
-    ],
-    ['redis', peers.has('redis'), () => redisPhase(ctx)],
-    ['kafka', peers.has('kafka'), () => kafkaPhase(ctx)],
-  ];
+  const phases: Array<[string, boolean, () => Promise<void>]> = baselineTree
+    ? [
+        ['kvs2', true, () => baselineEmbeddedPhase(ctx, baselineTree)],
+        ['kafka', peers.has('kafka'), () => baselineKafkaPhase(ctx, baselineTree)],
+      ]
+    : [
+        ['kvs2', true, () => kvs2Phase(ctx)],
+        ['noop', peers.has('noop'), () => noopPhase(ctx)],
+        [
+          'etcd',
+          peers.has('etcd') &&
+            (scenarios.has('get') || scenarios.has('multiget') || scenarios.has('set') || scenarios.has('memory')),
+          () => etcdPhase(ctx),
+        ],
+        ['redis', peers.has('redis'), () => redisPhase(ctx)],
+        ['kafka', peers.has('kafka'), () => kafkaPhase(ctx)],
+      ];
   const needs: Record<string, string[]> = {
     etcd: ['etcd'],
     redis: ['redis-server', 'redis-benchmark', 'redis-cli'],
@@ -229,7 +270,11 @@ async function main(): Promise<number> {
   else ctx.log(`kept ${workDir}`);
   ctx.log(`done in ${results.wallSeconds.toFixed(0)} s`);
   // A run that measured nothing failed; bootstrap and memory have results of their own, not points.
-  const measured = results.points.length > 0 || results.memory.length > 0 || results.bootstrap !== null;
+  const measured =
+    results.points.length > 0 ||
+    results.memory.length > 0 ||
+    results.bootstrap !== null ||
+    (results.baseline?.comparisons.length ?? 0) > 0;
   return failed || !measured ? 1 : 0;
 }
 
@@ -237,7 +282,8 @@ function writeResults(results: Results): void {
   const outDir = resolve(options.out);
   mkdirSync(outDir, { recursive: true });
   const quick = results.options.quick === true;
-  const suffix = quick ? '-quick' : '';
+  // Quick runs and comparisons with a baseline are not full runs: their files never replace latest.*.
+  const suffix = quick ? '-quick' : results.baseline ? '-baseline' : '';
   const stamp = results.startedAt.replace(/\.\d+Z$/, 'Z').replaceAll(':', '-');
   // The plot of a full run of every scenario into the default folder goes into docs/ (docs/benchmarks.md
   // shows it); any other run's plot stays with its results, so a partial run cannot replace the published one.
@@ -245,13 +291,19 @@ function writeResults(results: Results): void {
   const publishes =
     !quick && outDir === resolve(REPO_DIR, 'bench/results') && SCENARIOS.every((scenario) => ran.has(scenario));
   const plotPath = publishes ? join(REPO_DIR, 'docs/benchmarks-latency.svg') : join(outDir, `latest${suffix}.svg`);
-  mkdirSync(join(plotPath, '..'), { recursive: true });
-  writeFileSync(plotPath, renderPlot(results, Number(results.options.valueBytes)));
+  // A comparison with a baseline has no points to plot.
+  if (!results.baseline) {
+    mkdirSync(join(plotPath, '..'), { recursive: true });
+    writeFileSync(plotPath, renderPlot(results, Number(results.options.valueBytes)));
+  }
   const json = `${JSON.stringify(results, null, 2)}\n`;
   writeFileSync(join(outDir, `${stamp}${suffix}.json`), json);
   writeFileSync(join(outDir, `latest${suffix}.json`), json);
-  writeFileSync(join(outDir, `latest${suffix}.md`), renderMarkdown(results, relative(outDir, plotPath)));
-  if (!quick) copyFileSync(join(outDir, 'latest.md'), join(outDir, `${stamp}.md`));
+  writeFileSync(
+    join(outDir, `latest${suffix}.md`),
+    renderMarkdown(results, results.baseline ? null : relative(outDir, plotPath)),
+  );
+  if (!quick) copyFileSync(join(outDir, `latest${suffix}.md`), join(outDir, `${stamp}${suffix}.md`));
   process.stderr.write(
     `[bench] wrote ${join(outDir, `latest${suffix}.md`)} and ${join(outDir, `${stamp}${suffix}.json`)}\n`,
   );

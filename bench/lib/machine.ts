@@ -13,7 +13,6 @@ function tryRun(command: string, args: string[]): string {
 /** What the numbers were measured on. */
 export function describeMachine(repoDir: string): Record<string, string | number> {
   const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
-  const dirty = tryRun('git', ['-C', repoDir, 'status', '--porcelain']) !== '';
   return {
     cores: Number(tryRun('nproc', [])) || cpus().length,
     cpuModel: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? 'unknown',
@@ -25,6 +24,12 @@ export function describeMachine(repoDir: string): Record<string, string | number
       .map((l) => l.toFixed(2))
       .join(' '),
     tmpFilesystem: tryRun('stat', ['-f', '-c', '%T', tmpdir()]),
-    gitCommit: `${tryRun('git', ['-C', repoDir, 'rev-parse', '--short', 'HEAD'])}${dirty ? ' (with uncommitted changes)' : ''}`,
+    gitCommit: treeCommit(repoDir),
   };
+}
+
+/** The commit a checkout is at, and whether it has uncommitted changes. */
+export function treeCommit(repoDir: string): string {
+  const dirty = tryRun('git', ['-C', repoDir, 'status', '--porcelain']) !== '';
+  return `${tryRun('git', ['-C', repoDir, 'rev-parse', '--short', 'HEAD'])}${dirty ? ' (with uncommitted changes)' : ''}`;
 }

@@ -71,3 +71,30 @@ export async function measurePoint(spec: PointSpec, runId: string, onSample?: (s
     errors: samples.reduce((sum, s) => sum + s.errors, 0),
   };
 }
+
+/**
+ * Two contenders at the same load, their repetitions alternated and which goes first alternating too
+ * (a b, b a, a b, ...), after a warm-up of each: a slow minute of the host weighs on both alike, and a
+ * trend within a pair favours neither. Returns the samples pair by pair, `a`'s first.
+ */
+export async function measureAlternated(
+  a: Contender,
+  b: Contender,
+  load: LoadShape,
+  runId: string,
+  repetitions: number,
+): Promise<Array<[Sample, Sample]>> {
+  await a.warmUp(load, `${runId}-${a.name}-warm`);
+  await b.warmUp(load, `${runId}-${b.name}-warm`);
+  const pairs: Array<[Sample, Sample]> = [];
+  for (let rep = 0; rep < repetitions; rep++) {
+    if (rep % 2 === 0) {
+      const first = await measure(a, load, `${runId}-${a.name}-${rep}`);
+      pairs.push([first, await measure(b, load, `${runId}-${b.name}-${rep}`)]);
+    } else {
+      const first = await measure(b, load, `${runId}-${b.name}-${rep}`);
+      pairs.push([await measure(a, load, `${runId}-${a.name}-${rep}`), first]);
+    }
+  }
+  return pairs;
+}

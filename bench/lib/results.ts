@@ -123,6 +123,36 @@ export interface PairedGetResult {
   readonly pairs: ReadonlyArray<{ readonly kvs2: number; readonly noop: number }>;
 }
 
+/** One side of a comparison with a baseline tree: its figures over the alternated repetitions. */
+export interface ComparedSide {
+  readonly opsPerSec: Spread | null;
+  readonly p99Ms: Spread | null;
+  readonly serverCpuSecPer1kOps: Spread | null;
+  readonly samples: readonly Sample[];
+}
+
+/**
+ * One closed-loop point run on this tree and on a baseline tree (two nodes on the server core, one idle
+ * while the other is measured), repetitions alternated like the paired Get.
+ */
+export interface BaselineComparison {
+  readonly scenario: Scenario;
+  readonly log: 'embedded' | 'kafka';
+  readonly valueBytes: number;
+  readonly concurrency: number;
+  readonly current: ComparedSide;
+  readonly baseline: ComparedSide;
+  /** This tree's calls/s over the baseline's, pair by pair. */
+  readonly ratio: Spread | null;
+}
+
+export interface BaselineResult {
+  /** The baseline checkout and its commit; the current tree's is `machine.gitCommit`. */
+  readonly tree: string;
+  readonly commit: string;
+  readonly comparisons: BaselineComparison[];
+}
+
 export interface Results {
   readonly suite: 'kvs2-bench';
   readonly version: 1;
@@ -140,6 +170,8 @@ export interface Results {
   bootstrap: BootstrapResult | null;
   /** Absent in results written before the paired Get existed. */
   readonly pairedGet?: PairedGetResult[];
+  /** Only in runs with --baseline, which measure nothing else. */
+  baseline?: BaselineResult;
   /** Peers or scenarios that could not run, and why. */
   readonly skipped: Array<{ what: string; why: string }>;
   readonly notes: string[];

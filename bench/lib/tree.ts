@@ -1,5 +1,5 @@
-import { cpSync, symlinkSync } from 'node:fs';
-import { join } from 'node:path';
+import { cpSync, existsSync, symlinkSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The repository root: this file runs as dist/bench/lib/tree.js. */
@@ -17,9 +17,25 @@ export function treePath(relative: string): string {
  * rebuilds in the working tree during a long run cannot change what is measured halfway through.
  */
 export function snapshotTree(dir: string): void {
-  for (const relative of ['package.json', 'bin', 'dist', 'proto', 'bench/proto', 'scripts']) {
-    cpSync(join(REPO_DIR, relative), join(dir, relative), { recursive: true });
-  }
-  symlinkSync(join(REPO_DIR, 'node_modules'), join(dir, 'node_modules'), 'dir');
+  copyTree(REPO_DIR, dir);
   treeDir = dir;
+}
+
+/** The same snapshot of another built kvs2 checkout (a baseline to compare with); returns where it is. */
+export function snapshotOtherTree(from: string, dir: string): string {
+  const root = resolve(from);
+  if (!existsSync(join(root, 'dist/src/cli/main.js')) || !existsSync(join(root, 'node_modules'))) {
+    throw new Error(`${root} is not a built kvs2 checkout: run npm ci there first`);
+  }
+  copyTree(root, dir);
+  return dir;
+}
+
+function copyTree(from: string, dir: string): void {
+  // The descriptor set is read at start-up (reflection, the strict request check); older trees have none.
+  const parts = ['package.json', 'bin', 'dist', 'proto', 'bench/proto', 'scripts', 'src/gen/descriptor-set.binpb'];
+  for (const relative of parts) {
+    if (existsSync(join(from, relative))) cpSync(join(from, relative), join(dir, relative), { recursive: true });
+  }
+  symlinkSync(join(from, 'node_modules'), join(dir, 'node_modules'), 'dir');
 }

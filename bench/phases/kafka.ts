@@ -118,7 +118,7 @@ async function kvs2OnKafka(
   }
 }
 
-async function* kcatLines(keys: number, valueBytes: number): AsyncGenerator<Buffer> {
+export async function* kcatLines(keys: number, valueBytes: number): AsyncGenerator<Buffer> {
   const chunk: Buffer[] = [];
   const tab = Buffer.from('\t');
   const newline = Buffer.from('\n');
@@ -130,7 +130,7 @@ async function* kcatLines(keys: number, valueBytes: number): AsyncGenerator<Buff
 }
 
 /** Waits until a sample of keys, the last ones produced among them, reads back from the node. */
-async function waitUntilApplied(node: Kvs2Node, keys: number): Promise<void> {
+export async function waitUntilApplied(node: Kvs2Node, keys: number): Promise<void> {
   const client = new Kvs2Client(node.target, credentials.createInsecure());
   const sample: Buffer[] = [];
   for (let i = keys - 1; i >= 0 && sample.length < 1_000; i -= Math.max(1, Math.floor(keys / 997))) {

@@ -1,5 +1,5 @@
 import type { RunContext } from '../context.js';
-import { type Contender, measure } from '../lib/measure.js';
+import { type Contender, measureAlternated } from '../lib/measure.js';
 import { spread } from '../lib/stats.js';
 import { startNoop } from '../systems/noop.js';
 import type { GrpcSystem } from '../systems/system.js';
@@ -25,24 +25,18 @@ export async function pairedGet(
     return;
   }
   try {
-    const contenders = {
-      kvs2: getContender(kvs2),
-      noop: getContender(noop),
-    };
+    const kvs2Get = getContender(kvs2);
+    const noopGet = getContender(noop);
     for (const concurrency of ctx.plan.pairedGetConcurrency) {
       const load = { concurrency, durationSec: ctx.plan.durationSec };
-      const id = `paired-get-${concurrency}`;
-      await contenders.kvs2.warmUp(load, `${id}-kvs2-warm`);
-      await contenders.noop.warmUp(load, `${id}-noop-warm`);
-      const pairs: Array<{ kvs2: number; noop: number }> = [];
-      for (let rep = 0; rep < ctx.plan.repetitions; rep++) {
-        // Which goes first alternates too: a trend within a pair favours neither.
-        const order = rep % 2 === 0 ? (['kvs2', 'noop'] as const) : (['noop', 'kvs2'] as const);
-        const rates = { kvs2: 0, noop: 0 };
-        for (const name of order)
-          rates[name] = (await measure(contenders[name], load, `${id}-${name}-${rep}`)).opsPerSec;
-        pairs.push(rates);
-      }
+      const samples = await measureAlternated(
+        kvs2Get,
+        noopGet,
+        load,
+        `paired-get-${concurrency}`,
+        ctx.plan.repetitions,
+      );
+      const pairs = samples.map(([k, n]) => ({ kvs2: k.opsPerSec, noop: n.opsPerSec }));
       const result = {
         concurrency,
         valueBytes,

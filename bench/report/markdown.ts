@@ -1,4 +1,4 @@
-import type { Point, Results, Spread } from '../lib/results.js';
+import type { BaselineResult, Point, Results, Spread } from '../lib/results.js';
 import { closed, evaluateTargets } from './targets.js';
 
 /** The Markdown summary of one run: targets, ratios to each peer, then every point. */
@@ -18,7 +18,8 @@ export function renderMarkdown(results: Results, plotFile: string | null): strin
   const out: string[] = [];
   const opts = results.options as { quick?: boolean; durationSec?: number; repetitions?: number; keys?: number };
   const vb = Number((results.options as { valueBytes?: number }).valueBytes ?? 100);
-  out.push(`# kvs2 benchmark: ${opts.quick ? 'quick run' : 'full run'} of ${results.startedAt}`, '');
+  const kind = opts.quick ? 'quick run' : results.baseline ? 'comparison with a baseline tree' : 'full run';
+  out.push(`# kvs2 benchmark: ${kind} of ${results.startedAt}`, '');
   out.push(
     `${int(opts.keys ?? 0)} keys of 16 B with ${vb} B values; each point ${opts.repetitions} × ${opts.durationSec} s ` +
       `after a warm-up, median (min–max) of the repetitions. Wall time ${int(results.wallSeconds)} s. ` +
@@ -41,13 +42,16 @@ export function renderMarkdown(results: Results, plotFile: string | null): strin
   for (const [name, s] of Object.entries(results.systems)) out.push(`| ${name} | ${s.durability} |`);
   out.push('');
 
-  out.push('## Targets', '', '| Target | Measured | Met |', '| --- | --- | --- |');
-  for (const t of evaluateTargets(results, vb)) {
-    out.push(`| ${t.target} | ${t.measured} | ${t.met === null ? '–' : t.met ? 'yes' : 'no'} |`);
+  if (results.baseline) out.push(...baselineSection(results.baseline, String(m.gitCommit)));
+  else {
+    out.push('## Targets', '', '| Target | Measured | Met |', '| --- | --- | --- |');
+    for (const t of evaluateTargets(results, vb)) {
+      out.push(`| ${t.target} | ${t.measured} | ${t.met === null ? '–' : t.met ? 'yes' : 'no'} |`);
+    }
+    out.push('');
   }
-  out.push('');
 
-  out.push('## kvs2 against each peer (closed loop, calls/s ratio)', '');
+  if (results.points.length > 0) out.push('## kvs2 against each peer (closed loop, calls/s ratio)', '');
   for (const [scenario, peers] of Object.entries(PEERS_FOR)) {
     for (const ours of scenario === 'set' ? ['kvs2', 'kvs2-kafka'] : ['kvs2']) {
       const mine = closed(results, scenario, ours, vb);
@@ -179,6 +183,38 @@ export function renderMarkdown(results: Results, plotFile: string | null): strin
     out.push('');
   }
   return out.join('\n');
+}
+
+function baselineSection(baseline: BaselineResult, commit: string): string[] {
+  const ratio = (s: Spread | null) => (s ? `${s.median.toFixed(3)} (${s.min.toFixed(3)}–${s.max.toFixed(3)})` : '–');
+  const cpu = (s: Spread | null) => (s ? s.median.toFixed(3) : '–');
+  const rows = [
+    '## This tree against the baseline, alternated',
+    '',
+    `This tree: ${commit}. Baseline: ${baseline.commit} (${baseline.tree}). Both nodes up on the server core, ` +
+      'one idle while the other is measured; repetitions alternate (this, baseline, then baseline, this, ...) ' +
+      'and the ratio is taken pair by pair.',
+    '',
+    '| Call | Log | In flight | This tree calls/s | Baseline calls/s | This ÷ baseline | p99 ms this / baseline | Server CPU s per 1k calls this / baseline | Pairs | Errors |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const c of baseline.comparisons) {
+    const errors = [...c.current.samples, ...c.baseline.samples].reduce((sum, s) => sum + s.errors, 0);
+    out(rows, [
+      c.scenario,
+      c.log,
+      String(c.concurrency),
+      rate(c.current.opsPerSec),
+      rate(c.baseline.opsPerSec),
+      ratio(c.ratio),
+      `${ms(c.current.p99Ms)} / ${ms(c.baseline.p99Ms)}`,
+      `${cpu(c.current.serverCpuSecPer1kOps)} / ${cpu(c.baseline.serverCpuSecPer1kOps)}`,
+      String(c.current.samples.length),
+      String(errors),
+    ]);
+  }
+  rows.push('');
+  return rows;
 }
 
 function pointsTable(points: readonly Point[]): string[] {

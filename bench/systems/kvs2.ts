@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { freePort, type ManagedProcess, SERVER_CORE, spawnManaged, waitFor } from '../lib/processes.js';
 import { treePath } from '../lib/tree.js';
 import { isServing } from './grpc-health.js';
@@ -15,6 +16,8 @@ export interface Kvs2Options {
   readonly core?: number;
   /** How long to wait for SERVING (the replica caught up). */
   readonly readyTimeoutMs?: number;
+  /** Root of the kvs2 build to run (default: the run's own tree); a baseline comparison runs another. */
+  readonly tree?: string;
 }
 
 export interface Kvs2Node extends GrpcSystem {
@@ -28,9 +31,10 @@ export async function startKvs2(options: Kvs2Options): Promise<Kvs2Node> {
   mkdirSync(options.dataDir, { recursive: true });
   const port = await freePort();
   const target = `127.0.0.1:${port}`;
+  const tree = options.tree ?? treePath('.');
   const args = [
     ...(options.nodeFlags ?? []),
-    treePath('bin/kvs2.js'),
+    join(tree, 'bin/kvs2.js'),
     'serve',
     '--listen',
     target,
@@ -44,7 +48,7 @@ export async function startKvs2(options: Kvs2Options): Promise<Kvs2Node> {
   let listeningMs = -1;
   const proc: ManagedProcess = spawnManaged(options.name, process.execPath, args, {
     core: options.core ?? SERVER_CORE,
-    cwd: treePath('.'),
+    cwd: tree,
     logFile: options.logFile,
     onLine: (line) => {
       if (listeningMs < 0 && line.includes('kvs2 listening')) listeningMs = performance.now() - started;

@@ -38,9 +38,8 @@ const MIB = 1024 * 1024;
  *
  * V8 keeps the heap it grew and the pages it freed (its page pool) until its memory reducer runs, and in
  * Node that reducer waits for an allocation rate it never sees once the process is idle, because no GC
- * runs to measure it (`--trace-memory-reducer`: "high alloc, foreground" every 8 s, forever). Measured
- * after a bootstrap of 1,000,000 records: ~390 MiB of V8 pages resident for a heap of 28 MiB in use;
- * one last-resort GC brought the anonymous RSS from ~480 to ~140 MiB.
+ * runs to measure it (`--trace-memory-reducer`: "high alloc, foreground" every 8 s, forever); what that
+ * leaves resident after a bootstrap is in docs/benchmarks.md, "Why these constants".
  *
  * So the node runs that GC itself, when nobody waits for it: once when the replica first catches up
  * (before the health check says SERVING), and afterwards when the event loop has been idle for a whole

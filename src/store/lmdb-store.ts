@@ -16,9 +16,9 @@ const PROGRESS_KEY = 'progress';
 
 /**
  * Address space reserved for the memory map up front (the file grows only as data is written). lmdb-js
- * otherwise starts at 128 KiB and maps the file again at each doubling, keeping the older maps: after a
- * bootstrap of 1M keys, 11 maps of one 222 MiB file were resident for 317 MiB of RSS. Past this size
- * lmdb-js still grows the map.
+ * otherwise starts at 128 KiB and maps the file again at each doubling, keeping the older maps, whose pages
+ * then count several times in RSS (docs/benchmarks.md, third round). Past this size lmdb-js still grows
+ * the map.
  */
 const MAP_SIZE_BYTES = 64 * 1024 ** 3;
 
@@ -58,10 +58,9 @@ export class LmdbStore implements Store {
 
   get(key: Buffer): Buffer | undefined {
     try {
-      // getBinary() copies into a Buffer with its own ArrayBuffer: a native allocation per value, which
-      // cost MultiGet ~12% of its CPU plus the GC of external memory. getBinaryFast() answers in lmdb-js's
-      // reusable buffer (overwritten by the next read), so the value is copied from it into a Buffer that
-      // small values share Node's pool for.
+      // getBinary() copies into a Buffer with its own ArrayBuffer, a native allocation per value.
+      // getBinaryFast() answers in lmdb-js's reusable buffer (overwritten by the next read), so the value is
+      // copied from it into a Buffer that small values share Node's pool for.
       const shared = this.#kv.getBinaryFast(key);
       if (shared === undefined) return undefined;
       const size = shared.length;

@@ -27,10 +27,11 @@ export class SendFailure extends Error {
 /** Where the batcher's records go: one produce request per send, and who leads each partition. */
 export interface RecordSender {
   /**
-   * Publishes records in one produce request, once (the batcher decides about retries); resolves with
-   * each record's position, in the same order, or rejects with a SendFailure.
+   * Publishes records in one produce request to `leader`, once (the batcher decides about retries);
+   * resolves with each record's position, in the same order, or rejects with a SendFailure. The batcher
+   * has at most one send in flight per leader.
    */
-  send(records: readonly OutgoingRecord[]): Promise<LogPosition[]>;
+  send(records: readonly OutgoingRecord[], leader: number): Promise<LogPosition[]>;
   /** The broker leading a partition now, or -1 when unknown: sends go one per leader. */
   leaderOf(partition: number): number;
   /** Most record bytes per partition in one send: the topic's max.message.bytes caps a partition's batch. */
@@ -190,7 +191,7 @@ export class AppendBatcher {
       for (const partition of partitions) this.#busyPartitions.add(partition);
       this.#busyLeaders.add(leader);
       this.#sends++;
-      const sending: Promise<void> = this.#send(batch.appends).finally(() => {
+      const sending: Promise<void> = this.#send(batch.appends, leader).finally(() => {
         for (const partition of partitions) this.#busyPartitions.delete(partition);
         this.#busyLeaders.delete(leader);
         this.#inFlight.delete(sending);
@@ -257,10 +258,13 @@ export class AppendBatcher {
    * wait go back to the front of the queue (before any later append of their partitions), and the leader
    * and partitions stay busy through a pause that grows with each failure.
    */
-  async #send(batch: PendingAppend[]): Promise<void> {
+  async #send(batch: PendingAppend[], leader: number): Promise<void> {
     let positions: LogPosition[];
     try {
-      positions = await this.#sender.send(batch.map((pending) => pending.record));
+      positions = await this.#sender.send(
+        batch.map((pending) => pending.record),
+        leader,
+      );
     } catch (error) {
       const retryable = error instanceof SendFailure && error.retryable;
       const waiting = batch.filter((pending) => pending.state === 'sending');

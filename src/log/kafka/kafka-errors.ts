@@ -16,6 +16,19 @@ export function hasBrokerError(error: unknown, ...apiIds: readonly string[]): bo
   return apiIds.some((apiId) => findErrorBy(error, 'apiId', apiId) !== null);
 }
 
+/**
+ * True when the client's metadata step found no such topic. The library turns the broker's
+ * UNKNOWN_TOPIC_OR_PARTITION there into a plain user error whose message is the only trace of it; a topic
+ * deleted under a writer may be created again, so a send may wait for it like for any broker outage.
+ */
+export function isUnknownTopic(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    findErrorBy(error, 'code', 'PLT_KFK_USER') !== null &&
+    /^Unknown topic /.test(error.message)
+  );
+}
+
 /** True when the client (or its connection pool) was closed: we are shutting down, not failing. */
 export function isClientClosed(error: unknown): boolean {
   return error instanceof Error && findErrorBy(error, 'closed', true) !== null;

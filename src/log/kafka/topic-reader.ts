@@ -174,9 +174,9 @@ export class TopicReader {
   async #fetchLoop(node: number): Promise<void> {
     const stop = this.#stop.signal;
     let attempt = 0;
-    // Each fetch round costs the broker and this node 1-2 ms of CPU each (measured), and one store
-    // commit: with records flowing, a fetch that waits a few ms for more saves many rounds. An idle reader
-    // long-polls and answers the first record at once, so an isolated write is not delayed.
+    // Each fetch round costs the broker and this node CPU and one store commit (docs/benchmarks.md, "Why
+    // these constants"): with records flowing, a fetch that waits a few ms for more saves many rounds. An
+    // idle reader long-polls and answers the first record at once, so an isolated write is not delayed.
     let flowing = false;
     while (!stop.aborted) {
       const partitions = this.#layout?.partitions.filter((p) => p.leader === node) ?? [];
