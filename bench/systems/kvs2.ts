@@ -77,7 +77,7 @@ export async function startKvs2(options: Kvs2Options): Promise<Kvs2Node> {
     startup: { listeningMs, servingMs },
     durability: kafka
       ? 'Kafka acks=all (1 broker, Kafka default: no fsync per write)'
-      : 'embedded LMDB log, fsync per group commit',
+      : 'embedded log (segment files), fdatasync per group commit',
     serverPids: () => [proc.pid, ...(kafka ? kafka.extraPids() : [])],
     stop: () => proc.stop(15_000),
   };

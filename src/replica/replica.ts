@@ -27,6 +27,7 @@ export interface ReplicaOptions {
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 10_000;
 const DEFAULT_PROGRESS_INTERVAL_MS = 10_000;
+const STOP_DRAIN_MS = 2_000;
 
 /**
  * Applies the log to the store: reads batches from the offsets the store says it applied, writes each
@@ -53,6 +54,8 @@ export class Replica {
   #caughtUp = false;
   #whenCaughtUp: PromiseWithResolvers<void> = Promise.withResolvers();
   #loop: Promise<void> | undefined;
+  /** True while the read loop runs (it ends for good on a fatal error). */
+  #running = false;
   #progressTimer: NodeJS.Timeout | undefined;
   #skippedRecords = 0;
   #appliedRecords = 0;
@@ -123,9 +126,21 @@ export class Replica {
     this.#progressTimer.unref();
   }
 
-  /** Stops reading; the batch being applied finishes first. */
+  /**
+   * Stops reading. A running replica first applies what the log held when stop() was called (for at most
+   * STOP_DRAIN_MS), so that a node stopped gracefully right after a write replays nothing when it restarts;
+   * the batch being applied always finishes.
+   */
   async stop(): Promise<void> {
     clearInterval(this.#progressTimer);
+    if (this.#loop !== undefined && this.#running && !this.#stop.signal.aborted) {
+      const bound = AbortSignal.any([this.#stop.signal, AbortSignal.timeout(STOP_DRAIN_MS)]);
+      try {
+        await this.#watermark.waitFor(await this.#log.endOffsets(bound), bound);
+      } catch {
+        // The bound passed, or the log cannot say: stop where the replica is.
+      }
+    }
     this.#stop.abort();
     await this.#loop;
   }
@@ -151,6 +166,15 @@ export class Replica {
   }
 
   async #run(signal: AbortSignal): Promise<void> {
+    this.#running = true;
+    try {
+      await this.#readAndApply(signal);
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  async #readAndApply(signal: AbortSignal): Promise<void> {
     let retryMs = RETRY_MIN_MS;
     while (!signal.aborted) {
       try {

@@ -5,6 +5,7 @@ import { EmbeddedLog } from '../../src/log/embedded/embedded-log.js';
 import { createLogger } from '../../src/logger.js';
 import { Replica } from '../../src/replica/replica.js';
 import { LmdbStore } from '../../src/store/lmdb-store.js';
+import type { Store } from '../../src/store/store.js';
 import { eventually } from '../support/grpc-clients.js';
 import { tempDir } from '../support/paths.js';
 
@@ -86,4 +87,100 @@ describe('Replica on the embedded log', () => {
     await other.close();
     await store.close();
   });
+  test("the log keeps what the store has not synced: a machine crash that loses the store's last transactions is replayed", async () => {
+    const path = `${dir.path}/unsynced`;
+    const log = new EmbeddedLog({ dir: `${path}/log`, retainRecords: 0 });
+    const lmdb = LmdbStore.open(`${path}/store`);
+    // The store's syncs are held back, as when a machine stops before the disk has them.
+    const syncs = Promise.withResolvers<void>();
+    const store = wrapStore(lmdb, {
+      apply: async (writes, offsets, identity) => {
+        const applied = await lmdb.apply(writes, offsets, identity);
+        return { flushed: syncs.promise.then(() => applied.flushed) };
+      },
+    });
+    const replica = new Replica({ log, store, logger, onFatal: () => {} });
+    await replica.start(await log.open());
+    for (let i = 0; i < 5; i++)
+      await log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`), AbortSignal.timeout(15_000));
+    await eventually(() => replica.watermark.appliedOffsets.get(0) === 5, 5000, 'all applied');
+    // Applied and visible, but not synced: a machine crash now would lose them from the store, so the
+    // log must still hold them.
+    assert.deepEqual(await log.startOffsets(), new Map([[0, 0]]));
+    syncs.resolve();
+    await eventually(async () => (await log.startOffsets()).get(0) === 5, 5000, 'the log to be released');
+    await replica.stop();
+    await log.close();
+    await lmdb.close();
+  });
+
+  test('a store behind the log (its last transactions lost) resumes from its own offsets and replays the rest', async () => {
+    const path = `${dir.path}/behind`;
+    const log = new EmbeddedLog({ dir: `${path}/log` });
+    const identity = await log.open();
+    for (let i = 0; i < 10; i++)
+      await log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`), AbortSignal.timeout(15_000));
+    // The store as the last synced transaction left it: records 0..3 applied.
+    const store = LmdbStore.open(`${path}/store`);
+    await store.apply(
+      Array.from({ length: 4 }, (_, i) => ({ key: Buffer.from(`k${i}`), value: Buffer.from(`v${i}`) })),
+      new Map([[0, 4]]),
+      identity,
+    );
+    await store.flushed();
+    const replica = new Replica({ log, store, logger, onFatal: () => {} });
+    await replica.start(identity);
+    await replica.whenCaughtUp();
+    for (let i = 0; i < 10; i++) assert.deepEqual(store.get(Buffer.from(`k${i}`)), Buffer.from(`v${i}`));
+    assert.deepEqual(store.progress().appliedOffsets, new Map([[0, 10]]));
+    await replica.stop();
+    await log.close();
+    await store.close();
+  });
+  test('a graceful stop applies what the log held when it was called, so a restart replays nothing', async () => {
+    const path = `${dir.path}/drain`;
+    const log = new EmbeddedLog({ dir: `${path}/log` });
+    const lmdb = LmdbStore.open(`${path}/store`);
+    // The first transaction is held until the stop has been asked for: the second record then arrives
+    // while the replica is busy, as under load.
+    const held = Promise.withResolvers<void>();
+    const applying = Promise.withResolvers<void>();
+    let applies = 0;
+    const store = wrapStore(lmdb, {
+      apply: async (writes, offsets, identity) => {
+        if (applies++ === 0) {
+          applying.resolve();
+          await held.promise;
+        }
+        return lmdb.apply(writes, offsets, identity);
+      },
+    });
+    const replica = new Replica({ log, store, logger, onFatal: () => {} });
+    await replica.start(await log.open());
+    await log.append(Buffer.from('first'), Buffer.from('1'), AbortSignal.timeout(15_000));
+    await applying.promise;
+    await log.append(Buffer.from('second'), Buffer.from('2'), AbortSignal.timeout(15_000));
+    const stopped = replica.stop();
+    held.resolve();
+    await stopped;
+    assert.deepEqual(lmdb.progress().appliedOffsets, new Map([[0, 2]]));
+    assert.deepEqual(lmdb.get(Buffer.from('second')), Buffer.from('2'));
+    await log.close();
+    await lmdb.close();
+  });
 });
+
+/** The store with some of its methods replaced: an in-memory stand-in for one of our own interfaces. */
+function wrapStore(lmdb: LmdbStore, overrides: Partial<Pick<Store, 'apply'>>): Store {
+  return {
+    description: lmdb.description,
+    get: (key) => lmdb.get(key),
+    scan: (range) => lmdb.scan(range),
+    progress: () => lmdb.progress(),
+    apply: overrides.apply ?? ((writes, offsets, identity) => lmdb.apply(writes, offsets, identity)),
+    markCaughtUp: (at) => lmdb.markCaughtUp(at),
+    flushed: () => lmdb.flushed(),
+    clear: () => lmdb.clear(),
+    close: () => lmdb.close(),
+  };
+}

@@ -1,24 +1,44 @@
 import { randomUUID } from 'node:crypto';
-import { type Database, open, type RootDatabase } from 'lmdb';
+import { constants as fsConstants, mkdirSync, readSync } from 'node:fs';
+import { type FileHandle, open as openFile, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { raceAbort } from '../../abort.js';
-import { abortError, describeError, Kvs2Error } from '../../errors.js';
-import { type CommitPromise, untilFlushed } from '../../lmdb/durability.js';
+import { abortError, describeError, isKvs2Error, Kvs2Error } from '../../errors.js';
 import type { Offsets } from '../../offsets.js';
 import type { Log, LogBatch, LogPosition, LogRecord } from '../log.js';
 import { SignalGroups } from '../signal-groups.js';
-import { decodeRecord, encodeRecord } from './record-codec.js';
+import { checkFrame, decodeFrameRecords, encodeFrame, type FrameRecordVisitor, isFrameFault } from './frame-codec.js';
+import { hasLmdbLog, migrateLmdbLog, removeLmdbLog } from './lmdb-log-migration.js';
+import { listSegments, type SegmentIndex, scanSegment, segmentFileName } from './segment-scan.js';
 
-/** An append's caller, told at once if its signal aborts (a promise settles once: later calls are no-ops). */
-interface PendingAppend {
+/** An append waiting for its group commit. A promise settles once: an abort's early reject wins. */
+interface QueuedAppend {
+  readonly key: Buffer;
+  readonly value: Buffer | null;
+  readonly signal: AbortSignal;
   readonly resolve: (position: LogPosition) => void;
   readonly reject: (error: unknown) => void;
 }
 
+/** A segment file and where its frames lie. The handle serves the writer (last segment) and every reader. */
+interface OpenSegment {
+  readonly index: SegmentIndex;
+  readonly file: FileHandle;
+}
+
 /** The embedded log has a single partition. */
 const PARTITION = 0;
+const IDENTITY_FILE = 'identity';
+/**
+ * Segments are written with O_DSYNC: a write returns once its data (and the file size) is on disk, as a
+ * write followed by fdatasync would, but in one system call, so a group commit costs one hand-off to the
+ * thread pool instead of two.
+ */
+const SEGMENT_OPEN = fsConstants.O_RDWR | fsConstants.O_DSYNC;
+const SEGMENT_CREATE = SEGMENT_OPEN | fsConstants.O_CREAT | fsConstants.O_EXCL;
 
 export interface EmbeddedLogOptions {
-  /** Folder of the log's LMDB environment. */
+  /** Folder of the log's segment files. */
   readonly dir: string;
   /** Most records one read batch carries. */
   readonly maxBatchRecords?: number;
@@ -26,20 +46,26 @@ export interface EmbeddedLogOptions {
   readonly maxBatchBytes?: number;
   /**
    * How many applied records to keep after the store has them, so that a watch can resume from a recent
-   * token (default 10,000). Older ones are deleted.
+   * token (default 10,000). Segments holding only older ones are deleted.
    */
   readonly retainRecords?: number;
+  /** A new segment file begins once the last one holds this many bytes (default 16 MiB). */
+  readonly segmentBytes?: number;
 }
 
 /**
- * A write-ahead log on LMDB, used when no Kafka is configured. Records are keyed by offset. Every append
- * is an LMDB put; lmdb-js gathers all puts of one event-loop turn into one transaction, so concurrent
- * appends share one commit and one disk sync (group commit). An append resolves only once its commit is
- * synced, and readers only see synced records, so nothing a reader applied can vanish in a crash.
+ * A write-ahead log in append-only segment files, used when no Kafka is configured (the design of Kafka's
+ * log and Redis's append-only file). Appends queue; one writer takes everything queued, writes it as one
+ * frame at the end of the last segment, synced (O_DSYNC), then resolves those appends, while the next ones
+ * queue behind the sync (group commit: one disk sync for all appends that arrived meanwhile). Readers only
+ * see synced frames, so nothing a reader applied can vanish in a crash; a crash can only tear the frame
+ * being written, which open() cuts off (see segment-scan.ts).
  *
- * Records the store has durably applied are deleted (releaseBefore), except the most recent ones that
- * watches may replay, so the log stays small; the store is then the only copy, which is why this log
- * does not retain history.
+ * Segments whose records the store has durably applied are deleted (releaseBefore), except those holding
+ * the most recent records that watches may replay, so the log stays small; the store is then the only
+ * copy, which is why this log does not retain history.
+ *
+ * A folder holding the earlier format (an LMDB database keyed by offset) is migrated on open.
  */
 export class EmbeddedLog implements Log {
   readonly description: string;
@@ -50,15 +76,24 @@ export class EmbeddedLog implements Log {
   readonly #maxBatchRecords: number;
   readonly #maxBatchBytes: number;
   readonly #retainRecords: number;
-  #env: RootDatabase | undefined;
-  #records: Database<Buffer, number> | undefined;
-  #meta: Database<unknown, string> | undefined;
-  /** Offset the next append gets. */
+  readonly #segmentBytes: number;
+  /** Oldest first; the last one is written to. Empty until open() succeeds and after close(). */
+  #segments: OpenSegment[] = [];
+  /** Offset the next frame starts at. */
   #nextOffset = 0;
-  /** Every offset below this is synced to disk (or was never assigned because its append failed). */
+  /** Every offset below this is synced to disk. */
   #durableEnd = 0;
-  /** Offsets below this have been released and deleted. */
-  #startOffset = 0;
+  /**
+   * Offsets below this were released: no longer readable, although the segment holding them may remain
+   * until all of its records are released. Not saved: after a restart the log starts at its first segment.
+   */
+  #releasedBefore = 0;
+  /** Appends not yet handed to the writer. */
+  #queue: QueuedAppend[] = [];
+  /** The writer's run, while it has frames to write. */
+  #writer: Promise<void> | undefined;
+  /** Set once a write or sync failed: what reached the disk is then unknown, so nothing is written after. */
+  #failure: Kvs2Error | undefined;
   /** Readers parked until more records are durable. */
   #wakeReaders: Array<() => void> = [];
   #closing = false;
@@ -66,7 +101,7 @@ export class EmbeddedLog implements Log {
   readonly #opened = Promise.withResolvers<void>();
   #identity = '';
   /** Appends whose callers still wait, by signal: an abort rejects them at once. */
-  readonly #bySignal = new SignalGroups<PendingAppend>((append, signal) =>
+  readonly #bySignal = new SignalGroups<QueuedAppend>((append, signal) =>
     append.reject(abortError(signal, `appending to ${this.description}`)),
   );
 
@@ -75,37 +110,40 @@ export class EmbeddedLog implements Log {
     this.#maxBatchRecords = options.maxBatchRecords ?? 10_000;
     this.#maxBatchBytes = options.maxBatchBytes ?? 16 * 1024 * 1024;
     this.#retainRecords = options.retainRecords ?? 10_000;
+    this.#segmentBytes = options.segmentBytes ?? 16 * 1024 * 1024;
     this.description = `embedded log in ${options.dir}`;
     this.#opened.promise.catch(() => {});
   }
 
   async open(): Promise<string> {
+    if (this.#segments.length > 0) return this.#identity;
     try {
-      const env = open({ path: this.#dir, maxDbs: 4, separateFlushed: true });
-      this.#env = env;
-      this.#records = env.openDB<Buffer, number>({ name: 'records', encoding: 'binary' });
-      this.#meta = env.openDB<unknown, string>({ name: 'meta' });
-      let identity = this.#meta.get('identity');
-      if (typeof identity !== 'string') {
-        identity = randomUUID();
-        await untilFlushed(this.#meta.put('identity', identity) as CommitPromise<boolean>);
+      mkdirSync(this.#dir, { recursive: true });
+      let identity = await this.#readIdentity();
+      if (identity === undefined && hasLmdbLog(this.#dir)) {
+        // Segments beside the LMDB files and no identity: a migration a crash interrupted. Start it over.
+        for (const segment of listSegments(this.#dir)) await rm(segment.path);
+        identity = (await migrateLmdbLog(this.#dir, () => this.#syncDir())) ?? randomUUID();
+        await this.#writeIdentity(identity);
       }
-      const start = this.#meta.get('startOffset');
-      this.#startOffset = typeof start === 'number' ? start : 0;
-      let last: number | undefined;
-      for (const key of this.#records.getKeys({ reverse: true, limit: 1 })) last = key;
-      this.#nextOffset = last === undefined ? this.#startOffset : Math.max(last + 1, this.#startOffset);
-      this.#durableEnd = this.#nextOffset;
-      this.#identity = `embedded:${String(identity)}`;
+      if (identity === undefined) {
+        if (listSegments(this.#dir).length > 0) {
+          throw new Kvs2Error('INCONSISTENT_STATE', `${this.description} has segments but no ${IDENTITY_FILE} file`);
+        }
+        identity = randomUUID();
+        await this.#writeIdentity(identity);
+      }
+      await removeLmdbLog(this.#dir);
+      await this.#openSegments();
+      this.#identity = `embedded:${identity}`;
       this.#opened.resolve();
       return this.#identity;
     } catch (error) {
       // Leaves nothing open, so that open() can be tried again.
-      const env = this.#env;
-      this.#env = undefined;
-      this.#records = undefined;
-      this.#meta = undefined;
-      await env?.close().catch(() => {});
+      const segments = this.#segments;
+      this.#segments = [];
+      for (const segment of segments) await segment.file.close().catch(() => {});
+      if (isKvs2Error(error) && error.code === 'INCONSISTENT_STATE') throw error;
       throw new Kvs2Error('LOG_UNAVAILABLE', `cannot open ${this.description}: ${describeError(error)}`, {
         cause: error,
       });
@@ -114,39 +152,32 @@ export class EmbeddedLog implements Log {
 
   /** The embedded log cannot be recreated under a running node: it is the same log. */
   async reopen(): Promise<string> {
-    this.#openRecords();
+    this.#openSegmentsOrThrow();
     return this.#identity;
   }
 
   /**
-   * Once queued, the put commits with its transaction whatever happens to the signal; an abort only
-   * tells the caller at once instead of after the sync (the outcome is then unknown to it).
+   * Queued until the writer takes it: a signal that aborts before then keeps the record from being
+   * written at all. Once taken, the record is written with its frame whatever happens to the signal; an
+   * abort only tells the caller at once instead of after the sync (the outcome is then unknown to it).
    */
   append(key: Buffer, value: Buffer | null, signal: AbortSignal): Promise<LogPosition> {
     if (this.#closing) return Promise.reject(new Kvs2Error('SHUTTING_DOWN', `${this.description} is closing`));
     if (signal.aborted) return Promise.reject(abortError(signal, `appending to ${this.description}`));
-    const records = this.#records;
-    if (records === undefined) return this.#afterOpen(signal, () => this.append(key, value, signal));
-    const written = this.#write(records, key, value);
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    if (this.#segments.length === 0) return this.#afterOpen(signal, () => this.append(key, value, signal));
     return new Promise<LogPosition>((resolve, reject) => {
-      const pending: PendingAppend = { resolve, reject };
-      this.#bySignal.add(signal, pending);
-      written.then(
-        (position) => {
-          this.#bySignal.delete(signal, pending);
-          resolve(position);
-        },
-        (error: unknown) => {
-          this.#bySignal.delete(signal, pending);
-          reject(error);
-        },
-      );
+      const append: QueuedAppend = { key, value, signal, resolve, reject };
+      this.#bySignal.add(signal, append);
+      this.#queue.push(append);
+      // Started on the next turn of the event loop, so that every append of this turn shares the frame.
+      this.#writer ??= new Promise<void>((started) => setImmediate(started)).then(() => this.#write());
     });
   }
 
   async endOffsets(signal: AbortSignal): Promise<Offsets> {
     if (signal.aborted) throw abortError(signal, `reading the end of ${this.description}`);
-    if (this.#records === undefined) return this.#afterOpen(signal, () => this.endOffsets(signal));
+    if (this.#segments.length === 0) return this.#afterOpen(signal, () => this.endOffsets(signal));
     return new Map([[PARTITION, this.#durableEnd]]);
   }
 
@@ -156,99 +187,236 @@ export class EmbeddedLog implements Log {
     return then();
   }
 
-  async #write(records: Database<Buffer, number>, key: Buffer, value: Buffer | null): Promise<LogPosition> {
-    const offset = this.#nextOffset++;
-    try {
-      await untilFlushed(records.put(offset, encodeRecord(key, value)) as CommitPromise<boolean>);
-    } catch (error) {
-      throw new Kvs2Error('LOG_UNAVAILABLE', `${this.description}: append failed: ${describeError(error)}`, {
-        cause: error,
-      });
-    } finally {
-      // Commits complete in order, so every offset up to this one is settled too.
-      if (offset + 1 > this.#durableEnd) {
-        this.#durableEnd = offset + 1;
-        this.#wake();
+  /** Writes frames until the queue is empty: each takes all appends that queued while the last one synced. */
+  async #write(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const taken = this.#queue;
+      this.#queue = [];
+      // The callers of aborted appends were told already; their records are never written.
+      const live = taken.filter((append) => !append.signal.aborted);
+      if (live.length === 0) continue;
+      const baseOffset = this.#nextOffset;
+      try {
+        if (this.#failure !== undefined) throw this.#failure;
+        await this.#writeFrame(encodeFrame(baseOffset, live), live.length);
+      } catch (error) {
+        this.#fail(error, live);
+        continue;
       }
+      live.forEach((append, i) => {
+        this.#bySignal.delete(append.signal, append);
+        append.resolve({ partition: PARTITION, offset: baseOffset + i });
+      });
     }
-    return { partition: PARTITION, offset };
+    this.#writer = undefined;
+  }
+
+  async #writeFrame(frame: Buffer, count: number): Promise<void> {
+    let segment = this.#segments.at(-1) as OpenSegment;
+    if (segment.index.size >= this.#segmentBytes) segment = await this.#roll();
+    const { index, file } = segment;
+    const position = index.size;
+    let written = 0;
+    while (written < frame.length) {
+      const { bytesWritten } = await file.write(frame, written, frame.length - written, position + written);
+      written += bytesWritten;
+    }
+    index.frameOffsets.push(this.#nextOffset);
+    index.framePositions.push(position);
+    index.size = position + frame.length;
+    this.#nextOffset += count;
+    index.end = this.#nextOffset;
+    this.#durableEnd = this.#nextOffset;
+    this.#wake();
+  }
+
+  /**
+   * After a failed write or sync the file's contents past the last sync are unknown (and Linux may have
+   * dropped the failed pages, so a later sync would succeed without them): the log takes no more appends.
+   * A restart cuts the file back to its last whole frame.
+   */
+  #fail(error: unknown, appends: readonly QueuedAppend[]): void {
+    this.#failure ??= new Kvs2Error(
+      'LOG_UNAVAILABLE',
+      `${this.description}: append failed, restart the node: ${describeError(error)}`,
+      { cause: error },
+    );
+    for (const append of appends) {
+      this.#bySignal.delete(append.signal, append);
+      append.reject(this.#failure);
+    }
+  }
+
+  /** Begins a new segment at the next offset; its directory entry is synced before any record goes in it. */
+  async #roll(): Promise<OpenSegment> {
+    const baseOffset = this.#nextOffset;
+    const path = join(this.#dir, segmentFileName(baseOffset));
+    const file = await openFile(path, SEGMENT_CREATE);
+    const segment: OpenSegment = {
+      index: { baseOffset, path, size: 0, end: baseOffset, frameOffsets: [], framePositions: [] },
+      file,
+    };
+    try {
+      await this.#syncDir();
+    } catch (error) {
+      await file.close().catch(() => {});
+      throw error;
+    }
+    this.#segments.push(segment);
+    return segment;
   }
 
   async startOffsets(): Promise<Offsets> {
-    this.#openRecords();
-    return new Map([[PARTITION, this.#startOffset]]);
+    return new Map([[PARTITION, this.#startOffset()]]);
+  }
+
+  #startOffset(): number {
+    return Math.max(this.#openSegmentsOrThrow()[0]?.index.baseOffset ?? 0, this.#releasedBefore);
   }
 
   async *read(from: Offsets, signal: AbortSignal): AsyncIterable<LogBatch> {
-    const records = this.#openRecords();
-    let position = from.get(PARTITION) ?? this.#startOffset;
-    if (position < this.#startOffset) {
-      throw new Kvs2Error(
-        'LOG_POSITION_LOST',
-        `${this.description} starts at offset ${this.#startOffset} but offset ${position} was asked for`,
-      );
-    }
+    this.#openSegmentsOrThrow();
+    let position = from.get(PARTITION) ?? this.#startOffset();
     while (!signal.aborted && !this.#closing) {
       const end = this.#durableEnd;
       if (position >= end) {
         await this.#waitForRecords(signal);
         continue;
       }
-      const batch: LogRecord[] = [];
-      let bytes = 0;
-      let next = position;
-      for (const { key: offset, value } of records.getRange({ start: position, end, limit: this.#maxBatchRecords })) {
-        const { key, value: recordValue } = decodeRecord(value, offset);
-        batch.push({ partition: PARTITION, offset, key, value: recordValue });
-        next = offset + 1;
-        bytes += value.length;
-        if (bytes >= this.#maxBatchBytes) break;
+      const start = this.#startOffset();
+      if (position < start) {
+        throw new Kvs2Error(
+          'LOG_POSITION_LOST',
+          `${this.description} starts at offset ${start} but offset ${position} was asked for`,
+        );
       }
-      // A full range means the batch reached `end`; offsets whose append failed leave gaps to skip.
-      if (batch.length < this.#maxBatchRecords && bytes < this.#maxBatchBytes) next = end;
-      position = next;
-      yield { records: batch, nextOffsets: new Map([[PARTITION, next]]) };
+      const batch = this.#readBatch(position, end);
+      position = batch.nextOffsets.get(PARTITION) ?? end;
+      yield batch;
     }
   }
 
+  /** Records from `position` on (all below `end` are synced), within the batch bounds. */
+  #readBatch(position: number, end: number): LogBatch {
+    const records: LogRecord[] = [];
+    let bytes = 0;
+    let next = position;
+    for (let s = this.#segmentAt(position); s < this.#segments.length; s++) {
+      const { index, file } = this.#segments[s] as OpenSegment;
+      let f = Math.max(0, lastAtOrBelow(index.frameOffsets, next));
+      for (; f < index.frameOffsets.length; f++) {
+        const frameOffset = index.frameOffsets[f] as number;
+        if (frameOffset >= end) break;
+        const framePosition = index.framePositions[f] as number;
+        const frameEnd = index.framePositions[f + 1] ?? index.size;
+        let full = false;
+        readFrame(file, framePosition, frameEnd - framePosition, index.path, (offset, key, value, recordBytes) => {
+          if (offset < next) return true;
+          records.push({ partition: PARTITION, offset, key, value });
+          bytes += recordBytes;
+          next = offset + 1;
+          full = records.length >= this.#maxBatchRecords || bytes >= this.#maxBatchBytes;
+          return !full;
+        });
+        if (full) return { records, nextOffsets: new Map([[PARTITION, next]]) };
+      }
+    }
+    // Everything below `end` was read: offsets no frame holds (a gap a migration kept) are skipped.
+    return { records, nextOffsets: new Map([[PARTITION, end]]) };
+  }
+
+  /** Index of the segment holding `offset`: the last one starting at or below it. */
+  #segmentAt(offset: number): number {
+    let low = 0;
+    let high = this.#segments.length - 1;
+    while (low < high) {
+      const mid = (low + high + 1) >> 1;
+      if ((this.#segments[mid] as OpenSegment).index.baseOffset <= offset) low = mid;
+      else high = mid - 1;
+    }
+    return low;
+  }
+
   releaseBefore(offsets: Offsets): void {
-    const upTo = Math.min(offsets.get(PARTITION) ?? this.#startOffset, this.#durableEnd) - this.#retainRecords;
-    const records = this.#records;
-    const meta = this.#meta;
-    if (records === undefined || meta === undefined || upTo <= this.#startOffset || this.#closing) return;
-    const from = this.#startOffset;
-    this.#startOffset = upTo;
-    // Offsets are dense, so the deleted range needs no read. The deletes join the next commit; they need
-    // not be synced before anything else happens, since replaying an applied record is harmless.
-    records
-      .batch(() => {
-        for (let offset = from; offset < upTo; offset++) records.remove(offset);
-        meta.put('startOffset', upTo);
-      })
-      .catch(() => {
-        // A failed release only leaves the records in place; the next release retries them.
-        if (this.#startOffset === upTo) this.#startOffset = from;
-      });
+    const upTo = Math.min(offsets.get(PARTITION) ?? 0, this.#durableEnd) - this.#retainRecords;
+    if (this.#closing || upTo <= this.#releasedBefore) return;
+    this.#releasedBefore = upTo;
+    // A segment goes once the next one starts at or below `upTo`; the last one is never deleted.
+    while (this.#segments.length > 1 && (this.#segments[1] as OpenSegment).index.baseOffset <= upTo) {
+      const released = this.#segments.shift() as OpenSegment;
+      // Readers hold no handle across batches, and the writer only uses the last segment. Unsynced, the
+      // deletion may be undone by a machine crash: the segment then holds records already applied,
+      // which a replica skips past, as it reads from its store's offsets.
+      void released.file
+        .close()
+        .then(() => rm(released.index.path, { force: true }))
+        .catch(() => {});
+    }
   }
 
   async close(): Promise<void> {
     this.#closing = true;
     this.#opened.reject(new Kvs2Error('SHUTTING_DOWN', `${this.description} is closing`));
     this.#wake();
-    const env = this.#env;
-    if (env === undefined) return;
-    this.#env = undefined;
-    this.#records = undefined;
-    this.#meta = undefined;
-    await env.flushed;
-    await env.close();
+    await this.#writer;
+    const segments = this.#segments;
+    this.#segments = [];
+    for (const segment of segments) await segment.file.close();
   }
 
-  #openRecords(): Database<Buffer, number> {
-    if (this.#records === undefined) {
+  /** Indexes the segment files, cutting off a torn frame at the end of the last one. */
+  async #openSegments(): Promise<void> {
+    const found = listSegments(this.#dir);
+    let previousEnd = 0;
+    for (const [i, segment] of found.entries()) {
+      const scanned = scanSegment(segment, i === found.length - 1, previousEnd);
+      const file = await openFile(segment.path, SEGMENT_OPEN);
+      this.#segments.push({ index: scanned.index, file });
+      if (scanned.torn !== undefined) {
+        await file.truncate(scanned.torn.at);
+        await file.datasync();
+      }
+      previousEnd = scanned.index.end;
+    }
+    if (this.#segments.length === 0) {
+      this.#nextOffset = 0;
+      await this.#roll();
+    }
+    this.#nextOffset = (this.#segments.at(-1) as OpenSegment).index.end;
+    this.#durableEnd = this.#nextOffset;
+  }
+
+  async #readIdentity(): Promise<string | undefined> {
+    try {
+      return (await readFile(join(this.#dir, IDENTITY_FILE), 'utf8')).trim();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  /** Written to a temporary file, synced and renamed: a crash leaves the old identity or the new, whole. */
+  async #writeIdentity(identity: string): Promise<void> {
+    const temporary = join(this.#dir, `${IDENTITY_FILE}.tmp`);
+    await writeFile(temporary, `${identity}\n`, { flush: true });
+    await rename(temporary, join(this.#dir, IDENTITY_FILE));
+    await this.#syncDir();
+  }
+
+  async #syncDir(): Promise<void> {
+    const dir = await openFile(this.#dir, 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+
+  #openSegmentsOrThrow(): readonly OpenSegment[] {
+    if (this.#segments.length === 0) {
       throw new Kvs2Error('LOG_UNAVAILABLE', `${this.description} is not open`);
     }
-    return this.#records;
+    return this.#segments;
   }
 
   #waitForRecords(signal: AbortSignal): Promise<void> {
@@ -267,4 +435,42 @@ export class EmbeddedLog implements Log {
     this.#wakeReaders = [];
     for (const wake of readers) wake();
   }
+}
+
+/**
+ * One synced frame, read synchronously: it is in the page cache (just written, or read at open), and a
+ * read costs less than a trip through the thread pool. Its checksum is checked again, since disks rot.
+ */
+function readFrame(file: FileHandle, position: number, length: number, path: string, visit: FrameRecordVisitor): void {
+  const frame = Buffer.allocUnsafe(length);
+  let read = 0;
+  while (read < length) {
+    const n = readSync(file.fd, frame, read, length - read, position + read);
+    if (n === 0) break;
+    read += n;
+  }
+  const checked = checkFrame(frame.subarray(0, read), 0);
+  if (isFrameFault(checked) || checked.bytes !== length) {
+    const why = isFrameFault(checked) ? checked.why : `it is ${checked.bytes} bytes, not ${length}`;
+    throw new Kvs2Error(
+      'INCONSISTENT_STATE',
+      `the embedded log's segment ${path} is corrupt at byte ${position}: a frame ${why}`,
+    );
+  }
+  decodeFrameRecords(frame, checked, visit);
+}
+
+/** Index of the last element at or below `value` in an ascending array; -1 when there is none. */
+function lastAtOrBelow(sorted: readonly number[], value: number): number {
+  let low = 0;
+  let high = sorted.length - 1;
+  let found = -1;
+  while (low <= high) {
+    const mid = (low + high) >> 1;
+    if ((sorted[mid] as number) <= value) {
+      found = mid;
+      low = mid + 1;
+    } else high = mid - 1;
+  }
+  return found;
 }

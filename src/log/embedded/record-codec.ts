@@ -1,7 +1,8 @@
 import { Kvs2Error } from '../../errors.js';
 
 /**
- * How the embedded log stores one record as an LMDB value:
+ * How the embedded log encodes one record (inside a frame, see frame-codec.ts; the earlier format stored it
+ * as an LMDB value):
  *   byte 0       flags (bit 0: tombstone)
  *   bytes 1..4   key length, unsigned 32-bit big-endian
  *   then         the key, then the value (absent for a tombstone)
@@ -15,13 +16,24 @@ export interface DecodedRecord {
 }
 
 export function encodeRecord(key: Buffer, value: Buffer | null): Buffer {
-  const valueLength = value === null ? 0 : value.length;
-  const out = Buffer.allocUnsafe(HEADER_BYTES + key.length + valueLength);
-  out[0] = value === null ? TOMBSTONE : 0;
-  out.writeUInt32BE(key.length, 1);
-  key.copy(out, HEADER_BYTES);
-  if (value !== null) value.copy(out, HEADER_BYTES + key.length);
+  const out = Buffer.allocUnsafe(recordBytes(key, value));
+  writeRecord(out, 0, key, value);
   return out;
+}
+
+/** Bytes the encoded record takes. */
+export function recordBytes(key: Buffer, value: Buffer | null): number {
+  return HEADER_BYTES + key.length + (value === null ? 0 : value.length);
+}
+
+/** Encodes the record into `out` at `at` (room for recordBytes() is there), returning where it ends. */
+export function writeRecord(out: Buffer, at: number, key: Buffer, value: Buffer | null): number {
+  out[at] = value === null ? TOMBSTONE : 0;
+  out.writeUInt32BE(key.length, at + 1);
+  key.copy(out, at + HEADER_BYTES);
+  if (value === null) return at + HEADER_BYTES + key.length;
+  value.copy(out, at + HEADER_BYTES + key.length);
+  return at + HEADER_BYTES + key.length + value.length;
 }
 
 /**

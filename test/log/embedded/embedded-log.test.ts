@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { crc32 } from 'node:zlib';
 import { open } from 'lmdb';
 import { isKvs2Error, Kvs2Error } from '../../../src/errors.js';
 import { EmbeddedLog } from '../../../src/log/embedded/embedded-log.js';
+import { checkFrame, encodeFrame, isFrameFault } from '../../../src/log/embedded/frame-codec.js';
+import { encodeRecord } from '../../../src/log/embedded/record-codec.js';
+import { listSegments } from '../../../src/log/embedded/segment-scan.js';
 import type { LogBatch, LogRecord } from '../../../src/log/log.js';
 import { tempDir } from '../../support/paths.js';
 
@@ -65,7 +71,6 @@ describe('EmbeddedLog', () => {
     const path = `${dir.path}/group`;
     const log = new EmbeddedLog({ dir: path });
     await log.open();
-    const before = await lastTxnId(path);
     const count = 1000;
     const positions = await Promise.all(
       Array.from({ length: count }, (_, i) =>
@@ -77,8 +82,9 @@ describe('EmbeddedLog', () => {
       Array.from({ length: count }, (_, i) => i),
     );
     await log.close();
-    const commits = (await lastTxnId(path)) - before;
-    assert.ok(commits < count / 10, `${count} appends took ${commits} commits`);
+    const { frames, records } = onDisk(path);
+    assert.equal(records, count);
+    assert.ok(frames < count / 10, `${count} appends took ${frames} frames (one sync each)`);
   });
 
   test('an append honours its signal: aborted before, nothing is written; aborted after, the caller is told at once', async () => {
@@ -92,9 +98,17 @@ describe('EmbeddedLog', () => {
     );
     assert.deepEqual(await log.endOffsets(AbortSignal.timeout(1_000)), new Map([[0, 0]]));
 
-    // Once queued, the put commits; the caller still hears of its deadline at once, not after the sync.
+    // Queued but not yet taken by the writer: the abort keeps the record off the disk.
+    const early = new AbortController();
+    const dropped = log.append(Buffer.from('dropped'), Buffer.from('never written'), early.signal);
+    early.abort(new Kvs2Error('DEADLINE_EXCEEDED', 'deadline exceeded'));
+    await assert.rejects(dropped, (error: unknown) => isKvs2Error(error) && error.code === 'DEADLINE_EXCEEDED');
+
+    // Taken by the writer (it starts on the next turn of the event loop): the record is written with its
+    // frame, and the caller still hears of its deadline at once, not after the sync.
     const call = new AbortController();
     const appended = log.append(Buffer.from('queued'), Buffer.from('written'), call.signal);
+    await new Promise((resolve) => setImmediate(resolve));
     call.abort(new Kvs2Error('DEADLINE_EXCEEDED', 'deadline exceeded'));
     await assert.rejects(appended, (error: unknown) => isKvs2Error(error) && error.code === 'DEADLINE_EXCEEDED');
     const { records } = await readRecords(log, new Map(), 1);
@@ -120,14 +134,16 @@ describe('EmbeddedLog', () => {
     const path = `${dir.path}/corrupt`;
     let log = new EmbeddedLog({ dir: path });
     await log.open();
-    for (let i = 0; i < 3; i++)
-      await log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`), AbortSignal.timeout(15_000));
+    await log.append(Buffer.from('k0'), Buffer.from('v0'), AbortSignal.timeout(15_000));
     await log.close();
-    // Offset 1 loses all but 3 bytes of its header, as a torn or damaged page would leave it.
-    const env = open({ path, maxDbs: 4 });
-    const records = env.openDB<Buffer, number>({ name: 'records', encoding: 'binary' });
-    await records.put(1, Buffer.from([0, 0, 0]));
-    await env.close();
+    // A frame whose checksum holds but whose record at offset 1 has lost all but 3 bytes of its header,
+    // as a bug in a writer would leave it.
+    const frame = encodeFrame(1, [{ key: Buffer.from('k1'), value: Buffer.from('v1') }]);
+    const bad = Buffer.concat([frame.subarray(0, 20), Buffer.from([0, 0, 0, 3, 0, 0, 0])]);
+    bad.writeUInt32BE(bad.length - 8, 0);
+    bad.writeUInt32BE(crc32(bad.subarray(8)), 4);
+    appendFileSync(onlySegment(path), bad);
+    await appendWhole(path, 2, 'k2');
 
     log = new EmbeddedLog({ dir: path });
     await log.open();
@@ -135,6 +151,125 @@ describe('EmbeddedLog', () => {
       assert.ok(isKvs2Error(error) && error.code === 'INCONSISTENT_STATE', String(error));
       assert.match(error.message, /offset 1 is corrupt/);
       return true;
+    });
+    await log.close();
+  });
+
+  test('a damaged frame with data after it is INCONSISTENT_STATE at open, never served around', async () => {
+    const path = `${dir.path}/damaged-middle`;
+    const log = new EmbeddedLog({ dir: path });
+    await log.open();
+    for (let i = 0; i < 3; i++)
+      await log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`), AbortSignal.timeout(15_000));
+    await log.close();
+    const segment = onlySegment(path);
+    const bytes = readFileSync(segment);
+    // A flipped bit in the value of the middle frame (offset 1): its checksum no longer holds.
+    const middle = frameStarts(bytes)[1] as number;
+    bytes[middle + 30] = (bytes[middle + 30] ?? 0) ^ 0x01;
+    writeFileSync(segment, bytes);
+
+    await assert.rejects(new EmbeddedLog({ dir: path }).open(), (error: unknown) => {
+      assert.ok(isKvs2Error(error) && error.code === 'INCONSISTENT_STATE', String(error));
+      assert.match(error.message, /checksum/);
+      return true;
+    });
+    // Nothing was cut off: the damage stays for a person to look at.
+    assert.deepEqual(readFileSync(segment), bytes);
+  });
+
+  test('a damaged frame in a sealed segment is INCONSISTENT_STATE even at its end', async () => {
+    const path = `${dir.path}/damaged-sealed`;
+    const log = new EmbeddedLog({ dir: path, segmentBytes: 1 });
+    await log.open();
+    for (let i = 0; i < 3; i++)
+      await log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`), AbortSignal.timeout(15_000));
+    await log.close();
+    const first = listSegments(path)[0]?.path as string;
+    const bytes = readFileSync(first);
+    writeFileSync(first, bytes.subarray(0, bytes.length - 1));
+    await assert.rejects(new EmbeddedLog({ dir: path, segmentBytes: 1 }).open(), {
+      code: 'INCONSISTENT_STATE',
+    });
+  });
+
+  for (const [name, tear] of [
+    ['a frame cut off by the end of the file', (frame: Buffer) => frame.subarray(0, frame.length - 5)],
+    ['a header cut off', (frame: Buffer) => frame.subarray(0, 3)],
+    ['a whole last frame whose checksum fails', (frame: Buffer) => flipByte(frame, frame.length - 1)],
+    ['zeros where a frame was to go', (frame: Buffer) => Buffer.alloc(frame.length)],
+  ] as const) {
+    test(`a torn tail (${name}) is cut off on open, never served, and appends go on from there`, async () => {
+      const path = `${dir.path}/torn-${name.replaceAll(' ', '-')}`;
+      let log = new EmbeddedLog({ dir: path });
+      await log.open();
+      for (let i = 0; i < 3; i++)
+        await log.append(Buffer.from(`k${i}`), Buffer.from(`v${i}`), AbortSignal.timeout(15_000));
+      await log.close();
+      const segment = onlySegment(path);
+      const whole = readFileSync(segment).length;
+      appendFileSync(segment, tear(encodeFrame(3, [{ key: Buffer.from('torn'), value: Buffer.from('never') }])));
+
+      log = new EmbeddedLog({ dir: path });
+      await log.open();
+      assert.equal(readFileSync(segment).length, whole);
+      assert.deepEqual(await log.endOffsets(AbortSignal.timeout(15_000)), new Map([[0, 3]]));
+      assert.deepEqual(await log.append(Buffer.from('k3'), Buffer.from('v3'), AbortSignal.timeout(15_000)), {
+        partition: 0,
+        offset: 3,
+      });
+      const { records } = await readRecords(log, new Map([[0, 0]]), 4);
+      assert.deepEqual(
+        records.map((r) => [r.offset, r.key?.toString(), r.value?.toString()]),
+        [
+          [0, 'k0', 'v0'],
+          [1, 'k1', 'v1'],
+          [2, 'k2', 'v2'],
+          [3, 'k3', 'v3'],
+        ],
+      );
+      await log.close();
+    });
+  }
+
+  test('a log of the earlier LMDB format is migrated: identity, start, offsets and gaps kept, LMDB files gone', async () => {
+    const path = `${dir.path}/migrate`;
+    const env = open({ path, maxDbs: 4 });
+    const oldRecords = env.openDB<Buffer, number>({ name: 'records', encoding: 'binary' });
+    const meta = env.openDB<unknown, string>({ name: 'meta' });
+    await meta.put('identity', 'b1946ac9-2e4c-4a52-8b0e-3bd6f2c7d0aa');
+    await meta.put('startOffset', 5);
+    // Offset 7 is a gap (an append that failed), 9 a tombstone.
+    for (const [offset, value] of [
+      [5, Buffer.from('v5')],
+      [6, Buffer.alloc(0)],
+      [8, Buffer.from('v8')],
+      [9, null],
+    ] as const) {
+      await oldRecords.put(offset, encodeRecord(Buffer.from(`k${offset}`), value));
+    }
+    await env.close();
+
+    const log = new EmbeddedLog({ dir: path });
+    assert.equal(await log.open(), 'embedded:b1946ac9-2e4c-4a52-8b0e-3bd6f2c7d0aa');
+    assert.equal(existsSync(join(path, 'data.mdb')), false);
+    assert.equal(existsSync(join(path, 'lock.mdb')), false);
+    assert.deepEqual(await log.startOffsets(), new Map([[0, 5]]));
+    assert.deepEqual(await log.endOffsets(AbortSignal.timeout(15_000)), new Map([[0, 10]]));
+    const { records, batches } = await readRecords(log, new Map([[0, 5]]), 4);
+    assert.deepEqual(
+      records.map((r) => [r.offset, r.key?.toString(), r.value === null ? null : r.value.toString()]),
+      [
+        [5, 'k5', 'v5'],
+        [6, 'k6', ''],
+        [8, 'k8', 'v8'],
+        [9, 'k9', null],
+      ],
+    );
+    assert.deepEqual(batches.at(-1)?.nextOffsets, new Map([[0, 10]]));
+    assert.deepEqual(await log.append(Buffer.from('k10'), Buffer.from('v10'), AbortSignal.timeout(15_000)), {
+      partition: 0,
+      offset: 10,
     });
     await log.close();
   });
@@ -164,14 +299,17 @@ describe('EmbeddedLog', () => {
 
   test('released records beyond the retained ones are deleted, offsets keep counting, reading before the start is refused', async () => {
     const path = `${dir.path}/release`;
-    let log = new EmbeddedLog({ dir: path, retainRecords: 10 });
+    // One frame a segment, so that releases can delete exactly up to the retained records.
+    let log = new EmbeddedLog({ dir: path, retainRecords: 10, segmentBytes: 1 });
     await log.open();
     for (let i = 0; i < 100; i++)
       await log.append(Buffer.from(`k${i}`), Buffer.alloc(1000), AbortSignal.timeout(15_000));
     log.releaseBefore(new Map([[0, 100]]));
     await log.close();
+    // The deletions run in the background; they are done once the files are gone.
+    await eventually(() => onDisk(path).records === 10);
 
-    log = new EmbeddedLog({ dir: path, retainRecords: 10 });
+    log = new EmbeddedLog({ dir: path, retainRecords: 10, segmentBytes: 1 });
     await log.open();
     // The last 10 applied records stay for watches to replay.
     assert.deepEqual(await log.startOffsets(), new Map([[0, 90]]));
@@ -180,7 +318,7 @@ describe('EmbeddedLog', () => {
       partition: 0,
       offset: 100,
     });
-    assert.equal(await countRecords(path), 11);
+    assert.equal(onDisk(path).records, 11);
     const stop = new AbortController();
     await assert.rejects(
       async () => {
@@ -207,17 +345,56 @@ describe('EmbeddedLog', () => {
   });
 });
 
-/** LMDB's own transaction counter: one per commit. */
-async function lastTxnId(path: string): Promise<number> {
-  const env = open({ path, readOnly: true });
-  const id = (env.getStats() as { lastTxnId: number }).lastTxnId;
-  await env.close();
-  return id;
+/** Frames and records in the log's segment files, read as a fresh open would. */
+function onDisk(path: string): { frames: number; records: number } {
+  let frames = 0;
+  let records = 0;
+  for (const segment of listSegments(path)) {
+    const bytes = readFileSync(segment.path);
+    for (let at = 0; at < bytes.length; ) {
+      const checked = checkFrame(bytes, at);
+      if (isFrameFault(checked)) throw new Error(`${segment.path} at ${at}: ${checked.why}`);
+      frames++;
+      records += checked.count;
+      at += checked.bytes;
+    }
+  }
+  return { frames, records };
 }
 
-async function countRecords(path: string): Promise<number> {
-  const env = open({ path, maxDbs: 4 });
-  const count = env.openDB({ name: 'records', encoding: 'binary' }).getKeysCount();
-  await env.close();
-  return count;
+function frameStarts(bytes: Buffer): number[] {
+  const starts: number[] = [];
+  for (let at = 0; at < bytes.length; ) {
+    const checked = checkFrame(bytes, at);
+    if (isFrameFault(checked)) break;
+    starts.push(at);
+    at += checked.bytes;
+  }
+  return starts;
+}
+
+function onlySegment(path: string): string {
+  const segments = listSegments(path);
+  assert.equal(segments.length, 1);
+  return (segments[0] as { path: string }).path;
+}
+
+/** Appends a whole, intact frame of one record to the log's only segment, as a writer would. */
+async function appendWhole(path: string, offset: number, key: string): Promise<void> {
+  appendFileSync(onlySegment(path), encodeFrame(offset, [{ key: Buffer.from(key), value: Buffer.from('v') }]));
+}
+
+function flipByte(bytes: Buffer, at: number): Buffer {
+  const copy = Buffer.from(bytes);
+  copy[at] = (copy[at] ?? 0) ^ 0xff;
+  return copy;
+}
+
+/** Polls until `check` holds, for at most 10 s. */
+async function eventually(check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('the condition did not hold within 10 s');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
