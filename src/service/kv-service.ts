@@ -117,7 +117,7 @@ export class KvService {
     return this.#read(request, context, () => {
       // Under memory pressure pages get smaller before reads are shed: a page is valid at any size.
       const room = this.#replyBudget.available - CALL_OVERHEAD_BYTES;
-      if (room <= 0) this.#replyBudget.take(CALL_OVERHEAD_BYTES);
+      if (room <= 0) throw this.#replyBudget.overloaded(CALL_OVERHEAD_BYTES);
       const page = this.#store.scan({
         ...bounds,
         limit: request.limit === 0 ? Math.min(SCAN_DEFAULT_LIMIT, maxBatchKeys) : request.limit,

@@ -25,14 +25,17 @@ export class ReplyBudget {
 
   /** Takes `bytes` for a reply, or throws OVERLOADED when they do not fit. */
   take(bytes: number): void {
-    if (this.#held + bytes > this.maxBytes) {
-      throw new Kvs2Error(
-        'OVERLOADED',
-        `the node holds ${this.#held} bytes of replies in flight and this one needs ${bytes} more ` +
-          `(--max-reply-bytes-in-flight is ${this.maxBytes}); retry later`,
-      );
-    }
+    if (this.#held + bytes > this.maxBytes) throw this.overloaded(bytes);
     this.#held += bytes;
+  }
+
+  /** The error of a reply of `bytes` that does not fit. */
+  overloaded(bytes: number): Kvs2Error {
+    return new Kvs2Error(
+      'OVERLOADED',
+      `the node holds ${this.#held} bytes of replies in flight and this one needs ${bytes} more ` +
+        `(--max-reply-bytes-in-flight is ${this.maxBytes}); retry later`,
+    );
   }
 
   release(bytes: number): void {
