@@ -3,22 +3,11 @@ import { after, before, describe, test } from 'node:test';
 import { STORE_MAX_KEY_BYTES } from '../../src/config/limits.js';
 import { isKvs2Error } from '../../src/errors.js';
 import type { ScanRequest, ScanResult } from '../../src/service/requests.js';
-import { assertFails, b, EMPTY, LOCAL, noDeadline, now } from '../support/service-calls.js';
+import { assertFails, b, EMPTY, noDeadline, now, scanRequest } from '../support/service-calls.js';
 import { type ServiceNode, type SteppedReplica, startSteppedNode } from '../support/service-node.js';
 
 const MAX_BATCH_KEYS = 100;
 const MAX_REPLY_BYTES = 4096;
-
-const scanRequest = (fields: Partial<ScanRequest>): ScanRequest => ({
-  prefix: EMPTY,
-  start: EMPTY,
-  end: EMPTY,
-  limit: 0,
-  keysOnly: false,
-  continuation: EMPTY,
-  ...LOCAL,
-  ...fields,
-});
 
 const keysOf = (result: ScanResult): string[] => result.items.map((item) => item.key.toString());
 

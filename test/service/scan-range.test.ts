@@ -2,18 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ScanRequest } from '../../src/service/requests.js';
 import { prefixEnd, scanBounds } from '../../src/service/scan-range.js';
-import { assertFails, b, EMPTY, LOCAL } from '../support/service-calls.js';
+import { assertFails, b, scanRequest } from '../support/service-calls.js';
 
-const request = (fields: Partial<ScanRequest>): ScanRequest => ({
-  prefix: EMPTY,
-  start: EMPTY,
-  end: EMPTY,
-  limit: 0,
-  keysOnly: false,
-  continuation: EMPTY,
-  ...LOCAL,
-  ...fields,
-});
+const request = scanRequest;
 
 describe('prefixEnd', () => {
   test('is the prefix with its last byte below 0xff raised by one, and the 0xff bytes after it dropped', () => {

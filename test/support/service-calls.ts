@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { isKvs2Error, type Kvs2Error, type Kvs2ErrorCode } from '../../src/errors.js';
-import type { Answer, CallContext, ReadOptions } from '../../src/service/requests.js';
+import type { Answer, CallContext, ReadOptions, ScanRequest } from '../../src/service/requests.js';
 
 export const b = (text: string): Buffer => Buffer.from(text);
 export const EMPTY = Buffer.alloc(0);
@@ -38,6 +38,20 @@ export function noDeadline(): CallContext {
 
 /** Read options of the default, local read. */
 export const LOCAL: ReadOptions = { consistency: 'local', after: [] };
+
+/** A ScanRequest with the protobuf defaults, overridden by `fields`. */
+export function scanRequest(fields: Partial<ScanRequest>): ScanRequest {
+  return {
+    prefix: EMPTY,
+    start: EMPTY,
+    end: EMPTY,
+    limit: 0,
+    keysOnly: false,
+    continuation: EMPTY,
+    ...LOCAL,
+    ...fields,
+  };
+}
 
 /** The answer of a read that must not wait: it is there at once, not a promise. */
 export function now<T>(answer: Answer<T>): T {
