@@ -7,7 +7,17 @@ import { decodeToken, encodeToken, logTagOf } from '../../src/service/consistenc
 import type { MutationRequest } from '../../src/service/requests.js';
 import { FailingKeys } from '../support/failing-keys.js';
 import type { MemoryLog } from '../support/memory-log.js';
-import { assertFails, b, EMPTY, LOCAL, noDeadline, now, TestCall, withSignal } from '../support/service-calls.js';
+import {
+  assertFails,
+  b,
+  EMPTY,
+  LOCAL,
+  noDeadline,
+  now,
+  scanRequest,
+  TestCall,
+  withSignal,
+} from '../support/service-calls.js';
 import { type ServiceNode, type SteppedReplica, startLiveNode, startSteppedNode } from '../support/service-node.js';
 
 const put = (key: string, value: string): MutationRequest => ({ key: b(key), value: b(value), delete: false });
@@ -282,20 +292,7 @@ describe('KvService reads and writes (live replica)', () => {
         /CONSISTENCY_AT_LEAST/,
       );
       await assertFails(
-        () =>
-          service.scan(
-            {
-              prefix: EMPTY,
-              start: EMPTY,
-              end: EMPTY,
-              limit: 0,
-              keysOnly: false,
-              continuation: EMPTY,
-              consistency: 'local',
-              after: [b('x')],
-            },
-            noDeadline(),
-          ),
+        () => service.scan(scanRequest({ after: [b('x')] }), noDeadline()),
         'INVALID_ARGUMENT',
         /^after is not a kvs2 consistency token/,
       );
