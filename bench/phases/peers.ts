@@ -7,27 +7,36 @@ import { rssBytes } from '../lib/processes.js';
 import { treePath } from '../lib/tree.js';
 import { closedPoints, getPoints, multiGetPoints, setPoints } from '../scenarios.js';
 import { startEtcd } from '../systems/etcd.js';
-import { startNoop } from '../systems/noop.js';
+import { type NoopStack, startNoop } from '../systems/noop.js';
 import { type RedisPersistence, redisInfoMemory, startRedis } from '../systems/redis.js';
 import { kvs2Contender, mib } from './kvs2.js';
 import { perMillion, recordLoad, variantsOf } from './variants.js';
 
-/** The no-op gRPC server: the ceiling of kvs2's stack for every call. */
+/**
+ * The no-op gRPC server: the ceiling of kvs2's stack for every call. Then the same answers from node:http2
+ * without grpc-js (system `http2`, main data only): the ceiling of Node's HTTP/2 itself.
+ */
 export async function noopPhase(ctx: RunContext): Promise<void> {
+  await noopStackPhase(ctx, 'grpc-js');
+  await noopStackPhase(ctx, 'http2');
+}
+
+async function noopStackPhase(ctx: RunContext, stack: NoopStack): Promise<void> {
   for (const variant of variantsOf(ctx)) {
-    ctx.log(`starting the no-op server (${variant.label} data)`);
-    const noop = await startNoop(ctx.logFile(`noop-${variant.label}`), variant.valueBytes);
-    ctx.results.systems.noop = { durability: noop.durability };
+    if (stack === 'http2' && !variant.main) continue;
+    ctx.log(`starting the no-op server on ${stack} (${variant.label} data)`);
+    const noop = await startNoop(ctx.logFile(`noop-${stack}-${variant.label}`), variant.valueBytes, stack);
+    ctx.results.systems[noop.name] = { durability: noop.durability };
+    const name = noop.name;
     try {
       const vb = variant.valueBytes;
       if (variant.main) {
-        if (ctx.scenarios.has('get')) await getPoints(ctx, kvs2Contender(ctx, noop, 'noop', 'Get', vb), vb);
-        if (ctx.scenarios.has('multiget')) await multiGetPoints(ctx, kvs2Contender(ctx, noop, 'noop', 'MultiGet', vb));
-        if (ctx.scenarios.has('set')) await setPoints(ctx, kvs2Contender(ctx, noop, 'noop', 'Set', vb), vb);
+        if (ctx.scenarios.has('get')) await getPoints(ctx, kvs2Contender(ctx, noop, name, 'Get', vb), vb);
+        if (ctx.scenarios.has('multiget')) await multiGetPoints(ctx, kvs2Contender(ctx, noop, name, 'MultiGet', vb));
+        if (ctx.scenarios.has('set')) await setPoints(ctx, kvs2Contender(ctx, noop, name, 'Set', vb), vb);
       } else {
         const at = [ctx.plan.largeConcurrency];
-        if (ctx.scenarios.has('get'))
-          await closedPoints(ctx, 'get', kvs2Contender(ctx, noop, 'noop', 'Get', vb), vb, at);
+        if (ctx.scenarios.has('get')) await closedPoints(ctx, 'get', kvs2Contender(ctx, noop, name, 'Get', vb), vb, at);
       }
     } finally {
       await noop.stop();

@@ -9,9 +9,9 @@ const rate = (s: Spread | null) => (s ? `${int(s.median)} (${int(s.min)}–${int
 const mib = (b: number | null) => (b === null ? '–' : (b / 1024 / 1024).toFixed(0));
 
 const PEERS_FOR: Record<string, string[]> = {
-  get: ['etcd-serializable', 'etcd-linearizable', 'redis', 'noop'],
-  multiget: ['etcd-range', 'redis-mget', 'noop'],
-  set: ['etcd', 'redis', 'redis-aof', 'noop'],
+  get: ['etcd-serializable', 'etcd-linearizable', 'redis', 'noop', 'http2'],
+  multiget: ['etcd-range', 'redis-mget', 'noop', 'http2'],
+  set: ['etcd', 'redis', 'redis-aof', 'noop', 'http2'],
 };
 
 export function renderMarkdown(results: Results, plotFile: string | null): string {

@@ -14,6 +14,7 @@ const COLORS: Record<string, string> = {
   kvs2: '#1f5fbf',
   'kvs2-kafka': '#17becf',
   noop: '#7f7f7f',
+  http2: '#c7c7c7',
   etcd: '#2ca02c',
   'etcd-serializable': '#2ca02c',
   'etcd-linearizable': '#bcbd22',

@@ -1,6 +1,6 @@
 import type { Point, Results } from '../lib/results.js';
 
-/** The team's targets (issue 5), evaluated on one run's results. */
+/** The team's targets (issues 5 and 13), evaluated on one run's results. */
 export interface TargetCheck {
   readonly target: string;
   readonly measured: string;
@@ -85,6 +85,31 @@ export function evaluateTargets(results: Results, valueBytes: number): TargetChe
     target: 'MultiGet (100 keys) p99 ≤ 5 ms at 1,000 calls/s',
     measured: mg1000?.p99Ms ? `p99 ${mg1000.p99Ms.median.toFixed(2)} ms` : 'not measured',
     met: mg1000?.p99Ms ? mg1000.p99Ms.median <= 5 : null,
+  });
+
+  // 4b. Set on the embedded log at 64 ≥ 1.5× etcd Put and ≥ 0.5× Redis with appendfsync always (issue 13),
+  // with the no-op servers' own ratios beside it: what the stack alone reaches doing nothing.
+  const at64 = (contender: string) =>
+    closed(results, 'set', contender, valueBytes).find((p) => p.concurrency === 64)?.opsPerSec?.median;
+  const [setEmbedded, putEtcd, setAof] = [at64('kvs2'), at64('etcd'), at64('redis-aof')];
+  const ceilings = (['noop', 'http2'] as const).flatMap((name) => {
+    const rate = at64(name);
+    return rate !== undefined && putEtcd !== undefined && setAof !== undefined
+      ? [`${name} ${(rate / putEtcd).toFixed(2)}× / ${(rate / setAof).toFixed(2)}×`]
+      : [];
+  });
+  checks.push({
+    target: 'Set on the embedded log at 64 ≥ 1.5× etcd Put and ≥ 0.5× Redis appendfsync always',
+    measured:
+      setEmbedded !== undefined && putEtcd !== undefined && setAof !== undefined
+        ? `${fmt(setEmbedded)} calls/s = ${(setEmbedded / putEtcd).toFixed(2)}× etcd's ${fmt(putEtcd)}, ` +
+          `${(setEmbedded / setAof).toFixed(2)}× Redis's ${fmt(setAof)}` +
+          (ceilings.length ? ` (doing nothing: ${ceilings.join(', ')})` : '')
+        : 'not measured',
+    met:
+      setEmbedded !== undefined && putEtcd !== undefined && setAof !== undefined
+        ? setEmbedded >= 1.5 * putEtcd && setEmbedded >= 0.5 * setAof
+        : null,
   });
 
   // 5. Set on Kafka at 64 clients ≥ etcd Put at 64.

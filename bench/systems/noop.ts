@@ -2,15 +2,23 @@ import { freePort, SERVER_CORE, spawnManaged, waitFor } from '../lib/processes.j
 import { treePath } from '../lib/tree.js';
 import type { GrpcSystem } from './system.js';
 
+/** Which server answers: grpc-js (kvs2's stack, system `noop`) or node:http2 alone (system `http2`). */
+export type NoopStack = 'grpc-js' | 'http2';
+
 /** Starts bench/noop-server.ts pinned to the server core. */
-export async function startNoop(logFile: string, valueBytes: number): Promise<GrpcSystem> {
+export async function startNoop(
+  logFile: string,
+  valueBytes: number,
+  stack: NoopStack = 'grpc-js',
+): Promise<GrpcSystem> {
+  const name = stack === 'grpc-js' ? 'noop' : 'http2';
   const port = await freePort();
   const target = `127.0.0.1:${port}`;
   let listening = false;
   const proc = spawnManaged(
-    'noop',
+    name,
     process.execPath,
-    [treePath('dist/bench/noop-server.js'), '--listen', target, '--value-bytes', String(valueBytes)],
+    [treePath('dist/bench/noop-server.js'), '--listen', target, '--value-bytes', String(valueBytes), '--stack', stack],
     {
       core: SERVER_CORE,
       logFile,
@@ -28,9 +36,12 @@ export async function startNoop(logFile: string, valueBytes: number): Promise<Gr
     30_000,
   );
   return {
-    name: 'noop',
+    name,
     target,
-    durability: 'none (answers without doing anything)',
+    durability:
+      stack === 'grpc-js'
+        ? 'none (answers without doing anything)'
+        : 'none (answers without doing anything, on node:http2 without grpc-js)',
     serverPids: () => [proc.pid],
     stop: () => proc.stop(),
   };
