@@ -59,6 +59,20 @@ export enum ReadStatus {
   UNRECOGNIZED = -1,
 }
 
+/** Where a node is in its life. */
+export enum NodeState {
+  NODE_STATE_UNSPECIFIED = 0,
+  /** NODE_STATE_STARTING - Opening its store and log, or catching up with the log for the first time: not ready. */
+  NODE_STATE_STARTING = 1,
+  /** NODE_STATE_SERVING - Caught up (within --max-ready-lag, when set): ready. */
+  NODE_STATE_SERVING = 2,
+  /** NODE_STATE_LAGGING - Was ready, but now further behind the log than --max-ready-lag allows, or rebuilding: not ready. */
+  NODE_STATE_LAGGING = 3,
+  /** NODE_STATE_STOPPING - Shutting down. */
+  NODE_STATE_STOPPING = 4,
+  UNRECOGNIZED = -1,
+}
+
 export interface SetRequest {
   key: Buffer;
   value: Buffer;
@@ -192,6 +206,40 @@ export enum WatchEvent_Kind {
   /** PROGRESS - No change: the watcher has seen every change up to `token`. */
   PROGRESS = 2,
   UNRECOGNIZED = -1,
+}
+
+export interface StatusRequest {
+}
+
+/** One partition of the log, as this node sees it. */
+export interface PartitionStatus {
+  partition: number;
+  /** The next offset this node will apply (everything below it is in the store). */
+  appliedOffset: number;
+  /** The log's end as last learnt (the next offset a write gets); -1 when not known yet. */
+  endOffset: number;
+  /** end_offset - applied_offset, or -1 when the end is not known yet. */
+  lagRecords: number;
+}
+
+export interface StatusReply {
+  state: NodeState;
+  /** The kvs2 version the node runs. */
+  version: string;
+  /** "embedded" or "kafka". */
+  logKind: string;
+  /** Human-readable: the data dir of an embedded log, or the brokers and topic on Kafka. */
+  logDescription: string;
+  partitions: PartitionStatus[];
+  /** Keys in the store and its size on disk. */
+  keys: number;
+  storeBytes: number;
+  /** When the node was last caught up (Unix ms), 0 if never. */
+  lastCaughtUpUnixMs: number;
+  /** A token naming everything this node has applied (as read replies carry). */
+  token: Buffer;
+  /** Seconds since the node started. */
+  uptimeSeconds: number;
 }
 
 function createBaseSetRequest(): SetRequest {
@@ -1427,6 +1475,276 @@ export const WatchEvent: MessageFns<WatchEvent> = {
   },
 };
 
+function createBaseStatusRequest(): StatusRequest {
+  return {};
+}
+
+export const StatusRequest: MessageFns<StatusRequest> = {
+  encode(_: StatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatusRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatusRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBasePartitionStatus(): PartitionStatus {
+  return { partition: 0, appliedOffset: 0, endOffset: 0, lagRecords: 0 };
+}
+
+export const PartitionStatus: MessageFns<PartitionStatus> = {
+  encode(message: PartitionStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.partition !== 0) {
+      writer.uint32(8).int32(message.partition);
+    }
+    if (message.appliedOffset !== 0) {
+      writer.uint32(16).int64(message.appliedOffset);
+    }
+    if (message.endOffset !== 0) {
+      writer.uint32(24).int64(message.endOffset);
+    }
+    if (message.lagRecords !== 0) {
+      writer.uint32(32).int64(message.lagRecords);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PartitionStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePartitionStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.partition = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.appliedOffset = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.endOffset = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.lagRecords = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseStatusReply(): StatusReply {
+  return {
+    state: 0,
+    version: "",
+    logKind: "",
+    logDescription: "",
+    partitions: [],
+    keys: 0,
+    storeBytes: 0,
+    lastCaughtUpUnixMs: 0,
+    token: EMPTY_BYTES,
+    uptimeSeconds: 0,
+  };
+}
+
+export const StatusReply: MessageFns<StatusReply> = {
+  encode(message: StatusReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== 0) {
+      writer.uint32(8).int32(message.state);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    if (message.logKind !== "") {
+      writer.uint32(26).string(message.logKind);
+    }
+    if (message.logDescription !== "") {
+      writer.uint32(34).string(message.logDescription);
+    }
+    for (const v of message.partitions) {
+      PartitionStatus.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.keys !== 0) {
+      writer.uint32(48).uint64(message.keys);
+    }
+    if (message.storeBytes !== 0) {
+      writer.uint32(56).uint64(message.storeBytes);
+    }
+    if (message.lastCaughtUpUnixMs !== 0) {
+      writer.uint32(64).int64(message.lastCaughtUpUnixMs);
+    }
+    if (message.token.length !== 0) {
+      writer.uint32(74).bytes(message.token);
+    }
+    if (message.uptimeSeconds !== 0) {
+      writer.uint32(81).double(message.uptimeSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatusReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatusReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.logKind = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.logDescription = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.partitions.push(PartitionStatus.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.keys = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.storeBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.lastCaughtUpUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.token = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 10: {
+            if (tag !== 81) {
+              break;
+            }
+
+            message.uptimeSeconds = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
 export type Kvs2Service = typeof Kvs2Service;
 export const Kvs2Service = {
   /** The seed's RPCs. */
@@ -1497,6 +1815,19 @@ export const Kvs2Service = {
     responseSerialize: (value: WatchEvent): Buffer => Buffer.from(WatchEvent.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchEvent => WatchEvent.decode(value),
   },
+  /**
+   * What this node is doing: its state, its log, how far behind the log it is, its store. For operators
+   * and `kvs2 status`; the same numbers are in the metrics.
+   */
+  status: {
+    path: "/kvs2.Kvs2/Status" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StatusRequest): Buffer => Buffer.from(StatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StatusRequest => StatusRequest.decode(value),
+    responseSerialize: (value: StatusReply): Buffer => Buffer.from(StatusReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StatusReply => StatusReply.decode(value),
+  },
 } as const;
 
 export interface Kvs2Server extends UntypedServiceImplementation {
@@ -1512,6 +1843,11 @@ export interface Kvs2Server extends UntypedServiceImplementation {
   scan: handleUnaryCall<ScanRequest, ScanReply>;
   /** A stream of changes to a key, a prefix or everything, from now or from a token. */
   watch: handleServerStreamingCall<WatchRequest, WatchEvent>;
+  /**
+   * What this node is doing: its state, its log, how far behind the log it is, its store. For operators
+   * and `kvs2 status`; the same numbers are in the metrics.
+   */
+  status: handleUnaryCall<StatusRequest, StatusReply>;
 }
 
 export interface Kvs2Client extends Client {
@@ -1600,6 +1936,25 @@ export interface Kvs2Client extends Client {
   /** A stream of changes to a key, a prefix or everything, from now or from a token. */
   watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchEvent>;
   watch(request: WatchRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchEvent>;
+  /**
+   * What this node is doing: its state, its log, how far behind the log it is, its store. For operators
+   * and `kvs2 status`; the same numbers are in the metrics.
+   */
+  status(
+    request: StatusRequest,
+    callback: (error: ServiceError | null, response: StatusReply) => void,
+  ): ClientUnaryCall;
+  status(
+    request: StatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StatusReply) => void,
+  ): ClientUnaryCall;
+  status(
+    request: StatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StatusReply) => void,
+  ): ClientUnaryCall;
 }
 
 export const Kvs2Client = makeGenericClientConstructor(Kvs2Service, "kvs2.Kvs2") as unknown as {
@@ -1607,6 +1962,17 @@ export const Kvs2Client = makeGenericClientConstructor(Kvs2Service, "kvs2.Kvs2")
   service: typeof Kvs2Service;
   serviceName: string;
 };
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;
