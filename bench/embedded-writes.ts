@@ -27,7 +27,7 @@ import { REPO_DIR } from './lib/tree.js';
 import { selfTime } from './phases/kvs2.js';
 import { startEtcd } from './systems/etcd.js';
 import { isServing } from './systems/grpc-health.js';
-import { startNoop } from './systems/noop.js';
+import { type NoopStack, startNoop } from './systems/noop.js';
 import { startRedis } from './systems/redis.js';
 
 const options = new Command('embedded-writes')
@@ -37,7 +37,7 @@ const options = new Command('embedded-writes')
   .option('--rounds <n>', 'alternating rounds', Number, 5)
   .option('--concurrency <n>', 'calls in flight', Number, 64)
   .option('--value-bytes <n>', 'value size', Number, 100)
-  .option('--peers <list>', 'peers: etcd, redis-aof, noop (empty: none)', 'etcd,redis-aof,noop')
+  .option('--peers <list>', 'peers: etcd, redis-aof, noop, http2 (empty: none)', 'etcd,redis-aof,noop,http2')
   .option('--profile', "run this tree's kvs2 under node --cpu-prof and print its self time of the last run", false)
   .parse()
   .opts<{
@@ -177,9 +177,12 @@ async function startRedisPeer(): Promise<Runner> {
   };
 }
 
-/** The same gRPC server answering Set without doing anything: the ceiling of kvs2's stack. */
-async function startNoopPeer(): Promise<Runner> {
-  const noop = await startNoop(join(work, 'noop.log'), options.valueBytes);
+/**
+ * The same gRPC server answering Set without doing anything: the ceiling of kvs2's stack (`noop`), or the
+ * same answers from node:http2 without grpc-js (`http2`): the ceiling of Node's HTTP/2.
+ */
+async function startNoopPeer(stack: NoopStack): Promise<Runner> {
+  const noop = await startNoop(join(work, `noop-${stack}.log`), options.valueBytes, stack);
   const call = {
     target: noop.target,
     proto: join(REPO_DIR, 'proto/kvs2.proto'),
@@ -187,7 +190,7 @@ async function startNoopPeer(): Promise<Runner> {
     dataFile: setData,
   };
   return {
-    name: 'noop',
+    name: noop.name,
     pids: () => noop.serverPids(),
     run: (durationSec, id) => runGhz(call, { concurrency: options.concurrency, durationSec }, join(work, `${id}.json`)),
   };
@@ -240,7 +243,8 @@ async function main(): Promise<void> {
   const peers = options.peers.split(',').filter(Boolean);
   if (peers.includes('etcd')) runners.push(await startEtcdPeer());
   if (peers.includes('redis-aof')) runners.push(await startRedisPeer());
-  if (peers.includes('noop')) runners.push(await startNoopPeer());
+  if (peers.includes('noop')) runners.push(await startNoopPeer('grpc-js'));
+  if (peers.includes('http2')) runners.push(await startNoopPeer('http2'));
 
   for (const runner of runners) await runner.run(2, `${runner.name}-warmup`);
   const samples = new Map<string, Sample[]>(runners.map((r) => [r.name, []]));
@@ -278,7 +282,7 @@ async function main(): Promise<void> {
   for (const runner of runners) {
     if (runner.name !== 'kvs2') lines.push(`kvs2 ÷ ${runner.name}: ${(kvs2 / medianOf(runner.name)).toFixed(2)}`);
   }
-  for (const runner of runners.filter((r) => r.name.startsWith('kvs2') || r.name === 'noop')) {
+  for (const runner of runners.filter((r) => r.name.startsWith('kvs2') || r.name === 'noop' || r.name === 'http2')) {
     const s = samples.get(runner.name) ?? [];
     const names = new Set(s.flatMap((x) => Object.keys(x.threadsUsPerSet)));
     const parts = [...names]

@@ -18,7 +18,11 @@ export function listenBareHttp2(
   methods: ReadonlyMap<string, UnaryHandler>,
 ): Promise<{ port: number; close(): Promise<void> }> {
   const server = createServer();
+  // A client that goes away mid-call (ghz closes its connections when a run ends) resets streams and
+  // sessions: nothing to do but forget them, as any server must.
+  server.on('sessionError', () => {});
   server.on('stream', (stream, headers) => {
+    stream.on('error', () => {});
     const handler = methods.get(String(headers[':path']));
     const chunks: Buffer[] = [];
     stream.on('data', (chunk: Buffer) => chunks.push(chunk));

@@ -64,7 +64,8 @@ export function renderMarkdown(results: Results, plotFile: string | null): strin
       for (const point of mine) {
         const cells = present.map((peer) => {
           const other = closed(results, scenario, peer, vb).find((p) => p.concurrency === point.concurrency);
-          return point.opsPerSec && other?.opsPerSec
+          // A peer that answered nothing (it failed: its table shows the errors) has no ratio.
+          return point.opsPerSec && other?.opsPerSec && other.opsPerSec.median > 0
             ? `${(point.opsPerSec.median / other.opsPerSec.median).toFixed(2)}`
             : '–';
         });

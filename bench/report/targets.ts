@@ -94,7 +94,7 @@ export function evaluateTargets(results: Results, valueBytes: number): TargetChe
   const [setEmbedded, putEtcd, setAof] = [at64('kvs2'), at64('etcd'), at64('redis-aof')];
   const ceilings = (['noop', 'http2'] as const).flatMap((name) => {
     const rate = at64(name);
-    return rate !== undefined && putEtcd !== undefined && setAof !== undefined
+    return rate !== undefined && rate > 0 && putEtcd !== undefined && setAof !== undefined
       ? [`${name} ${(rate / putEtcd).toFixed(2)}× / ${(rate / setAof).toFixed(2)}×`]
       : [];
   });
