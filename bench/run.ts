@@ -90,7 +90,11 @@ const command = new Command('bench')
     'compare with another built kvs2 checkout (or . for this build, with --args/--baseline-args): ' +
       'its closed-loop points alternate with this tree (peers: kafka only)',
   )
-  .option('--args <flags>', "with --baseline: extra kvs2 serve flags of this tree's node, e.g. \"--log-level debug\"", parseServerArgs)
+  .option(
+    '--args <flags>',
+    'with --baseline: extra kvs2 serve flags of this tree\'s node, e.g. "--log-level debug"',
+    parseServerArgs,
+  )
   .option('--baseline-args <flags>', "with --baseline: extra kvs2 serve flags of the baseline's node", parseServerArgs)
   .option('--render <results.json>', 'measure nothing: rewrite the Markdown and the plot from a results file')
   .parse();

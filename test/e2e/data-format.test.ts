@@ -128,7 +128,10 @@ describe('a node and the format version of its data dir', () => {
     try {
       const listening = await server.waitForLine((line) => line.msg.startsWith('kvs2 listening'));
       assert.equal(listening.version, version);
-      assert.match(listening.msg, new RegExp(`^kvs2 listening on 127\\.0\\.0\\.1:\\d+ \\(version ${version.replaceAll('.', '\\.')}\\), `));
+      assert.match(
+        listening.msg,
+        new RegExp(`^kvs2 listening on 127\\.0\\.0\\.1:\\d+ \\(version ${version.replaceAll('.', '\\.')}\\), `),
+      );
     } finally {
       assert.equal((await server.stop('SIGTERM')).code, 0);
     }

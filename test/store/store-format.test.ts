@@ -41,8 +41,7 @@ describe('the store format version', () => {
   test('a store written before versions were recorded opens with its data and is adopted as format 1', async () => {
     const path = `${dir.path}/unversioned`;
     let store = LmdbStore.open(path);
-    await (await store.apply([{ key: Buffer.from('k'), value: Buffer.from('v') }], new Map([[0, 1]]), 'log-1'))
-      .flushed;
+    await (await store.apply([{ key: Buffer.from('k'), value: Buffer.from('v') }], new Map([[0, 1]]), 'log-1')).flushed;
     await store.close();
     assert.equal(await formatEntry(path, { remove: true }), undefined);
 
