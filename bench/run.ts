@@ -5,10 +5,20 @@
  *
  *   npm run bench -- [--quick] [--scenario get,multiget,set,bootstrap,memory] [--peers etcd,redis,noop,kafka]
  *                    [--duration 5s] [--repetitions 3] [--keys 1000000] [--in-flight 64,256] [--out bench/results]
- *                    [--baseline <another built kvs2 checkout>]
+ *                    [--baseline <another built kvs2 checkout, or . for this one>]
+ *                    [--args "<kvs2 serve flags of this tree>"] [--baseline-args "<kvs2 serve flags of the baseline>"]
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
@@ -16,8 +26,9 @@ import { RunContext } from './context.js';
 import { describeMachine, treeCommit } from './lib/machine.js';
 import { CLIENT_CORE, SERVER_CORE, stopAll } from './lib/processes.js';
 import type { Results } from './lib/results.js';
+import { parseServerArgs } from './lib/server-args.js';
 import { REPO_DIR, snapshotOtherTree, snapshotTree } from './lib/tree.js';
-import { baselineEmbeddedPhase, baselineKafkaPhase } from './phases/baseline.js';
+import { type BaselineSides, baselineEmbeddedPhase, baselineKafkaPhase } from './phases/baseline.js';
 import { kafkaPhase } from './phases/kafka.js';
 import { kvs2Phase } from './phases/kvs2.js';
 import { etcdPhase, noopPhase, redisPhase } from './phases/peers.js';
@@ -76,8 +87,15 @@ const command = new Command('bench')
   .option('--keep-data', 'keep the temporary data and logs folder', false)
   .option(
     '--baseline <dir>',
-    'compare with another built kvs2 checkout: its closed-loop points alternate with this tree (peers: kafka only)',
+    'compare with another built kvs2 checkout (or . for this build, with --args/--baseline-args): ' +
+      'its closed-loop points alternate with this tree (peers: kafka only)',
   )
+  .option(
+    '--args <flags>',
+    'with --baseline: extra kvs2 serve flags of this tree\'s node, e.g. "--log-level debug"',
+    parseServerArgs,
+  )
+  .option('--baseline-args <flags>', "with --baseline: extra kvs2 serve flags of the baseline's node", parseServerArgs)
   .option('--render <results.json>', 'measure nothing: rewrite the Markdown and the plot from a results file')
   .parse();
 const options = command.opts<{
@@ -90,6 +108,8 @@ const options = command.opts<{
   inFlight?: number[];
   largeValueBytes?: number;
   baseline?: string;
+  args?: string[];
+  baselineArgs?: string[];
   out: string;
   profile: boolean;
   setup: boolean;
@@ -112,6 +132,14 @@ const peers = new Set<PeerName>(
 if (options.baseline !== undefined && [...peers].some((peer) => peer !== 'kafka')) {
   command.error('error: with --baseline, --peers can only be kafka');
 }
+if (options.baseline === undefined && (options.args !== undefined || options.baselineArgs !== undefined)) {
+  command.error('error: --args and --baseline-args set the flags of the two sides of a --baseline comparison');
+}
+/** `--baseline .` (or this checkout by any path) compares this build with itself: only the flags differ. */
+const sameTree =
+  options.baseline !== undefined &&
+  existsSync(options.baseline) &&
+  realpathSync(options.baseline) === realpathSync(REPO_DIR);
 
 let interrupted = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -157,8 +185,15 @@ async function main(): Promise<number> {
   if (options.setup) tools.setup = 'bench/setup.sh';
   const workDir = mkdtempSync(join(tmpdir(), 'kvs2-bench-'));
   snapshotTree(join(workDir, 'tree'));
-  const baselineTree =
-    options.baseline === undefined ? undefined : snapshotOtherTree(options.baseline, join(workDir, 'baseline-tree'));
+  // The same build runs from the one snapshot: both sides execute the very same files.
+  const baselineSides: BaselineSides | undefined =
+    options.baseline === undefined
+      ? undefined
+      : {
+          tree: sameTree ? join(workDir, 'tree') : snapshotOtherTree(options.baseline, join(workDir, 'baseline-tree')),
+          currentArgs: options.args ?? [],
+          baselineArgs: options.baselineArgs ?? [],
+        };
   const results: Results = {
     suite: 'kvs2-bench',
     version: 1,
@@ -191,36 +226,45 @@ async function main(): Promise<number> {
     pairedGet: [],
     ...(options.baseline === undefined
       ? {}
-      : { baseline: { tree: resolve(options.baseline), commit: treeCommit(options.baseline), comparisons: [] } }),
+      : {
+          baseline: {
+            tree: resolve(options.baseline),
+            commit: treeCommit(options.baseline),
+            sameTree,
+            currentArgs: options.args ?? [],
+            baselineArgs: options.baselineArgs ?? [],
+            comparisons: [],
+          },
+        }),
     skipped: [],
     notes: [],
     profile: null,
   };
   const ctx = new RunContext({ plan, scenarios, peers, workDir, results, profile: options.profile && !plan.quick });
   for (const scenario of ['bootstrap', 'memory'] as const) {
-    if (baselineTree && scenarios.has(scenario))
+    if (baselineSides && scenarios.has(scenario))
       ctx.skip(scenario, 'a comparison with --baseline runs Get, MultiGet, Set');
   }
   ctx.log(`work dir ${workDir}; scenarios ${[...scenarios].join(',')}; peers ${[...peers].join(',')}`);
   results.notes.push(
     `Servers run on core ${SERVER_CORE}, load generators on core ${CLIENT_CORE} (taskset); "Cores busy %" is core 0/core 1 during the first repetition: a load-generator core near 100% means the client, not the server, set the pace.`,
   );
-  if (!baselineTree)
+  if (!baselineSides)
     results.notes.push(
       'Fixed-rate points use the same absolute rates for every contender: fractions of the best closed-loop rate kvs2 reached in this run. ghz spreads the rate over 64 workers; a contender that cannot keep up shows a lower achieved rate.',
       'etcd MultiGet is a Range over 100 consecutive keys (one B-tree scan), kvs2 MultiGet and Redis MGET read 100 random keys.',
       'redis-benchmark reports no p99.9 and has no fixed-rate mode; its GET/SET use the same key format (key:%012d) and value size.',
     );
-  if (plan.largeValueBytes > 0 && !baselineTree) {
+  if (plan.largeValueBytes > 0 && !baselineSides) {
     results.notes.push(
       `Large-value points load ${plan.largeKeys.toLocaleString('en-US')} keys with ${plan.largeValueBytes} B values (a tenth of the keys keeps the load time bounded).`,
     );
   }
 
-  const phases: Array<[string, boolean, () => Promise<void>]> = baselineTree
+  const phases: Array<[string, boolean, () => Promise<void>]> = baselineSides
     ? [
-        ['kvs2', true, () => baselineEmbeddedPhase(ctx, baselineTree)],
-        ['kafka', peers.has('kafka'), () => baselineKafkaPhase(ctx, baselineTree)],
+        ['kvs2', true, () => baselineEmbeddedPhase(ctx, baselineSides)],
+        ['kafka', peers.has('kafka'), () => baselineKafkaPhase(ctx, baselineSides)],
       ]
     : [
         ['kvs2', true, () => kvs2Phase(ctx)],

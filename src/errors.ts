@@ -35,7 +35,12 @@ export type Kvs2ErrorCode =
   /** The node holds as many bytes of replies as it may; retrying later will work. */
   | 'OVERLOADED'
   /** The local store and the log disagree in a way the node cannot repair by itself. */
-  | 'INCONSISTENT_STATE';
+  | 'INCONSISTENT_STATE'
+  /**
+   * The data dir (the store or the embedded log) is in a format version this kvs2 cannot read, written by
+   * a newer kvs2: the node refuses to start rather than misread it.
+   */
+  | 'DATA_FORMAT_UNSUPPORTED';
 
 export class Kvs2Error extends Error {
   override readonly name = 'Kvs2Error';

@@ -150,6 +150,11 @@ export interface BaselineResult {
   /** The baseline checkout and its commit; the current tree's is `machine.gitCommit`. */
   readonly tree: string;
   readonly commit: string;
+  /** The baseline is this very build (`--baseline .`), run with other flags. Absent in older results. */
+  readonly sameTree?: boolean;
+  /** Extra `kvs2 serve` flags of this tree's node and of the baseline's (`--args`, `--baseline-args`). */
+  readonly currentArgs?: readonly string[];
+  readonly baselineArgs?: readonly string[];
   readonly comparisons: BaselineComparison[];
 }
 

@@ -2,6 +2,7 @@ import type { RunContext } from '../context.js';
 import { loadKvs2 } from '../lib/loader.js';
 import { measureAlternated } from '../lib/measure.js';
 import type { BaselineComparison, Sample, Scenario } from '../lib/results.js';
+import { describeServerArgs } from '../lib/server-args.js';
 import { spread } from '../lib/stats.js';
 import { type KafkaCluster, kafkaUp, kcatProduce } from '../systems/kafka.js';
 import { type Kvs2Node, type Kvs2Options, startKvs2 } from '../systems/kvs2.js';
@@ -10,10 +11,20 @@ import { kvs2Contender } from './kvs2.js';
 import { recordLoad, type Variant } from './variants.js';
 
 /**
- * A run with --baseline: this tree and another built kvs2 checkout serve the same data side by side on
- * the server core, and every closed-loop point alternates between them (measureAlternated), so that a
- * difference between two builds is not lost in the host's drift between two separate runs.
+ * A run with --baseline: this tree and another built kvs2 checkout (or this same build, with other server
+ * flags) serve the same data side by side on the server core, and every closed-loop point alternates
+ * between them (measureAlternated), so that a difference between two builds, or two settings, is not lost
+ * in the host's drift between two separate runs.
  */
+
+/** The two sides of the comparison, besides this tree's own build. */
+export interface BaselineSides {
+  /** Root of the baseline build: another checkout's snapshot, or this run's own for a same-build comparison. */
+  readonly tree: string;
+  /** Extra `kvs2 serve` flags of this tree's node and of the baseline's node. */
+  readonly currentArgs: readonly string[];
+  readonly baselineArgs: readonly string[];
+}
 
 const CALLS = [
   ['get', 'Get'],
@@ -22,13 +33,13 @@ const CALLS = [
 ] as const;
 
 /** Both trees on their embedded logs: Get, MultiGet and Set as the run's scenarios ask. */
-export async function baselineEmbeddedPhase(ctx: RunContext, baselineTree: string): Promise<void> {
+export async function baselineEmbeddedPhase(ctx: RunContext, sides: BaselineSides): Promise<void> {
   const variant = mainVariant(ctx);
   await withBothTrees(
     ctx,
     ['kvs2', 'kvs2-baseline'],
     (name) => ({ name, dataDir: ctx.dir(name), logFile: ctx.logFile(name) }),
-    baselineTree,
+    sides,
     async (nodes) => {
       for (const node of nodes) {
         recordLoad(ctx, node.name, variant, (await loadKvs2(node.target, variant.keys, variant.valueBytes)).seconds);
@@ -39,7 +50,7 @@ export async function baselineEmbeddedPhase(ctx: RunContext, baselineTree: strin
 }
 
 /** Both trees on one Kafka broker, each on its own topic loaded by kcat: Set only (a local Get never asks the log). */
-export async function baselineKafkaPhase(ctx: RunContext, baselineTree: string): Promise<void> {
+export async function baselineKafkaPhase(ctx: RunContext, sides: BaselineSides): Promise<void> {
   if (!ctx.scenarios.has('set')) return;
   const variant = mainVariant(ctx);
   ctx.log('starting Kafka (one broker)');
@@ -55,7 +66,7 @@ export async function baselineKafkaPhase(ctx: RunContext, baselineTree: string):
         logFile: ctx.logFile(name),
         kafka: { brokers: cluster.brokers, topic: `bench-${name}`, extraPids: () => cluster.brokerPids() },
       }),
-      baselineTree,
+      sides,
       async (nodes) => {
         for (const node of nodes) {
           const lines = kcatLines(variant.keys, variant.valueBytes);
@@ -81,18 +92,20 @@ async function withBothTrees(
   ctx: RunContext,
   names: readonly [string, string],
   options: (name: string) => Kvs2Options,
-  baselineTree: string,
+  sides: BaselineSides,
   body: (nodes: readonly [Kvs2Node, Kvs2Node]) => Promise<void>,
 ): Promise<void> {
   const started: Kvs2Node[] = [];
+  const currentFlags = `server flags ${describeServerArgs(sides.currentArgs)}`;
+  const baselineFlags = `server flags ${describeServerArgs(sides.baselineArgs)}`;
   try {
-    ctx.log(`starting ${names[0]} (this tree) and ${names[1]} (the baseline tree)`);
-    const current = await startKvs2(options(names[0]));
+    ctx.log(`starting ${names[0]} (this tree, ${currentFlags}) and ${names[1]} (the baseline, ${baselineFlags})`);
+    const current = await startKvs2({ ...options(names[0]), serverArgs: sides.currentArgs });
     started.push(current);
-    const baseline = await startKvs2({ ...options(names[1]), tree: baselineTree });
+    const baseline = await startKvs2({ ...options(names[1]), tree: sides.tree, serverArgs: sides.baselineArgs });
     started.push(baseline);
-    ctx.results.systems[current.name] = { durability: current.durability };
-    ctx.results.systems[baseline.name] = { durability: baseline.durability, notes: 'the baseline tree' };
+    ctx.results.systems[current.name] = { durability: current.durability, notes: `this tree, ${currentFlags}` };
+    ctx.results.systems[baseline.name] = { durability: baseline.durability, notes: `the baseline, ${baselineFlags}` };
     await body([current, baseline]);
   } finally {
     for (const node of started) await node.stop();

@@ -1,4 +1,5 @@
 import type { BaselineResult, Point, Results, Spread } from '../lib/results.js';
+import { describeServerArgs } from '../lib/server-args.js';
 import { closed, evaluateTargets } from './targets.js';
 
 /** The Markdown summary of one run: targets, ratios to each peer, then every point. */
@@ -186,13 +187,20 @@ export function renderMarkdown(results: Results, plotFile: string | null): strin
   return out.join('\n');
 }
 
+/** A side's extra `kvs2 serve` flags, as code; results written before the flags existed had none. */
+function flags(args: readonly string[] | undefined): string {
+  return args === undefined || args.length === 0 ? '(none)' : `\`${describeServerArgs(args)}\``;
+}
+
 function baselineSection(baseline: BaselineResult, commit: string): string[] {
   const ratio = (s: Spread | null) => (s ? `${s.median.toFixed(3)} (${s.min.toFixed(3)}–${s.max.toFixed(3)})` : '–');
   const cpu = (s: Spread | null) => (s ? s.median.toFixed(3) : '–');
   const rows = [
     '## This tree against the baseline, alternated',
     '',
-    `This tree: ${commit}. Baseline: ${baseline.commit} (${baseline.tree}). Both nodes up on the server core, ` +
+    `This tree: ${commit}, server flags ${flags(baseline.currentArgs)}. Baseline: ` +
+      `${baseline.sameTree ? 'this same build' : `${baseline.commit} (${baseline.tree})`}, server flags ` +
+      `${flags(baseline.baselineArgs)}. Both nodes up on the server core, ` +
       'one idle while the other is measured; repetitions alternate (this, baseline, then baseline, this, ...) ' +
       'and the ratio is taken pair by pair.',
     '',

@@ -18,6 +18,8 @@ export interface Kvs2Options {
   readonly readyTimeoutMs?: number;
   /** Root of the kvs2 build to run (default: the run's own tree); a baseline comparison runs another. */
   readonly tree?: string;
+  /** Extra `kvs2 serve` flags, after the suite's own (so `--log-level` given here wins). */
+  readonly serverArgs?: readonly string[];
 }
 
 export interface Kvs2Node extends GrpcSystem {
@@ -44,6 +46,7 @@ export async function startKvs2(options: Kvs2Options): Promise<Kvs2Node> {
     'info',
   ];
   if (options.kafka) args.push('--kafka-brokers', options.kafka.brokers, '--topic', options.kafka.topic);
+  args.push(...(options.serverArgs ?? []));
   const started = performance.now();
   let listeningMs = -1;
   const proc: ManagedProcess = spawnManaged(options.name, process.execPath, args, {

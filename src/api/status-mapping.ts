@@ -18,6 +18,7 @@ const STATUS_OF: Readonly<Record<Kvs2ErrorCode, status>> = {
   REPLY_TOO_LARGE: status.RESOURCE_EXHAUSTED,
   OVERLOADED: status.RESOURCE_EXHAUSTED,
   INCONSISTENT_STATE: status.INTERNAL,
+  DATA_FORMAT_UNSUPPORTED: status.FAILED_PRECONDITION,
 };
 
 /** Trailing metadata that carries the kvs2 error code, which several codes share a gRPC status with. */

@@ -1,17 +1,13 @@
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { envVarOf, parseConfig, SETTINGS } from '../config/config.js';
 import { ConfigError } from '../config/config-error.js';
+import { KVS2_VERSION } from '../version.js';
 import { EXIT_OK, EXIT_USAGE, rawSettingsFrom, serve } from './serve-command.js';
-
-const packageJson = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
-  version: string;
-};
 
 function buildProgram(): Command {
   const program = new Command('kvs2')
     .description('A key-value store whose source of truth is a Kafka topic (or an embedded log), served over gRPC')
-    .version(packageJson.version)
+    .version(KVS2_VERSION)
     .exitOverride()
     .showHelpAfterError('(run kvs2 serve --help for the settings)');
 

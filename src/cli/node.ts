@@ -10,6 +10,7 @@ import type { Logger } from '../logger.js';
 import { Replica } from '../replica/replica.js';
 import { KvService } from '../service/kv-service.js';
 import { LmdbStore } from '../store/lmdb-store.js';
+import { KVS2_VERSION } from '../version.js';
 import { MemoryRelease } from './memory-release.js';
 
 /** Pauses between attempts to open the log at start-up, as the replica's own retries. */
@@ -93,8 +94,14 @@ export class KvsNode {
       stack.defer(() => service.close());
       const port = await api.listen(config.listen.host, config.listen.port);
       logger.info(
-        { address: `${config.listen.host}:${port}`, port, log: log.description, dataDir: config.dataDir },
-        `kvs2 listening on ${config.listen.host}:${port}, ${log.description}, data in ${config.dataDir}`,
+        {
+          address: `${config.listen.host}:${port}`,
+          port,
+          version: KVS2_VERSION,
+          log: log.description,
+          dataDir: config.dataDir,
+        },
+        `kvs2 listening on ${config.listen.host}:${port} (version ${KVS2_VERSION}), ${log.description}, data in ${config.dataDir}`,
       );
       const stopStarting = new AbortController();
       const starting = startReplica(log, replica, logger, onFatal, stopStarting.signal);

@@ -21,6 +21,7 @@ export const SERVER_ERROR_CODES = [
   'REPLY_TOO_LARGE',
   'OVERLOADED',
   'INCONSISTENT_STATE',
+  'DATA_FORMAT_UNSUPPORTED',
 ] as const;
 
 export type ServerErrorCode = (typeof SERVER_ERROR_CODES)[number];

@@ -1,9 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import { type Database, open, type RootDatabase } from 'lmdb';
-import { describeError, Kvs2Error } from '../errors.js';
+import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import { type CommitPromise, untilFlushed } from '../lmdb/durability.js';
 import type { Offsets } from '../offsets.js';
 import type { Applied, ScanPage, ScanRange, Store, StoreProgress, StoreWrite } from './store.js';
+import { adoptStoreFormat } from './store-format.js';
 
 /** Progress as saved in the meta database: plain data, so it survives format-agnostic encoding. */
 interface SavedProgress {
@@ -46,10 +47,15 @@ export class LmdbStore implements Store {
   }
 
   static open(dir: string): LmdbStore {
+    let env: RootDatabase | undefined;
     try {
       mkdirSync(dir, { recursive: true });
-      return new LmdbStore(dir, open({ path: dir, maxDbs: 4, separateFlushed: true, mapSize: MAP_SIZE_BYTES }));
+      env = open({ path: dir, maxDbs: 4, separateFlushed: true, mapSize: MAP_SIZE_BYTES });
+      adoptStoreFormat(env, `LMDB store in ${dir}`);
+      return new LmdbStore(dir, env);
     } catch (error) {
+      void env?.close().catch(() => {});
+      if (isKvs2Error(error)) throw error;
       throw new Kvs2Error('STORE_UNAVAILABLE', `cannot open LMDB store in ${dir}: ${describeError(error)}`, {
         cause: error,
       });

@@ -29,6 +29,7 @@ const EVERY_SERVER_CODE: Readonly<Record<Kvs2ErrorCode, true>> = {
   REPLY_TOO_LARGE: true,
   OVERLOADED: true,
   INCONSISTENT_STATE: true,
+  DATA_FORMAT_UNSUPPORTED: true,
 };
 const serverCodes = Object.keys(EVERY_SERVER_CODE) as Kvs2ErrorCode[];
 

@@ -9,6 +9,7 @@ import type { Log, LogBatch, LogPosition, LogRecord } from '../log.js';
 import { SignalGroups } from '../signal-groups.js';
 import { checkFrame, decodeFrameRecords, encodeFrame, type FrameRecordVisitor, isFrameFault } from './frame-codec.js';
 import { hasLmdbLog, migrateLmdbLog, removeLmdbLog } from './lmdb-log-migration.js';
+import { adoptLogFormat } from './log-format.js';
 import { listSegments, type SegmentIndex, scanSegment, segmentFileName } from './segment-scan.js';
 
 /** An append waiting for its group commit. A promise settles once: an abort's early reject wins. */
@@ -65,7 +66,8 @@ export interface EmbeddedLogOptions {
  * the most recent records that watches may replay, so the log stays small; the store is then the only
  * copy, which is why this log does not retain history.
  *
- * A folder holding the earlier format (an LMDB database keyed by offset) is migrated on open.
+ * A folder holding the earlier format (an LMDB database keyed by offset) is migrated on open; a folder in a
+ * format version this kvs2 does not read (log-format.ts) is refused.
  */
 export class EmbeddedLog implements Log {
   readonly description: string;
@@ -119,6 +121,7 @@ export class EmbeddedLog implements Log {
     if (this.#segments.length > 0) return this.#identity;
     try {
       mkdirSync(this.#dir, { recursive: true });
+      await adoptLogFormat(this.#dir, this.description, () => this.#syncDir());
       let identity = await this.#readIdentity();
       if (identity === undefined && hasLmdbLog(this.#dir)) {
         // Segments beside the LMDB files and no identity: a migration a crash interrupted. Start it over.
@@ -143,7 +146,9 @@ export class EmbeddedLog implements Log {
       const segments = this.#segments;
       this.#segments = [];
       for (const segment of segments) await segment.file.close().catch(() => {});
-      if (isKvs2Error(error) && error.code === 'INCONSISTENT_STATE') throw error;
+      if (isKvs2Error(error) && (error.code === 'INCONSISTENT_STATE' || error.code === 'DATA_FORMAT_UNSUPPORTED')) {
+        throw error;
+      }
       throw new Kvs2Error('LOG_UNAVAILABLE', `cannot open ${this.description}: ${describeError(error)}`, {
         cause: error,
       });

@@ -1,0 +1,35 @@
+import type { RootDatabase } from 'lmdb';
+import { Kvs2Error } from '../errors.js';
+import { KVS2_VERSION } from '../version.js';
+
+/**
+ * The store's format version, kept in its `meta` database beside the applied offsets. A kvs2 that changes
+ * how the store is laid out writes a new version, so that an older kvs2 refuses the store instead of
+ * misreading it; a newer kvs2 knows which formats it reads (and may migrate them).
+ */
+export const STORE_FORMAT_KEY = 'format';
+/** The format this kvs2 writes. */
+export const STORE_FORMAT_VERSION = 1;
+/** The formats this kvs2 reads. */
+export const READABLE_STORE_FORMATS: readonly number[] = [1];
+
+/**
+ * Checks the store's format version, and records it in a store that has none: a new store, or one written
+ * before versions were recorded, whose layout is format 1. Throws DATA_FORMAT_UNSUPPORTED for a version
+ * this kvs2 does not read.
+ */
+export function adoptStoreFormat(env: RootDatabase, description: string): number {
+  const meta = env.openDB<unknown, string>({ name: 'meta' });
+  const found = meta.get(STORE_FORMAT_KEY);
+  if (found === undefined) {
+    meta.putSync(STORE_FORMAT_KEY, STORE_FORMAT_VERSION);
+    return STORE_FORMAT_VERSION;
+  }
+  if (typeof found === 'number' && READABLE_STORE_FORMATS.includes(found)) return found;
+  throw new Kvs2Error(
+    'DATA_FORMAT_UNSUPPORTED',
+    `${description} is in format version ${JSON.stringify(found)}, which this kvs2 (${KVS2_VERSION}) cannot ` +
+      `read: it reads store format version ${READABLE_STORE_FORMATS.join(', ')}. It was written by a newer ` +
+      'kvs2: run that version (or a later one) on this data dir.',
+  );
+}
