@@ -77,7 +77,9 @@ export async function runClientCommand(
 }
 
 function reportFailure(name: string, error: unknown): number {
-  const say = (text: string) => process.stderr.write(`kvs2 ${name}: ${text.replace(/\s*\n\s*/g, ' ')}\n`);
+  // One line, without grpc-js's empty "Resolution note:" tail.
+  const say = (text: string) =>
+    process.stderr.write(`kvs2 ${name}: ${text.replace(/\s*\n\s*/g, ' ').replace(/\s*(Resolution note:)?\s*$/, '')}\n`);
   if (error instanceof Kvs2ClientError) {
     say(`${error.kvs2Code}: ${error.details}`);
     return exitCodeOf(error);
