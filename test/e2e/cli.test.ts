@@ -219,6 +219,7 @@ describe('the kvs2 CLI against a real node', () => {
   });
 
   test('status prints the node state, version, log, lag, keys and store size (needs the Status RPC)', async (t) => {
+    ok(await kvs2(['put', 'status/key', 'v', '--wait']));
     const probe = await kvs2(['status', '-o', 'json']);
     if (probe.code === 4 && probe.stderr.includes('GRPC_UNIMPLEMENTED')) {
       t.skip('the node does not implement Status yet (the node-state work adds it)');
