@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { credentials, ServerCredentials, status } from '@grpc/grpc-js';
 import { Kvs2Client, Kvs2ClientError, Kvs2ClientOptionError, type Kvs2ClientOptions } from '../../src/client/index.js';
 import { tempDir } from '../support/paths.js';
 import { STAND_IN_STATUS, StandInNode, type UnaryMethod } from '../support/stand-in-node.js';
+import { hasOpenssl, selfSigned } from '../support/tls-certificates.js';
 
 const b = (text: string): Buffer => Buffer.from(text);
 const FAST_RETRIES = { initialBackoffMs: 5, maxBackoffMs: 20 };
@@ -138,30 +137,6 @@ describe('Kvs2Client options', () => {
     }
   });
 });
-
-function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** A self-signed certificate and key for `name`, made by openssl (EC P-256, valid two days). */
-function selfSigned(dir: string, name: string): { cert: string; key: string } {
-  const cert = join(dir, `${name}.crt`);
-  const key = join(dir, `${name}.key`);
-  execFileSync(
-    'openssl',
-    [
-      ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'],
-      ...['-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${name}`, '-addext', `subjectAltName=DNS:${name}`],
-    ],
-    { stdio: 'ignore' },
-  );
-  return { cert, key };
-}
 
 describe('Kvs2Client over TLS', { skip: hasOpenssl() ? false : 'openssl is not installed' }, () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;

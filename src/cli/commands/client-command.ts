@@ -4,6 +4,7 @@ import type { BytesEncoding } from './bytes-encoding.js';
 import { parseDuration } from './duration.js';
 import { EXIT_INTERNAL, EXIT_USAGE, exitCodeOf } from './exit-codes.js';
 import { Output, type OutputFormat } from './output.js';
+import { tlsOptionOf, withTlsFlags } from './tls-flags.js';
 import { UsageError } from './usage-error.js';
 
 export const DEFAULT_ENDPOINT = '127.0.0.1:50051';
@@ -25,11 +26,11 @@ export interface CommandContext {
 }
 
 /**
- * A client command with the flags all of them share (--endpoint, --timeout, --output, --hex, --base64),
+ * A client command with the flags all of them share (--endpoint, --timeout, --output, --hex, --base64, --tls-*),
  * reporting a usage error on one line of stderr as `kvs2 <name>: <message>` (exit 2).
  */
 export function clientCommand(name: string, description: string): Command {
-  return new Command(name)
+  const command = new Command(name)
     .description(description)
     .exitOverride()
     .showHelpAfterError(false)
@@ -53,6 +54,7 @@ export function clientCommand(name: string, description: string): Command {
       new Option('--hex', 'keys and values are hex, on the command line and in the output').conflicts('base64'),
     )
     .addOption(new Option('--base64', 'keys and values are base64, on the command line and in the output'));
+  return withTlsFlags(command);
 }
 
 /**
@@ -66,7 +68,8 @@ export async function runClientCommand(
   const flags = command.opts<ConnectionFlags>();
   let client: Kvs2Client | undefined;
   try {
-    client = new Kvs2Client(flags.endpoint, { timeoutMs: flags.timeout });
+    const tls = tlsOptionOf(command);
+    client = new Kvs2Client(flags.endpoint, { timeoutMs: flags.timeout, ...(tls === undefined ? {} : { tls }) });
     const encoding: BytesEncoding = flags.hex ? 'hex' : flags.base64 ? 'base64' : 'utf8';
     process.exitCode = await body({ client, out: new Output(flags.output), encoding });
   } catch (error) {
