@@ -18,7 +18,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   service: ['config', 'log', 'store', 'replica'],
   api: ['config', 'service', 'gen'],
   client: ['gen'],
-  cli: ['config', 'lmdb', 'log', 'store', 'replica', 'service', 'api'],
+  cli: ['config', 'lmdb', 'log', 'store', 'replica', 'service', 'api', 'client'],
 };
 /** Base modules may import only each other and config (the logger takes its level type from there). */
 const BASE_MAY_IMPORT = ['config'];

@@ -2,11 +2,21 @@ import { Command, CommanderError, Option } from 'commander';
 import { envVarOf, parseConfig, SETTINGS } from '../config/config.js';
 import { ConfigError } from '../config/config-error.js';
 import { KVS2_VERSION } from '../version.js';
-import { EXIT_OK, EXIT_USAGE, rawSettingsFrom, serve } from './serve-command.js';
+import { delCommand } from './commands/del.js';
+import { EXIT_CODES_HELP, EXIT_OK, EXIT_USAGE } from './commands/exit-codes.js';
+import { getCommand } from './commands/get.js';
+import { mgetCommand } from './commands/mget.js';
+import { putCommand } from './commands/put.js';
+import { scanCommand } from './commands/scan.js';
+import { statusCommand } from './commands/status.js';
+import { watchCommand } from './commands/watch.js';
 
 function buildProgram(): Command {
   const program = new Command('kvs2')
-    .description('A key-value store whose source of truth is a Kafka topic (or an embedded log), served over gRPC')
+    .description(
+      'A key-value store whose source of truth is a Kafka topic (or an embedded log), served over gRPC.\n' +
+        '`kvs2 serve` runs a node; get, put, del, mget, scan, watch and status talk to a running one.',
+    )
     .version(KVS2_VERSION)
     .exitOverride()
     .showHelpAfterError('(run kvs2 serve --help for the settings)');
@@ -19,6 +29,8 @@ function buildProgram(): Command {
     )
     .exitOverride()
     .action(async () => {
+      // Loaded here, not at the top: the client commands then start without loading the whole server.
+      const { rawSettingsFrom, serve } = await import('./serve-command.js');
       let config: ReturnType<typeof parseConfig>;
       try {
         config = parseConfig(rawSettingsFrom(serveCommand.opts()));
@@ -36,6 +48,20 @@ function buildProgram(): Command {
     if ('defaultValue' in spec) option.default(spec.defaultValue);
     serveCommand.addOption(option);
   }
+
+  // The client commands, against a running node (as etcdctl's): each in src/cli/commands/.
+  for (const command of [
+    getCommand(),
+    putCommand(),
+    delCommand(),
+    mgetCommand(),
+    scanCommand(),
+    watchCommand(),
+    statusCommand(),
+  ]) {
+    program.addCommand(command.addHelpText('after', EXIT_CODES_HELP));
+  }
+  program.addHelpText('after', EXIT_CODES_HELP);
   return program;
 }
 

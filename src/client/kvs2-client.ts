@@ -1,4 +1,4 @@
-import { type CallOptions, type ClientReadableStream, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { type CallOptions, type ClientReadableStream, Metadata, type ServiceError } from '@grpc/grpc-js';
 import {
   type DeleteReply,
   type DeleteRequest,
@@ -11,6 +11,8 @@ import {
   type ScanRequest,
   type SetReply,
   type SetRequest,
+  type StatusReply,
+  type StatusRequest,
   type WatchEvent,
   type WatchRequest,
   type WriteReply,
@@ -18,21 +20,18 @@ import {
 } from '../gen/kvs2.js';
 
 import { Kvs2ClientError } from './client-error.js';
+import { Kvs2ClientOptionError, type Kvs2ClientOptions, wholeNumberOption } from './client-options.js';
+import { readRetryChannelOptions } from './read-retries.js';
+import { channelCredentialsOf, serverNameOption } from './tls-credentials.js';
 
-export { Consistency, ReadStatus, SetStatus, WatchEvent_Kind } from '../gen/kvs2.js';
+export { Consistency, NodeState, ReadStatus, SetStatus, WatchEvent_Kind } from '../gen/kvs2.js';
 export { Kvs2ClientError, type Kvs2ErrorCode } from './client-error.js';
-
-export interface Kvs2ClientOptions {
-  /** Default deadline of each call, in milliseconds (default 10 s). */
-  readonly timeoutMs?: number;
-  /** Largest reply accepted, in bytes (default 64 MiB). */
-  readonly maxReceiveBytes?: number;
-  /**
-   * Use a connection of this client's own instead of sharing one with other clients of the same address
-   * (grpc-js shares by default); a paused Watch then cannot hold up other calls' flow control.
-   */
-  readonly ownConnection?: boolean;
-}
+export {
+  Kvs2ClientOptionError,
+  type Kvs2ClientOptions,
+  type Kvs2ReadRetryOptions,
+  type Kvs2TlsOptions,
+} from './client-options.js';
 
 type Unary<Req, Reply> = (
   request: Req,
@@ -46,20 +45,33 @@ const EMPTY = Buffer.alloc(0);
 /**
  * A promise-based client for kvs2 over gRPC, on the generated stubs. Requests may leave out the fields
  * they do not use (`{ key }` is a whole GetRequest): the defaults are the protobuf ones. Failed calls
- * reject with Kvs2ClientError, whose `kvs2Code` says what failed.
+ * reject with Kvs2ClientError, whose `kvs2Code` says what failed. Reads answered UNAVAILABLE are retried
+ * (see `readRetries`); writes never are.
+ *
+ * `new Kvs2Client('127.0.0.1:50051', { timeoutMs: 5000 })`, or `new Kvs2Client({ endpoint, ... })`.
+ * Options are checked here, once: a wrong one throws Kvs2ClientOptionError naming it.
  */
 export class Kvs2Client {
   readonly #client: GeneratedClient;
   readonly #timeoutMs: number;
 
-  constructor(address: string, options: Kvs2ClientOptions = {}) {
-    const maxReceive = options.maxReceiveBytes ?? 64 * 1024 * 1024;
-    this.#client = new GeneratedClient(address, credentials.createInsecure(), {
+  constructor(endpoint: string, options?: Kvs2ClientOptions);
+  constructor(options: Kvs2ClientOptions & { readonly endpoint: string });
+  constructor(endpointOrOptions: string | Kvs2ClientOptions, maybeOptions: Kvs2ClientOptions = {}) {
+    const options = typeof endpointOrOptions === 'string' ? maybeOptions : endpointOrOptions;
+    const endpoint = typeof endpointOrOptions === 'string' ? endpointOrOptions : endpointOrOptions.endpoint;
+    if (typeof endpoint !== 'string' || endpoint.length === 0) {
+      throw new Kvs2ClientOptionError('endpoint', "give the node's address as host:port");
+    }
+    this.#timeoutMs = wholeNumberOption('timeoutMs', options.timeoutMs, 10_000, 1, 2 ** 31 - 1);
+    const maxReceive = wholeNumberOption('maxReceiveBytes', options.maxReceiveBytes, 64 * 1024 * 1024, 1, 2 ** 31 - 1);
+    this.#client = new GeneratedClient(endpoint, channelCredentialsOf(options), {
       'grpc.max_receive_message_length': maxReceive,
       'grpc.max_send_message_length': maxReceive,
       ...(options.ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {}),
+      ...serverNameOption(options),
+      ...readRetryChannelOptions(options),
     });
-    this.#timeoutMs = options.timeoutMs ?? 10_000;
   }
 
   get(request: Partial<GetRequest> & Pick<GetRequest, 'key'>, timeoutMs?: number): Promise<GetReply> {
@@ -98,6 +110,11 @@ export class Kvs2Client {
       ...request,
     };
     return this.#call(this.#client.scan, full, timeoutMs);
+  }
+
+  /** What the node is doing: its state, version, log, lag per partition and store. */
+  status(request: StatusRequest = {}, timeoutMs?: number): Promise<StatusReply> {
+    return this.#call(this.#client.status, request, timeoutMs);
   }
 
   /** Opens a Watch stream; it runs until cancelled or ended by the server. */

@@ -1,0 +1,210 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { credentials, ServerCredentials, status } from '@grpc/grpc-js';
+import { Kvs2Client, Kvs2ClientError, Kvs2ClientOptionError, type Kvs2ClientOptions } from '../../src/client/index.js';
+import { tempDir } from '../support/paths.js';
+import { STAND_IN_STATUS, StandInNode, type UnaryMethod } from '../support/stand-in-node.js';
+import { hasOpenssl, selfSigned } from '../support/tls-certificates.js';
+
+const b = (text: string): Buffer => Buffer.from(text);
+const FAST_RETRIES = { initialBackoffMs: 5, maxBackoffMs: 20 };
+
+/** Each method called with the smallest request it takes. */
+const CALL: Readonly<Record<UnaryMethod, (client: Kvs2Client) => Promise<unknown>>> = {
+  get: (client) => client.get({ key: b('k') }),
+  multiGet: (client) => client.multiGet({ keys: [b('k')] }),
+  scan: (client) => client.scan({ prefix: b('k') }),
+  status: (client) => client.status(),
+  set: (client) => client.set({ key: b('k'), value: b('v') }),
+  delete: (client) => client.delete({ key: b('k') }),
+  write: (client) => client.write({ mutations: [{ key: b('k'), value: b('v'), delete: false }] }),
+};
+const READS: readonly UnaryMethod[] = ['get', 'multiGet', 'scan', 'status'];
+const WRITES: readonly UnaryMethod[] = ['set', 'delete', 'write'];
+
+async function rejection(promise: Promise<unknown>): Promise<Kvs2ClientError> {
+  const outcome = await promise.then(
+    () => assert.fail('the call succeeded'),
+    (error: unknown) => error,
+  );
+  assert.ok(outcome instanceof Kvs2ClientError, String(outcome));
+  return outcome;
+}
+
+describe('Kvs2Client retries of reads', () => {
+  let node: StandInNode;
+  let client: Kvs2Client;
+
+  before(async () => {
+    node = await StandInNode.start(ServerCredentials.createInsecure());
+    client = new Kvs2Client({ endpoint: node.address, readRetries: { maxAttempts: 4, ...FAST_RETRIES } });
+  });
+  after(async () => {
+    client.close();
+    await node.close();
+  });
+
+  for (const method of READS) {
+    test(`${method}: retried on UNAVAILABLE until it succeeds`, async () => {
+      const callsBefore = node.callsOf(method);
+      node.fail(method, 3);
+      await CALL[method](client);
+      assert.equal(node.callsOf(method) - callsBefore, 4);
+    });
+  }
+
+  test('a read still UNAVAILABLE after the last attempt rejects with the kvs2 code of the last answer', async () => {
+    const callsBefore = node.callsOf('get');
+    node.fail('get', 10, status.UNAVAILABLE, 'SHUTTING_DOWN');
+    const error = await rejection(CALL.get(client));
+    assert.deepEqual(
+      [error.code, error.kvs2Code, node.callsOf('get') - callsBefore],
+      [status.UNAVAILABLE, 'SHUTTING_DOWN', 4],
+    );
+    node.fail('get', 0);
+  });
+
+  test('a read refused for another reason is not retried', async () => {
+    const callsBefore = node.callsOf('scan');
+    node.fail('scan', 1, status.INVALID_ARGUMENT, 'INVALID_ARGUMENT');
+    const error = await rejection(CALL.scan(client));
+    assert.deepEqual([error.kvs2Code, node.callsOf('scan') - callsBefore], ['INVALID_ARGUMENT', 1]);
+  });
+
+  for (const method of WRITES) {
+    test(`${method}: never retried, even on UNAVAILABLE`, async () => {
+      const callsBefore = node.callsOf(method);
+      node.fail(method, 1);
+      const error = await rejection(CALL[method](client));
+      assert.deepEqual([error.kvs2Code, node.callsOf(method) - callsBefore], ['LOG_UNAVAILABLE', 1]);
+      // The next call goes through: the failure above was the only one.
+      await CALL[method](client);
+    });
+  }
+
+  test('readRetries: false turns retries off', async () => {
+    const once = new Kvs2Client(node.address, { readRetries: false });
+    try {
+      const callsBefore = node.callsOf('get');
+      node.fail('get', 1);
+      await rejection(CALL.get(once));
+      assert.equal(node.callsOf('get') - callsBefore, 1);
+    } finally {
+      once.close();
+    }
+  });
+
+  test('status() returns the node status over the wire', async () => {
+    assert.deepEqual(await client.status(), STAND_IN_STATUS);
+  });
+
+  test('an unreachable endpoint fails UNAVAILABLE after the retries, within the deadline', async () => {
+    const nowhere = new Kvs2Client('127.0.0.1:1', { timeoutMs: 20_000, readRetries: FAST_RETRIES });
+    try {
+      const error = await rejection(nowhere.get({ key: b('k') }));
+      assert.deepEqual([error.code, error.kvs2Code], [status.UNAVAILABLE, 'GRPC_UNAVAILABLE']);
+    } finally {
+      nowhere.close();
+    }
+  });
+});
+
+describe('Kvs2Client options', () => {
+  test('wrong options throw Kvs2ClientOptionError naming the option, before anything opens', () => {
+    const cases: Array<[string, () => Kvs2Client]> = [
+      ['endpoint', () => new Kvs2Client({ timeoutMs: 5 } as Kvs2ClientOptions & { endpoint: string })],
+      ['endpoint', () => new Kvs2Client('')],
+      ['timeoutMs', () => new Kvs2Client('127.0.0.1:1', { timeoutMs: 0 })],
+      ['timeoutMs', () => new Kvs2Client('127.0.0.1:1', { timeoutMs: 1.5 })],
+      ['readRetries.maxAttempts', () => new Kvs2Client('127.0.0.1:1', { readRetries: { maxAttempts: 6 } })],
+      ['readRetries.maxAttempts', () => new Kvs2Client('127.0.0.1:1', { readRetries: { maxAttempts: 1 } })],
+      [
+        'readRetries.maxBackoffMs',
+        () => new Kvs2Client('127.0.0.1:1', { readRetries: { initialBackoffMs: 500, maxBackoffMs: 100 } }),
+      ],
+      ['tls.key', () => new Kvs2Client('127.0.0.1:1', { tls: { cert: Buffer.from('x') } })],
+      ['tls.cert', () => new Kvs2Client('127.0.0.1:1', { tls: { key: Buffer.from('x') } })],
+      ['tls.ca', () => new Kvs2Client('127.0.0.1:1', { tls: { ca: '/nonexistent/ca.pem' } })],
+      ['tls', () => new Kvs2Client('127.0.0.1:1', { tls: true, credentials: credentials.createInsecure() })],
+    ];
+    for (const [option, build] of cases) {
+      assert.throws(
+        build,
+        (error: unknown) => error instanceof Kvs2ClientOptionError && error.option === option,
+        option,
+      );
+    }
+  });
+});
+
+describe('Kvs2Client over TLS', { skip: hasOpenssl() ? false : 'openssl is not installed' }, () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let node: StandInNode;
+  let server: { cert: string; key: string };
+  let clientPair: { cert: string; key: string };
+
+  before(async () => {
+    dir = await tempDir('client-tls');
+    server = selfSigned(dir.path, 'kvs2.test');
+    clientPair = selfSigned(dir.path, 'client.test');
+    // Mutual TLS: the node trusts only the client's certificate.
+    node = await StandInNode.start(
+      ServerCredentials.createSsl(
+        readFileSync(clientPair.cert),
+        [{ cert_chain: readFileSync(server.cert), private_key: readFileSync(server.key) }],
+        true,
+      ),
+    );
+  });
+  after(async () => {
+    await node.close();
+    await dir.remove();
+  });
+
+  test('CA and client certificate as paths, key as a Buffer, server name overridden: the call goes through', async () => {
+    const client = new Kvs2Client(node.address, {
+      tls: { ca: server.cert, cert: clientPair.cert, key: readFileSync(clientPair.key), serverName: 'kvs2.test' },
+    });
+    try {
+      assert.deepEqual(await client.status(), STAND_IN_STATUS);
+    } finally {
+      client.close();
+    }
+  });
+
+  test('PEM text works as well as a path', async () => {
+    const client = new Kvs2Client(node.address, {
+      tls: {
+        ca: readFileSync(server.cert, 'utf8'),
+        cert: readFileSync(clientPair.cert, 'utf8'),
+        key: clientPair.key,
+        serverName: 'kvs2.test',
+      },
+    });
+    try {
+      assert.equal((await client.get({ key: b('k') })).data.toString(), 'value');
+    } finally {
+      client.close();
+    }
+  });
+
+  test('without the client certificate, or in plaintext, the node cannot be reached', async () => {
+    const callsBefore = node.callsOf('get');
+    for (const options of [
+      { tls: { ca: server.cert, serverName: 'kvs2.test' } },
+      {},
+      // The right client certificate but a CA that did not sign the node's.
+      { tls: { ca: clientPair.cert, cert: clientPair.cert, key: clientPair.key, serverName: 'kvs2.test' } },
+    ]) {
+      const client = new Kvs2Client(node.address, { ...options, timeoutMs: 10_000, readRetries: false });
+      try {
+        const error = await rejection(client.get({ key: b('k') }));
+        assert.equal(error.code, status.UNAVAILABLE, JSON.stringify(options));
+      } finally {
+        client.close();
+      }
+    }
+    assert.equal(node.callsOf('get'), callsBefore);
+  });
+});

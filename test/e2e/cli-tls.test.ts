@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { ServerCredentials } from '@grpc/grpc-js';
+import { runKvs2 } from '../support/cli-process.js';
+import { tempDir } from '../support/paths.js';
+import { StandInNode } from '../support/stand-in-node.js';
+import { hasOpenssl, selfSigned } from '../support/tls-certificates.js';
+
+// The node does not serve TLS yet: a stand-in node of the Kvs2 service does, over the real wire.
+describe('the kvs2 CLI over mutual TLS', { skip: hasOpenssl() ? false : 'openssl is not installed' }, () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let node: StandInNode;
+  let server: { cert: string; key: string };
+  let client: { cert: string; key: string };
+
+  before(async () => {
+    dir = await tempDir('cli-tls');
+    server = selfSigned(dir.path, 'kvs2.test');
+    client = selfSigned(dir.path, 'client.test');
+    node = await StandInNode.start(
+      ServerCredentials.createSsl(
+        readFileSync(client.cert),
+        [{ cert_chain: readFileSync(server.cert), private_key: readFileSync(server.key) }],
+        true,
+      ),
+    );
+  });
+  after(async () => {
+    await node.close();
+    await dir.remove();
+  });
+
+  test('--tls-ca, --tls-cert, --tls-key and --tls-server-name reach the node; the same from KVS2_TLS_* too', async () => {
+    const flags = ['--tls-ca', server.cert, '--tls-cert', client.cert, '--tls-key', client.key];
+    const byFlags = await runKvs2([
+      'status',
+      '-o',
+      'json',
+      '--endpoint',
+      node.address,
+      ...flags,
+      '--tls-server-name',
+      'kvs2.test',
+    ]);
+    assert.deepEqual([byFlags.code, byFlags.stderr], [0, '']);
+    assert.equal(JSON.parse(byFlags.stdout.toString()).version, '9.9.9');
+    const byEnv = await runKvs2(['get', 'k', '--endpoint', node.address], {
+      env: {
+        KVS2_TLS_CA: server.cert,
+        KVS2_TLS_CERT: client.cert,
+        KVS2_TLS_KEY: client.key,
+        KVS2_TLS_SERVER_NAME: 'kvs2.test',
+      },
+    });
+    assert.deepEqual([byEnv.code, byEnv.stdout.toString()], [0, 'value\n'], byEnv.stderr);
+  });
+
+  test('plaintext to a TLS node exits 3; a certificate without its key, or a CA file not there, exits 2', async () => {
+    const plain = await runKvs2(['status', '--endpoint', node.address]);
+    assert.equal(plain.code, 3, plain.stderr);
+    const noKey = await runKvs2([
+      'status',
+      '--endpoint',
+      node.address,
+      '--tls-ca',
+      server.cert,
+      '--tls-cert',
+      client.cert,
+    ]);
+    assert.equal(noKey.code, 2);
+    assert.match(noKey.stderr, /^kvs2 status: kvs2 client option tls.key: mutual TLS needs both cert and key\n$/);
+    const noFile = await runKvs2(['status', '--endpoint', node.address, '--tls-ca', `${dir.path}/missing.pem`]);
+    assert.equal(noFile.code, 2);
+    assert.match(noFile.stderr, /tls.ca: cannot read/);
+  });
+});
