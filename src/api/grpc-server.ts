@@ -2,6 +2,7 @@ import { type ChannelOptions, Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Limits } from '../config/config.js';
 import { Kvs2Error } from '../errors.js';
 import type { KvService } from '../service/kv-service.js';
+import type { NodeStatusReport } from '../service/node-status.js';
 import type { HealthService } from './health.js';
 import { strictKvs2Definition } from './kvs2-definition.js';
 import { kvs2Handlers } from './kvs2-handlers.js';
@@ -9,6 +10,8 @@ import { addReflection } from './reflection.js';
 
 export interface GrpcApiOptions {
   readonly service: KvService;
+  /** What the Status call answers. */
+  readonly status: Pick<NodeStatusReport, 'status'>;
   /** What the health service reports; its owner says when the node serves. */
   readonly health: HealthService;
   readonly limits: Limits;
@@ -59,6 +62,7 @@ export class GrpcApi {
       strictKvs2Definition(),
       kvs2Handlers({
         service: options.service,
+        status: options.status,
         requestTimeoutMs: options.requestTimeoutMs,
         openCalls: this.#openCalls,
         openWatches: this.#openWatches,
@@ -84,7 +88,7 @@ export class GrpcApi {
    * cancels whatever is left. Resolves with whether everything finished within the grace period.
    */
   async shutdown(graceMs: number): Promise<boolean> {
-    this.#health.setServing(false);
+    this.#health.stopServing();
     this.#health.endWatches();
     const shuttingDown = new Kvs2Error(
       'SHUTTING_DOWN',

@@ -17,21 +17,33 @@ import type {
   ScanRequest,
   SetReply,
   SetRequest,
+  StatusReply,
+  StatusRequest,
   WatchEvent,
   WatchRequest,
   WriteReply,
   WriteRequest,
 } from '../gen/kvs2.js';
 import type { KvService } from '../service/kv-service.js';
+import type { NodeStatusReport } from '../service/node-status.js';
 import type { Answer } from '../service/requests.js';
 import { CallScope } from './call-scope.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
 import { toStatusError } from './status-mapping.js';
-import { batchReplyOf, consistencyOf, getReplyOf, multiGetReplyOf, scanReplyOf, writeReplyOf } from './translate.js';
+import {
+  batchReplyOf,
+  consistencyOf,
+  getReplyOf,
+  multiGetReplyOf,
+  scanReplyOf,
+  statusReplyOf,
+  writeReplyOf,
+} from './translate.js';
 import { watchHandler } from './watch-handler.js';
 
 export interface Kvs2HandlerOptions {
   readonly service: KvService;
+  readonly status: Pick<NodeStatusReport, 'status'>;
   readonly requestTimeoutMs: number;
   /** Unary calls waiting for their answer, each as a function that answers it now (shutdown's last resort). */
   readonly openCalls: Set<(reason: Kvs2Error) => void>;
@@ -48,13 +60,20 @@ export interface Kvs2Handlers extends UntypedServiceImplementation {
   delete: handleUnaryCall<Received<DeleteRequest>, DeleteReply>;
   write: handleUnaryCall<Received<WriteRequest>, WriteReply>;
   watch: handleServerStreamingCall<Received<WatchRequest>, WatchEvent>;
+  status: handleUnaryCall<Received<StatusRequest>, StatusReply>;
 }
 
 /**
  * Each handler translates the request, calls the service, and maps its answer or error back to the wire;
  * every decision (validation, consistency, deadlines) is the service's.
  */
-export function kvs2Handlers({ service, requestTimeoutMs, openCalls, openWatches }: Kvs2HandlerOptions): Kvs2Handlers {
+export function kvs2Handlers({
+  service,
+  status,
+  requestTimeoutMs,
+  openCalls,
+  openWatches,
+}: Kvs2HandlerOptions): Kvs2Handlers {
   /** Answers the call with what `run` gives, at once when it is synchronous (a local read: no promise). */
   const handle = <Req, Result, Reply>(
     call: ServerUnaryCall<Received<Req>, Reply>,
@@ -143,5 +162,9 @@ export function kvs2Handlers({ service, requestTimeoutMs, openCalls, openWatches
     },
 
     watch: watchHandler({ service, open: openWatches }),
+
+    status(call, callback) {
+      handle(call, callback, () => status.status(), statusReplyOf);
+    },
   };
 }

@@ -4,12 +4,16 @@ import {
   type GetReply,
   type MultiGetReply,
   type MultiGetResponsePart,
+  NodeState,
   ReadStatus,
   type ScanReply,
   type SetReply,
   SetStatus,
+  type StatusReply,
   type WriteReply,
 } from '../gen/kvs2.js';
+import type { NodeStateName } from '../service/node-health.js';
+import type { NodeStatus } from '../service/node-status.js';
 import type {
   BatchResult,
   GetResult,
@@ -80,4 +84,32 @@ export function batchReplyOf(result: BatchResult): WriteReply {
     return { code: error.code, message: error.details, token: EMPTY };
   });
   return { results, token: result.token ?? EMPTY };
+}
+
+const NODE_STATE: Readonly<Record<NodeStateName, NodeState>> = {
+  starting: NodeState.NODE_STATE_STARTING,
+  serving: NodeState.NODE_STATE_SERVING,
+  lagging: NodeState.NODE_STATE_LAGGING,
+  stopping: NodeState.NODE_STATE_STOPPING,
+};
+
+/** Unknown ends and lags are -1 on the wire, a time never reached is 0. */
+export function statusReplyOf(status: NodeStatus): StatusReply {
+  return {
+    state: NODE_STATE[status.state],
+    version: status.version,
+    logKind: status.logKind,
+    logDescription: status.logDescription,
+    partitions: status.partitions.map((p) => ({
+      partition: p.partition,
+      appliedOffset: p.appliedOffset,
+      endOffset: p.endOffset ?? -1,
+      lagRecords: p.lagRecords ?? -1,
+    })),
+    keys: status.keys,
+    storeBytes: status.storeBytes,
+    lastCaughtUpUnixMs: status.lastCaughtUpAtMs ?? 0,
+    token: status.token,
+    uptimeSeconds: status.uptimeSeconds,
+  };
 }

@@ -9,6 +9,8 @@ import type { Log } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import { Replica } from '../replica/replica.js';
 import { KvService } from '../service/kv-service.js';
+import { NodeHealth } from '../service/node-health.js';
+import { NodeStatusReport } from '../service/node-status.js';
 import { LmdbStore } from '../store/lmdb-store.js';
 import { KVS2_VERSION } from '../version.js';
 import { MemoryRelease } from './memory-release.js';
@@ -43,12 +45,12 @@ export class KvsNode {
   }
 
   static async start({ config, logger, onFatal }: NodeOptions): Promise<KvsNode> {
+    const startedAtMs = Date.now();
     const stack = new AsyncDisposableStack();
     try {
       const memory = stack.adopt(new MemoryRelease({ logger }), (m) => m.close());
       const store = stack.adopt(LmdbStore.open(join(config.dataDir, 'store')), (s) => s.close());
       const log = stack.adopt(await createLog(config, logger), (l) => l.close());
-      const health = new HealthService();
       let caughtUpBefore = false;
       const replica = stack.adopt(
         new Replica({
@@ -60,11 +62,12 @@ export class KvsNode {
             // A bootstrap leaves the heap it grew behind; give it back before anyone is served.
             if (caughtUp && !caughtUpBefore) memory.releaseIfGrown('replica caught up');
             caughtUpBefore ||= caughtUp;
-            health.setServing(caughtUp);
+            nodeHealth.caughtUp(caughtUp);
           },
         }),
         (r) => r.stop(),
       );
+      const nodeHealth = new NodeHealth({ progress: replica.progress, maxReadyLag: config.maxReadyLag });
       const service = new KvService({
         log,
         store,
@@ -73,10 +76,21 @@ export class KvsNode {
         limits: config.limits,
         maxReplyBytesInFlight: config.maxReplyBytesInFlight,
       });
+      const status = new NodeStatusReport({
+        version: KVS2_VERSION,
+        logKind: config.kafka === null ? 'embedded' : 'kafka',
+        logDescription: log.description,
+        startedAtMs,
+        health: nodeHealth,
+        progress: replica.progress,
+        store,
+        appliedToken: () => service.appliedToken(),
+      });
       const api = stack.adopt(
         new GrpcApi({
           service,
-          health,
+          status,
+          health: new HealthService(nodeHealth),
           limits: config.limits,
           maxRequestBytes: config.maxRequestBytes,
           requestTimeoutMs: config.requestTimeoutMs,
@@ -93,6 +107,7 @@ export class KvsNode {
       // Writes are refused before the calls in flight drain.
       stack.defer(() => service.close());
       const port = await api.listen(config.listen.host, config.listen.port);
+      nodeHealth.listening();
       logger.info(
         {
           address: `${config.listen.host}:${port}`,
@@ -111,6 +126,8 @@ export class KvsNode {
         await replica.stop();
         await starting;
       });
+      // First thing at shutdown: probes see NOT_SERVING while the replica drains and calls finish.
+      stack.defer(() => nodeHealth.stopping());
       return new KvsNode(port, logger, stack.move());
     } catch (error) {
       await stack.disposeAsync().catch(() => {});

@@ -45,6 +45,8 @@ export interface Config {
   readonly requestTimeoutMs: number;
   /** How long shutdown waits for calls in flight before cancelling them. */
   readonly shutdownTimeoutMs: number;
+  /** After the first catch-up, records behind the log's end beyond which the node is not ready; 0: off. */
+  readonly maxReadyLag: number;
   readonly logLevel: LogLevel;
 }
 
@@ -145,6 +147,12 @@ export const SETTINGS = [
     defaultValue: '5000',
   },
   {
+    name: 'max-ready-lag',
+    valueName: 'records',
+    description: 'once caught up, the node reports NOT_SERVING while more records than this behind the log (0: off)',
+    defaultValue: '0',
+  },
+  {
     name: 'log-level',
     valueName: 'level',
     description: `one of ${LOG_LEVELS.join(', ')}`,
@@ -208,6 +216,7 @@ export function parseConfig(raw: RawSettings, cwd: string = process.cwd()): Conf
     ),
     requestTimeoutMs: parseInteger('request-timeout-ms', required('request-timeout-ms'), 1, 24 * 3600 * 1000),
     shutdownTimeoutMs: parseInteger('shutdown-timeout-ms', required('shutdown-timeout-ms'), 0, 3600 * 1000),
+    maxReadyLag: parseInteger('max-ready-lag', required('max-ready-lag'), 0, Number.MAX_SAFE_INTEGER),
     logLevel: parseLogLevel(required('log-level')),
   };
   return deepFreeze(config);

@@ -8,6 +8,7 @@ import { hasReached, lagBehind, offsetsForLog } from '../offsets.js';
 import type { Store, StoreWrite } from '../store/store.js';
 import { type AppliedWatermark, ReplicaWatermark } from './applied-watermark.js';
 import { ChangeBroadcaster, type ChangeFeed } from './change-feed.js';
+import { ReplicaProgress, type ReplicaProgressUpdates, type ReplicaProgressView } from './replica-progress.js';
 import { planResume } from './resume-plan.js';
 
 export interface ReplicaOptions {
@@ -20,6 +21,8 @@ export interface ReplicaOptions {
   readonly onFatal: (error: Kvs2Error) => void;
   /** How often the replica compares itself with the log's end: lag in the log, catch-up time in the store. */
   readonly progressIntervalMs?: number;
+  /** How often the log's end is asked for, so that the lag in records stays fresh (default 1 s). */
+  readonly endRefreshMs?: number;
   /** Source of wall-clock time, for tests of long absences. */
   readonly now?: () => number;
 }
@@ -50,6 +53,8 @@ export class Replica {
   readonly #stop = new AbortController();
   readonly #watermark: ReplicaWatermark;
   readonly #changes: ChangeBroadcaster;
+  readonly #progress: ReplicaProgress;
+  #refreshingEnd: Promise<void> | undefined;
   #catchUpTarget: Offsets | undefined;
   #caughtUp = false;
   #whenCaughtUp: PromiseWithResolvers<void> = Promise.withResolvers();
@@ -73,6 +78,13 @@ export class Replica {
     this.#onFatal = options.onFatal;
     this.#now = options.now ?? Date.now;
     this.#progressIntervalMs = options.progressIntervalMs;
+    this.#progress = new ReplicaProgress({
+      watermark: this.#watermark,
+      endOffsets: (signal) => this.#log.endOffsets(signal),
+      caughtUpAt: options.store.progress().caughtUpAt,
+      now: this.#now,
+      ...(options.endRefreshMs === undefined ? {} : { refreshMs: options.endRefreshMs }),
+    });
   }
 
   /** How far the store has applied the log, for reads and for waiting on writes (read-your-writes). */
@@ -83,6 +95,11 @@ export class Replica {
   /** The changes as they are applied, for watches. */
   get changes(): ChangeFeed {
     return this.#changes;
+  }
+
+  /** How far behind the log's end the replica is, per partition. */
+  get progress(): ReplicaProgressView & ReplicaProgressUpdates {
+    return this.#progress;
   }
 
   /** Resolves once the replica has applied everything the log held when it started. */
@@ -115,6 +132,7 @@ export class Replica {
     }
     await this.#beginReading(logIdentity);
     this.#loop = this.#run(this.#stop.signal);
+    this.#refreshingEnd = this.#progress.run(this.#stop.signal);
     const retention = this.#log.tombstoneRetentionMs;
     // Well inside the tombstone retention, so that the recorded catch-up time is never stale by much.
     const intervalMs =
@@ -143,6 +161,7 @@ export class Replica {
     }
     this.#stop.abort();
     await this.#loop;
+    await this.#refreshingEnd;
   }
 
   /** Takes the store's applied offsets as the place to read from, and the log's end as the catch-up target. */
@@ -153,7 +172,9 @@ export class Replica {
       // An empty store misses nothing that is written from now on: its bootstrap starts the clock.
       await this.#store.markCaughtUp(this.#now());
     }
+    const askedAt = this.#now();
     this.#catchUpTarget = await this.#log.endOffsets(this.#stop.signal);
+    this.#progress.catchingUp(this.#catchUpTarget, askedAt);
     this.#logger.info(
       {
         appliedOffsets: offsetsForLog(this.#watermark.appliedOffsets),
@@ -271,6 +292,7 @@ export class Replica {
       { appliedOffsets: offsetsForLog(this.#watermark.appliedOffsets), appliedRecords: this.#appliedRecords },
       'replica caught up with the log',
     );
+    this.#progress.caughtUp();
     this.#setCaughtUp(true);
     this.#whenCaughtUp.resolve();
   }

@@ -18,6 +18,9 @@ import type { WatchEvent } from '../../src/gen/kvs2.js';
 import type { Replica } from '../../src/replica/replica.js';
 import { decodeToken, encodeToken, logTagOf } from '../../src/service/consistency-token.js';
 import { KvService } from '../../src/service/kv-service.js';
+import { NodeHealth } from '../../src/service/node-health.js';
+import { NodeStatusReport } from '../../src/service/node-status.js';
+import { KVS2_VERSION } from '../../src/version.js';
 import { FailingKeys } from '../support/failing-keys.js';
 import { eventually, HealthClient } from '../support/grpc-clients.js';
 import { bytesField, END_GROUP_BYTE, varintField } from '../support/protobuf-wire.js';
@@ -75,11 +78,21 @@ function collect(stream: ReturnType<Kvs2Client['watch']>) {
   return { events, subscribed, ended, changes, cancel: () => stream.cancel() };
 }
 
-async function startApi(service: KvService, node: ServiceNode<unknown>, requestTimeoutMs: number) {
-  const health = new HealthService();
+async function startApi(service: KvService, node: ServiceNode<Replica>, requestTimeoutMs: number) {
+  const health = new NodeHealth({ progress: node.replica.progress, maxReadyLag: 0 });
   const api = new GrpcApi({
     service,
-    health,
+    status: new NodeStatusReport({
+      version: KVS2_VERSION,
+      logKind: 'embedded',
+      logDescription: node.log.description,
+      startedAtMs: Date.now(),
+      health,
+      progress: node.replica.progress,
+      store: node.store,
+      appliedToken: () => service.appliedToken(),
+    }),
+    health: new HealthService(health),
     limits: node.limits,
     maxRequestBytes: 8 * 1024 * 1024,
     requestTimeoutMs,
@@ -92,7 +105,7 @@ describe('the kvs2.Kvs2 handlers over gRPC, in process', () => {
   let node: ServiceNode<Replica>;
   let appender: FailingKeys;
   let api: GrpcApi;
-  let health: HealthService;
+  let health: NodeHealth;
   let address: string;
   let client: Kvs2Client;
 
@@ -343,11 +356,15 @@ describe('the kvs2.Kvs2 handlers over gRPC, in process', () => {
     });
   });
 
-  test('health is NOT_SERVING until the node says it serves', async () => {
+  test('health is NOT_SERVING until the node says it serves; liveness once it listens', async () => {
     const checker = new HealthClient(address);
     try {
       assert.equal(await checker.check('kvs2.Kvs2'), 'NOT_SERVING');
-      health.setServing(true);
+      assert.equal(await checker.check('liveness'), 'NOT_SERVING');
+      health.listening();
+      assert.equal(await checker.check('liveness'), 'SERVING');
+      assert.equal(await checker.check('kvs2.Kvs2'), 'NOT_SERVING');
+      health.caughtUp(true);
       assert.equal(await checker.check(''), 'SERVING');
       assert.equal(await checker.check('kvs2.Kvs2'), 'SERVING');
     } finally {

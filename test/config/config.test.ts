@@ -17,6 +17,8 @@ describe('parseConfig', () => {
       maxReplyBytes: 64 * 1024 * 1024,
     });
     assert.equal(config.requestTimeoutMs, 5000);
+    assert.equal(config.maxReadyLag, 0);
+    assert.equal(parseConfig({ 'max-ready-lag': '5000' }).maxReadyLag, 5000);
     assert.equal(config.logLevel, 'info');
     assert.ok(Object.isFrozen(config) && Object.isFrozen(config.limits) && Object.isFrozen(config.listen));
   });
@@ -52,6 +54,7 @@ describe('parseConfig', () => {
     ['--request-timeout-ms', { 'request-timeout-ms': '0' }],
     ['--partitions', { partitions: '0' }],
     ['--replication-factor', { 'replication-factor': 'three' }],
+    ['--max-ready-lag', { 'max-ready-lag': '-1' }],
   ];
   for (const [setting, raw] of invalid) {
     test(`rejects ${JSON.stringify(raw)} naming ${setting}`, () => {

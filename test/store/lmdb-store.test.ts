@@ -86,4 +86,22 @@ describe('LmdbStore', () => {
     assert.equal(store.get(Buffer.from('k2')), undefined);
     await store.close();
   });
+
+  test('stats count the keys (not the progress) and the bytes data.mdb takes on disk', async () => {
+    const store = LmdbStore.open(`${dir.path}/stats`);
+    try {
+      assert.equal(store.stats().keys, 0);
+      const before = store.stats().bytesOnDisk;
+      assert.ok(before > 0, 'a new environment already has its meta pages on disk');
+      const value = Buffer.alloc(4096, 7);
+      const writes = Array.from({ length: 1000 }, (_, i) => ({ key: Buffer.from(`key-${i}`), value }));
+      await (await store.apply(writes, new Map([[0, 1000]]), 'log')).flushed;
+      assert.equal(store.stats().keys, 1000);
+      assert.ok(store.stats().bytesOnDisk >= before + 1000 * 4096, `${store.stats().bytesOnDisk} bytes`);
+      await store.apply([{ key: Buffer.from('key-0'), value: null }], new Map([[0, 1001]]), 'log');
+      assert.equal(store.stats().keys, 999);
+    } finally {
+      await store.close();
+    }
+  });
 });
