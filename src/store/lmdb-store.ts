@@ -1,9 +1,10 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { type Database, open, type RootDatabase } from 'lmdb';
 import { describeError, Kvs2Error } from '../errors.js';
 import { type CommitPromise, untilFlushed } from '../lmdb/durability.js';
 import type { Offsets } from '../offsets.js';
-import type { Applied, ScanPage, ScanRange, Store, StoreProgress, StoreWrite } from './store.js';
+import type { Applied, ScanPage, ScanRange, Store, StoreProgress, StoreStats, StoreWrite } from './store.js';
 
 /** Progress as saved in the meta database: plain data, so it survives format-agnostic encoding. */
 interface SavedProgress {
@@ -31,6 +32,7 @@ const MAP_SIZE_BYTES = 64 * 1024 ** 3;
  */
 export class LmdbStore implements Store {
   readonly description: string;
+  readonly #dataFile: string;
   readonly #env: RootDatabase;
   readonly #kv: Database<Buffer, Buffer>;
   readonly #meta: Database<SavedProgress, string>;
@@ -39,6 +41,7 @@ export class LmdbStore implements Store {
 
   private constructor(dir: string, env: RootDatabase) {
     this.description = `LMDB store in ${dir}`;
+    this.#dataFile = join(dir, 'data.mdb');
     this.#env = env;
     this.#kv = env.openDB<Buffer, Buffer>({ name: 'kv', keyEncoding: 'binary', encoding: 'binary' });
     this.#meta = env.openDB<SavedProgress, string>({ name: 'meta' });
@@ -103,6 +106,20 @@ export class LmdbStore implements Store {
 
   progress(): StoreProgress {
     return this.#progress;
+  }
+
+  /**
+   * Keys from the kv database's own count (LMDB keeps it in the tree's root, so no scan); bytes from the
+   * blocks data.mdb has allocated, which is what the disk holds whatever the file's apparent size.
+   */
+  stats(): StoreStats {
+    try {
+      const { entryCount } = this.#kv.getStats() as { entryCount: number };
+      const file = statSync(this.#dataFile);
+      return { keys: entryCount, bytesOnDisk: file.blocks * 512 };
+    } catch (error) {
+      throw this.#readError(error);
+    }
   }
 
   async apply(writes: readonly StoreWrite[], appliedOffsets: Offsets, logIdentity: string): Promise<Applied> {

@@ -48,10 +48,19 @@ export interface KeyValueReader {
   scan(range: ScanRange): ScanPage;
 }
 
+/** How big the store is, cheap enough to ask on every status call or metrics scrape. */
+export interface StoreStats {
+  /** Keys held. */
+  readonly keys: number;
+  /** Bytes the store's files take on disk. */
+  readonly bytesOnDisk: number;
+}
+
 /** The replica is the only writer; `clear` is never called while other writes are pending. */
 export interface Store extends KeyValueReader {
   readonly description: string;
   progress(): StoreProgress;
+  stats(): StoreStats;
   /**
    * Applies writes and the offsets they bring the store to, in one transaction. Resolves once the
    * transaction is committed (visible to readers), with a promise for when it is also on disk.

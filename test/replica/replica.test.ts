@@ -177,6 +177,7 @@ function wrapStore(lmdb: LmdbStore, overrides: Partial<Pick<Store, 'apply'>>): S
     get: (key) => lmdb.get(key),
     scan: (range) => lmdb.scan(range),
     progress: () => lmdb.progress(),
+    stats: () => lmdb.stats(),
     apply: overrides.apply ?? ((writes, offsets, identity) => lmdb.apply(writes, offsets, identity)),
     markCaughtUp: (at) => lmdb.markCaughtUp(at),
     flushed: () => lmdb.flushed(),
