@@ -7,9 +7,13 @@ import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import { EmbeddedLog } from '../log/embedded/embedded-log.js';
 import type { Log } from '../log/log.js';
 import type { Logger } from '../logger.js';
+import { MetricsListener } from '../metrics/metrics-listener.js';
+import { NodeMetrics } from '../metrics/node-metrics.js';
 import { Replica } from '../replica/replica.js';
 import { KvService } from '../service/kv-service.js';
 import { LmdbStore } from '../store/lmdb-store.js';
+import { KVS2_VERSION } from '../version.js';
+import { InterimNodeHealth, InterimReplicaProgress } from './interim-node-views.js';
 import { MemoryRelease } from './memory-release.js';
 
 /** Pauses between attempts to open the log at start-up, as the replica's own retries. */
@@ -31,12 +35,15 @@ export interface NodeOptions {
  */
 export class KvsNode {
   readonly port: number;
+  /** The port of the metrics listener; null without --metrics-listen. */
+  readonly metricsPort: number | null;
   readonly #logger: Logger;
   readonly #resources: AsyncDisposableStack;
   #closing: Promise<void> | undefined;
 
-  private constructor(port: number, logger: Logger, resources: AsyncDisposableStack) {
+  private constructor(port: number, metricsPort: number | null, logger: Logger, resources: AsyncDisposableStack) {
     this.port = port;
+    this.metricsPort = metricsPort;
     this.#logger = logger;
     this.#resources = resources;
   }
@@ -44,9 +51,12 @@ export class KvsNode {
   static async start({ config, logger, onFatal }: NodeOptions): Promise<KvsNode> {
     const stack = new AsyncDisposableStack();
     try {
+      // Without --metrics-listen there is no registry at all, and the log and the API observe nothing.
+      const metricsAt = config.metricsListen;
+      const metrics = metricsAt === null ? null : new NodeMetrics(KVS2_VERSION);
       const memory = stack.adopt(new MemoryRelease({ logger }), (m) => m.close());
       const store = stack.adopt(LmdbStore.open(join(config.dataDir, 'store')), (s) => s.close());
-      const log = stack.adopt(await createLog(config, logger), (l) => l.close());
+      const log = stack.adopt(await createLog(config, logger, metrics), (l) => l.close());
       const health = new HealthService();
       let caughtUpBefore = false;
       const replica = stack.adopt(
@@ -60,10 +70,22 @@ export class KvsNode {
             if (caughtUp && !caughtUpBefore) memory.releaseIfGrown('replica caught up');
             caughtUpBefore ||= caughtUp;
             health.setServing(caughtUp);
+            nodeHealth.caughtUp(caughtUp);
+            if (caughtUp) progress.caughtUp();
           },
         }),
         (r) => r.stop(),
       );
+      const progress = new InterimReplicaProgress(replica.watermark);
+      const nodeHealth = new InterimNodeHealth();
+      if (metrics !== null) {
+        const stopProgress = new AbortController();
+        const progressRun = progress.run(log, stopProgress.signal);
+        stack.defer(async () => {
+          stopProgress.abort();
+          await progressRun;
+        });
+      }
       const service = new KvService({
         log,
         store,
@@ -72,6 +94,13 @@ export class KvsNode {
         limits: config.limits,
         maxReplyBytesInFlight: config.maxReplyBytesInFlight,
       });
+      // Closed once calls have drained, so that probes answer "stopping" meanwhile.
+      const metricsListener =
+        metrics === null || metricsAt === null
+          ? null
+          : stack.adopt(new MetricsListener({ registry: metrics.registry, health: nodeHealth, ...metricsAt }), (l) =>
+              l.close(),
+            );
       const api = stack.adopt(
         new GrpcApi({
           service,
@@ -79,6 +108,7 @@ export class KvsNode {
           limits: config.limits,
           maxRequestBytes: config.maxRequestBytes,
           requestTimeoutMs: config.requestTimeoutMs,
+          calls: metrics?.calls,
         }),
         async (a) => {
           if (!(await a.shutdown(config.shutdownTimeoutMs))) {
@@ -91,11 +121,20 @@ export class KvsNode {
       );
       // Writes are refused before the calls in flight drain.
       stack.defer(() => service.close());
+      metrics?.observe({ health: nodeHealth, progress, store, openWatches: () => api.openWatches });
+      const metricsPort = (await metricsListener?.listen()) ?? null;
       const port = await api.listen(config.listen.host, config.listen.port);
+      nodeHealth.listening();
       logger.info(
         { address: `${config.listen.host}:${port}`, port, log: log.description, dataDir: config.dataDir },
         `kvs2 listening on ${config.listen.host}:${port}, ${log.description}, data in ${config.dataDir}`,
       );
+      if (metricsListener !== null) {
+        logger.info(
+          { metricsAddress: metricsListener.url, metricsPort },
+          `metrics and probes on ${metricsListener.url}/metrics, /livez, /readyz`,
+        );
+      }
       const stopStarting = new AbortController();
       const starting = startReplica(log, replica, logger, onFatal, stopStarting.signal);
       stack.defer(async () => {
@@ -104,7 +143,8 @@ export class KvsNode {
         await replica.stop();
         await starting;
       });
-      return new KvsNode(port, logger, stack.move());
+      stack.defer(() => nodeHealth.stopping());
+      return new KvsNode(port, metricsPort, logger, stack.move());
     } catch (error) {
       await stack.disposeAsync().catch(() => {});
       throw error;
@@ -157,7 +197,12 @@ async function startReplica(
   }
 }
 
-async function createLog(config: Config, logger: Logger): Promise<Log> {
+async function createLog(config: Config, logger: Logger, metrics: NodeMetrics | null): Promise<Log> {
+  const log = await openLog(config, logger, metrics);
+  return metrics === null ? log : metrics.meterLog(log);
+}
+
+async function openLog(config: Config, logger: Logger, metrics: NodeMetrics | null): Promise<Log> {
   if (config.kafka === null) return new EmbeddedLog({ dir: join(config.dataDir, 'log') });
   // Loaded only for Kafka: the client compiles its option validators when imported, which takes
   // ~0.4 s, more than half of an embedded node's start.
@@ -171,5 +216,6 @@ async function createLog(config: Config, logger: Logger): Promise<Log> {
     maxKeyBytes: config.limits.maxKeyBytes,
     maxValueBytes: config.limits.maxValueBytes,
     logger,
+    ...(metrics === null ? {} : { metrics: metrics.kafkaClientMetrics }),
   });
 }
