@@ -175,6 +175,36 @@ describe('metrics and probes on --metrics-listen', () => {
   });
 });
 
+describe('probes of a node that cannot reach its log', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let server: ServerProcess | undefined;
+  before(async () => {
+    dir = await tempDir('metrics-starting');
+  });
+  after(async () => {
+    await server?.stop();
+    await dir.remove();
+  });
+
+  test('alive but not ready: /livez 200, /readyz 503 "starting", kvs2_ready 0, no catch-up yet', async () => {
+    // Nothing listens on port 1: the node listens and waits for its brokers, as during an outage at start.
+    server = await ServerProcess.start({
+      dataDir: `${dir.path}/node`,
+      args: ['--kafka-brokers', '127.0.0.1:1', '--metrics-listen', '127.0.0.1:0'],
+    });
+    const port = await metricsPortOf(server);
+    assert.equal((await httpGet(port, '/livez')).status, 200);
+    const ready = await httpGet(port, '/readyz');
+    assert.deepEqual([ready.status, ready.body], [503, 'starting\n']);
+    const page = await scrape(port);
+    assert.equal(sampleValue(page, 'kvs2_ready'), 0);
+    assert.equal(sampleValue(page, 'kvs2_replica_bootstrap_ratio'), 0);
+    assert.ok(Number.isNaN(sampleValue(page, 'kvs2_replica_seconds_since_caught_up')));
+    assert.equal(sampleValue(page, 'kvs2_replica_lag_records', { partition: '0' }), undefined);
+    assert.equal((await server.stop()).code, 0);
+  });
+});
+
 describe('the metrics listener in the node', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
   before(async () => {
