@@ -17,8 +17,9 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   replica: ['config', 'log', 'store'],
   service: ['config', 'log', 'store', 'replica'],
   api: ['config', 'service', 'gen'],
+  metrics: ['log', 'store', 'replica', 'service', 'api'],
   client: ['gen'],
-  cli: ['config', 'lmdb', 'log', 'store', 'replica', 'service', 'api', 'client'],
+  cli: ['config', 'lmdb', 'log', 'store', 'replica', 'service', 'api', 'metrics', 'client'],
 };
 /** Base modules may import only each other and config (the logger takes its level type from there). */
 const BASE_MAY_IMPORT = ['config'];

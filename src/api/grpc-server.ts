@@ -3,6 +3,7 @@ import type { Limits } from '../config/config.js';
 import { Kvs2Error } from '../errors.js';
 import type { KvService } from '../service/kv-service.js';
 import type { NodeStatusReport } from '../service/node-status.js';
+import { type GrpcCallObserver, NO_CALL_OBSERVER } from './call-observer.js';
 import type { HealthService } from './health.js';
 import { strictKvs2Definition } from './kvs2-definition.js';
 import { kvs2Handlers } from './kvs2-handlers.js';
@@ -17,6 +18,8 @@ export interface GrpcApiOptions {
   readonly limits: Limits;
   readonly maxRequestBytes: number;
   readonly requestTimeoutMs: number;
+  /** Sees every kvs2.Kvs2 call begin and end (metrics); by default nothing does. */
+  readonly calls?: GrpcCallObserver;
 }
 
 /** Room for field tags, lengths and framing around the keys and values of a reply. */
@@ -66,10 +69,16 @@ export class GrpcApi {
         requestTimeoutMs: options.requestTimeoutMs,
         openCalls: this.#openCalls,
         openWatches: this.#openWatches,
+        calls: options.calls ?? NO_CALL_OBSERVER,
       }),
     );
     this.#health.addTo(this.#server);
     addReflection(this.#server);
+  }
+
+  /** Watches open now (the kvs2_watches_open gauge). */
+  get openWatches(): number {
+    return this.#openWatches.size;
   }
 
   /** Binds and starts serving; resolves with the bound port (useful with port 0). */

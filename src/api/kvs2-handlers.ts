@@ -1,9 +1,10 @@
-import type {
-  handleServerStreamingCall,
-  handleUnaryCall,
-  ServerUnaryCall,
-  sendUnaryData,
-  UntypedServiceImplementation,
+import {
+  status as grpcStatus,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  type ServerUnaryCall,
+  type sendUnaryData,
+  type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { Kvs2Error } from '../errors.js';
 import type {
@@ -27,6 +28,7 @@ import type {
 import type { KvService } from '../service/kv-service.js';
 import type { NodeStatusReport } from '../service/node-status.js';
 import type { Answer } from '../service/requests.js';
+import type { GrpcCallObserver, MethodCallObserver } from './call-observer.js';
 import { CallScope } from './call-scope.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
 import { toStatusError } from './status-mapping.js';
@@ -49,6 +51,8 @@ export interface Kvs2HandlerOptions {
   readonly openCalls: Set<(reason: Kvs2Error) => void>;
   /** Open watches, each as a function that ends it: shutdown ends them instead of waiting for them. */
   readonly openWatches: Set<(reason: Kvs2Error) => void>;
+  /** Sees every call begin and end with its status code (metrics). */
+  readonly calls: GrpcCallObserver;
 }
 
 /** The kvs2.Kvs2 handlers, over requests checked by the strict definition (kvs2-definition.ts). */
@@ -63,6 +67,9 @@ export interface Kvs2Handlers extends UntypedServiceImplementation {
   status: handleUnaryCall<Received<StatusRequest>, StatusReply>;
 }
 
+/** The service's full name, as metrics label it. */
+const SERVICE_NAME = 'kvs2.Kvs2';
+
 /**
  * Each handler translates the request, calls the service, and maps its answer or error back to the wire;
  * every decision (validation, consistency, deadlines) is the service's.
@@ -73,17 +80,34 @@ export function kvs2Handlers({
   requestTimeoutMs,
   openCalls,
   openWatches,
+  calls,
 }: Kvs2HandlerOptions): Kvs2Handlers {
-  /** Answers the call with what `run` gives, at once when it is synchronous (a local read: no promise). */
+  const observed = {
+    get: calls.method(SERVICE_NAME, 'Get', 'unary'),
+    multiGet: calls.method(SERVICE_NAME, 'MultiGet', 'unary'),
+    scan: calls.method(SERVICE_NAME, 'Scan', 'unary'),
+    set: calls.method(SERVICE_NAME, 'Set', 'unary'),
+    delete: calls.method(SERVICE_NAME, 'Delete', 'unary'),
+    write: calls.method(SERVICE_NAME, 'Write', 'unary'),
+    watch: calls.method(SERVICE_NAME, 'Watch', 'server_stream'),
+    status: calls.method(SERVICE_NAME, 'Status', 'unary'),
+  };
+
+  /**
+   * Answers the call with what `run` gives, at once when it is synchronous (a local read: no promise).
+   * Every answer goes through `reply` or `fail`, which tell the observer the call's status code.
+   */
   const handle = <Req, Result, Reply>(
+    observer: MethodCallObserver,
     call: ServerUnaryCall<Received<Req>, Reply>,
     callback: sendUnaryData<Reply>,
     run: (request: Req, scope: CallScope) => Answer<Result>,
     toReply: (result: Result, request: Req) => Reply,
   ): void => {
+    const startedAt = observer.started();
     const request = call.request;
     if (request instanceof MalformedRequest) {
-      callback(toStatusError(new Kvs2Error('INVALID_ARGUMENT', `malformed request: ${request.reason}`)));
+      fail(observer, startedAt, callback, new Kvs2Error('INVALID_ARGUMENT', `malformed request: ${request.reason}`));
       return;
     }
     const scope = new CallScope(call, requestTimeoutMs);
@@ -92,12 +116,12 @@ export function kvs2Handlers({
       answer = run(request, scope);
     } catch (error) {
       scope.done();
-      callback(toStatusError(error));
+      fail(observer, startedAt, callback, error);
       return;
     }
     if (!(answer instanceof Promise)) {
       scope.done();
-      callback(null, toReply(answer, request));
+      reply(observer, startedAt, callback, toReply(answer, request));
       return;
     }
     // Answered once: by the work, or by a shutdown that cannot wait for it any longer.
@@ -109,8 +133,8 @@ export function kvs2Handlers({
       // The scope ends before answering: grpc-js emits 'cancelled' once a call is answered, which must
       // not count as the client giving up.
       scope.done();
-      if (error === null) callback(null, toReply(result as Result, request));
-      else callback(toStatusError(error));
+      if (error === null) reply(observer, startedAt, callback, toReply(result as Result, request));
+      else fail(observer, startedAt, callback, error);
     };
     const end = (reason: Kvs2Error): void => settle(reason);
     openCalls.add(end);
@@ -123,6 +147,7 @@ export function kvs2Handlers({
   return {
     get(call, callback) {
       handle(
+        observed.get,
         call,
         callback,
         (r, scope) => service.get({ key: r.key, consistency: consistencyOf(r.consistency), after: r.after }, scope),
@@ -132,6 +157,7 @@ export function kvs2Handlers({
 
     multiGet(call, callback) {
       handle(
+        observed.multiGet,
         call,
         callback,
         (r, scope) =>
@@ -142,6 +168,7 @@ export function kvs2Handlers({
 
     scan(call, callback) {
       handle(
+        observed.scan,
         call,
         callback,
         (r, scope) => service.scan({ ...r, consistency: consistencyOf(r.consistency) }, scope),
@@ -150,21 +177,44 @@ export function kvs2Handlers({
     },
 
     set(call, callback) {
-      handle(call, callback, (r, scope) => service.set(r, scope), writeReplyOf);
+      handle(observed.set, call, callback, (r, scope) => service.set(r, scope), writeReplyOf);
     },
 
     delete(call, callback) {
-      handle(call, callback, (r, scope) => service.delete(r, scope), writeReplyOf);
+      handle(observed.delete, call, callback, (r, scope) => service.delete(r, scope), writeReplyOf);
     },
 
     write(call, callback) {
-      handle(call, callback, (r, scope) => service.write(r, scope), batchReplyOf);
+      handle(observed.write, call, callback, (r, scope) => service.write(r, scope), batchReplyOf);
     },
 
-    watch: watchHandler({ service, open: openWatches }),
+    watch: watchHandler({ service, open: openWatches, observer: observed.watch }),
 
     status(call, callback) {
-      handle(call, callback, () => status.status(), statusReplyOf);
+      handle(observed.status, call, callback, () => status.status(), statusReplyOf);
     },
   };
+}
+
+/** Answers a unary call with its reply; the observer counts it before the reply leaves. */
+function reply<Reply>(
+  observer: MethodCallObserver,
+  startedAt: number,
+  callback: sendUnaryData<Reply>,
+  message: Reply,
+): void {
+  observer.handled(grpcStatus.OK, startedAt);
+  callback(null, message);
+}
+
+/** Answers a unary call with the status its error maps to. */
+function fail<Reply>(
+  observer: MethodCallObserver,
+  startedAt: number,
+  callback: sendUnaryData<Reply>,
+  error: unknown,
+): void {
+  const statusError = toStatusError(error);
+  observer.handled(statusError.code, startedAt);
+  callback(statusError);
 }

@@ -1,8 +1,9 @@
-import { Metadata, type ServerWritableStream } from '@grpc/grpc-js';
+import { Metadata, type ServerWritableStream, status } from '@grpc/grpc-js';
 import { isKvs2Error, Kvs2Error } from '../errors.js';
 import { type WatchEvent, WatchEvent_Kind, type WatchRequest } from '../gen/kvs2.js';
 import type { KvService } from '../service/kv-service.js';
 import type { WatchEvent as SessionEvent, WatchSession } from '../service/watch-session.js';
+import type { MethodCallObserver } from './call-observer.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
 import { toStatusError } from './status-mapping.js';
 
@@ -10,6 +11,8 @@ export interface WatchHandlerOptions {
   readonly service: KvService;
   /** Open watches, each as a function that ends it: shutdown ends them instead of waiting for them. */
   readonly open: Set<(reason: Kvs2Error) => void>;
+  /** Sees every watch begin and end with its status code. */
+  readonly observer: MethodCallObserver;
 }
 
 /**
@@ -33,11 +36,12 @@ const KIND: Record<SessionEvent['kind'], WatchEvent_Kind> = {
  * The response headers go out as soon as the watch is subscribed: a client that has them knows that every
  * change applied from then on reaches it.
  */
-export function watchHandler({ service, open }: WatchHandlerOptions) {
+export function watchHandler({ service, open, observer }: WatchHandlerOptions) {
   return (call: ServerWritableStream<Received<WatchRequest>, WatchEvent>): void => {
+    const startedAt = observer.started();
     const request = call.request;
     if (request instanceof MalformedRequest) {
-      call.emit('error', toStatusError(new Kvs2Error('INVALID_ARGUMENT', `malformed request: ${request.reason}`)));
+      fail(call, observer, startedAt, new Kvs2Error('INVALID_ARGUMENT', `malformed request: ${request.reason}`));
       return;
     }
     const stop = new AbortController();
@@ -50,18 +54,33 @@ export function watchHandler({ service, open }: WatchHandlerOptions) {
       session = service.watch(request, stop.signal);
     } catch (error) {
       stop.abort();
-      call.emit('error', toStatusError(error));
+      fail(call, observer, startedAt, error);
       return;
     }
     call.sendMetadata(new Metadata());
-    void pump(call, session, stop.signal).finally(() => stop.abort());
+    void pump(call, session, stop.signal, observer, startedAt).finally(() => stop.abort());
   };
 }
 
+/** Ends a watch with the status its error maps to. */
+function fail(
+  call: ServerWritableStream<Received<WatchRequest>, WatchEvent>,
+  observer: MethodCallObserver,
+  startedAt: number,
+  error: unknown,
+): void {
+  const statusError = toStatusError(error);
+  observer.handled(statusError.code, startedAt);
+  call.emit('error', statusError);
+}
+
+/** Writes the session's events until it ends, which it only does with an error (or the client cancelling). */
 async function pump(
   call: ServerWritableStream<Received<WatchRequest>, WatchEvent>,
   session: WatchSession,
   signal: AbortSignal,
+  observer: MethodCallObserver,
+  startedAt: number,
 ): Promise<void> {
   // Sizes of the events written and not yet taken by HTTP/2, oldest first (write callbacks come in order).
   const unsentSizes: number[] = [];
@@ -93,8 +112,11 @@ async function pump(
     }
   } catch (error) {
     session.close();
-    if (isKvs2Error(error) && error.code === 'CANCELLED') return;
-    call.emit('error', toStatusError(error));
+    if (isKvs2Error(error) && error.code === 'CANCELLED') {
+      observer.handled(status.CANCELLED, startedAt);
+      return;
+    }
+    fail(call, observer, startedAt, error);
   } finally {
     call.off('drain', wakeUp);
     signal.removeEventListener('abort', wakeUp);

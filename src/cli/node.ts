@@ -7,6 +7,8 @@ import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import { EmbeddedLog } from '../log/embedded/embedded-log.js';
 import type { Log } from '../log/log.js';
 import type { Logger } from '../logger.js';
+import { MetricsListener } from '../metrics/metrics-listener.js';
+import { NodeMetrics } from '../metrics/node-metrics.js';
 import { Replica } from '../replica/replica.js';
 import { KvService } from '../service/kv-service.js';
 import { NodeHealth } from '../service/node-health.js';
@@ -34,12 +36,15 @@ export interface NodeOptions {
  */
 export class KvsNode {
   readonly port: number;
+  /** The port of the metrics listener; null without --metrics-listen. */
+  readonly metricsPort: number | null;
   readonly #logger: Logger;
   readonly #resources: AsyncDisposableStack;
   #closing: Promise<void> | undefined;
 
-  private constructor(port: number, logger: Logger, resources: AsyncDisposableStack) {
+  private constructor(port: number, metricsPort: number | null, logger: Logger, resources: AsyncDisposableStack) {
     this.port = port;
+    this.metricsPort = metricsPort;
     this.#logger = logger;
     this.#resources = resources;
   }
@@ -48,9 +53,12 @@ export class KvsNode {
     const startedAtMs = Date.now();
     const stack = new AsyncDisposableStack();
     try {
+      // Without --metrics-listen there is no registry at all, and the log and the API observe nothing.
+      const metricsAt = config.metricsListen;
+      const metrics = metricsAt === null ? null : new NodeMetrics(KVS2_VERSION);
       const memory = stack.adopt(new MemoryRelease({ logger }), (m) => m.close());
       const store = stack.adopt(LmdbStore.open(join(config.dataDir, 'store')), (s) => s.close());
-      const log = stack.adopt(await createLog(config, logger), (l) => l.close());
+      const log = stack.adopt(await createLog(config, logger, metrics), (l) => l.close());
       let caughtUpBefore = false;
       const replica = stack.adopt(
         new Replica({
@@ -86,6 +94,13 @@ export class KvsNode {
         store,
         appliedToken: () => service.appliedToken(),
       });
+      // Closed once calls have drained, so that probes answer "stopping" meanwhile.
+      const metricsListener =
+        metrics === null || metricsAt === null
+          ? null
+          : stack.adopt(new MetricsListener({ registry: metrics.registry, health: nodeHealth, ...metricsAt }), (l) =>
+              l.close(),
+            );
       const api = stack.adopt(
         new GrpcApi({
           service,
@@ -94,6 +109,7 @@ export class KvsNode {
           limits: config.limits,
           maxRequestBytes: config.maxRequestBytes,
           requestTimeoutMs: config.requestTimeoutMs,
+          calls: metrics?.calls,
         }),
         async (a) => {
           if (!(await a.shutdown(config.shutdownTimeoutMs))) {
@@ -106,6 +122,13 @@ export class KvsNode {
       );
       // Writes are refused before the calls in flight drain.
       stack.defer(() => service.close());
+      metrics?.observe({
+        health: nodeHealth,
+        progress: replica.progress,
+        store,
+        openWatches: () => api.openWatches,
+      });
+      const metricsPort = (await metricsListener?.listen()) ?? null;
       const port = await api.listen(config.listen.host, config.listen.port);
       nodeHealth.listening();
       logger.info(
@@ -118,6 +141,12 @@ export class KvsNode {
         },
         `kvs2 listening on ${config.listen.host}:${port} (version ${KVS2_VERSION}), ${log.description}, data in ${config.dataDir}`,
       );
+      if (metricsListener !== null) {
+        logger.info(
+          { metricsAddress: metricsListener.url, metricsPort },
+          `metrics and probes on ${metricsListener.url}/metrics, /livez, /readyz`,
+        );
+      }
       const stopStarting = new AbortController();
       const starting = startReplica(log, replica, logger, onFatal, stopStarting.signal);
       stack.defer(async () => {
@@ -128,7 +157,7 @@ export class KvsNode {
       });
       // First thing at shutdown: probes see NOT_SERVING while the replica drains and calls finish.
       stack.defer(() => nodeHealth.stopping());
-      return new KvsNode(port, logger, stack.move());
+      return new KvsNode(port, metricsPort, logger, stack.move());
     } catch (error) {
       await stack.disposeAsync().catch(() => {});
       throw error;
@@ -181,7 +210,12 @@ async function startReplica(
   }
 }
 
-async function createLog(config: Config, logger: Logger): Promise<Log> {
+async function createLog(config: Config, logger: Logger, metrics: NodeMetrics | null): Promise<Log> {
+  const log = await openLog(config, logger, metrics);
+  return metrics === null ? log : metrics.meterLog(log);
+}
+
+async function openLog(config: Config, logger: Logger, metrics: NodeMetrics | null): Promise<Log> {
   if (config.kafka === null) return new EmbeddedLog({ dir: join(config.dataDir, 'log') });
   // Loaded only for Kafka: the client compiles its option validators when imported, which takes
   // ~0.4 s, more than half of an embedded node's start.
@@ -195,5 +229,6 @@ async function createLog(config: Config, logger: Logger): Promise<Log> {
     maxKeyBytes: config.limits.maxKeyBytes,
     maxValueBytes: config.limits.maxValueBytes,
     logger,
+    ...(metrics === null ? {} : { metrics: metrics.kafkaClientMetrics }),
   });
 }

@@ -48,6 +48,8 @@ export interface Config {
   /** After the first catch-up, records behind the log's end beyond which the node is not ready; 0: off. */
   readonly maxReadyLag: number;
   readonly logLevel: LogLevel;
+  /** Where the HTTP listener for /metrics, /livez and /readyz listens; null: no listener, no metrics. */
+  readonly metricsListen: ListenAddress | null;
 }
 
 /** Settings as they arrive from flags or environment variables: strings, or absent. */
@@ -158,6 +160,12 @@ export const SETTINGS = [
     description: `one of ${LOG_LEVELS.join(', ')}`,
     defaultValue: 'info',
   },
+  {
+    name: 'metrics-listen',
+    valueName: 'host:port',
+    description:
+      'address of an HTTP listener for Prometheus /metrics and the /livez and /readyz probes (default: none)',
+  },
 ] as const satisfies readonly SettingSpec[];
 
 export function flagOf(name: SettingName): string {
@@ -218,6 +226,7 @@ export function parseConfig(raw: RawSettings, cwd: string = process.cwd()): Conf
     shutdownTimeoutMs: parseInteger('shutdown-timeout-ms', required('shutdown-timeout-ms'), 0, 3600 * 1000),
     maxReadyLag: parseInteger('max-ready-lag', required('max-ready-lag'), 0, Number.MAX_SAFE_INTEGER),
     logLevel: parseLogLevel(required('log-level')),
+    metricsListen: parseOptionalListen('metrics-listen', value('metrics-listen')),
   };
   return deepFreeze(config);
 }
@@ -232,14 +241,20 @@ function parseInteger(name: SettingName, text: string, min: number, max: number)
 }
 
 /** `host:port`, `[v6]:port` or `:port` (all interfaces). */
-export function parseListen(text: string): ListenAddress {
+export function parseListen(text: string, name: 'listen' | 'metrics-listen' = 'listen'): ListenAddress {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(text.trim());
   const port = match ? Number(match[3]) : Number.NaN;
   if (!match || port > 65535) {
-    throw new ConfigError(flagOf('listen'), `expected host:port (e.g. 127.0.0.1:50051), got '${text}'`);
+    const example = name === 'listen' ? '127.0.0.1:50051' : '127.0.0.1:9464';
+    throw new ConfigError(flagOf(name), `expected host:port (e.g. ${example}), got '${text}'`);
   }
   const host = match[1] ?? (match[2] === '' || match[2] === undefined ? '0.0.0.0' : match[2]);
   return { host, port };
+}
+
+/** An optional address: absent or empty means "off". */
+function parseOptionalListen(name: 'metrics-listen', text: string | undefined): ListenAddress | null {
+  return text === undefined || text.trim() === '' ? null : parseListen(text, name);
 }
 
 function parseDataDir(text: string, cwd: string): string {

@@ -41,6 +41,13 @@ describe('parseConfig', () => {
     assert.equal(config.dataDir, '/var/lib/kvs2');
   });
 
+  test('metrics are off unless --metrics-listen names an address', () => {
+    assert.equal(parseConfig({}).metricsListen, null);
+    assert.equal(parseConfig({ 'metrics-listen': ' ' }).metricsListen, null);
+    assert.deepEqual(parseConfig({ 'metrics-listen': ':9464' }).metricsListen, { host: '0.0.0.0', port: 9464 });
+    assert.deepEqual(parseConfig({ 'metrics-listen': '127.0.0.1:0' }).metricsListen, { host: '127.0.0.1', port: 0 });
+  });
+
   const invalid: Array<[string, Record<string, string>]> = [
     ['--max-key-bytes', { 'max-key-bytes': '1979' }],
     ['--max-key-bytes', { 'max-key-bytes': '0' }],
@@ -55,6 +62,8 @@ describe('parseConfig', () => {
     ['--partitions', { partitions: '0' }],
     ['--replication-factor', { 'replication-factor': 'three' }],
     ['--max-ready-lag', { 'max-ready-lag': '-1' }],
+    ['--metrics-listen', { 'metrics-listen': '9464' }],
+    ['--metrics-listen', { 'metrics-listen': '127.0.0.1:99999' }],
   ];
   for (const [setting, raw] of invalid) {
     test(`rejects ${JSON.stringify(raw)} naming ${setting}`, () => {

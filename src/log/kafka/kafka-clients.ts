@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Admin, Consumer, FetchIsolationLevels, ProduceAcks, Producer } from '@platformatic/kafka';
+import { Admin, type BaseOptions, Consumer, FetchIsolationLevels, ProduceAcks, Producer } from '@platformatic/kafka';
 
 /**
  * How kvs2 builds its Kafka clients, and why each timeout and retry count is what it is.
@@ -14,9 +14,19 @@ import { Admin, Consumer, FetchIsolationLevels, ProduceAcks, Producer } from '@p
 export type Kvs2Producer = Producer<Buffer, Buffer | null, Buffer, Buffer>;
 export type Kvs2Consumer = Consumer<Buffer, Buffer | null, Buffer, Buffer>;
 
-interface ClientTarget {
+/** Where the client library reports its own metrics: a prom-client registry and prom-client itself. */
+export type KafkaClientMetrics = NonNullable<BaseOptions['metrics']>;
+
+export interface ClientTarget {
   readonly clientId: string;
   readonly brokers: readonly string[];
+  /** Absent: the clients keep no metrics. */
+  readonly metrics?: KafkaClientMetrics | undefined;
+}
+
+/** The `metrics` option of every client, when the node keeps metrics. */
+function metricsOf(target: ClientTarget): Pick<BaseOptions, 'metrics'> {
+  return target.metrics === undefined ? {} : { metrics: target.metrics };
 }
 
 /** A dead broker refuses connections at once; a black-holed one must not stall a call for long. */
@@ -57,6 +67,7 @@ export function createProducer(target: ClientTarget): Kvs2Producer {
     metadataMaxAge: PRODUCER_METADATA_MAX_AGE_MS,
     connectTimeout: CONNECT_TIMEOUT_MS,
     autocreateTopics: false,
+    ...metricsOf(target),
   });
 }
 
@@ -78,6 +89,7 @@ export function createConsumer(target: ClientTarget, role: string, fetchMaxWaitM
     requestTimeout: fetchMaxWaitMs + 10_000,
     connectTimeout: CONNECT_TIMEOUT_MS,
     autocreateTopics: false,
+    ...metricsOf(target),
   });
 }
 
@@ -90,5 +102,6 @@ export function createAdmin(target: ClientTarget): Admin {
     requestTimeout: 15_000,
     connectTimeout: CONNECT_TIMEOUT_MS,
     autocreateTopics: false,
+    ...metricsOf(target),
   });
 }

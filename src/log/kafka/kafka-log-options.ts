@@ -1,5 +1,6 @@
 import { STORE_MAX_KEY_BYTES } from '../../config/limits.js';
 import type { Logger } from '../../logger.js';
+import type { KafkaClientMetrics } from './kafka-clients.js';
 
 /** The part of a pino logger the Kafka log writes to. */
 export type KafkaLogLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
@@ -34,6 +35,8 @@ export interface KafkaLogOptions {
   /** How often readers look for new partitions and leaders without being told (default 30 s). */
   readonly metadataRefreshMs?: number;
   readonly logger?: KafkaLogLogger;
+  /** Where the Kafka clients report their own metrics (default: nowhere). */
+  readonly metrics?: KafkaClientMetrics;
 }
 
 /** Options with every default filled in. */
@@ -50,6 +53,7 @@ export interface KafkaLogSettings {
   readonly fetchFlowingWaitMs: number;
   readonly metadataRefreshMs: number;
   readonly logger: KafkaLogLogger | undefined;
+  readonly metrics: KafkaClientMetrics | undefined;
 }
 
 /**
@@ -70,5 +74,6 @@ export function resolveKafkaLogOptions(options: KafkaLogOptions): KafkaLogSettin
     fetchFlowingWaitMs: options.fetchFlowingWaitMs ?? 5,
     metadataRefreshMs: options.metadataRefreshMs ?? 30_000,
     logger: options.logger,
+    metrics: options.metrics,
   });
 }

@@ -58,7 +58,11 @@ export class KafkaLog implements Log {
     this.#settings = resolveKafkaLogOptions(options);
     this.description = `Kafka topic ${this.#settings.topic} at ${this.#settings.brokers.join(',')}`;
     this.#bootstrap = parseBrokers(this.#settings.brokers);
-    const target = { clientId: this.#settings.clientId, brokers: this.#settings.brokers };
+    const target = {
+      clientId: this.#settings.clientId,
+      brokers: this.#settings.brokers,
+      metrics: this.#settings.metrics,
+    };
     this.#admin = createAdmin(target);
     this.#producer = new TopicProducer(target, this.#settings.topic);
     this.#batcher = new AppendBatcher(this.#producer, {
@@ -140,7 +144,7 @@ export class KafkaLog implements Log {
       topicId,
       description: this.description,
       consumer: createConsumer(
-        { clientId: settings.clientId, brokers: settings.brokers },
+        { clientId: settings.clientId, brokers: settings.brokers, metrics: settings.metrics },
         'reader',
         settings.fetchMaxWaitMs,
       ),

@@ -1,7 +1,7 @@
 import { findErrorBy } from '@platformatic/kafka';
 import type { LogPosition } from '../log.js';
 import { type OutgoingRecord, type RecordSender, SendFailure } from './append-batcher.js';
-import { createProducer, type Kvs2Producer } from './kafka-clients.js';
+import { type ClientTarget, createProducer, type Kvs2Producer } from './kafka-clients.js';
 import { describeKafkaError, isClientClosed, isUnknownTopic } from './kafka-errors.js';
 import { offsetToNumber } from './kafka-offsets.js';
 
@@ -19,7 +19,7 @@ import { offsetToNumber } from './kafka-offsets.js';
  */
 export class TopicProducer implements RecordSender {
   readonly #topic: string;
-  readonly #target: { readonly clientId: string; readonly brokers: readonly string[] };
+  readonly #target: ClientTarget;
   /** Answers leaderOf() and is refreshed when a send fails; sends go through the lanes. */
   readonly #metadata: Kvs2Producer;
   /** By the leader the batcher sends to (-1: unknown). */
@@ -27,7 +27,7 @@ export class TopicProducer implements RecordSender {
   #partitionCount = 0;
   #maxPartitionBytes = 0;
 
-  constructor(target: { readonly clientId: string; readonly brokers: readonly string[] }, topic: string) {
+  constructor(target: ClientTarget, topic: string) {
     this.#topic = topic;
     this.#target = target;
     this.#metadata = createProducer(target);
