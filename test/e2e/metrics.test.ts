@@ -12,6 +12,7 @@ import { parseConfig } from '../../src/config/config.js';
 import { createLogger } from '../../src/logger.js';
 import { eventually, SeedClient } from '../support/grpc-clients.js';
 import { kafkaBrokers, needsKafka } from '../support/kafka-env.js';
+import { metricsPortOf } from '../support/metrics-port.js';
 import { KVS2_BIN, REPO_ROOT, tempDir } from '../support/paths.js';
 import { httpGet, type Scrape, sampleValue, scrape } from '../support/prometheus-text.js';
 import { ServerProcess } from '../support/server-process.js';
@@ -19,13 +20,6 @@ import { ServerProcess } from '../support/server-process.js';
 const GET = { grpc_service: 'kvs2.Kvs2', grpc_method: 'Get', grpc_type: 'unary' };
 const SET = { grpc_service: 'kvs2.Kvs2', grpc_method: 'Set', grpc_type: 'unary' };
 const WATCH = { grpc_service: 'kvs2.Kvs2', grpc_method: 'Watch', grpc_type: 'server_stream' };
-
-/** The metrics listener's port, from the start-up log line that says where it listens. */
-async function metricsPortOf(server: ServerProcess): Promise<number> {
-  const line = await server.waitForLine((l) => l.msg.startsWith('metrics and probes on http://127.0.0.1:'));
-  assert.equal(line.msg, `metrics and probes on http://127.0.0.1:${line.metricsPort}/metrics, /livez, /readyz`);
-  return line.metricsPort as number;
-}
 
 /** Scrapes until `check` holds for a scrape, within a deadline; returns that scrape. */
 async function scrapeUntil(port: number, check: (s: Scrape) => boolean, what: string): Promise<Scrape> {
