@@ -3,9 +3,8 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { credentials, ServerCredentials, status } from '@grpc/grpc-js';
 import { Kvs2Client, Kvs2ClientError, Kvs2ClientOptionError, type Kvs2ClientOptions } from '../../src/client/index.js';
-import { tempDir } from '../support/paths.js';
 import { STAND_IN_STATUS, StandInNode, type UnaryMethod } from '../support/stand-in-node.js';
-import { hasOpenssl, selfSigned } from '../support/tls-certificates.js';
+import { hasOpenssl, type MutualTlsStandIn, startMutualTlsStandIn } from '../support/tls-certificates.js';
 
 const b = (text: string): Buffer => Buffer.from(text);
 const FAST_RETRIES = { initialBackoffMs: 5, maxBackoffMs: 20 };
@@ -139,28 +138,17 @@ describe('Kvs2Client options', () => {
 });
 
 describe('Kvs2Client over TLS', { skip: hasOpenssl() ? false : 'openssl is not installed' }, () => {
-  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let stand: MutualTlsStandIn;
   let node: StandInNode;
   let server: { cert: string; key: string };
   let clientPair: { cert: string; key: string };
 
   before(async () => {
-    dir = await tempDir('client-tls');
-    server = selfSigned(dir.path, 'kvs2.test');
-    clientPair = selfSigned(dir.path, 'client.test');
     // Mutual TLS: the node trusts only the client's certificate.
-    node = await StandInNode.start(
-      ServerCredentials.createSsl(
-        readFileSync(clientPair.cert),
-        [{ cert_chain: readFileSync(server.cert), private_key: readFileSync(server.key) }],
-        true,
-      ),
-    );
+    stand = await startMutualTlsStandIn('client-tls');
+    ({ node, server, client: clientPair } = stand);
   });
-  after(async () => {
-    await node.close();
-    await dir.remove();
-  });
+  after(() => stand.close());
 
   test('CA and client certificate as paths, key as a Buffer, server name overridden: the call goes through', async () => {
     const client = new Kvs2Client(node.address, {

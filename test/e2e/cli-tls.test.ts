@@ -1,35 +1,21 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { ServerCredentials } from '@grpc/grpc-js';
 import { runKvs2 } from '../support/cli-process.js';
-import { tempDir } from '../support/paths.js';
-import { StandInNode } from '../support/stand-in-node.js';
-import { hasOpenssl, selfSigned } from '../support/tls-certificates.js';
+import type { StandInNode } from '../support/stand-in-node.js';
+import { hasOpenssl, type MutualTlsStandIn, startMutualTlsStandIn } from '../support/tls-certificates.js';
 
 // The node does not serve TLS yet: a stand-in node of the Kvs2 service does, over the real wire.
 describe('the kvs2 CLI over mutual TLS', { skip: hasOpenssl() ? false : 'openssl is not installed' }, () => {
-  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let stand: MutualTlsStandIn;
   let node: StandInNode;
   let server: { cert: string; key: string };
   let client: { cert: string; key: string };
 
   before(async () => {
-    dir = await tempDir('cli-tls');
-    server = selfSigned(dir.path, 'kvs2.test');
-    client = selfSigned(dir.path, 'client.test');
-    node = await StandInNode.start(
-      ServerCredentials.createSsl(
-        readFileSync(client.cert),
-        [{ cert_chain: readFileSync(server.cert), private_key: readFileSync(server.key) }],
-        true,
-      ),
-    );
+    stand = await startMutualTlsStandIn('cli-tls');
+    ({ node, server, client } = stand);
   });
-  after(async () => {
-    await node.close();
-    await dir.remove();
-  });
+  after(() => stand.close());
 
   test('--tls-ca, --tls-cert, --tls-key and --tls-server-name reach the node; the same from KVS2_TLS_* too', async () => {
     const flags = ['--tls-ca', server.cert, '--tls-cert', client.cert, '--tls-key', client.key];
@@ -70,7 +56,7 @@ describe('the kvs2 CLI over mutual TLS', { skip: hasOpenssl() ? false : 'openssl
     ]);
     assert.equal(noKey.code, 2);
     assert.match(noKey.stderr, /^kvs2 status: kvs2 client option tls.key: mutual TLS needs both cert and key\n$/);
-    const noFile = await runKvs2(['status', '--endpoint', node.address, '--tls-ca', `${dir.path}/missing.pem`]);
+    const noFile = await runKvs2(['status', '--endpoint', node.address, '--tls-ca', `${stand.dir}/missing.pem`]);
     assert.equal(noFile.code, 2);
     assert.match(noFile.stderr, /tls.ca: cannot read/);
   });

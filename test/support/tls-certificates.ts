@@ -1,5 +1,9 @@
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ServerCredentials } from '@grpc/grpc-js';
+import { tempDir } from './paths.js';
+import { StandInNode } from './stand-in-node.js';
 
 export function hasOpenssl(): boolean {
   try {
@@ -23,4 +27,37 @@ export function selfSigned(dir: string, name: string): { cert: string; key: stri
     { stdio: 'ignore' },
   );
   return { cert, key };
+}
+
+/** A stand-in node that serves mutual TLS with fresh certificates: it trusts only `client`'s. */
+export interface MutualTlsStandIn {
+  /** The folder holding the certificates, removed by close(). */
+  readonly dir: string;
+  readonly node: StandInNode;
+  readonly server: { cert: string; key: string };
+  readonly client: { cert: string; key: string };
+  close(): Promise<void>;
+}
+
+export async function startMutualTlsStandIn(prefix: string): Promise<MutualTlsStandIn> {
+  const dir = await tempDir(prefix);
+  const server = selfSigned(dir.path, 'kvs2.test');
+  const client = selfSigned(dir.path, 'client.test');
+  const node = await StandInNode.start(
+    ServerCredentials.createSsl(
+      readFileSync(client.cert),
+      [{ cert_chain: readFileSync(server.cert), private_key: readFileSync(server.key) }],
+      true,
+    ),
+  );
+  return {
+    dir: dir.path,
+    node,
+    server,
+    client,
+    close: async () => {
+      await node.close();
+      await dir.remove();
+    },
+  };
 }
