@@ -31,9 +31,13 @@ async function run(
   }
 }
 
-/** What a user writes: the client from `kvs2/client`, typed, and the proto from `kvs2/proto/...`. */
+/**
+ * What a user writes: the client from `kvs2/client` (the package's main entry, `kvs2`, is the same client),
+ * typed, and the proto from `kvs2/proto/...`.
+ */
 const CONSUMER = `import { readFile } from 'node:fs/promises';
 import { Consistency, type GetReply, Kvs2Client, Kvs2ClientError, ReadStatus } from 'kvs2/client';
+import { Kvs2Client as MainEntryClient } from 'kvs2';
 
 const client = new Kvs2Client({ endpoint: process.env.KVS2_ENDPOINT ?? '', timeoutMs: 10_000 });
 const { token } = await client.set({ key: Buffer.from('from-package'), value: Buffer.from('works') });
@@ -56,6 +60,7 @@ console.log(
     value: read.data.toString(),
     refused,
     protoHasService: proto.includes('service Kvs2'),
+    mainEntryIsTheClient: MainEntryClient === Kvs2Client,
   }),
 );
 `;
@@ -158,7 +163,7 @@ describe('the kvs2 package, packed and installed into a fresh project', () => {
     assert.deepEqual(stray, []);
   });
 
-  test('a TypeScript program importing kvs2/client type-checks (module NodeNext) and works against a node', async () => {
+  test('a TypeScript program importing kvs2/client and kvs2 type-checks (module NodeNext) and works against a node', async () => {
     await run(TSC, ['-p', 'tsconfig.json'], project);
     const stdout = await run(process.execPath, ['out/main.js'], project, { KVS2_ENDPOINT: server.address });
     assert.deepEqual(JSON.parse(stdout), {
@@ -166,6 +171,7 @@ describe('the kvs2 package, packed and installed into a fresh project', () => {
       value: 'works',
       refused: 'INVALID_ARGUMENT',
       protoHasService: true,
+      mainEntryIsTheClient: true,
     });
   });
 
