@@ -143,16 +143,7 @@ export class KvsNode {
       const metricsPort = (await metricsListener?.listen()) ?? null;
       const port = await api.listen(config.listen.host, config.listen.port);
       nodeHealth.listening();
-      logger.info(
-        {
-          address: `${config.listen.host}:${port}`,
-          port,
-          version: KVS2_VERSION,
-          log: log.description,
-          dataDir: config.dataDir,
-        },
-        `kvs2 listening on ${config.listen.host}:${port} (version ${KVS2_VERSION}), ${log.description}, data in ${config.dataDir}`,
-      );
+      // Before the line that announces the address, so that whoever reads that line has seen these.
       if (tls !== null) {
         logger.info(
           { tls: tls.mutual ? 'mutual' : 'server', ...config.tls },
@@ -163,6 +154,16 @@ export class KvsNode {
       }
       const exposure = plaintextExposureWarning(config.listen.host, port, tls !== null);
       if (exposure !== null) logger.warn({ address: `${config.listen.host}:${port}` }, exposure);
+      logger.info(
+        {
+          address: `${config.listen.host}:${port}`,
+          port,
+          version: KVS2_VERSION,
+          log: log.description,
+          dataDir: config.dataDir,
+        },
+        `kvs2 listening on ${config.listen.host}:${port} (version ${KVS2_VERSION}), ${log.description}, data in ${config.dataDir}`,
+      );
       if (metricsListener !== null) {
         logger.info(
           { metricsAddress: metricsListener.url, metricsPort },
