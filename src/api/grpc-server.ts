@@ -8,6 +8,7 @@ import type { HealthService } from './health.js';
 import { strictKvs2Definition } from './kvs2-definition.js';
 import { kvs2Handlers } from './kvs2-handlers.js';
 import { addReflection } from './reflection.js';
+import type { ServerTls } from './server-tls.js';
 
 export interface GrpcApiOptions {
   readonly service: KvService;
@@ -20,6 +21,8 @@ export interface GrpcApiOptions {
   readonly requestTimeoutMs: number;
   /** Sees every kvs2.Kvs2 call begin and end (metrics); by default nothing does. */
   readonly calls?: GrpcCallObserver;
+  /** The server's certificates: the server speaks TLS only; absent or null, plaintext. */
+  readonly tls?: ServerTls | null;
 }
 
 /** Room for field tags, lengths and framing around the keys and values of a reply. */
@@ -53,11 +56,13 @@ export function grpcServerOptions(limits: TransportLimits): ChannelOptions {
 export class GrpcApi {
   readonly #server: Server;
   readonly #health: HealthService;
+  readonly #tls: ServerTls | null;
   readonly #openWatches = new Set<(reason: Kvs2Error) => void>();
   readonly #openCalls = new Set<(reason: Kvs2Error) => void>();
 
   constructor(options: GrpcApiOptions) {
     this.#health = options.health;
+    this.#tls = options.tls ?? null;
     this.#server = new Server(
       grpcServerOptions({ maxRequestBytes: options.maxRequestBytes, maxReplyBytes: options.limits.maxReplyBytes }),
     );
@@ -85,7 +90,8 @@ export class GrpcApi {
   listen(host: string, port: number): Promise<number> {
     const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     return new Promise((resolve, reject) => {
-      this.#server.bindAsync(address, ServerCredentials.createInsecure(), (error, boundPort) => {
+      const credentials = this.#tls === null ? ServerCredentials.createInsecure() : this.#tls.credentials();
+      this.#server.bindAsync(address, credentials, (error, boundPort) => {
         if (error) reject(new Error(`cannot listen on ${address}: ${error.message}`, { cause: error }));
         else resolve(boundPort);
       });

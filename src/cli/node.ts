@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { backoffMs, pause } from '../abort.js';
 import { GrpcApi } from '../api/grpc-server.js';
 import { HealthService } from '../api/health.js';
+import { plaintextExposureWarning, ServerTls } from '../api/server-tls.js';
 import type { Config } from '../config/config.js';
 import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import { EmbeddedLog } from '../log/embedded/embedded-log.js';
@@ -40,17 +41,27 @@ export class KvsNode {
   readonly metricsPort: number | null;
   readonly #logger: Logger;
   readonly #resources: AsyncDisposableStack;
+  readonly #tls: ServerTls | null;
   #closing: Promise<void> | undefined;
 
-  private constructor(port: number, metricsPort: number | null, logger: Logger, resources: AsyncDisposableStack) {
+  private constructor(
+    port: number,
+    metricsPort: number | null,
+    logger: Logger,
+    resources: AsyncDisposableStack,
+    tls: ServerTls | null,
+  ) {
     this.port = port;
     this.metricsPort = metricsPort;
     this.#logger = logger;
     this.#resources = resources;
+    this.#tls = tls;
   }
 
   static async start({ config, logger, onFatal }: NodeOptions): Promise<KvsNode> {
     const startedAtMs = Date.now();
+    // First, before anything is opened: unreadable certificate files are a usage error (a ConfigError).
+    const tls = config.tls === null ? null : ServerTls.load(config.tls);
     const stack = new AsyncDisposableStack();
     try {
       // Without --metrics-listen there is no registry at all, and the log and the API observe nothing.
@@ -110,6 +121,7 @@ export class KvsNode {
           maxRequestBytes: config.maxRequestBytes,
           requestTimeoutMs: config.requestTimeoutMs,
           calls: metrics?.calls,
+          tls,
         }),
         async (a) => {
           if (!(await a.shutdown(config.shutdownTimeoutMs))) {
@@ -131,6 +143,17 @@ export class KvsNode {
       const metricsPort = (await metricsListener?.listen()) ?? null;
       const port = await api.listen(config.listen.host, config.listen.port);
       nodeHealth.listening();
+      // Before the line that announces the address, so that whoever reads that line has seen these.
+      if (tls !== null) {
+        logger.info(
+          { tls: tls.mutual ? 'mutual' : 'server', ...config.tls },
+          tls.mutual
+            ? 'gRPC speaks TLS only; clients must present a certificate signed by --tls-client-ca'
+            : 'gRPC speaks TLS only',
+        );
+      }
+      const exposure = plaintextExposureWarning(config.listen.host, port, tls !== null);
+      if (exposure !== null) logger.warn({ address: `${config.listen.host}:${port}` }, exposure);
       logger.info(
         {
           address: `${config.listen.host}:${port}`,
@@ -157,10 +180,30 @@ export class KvsNode {
       });
       // First thing at shutdown: probes see NOT_SERVING while the replica drains and calls finish.
       stack.defer(() => nodeHealth.stopping());
-      return new KvsNode(port, metricsPort, logger, stack.move());
+      return new KvsNode(port, metricsPort, logger, stack.move(), tls);
     } catch (error) {
       await stack.disposeAsync().catch(() => {});
       throw error;
+    }
+  }
+
+  /**
+   * Re-reads the TLS certificate, key and client CA files (SIGHUP): new connections get them, open ones
+   * keep theirs. If a file is unreadable or unusable the certificates in use stay, with a warning.
+   */
+  reloadTls(): void {
+    if (this.#tls === null) {
+      this.#logger.info('SIGHUP: no TLS certificates to reload (serving plaintext)');
+      return;
+    }
+    try {
+      this.#tls.reload();
+      this.#logger.info('TLS certificates reloaded; new connections use them');
+    } catch (error) {
+      this.#logger.warn(
+        { err: error },
+        `TLS certificates NOT reloaded, the previous ones stay in use: ${describeError(error)}`,
+      );
     }
   }
 

@@ -1,4 +1,5 @@
 import { type Config, type RawSettings, SETTINGS } from '../config/config.js';
+import { ConfigError } from '../config/config-error.js';
 import type { Kvs2Error } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { KvsNode } from './node.js';
@@ -10,7 +11,7 @@ export const EXIT_USAGE = 2;
 
 /**
  * Runs a node until SIGINT or SIGTERM, then shuts it down gracefully and exits 0. A second signal
- * during shutdown exits at once.
+ * during shutdown exits at once. SIGHUP re-reads the TLS certificate files.
  */
 export async function serve(config: Config): Promise<never> {
   const logger = createLogger(config.logLevel);
@@ -38,6 +39,7 @@ export async function serve(config: Config): Promise<never> {
       void stop(signal, EXIT_OK);
     });
   }
+  process.on('SIGHUP', () => node?.reloadTls());
   process.on('uncaughtException', (error) => crash(logger, error));
   process.on('unhandledRejection', (error) => crash(logger, error));
 
@@ -48,6 +50,11 @@ export async function serve(config: Config): Promise<never> {
       onFatal: (error: Kvs2Error) => void stop(`fatal: ${error.message}`, EXIT_FAILURE),
     });
   } catch (error) {
+    if (error instanceof ConfigError) {
+      // A certificate file that cannot be read is a usage error, as a bad flag is.
+      process.stderr.write(`kvs2: ${error.message}\n`);
+      process.exit(EXIT_USAGE);
+    }
     logger.fatal({ err: error }, `kvs2 could not start: ${error instanceof Error ? error.message : String(error)}`);
     process.exit(EXIT_FAILURE);
   }

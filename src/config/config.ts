@@ -19,6 +19,16 @@ export interface KafkaConfig {
   readonly replicationFactor: number | null;
 }
 
+/** PEM files of the gRPC server's TLS: re-read on SIGHUP, so they are kept as paths. */
+export interface TlsFiles {
+  /** Absolute path of the server's certificate chain. */
+  readonly certFile: string;
+  /** Absolute path of its private key. */
+  readonly keyFile: string;
+  /** Absolute path of the CA certificates client certificates must chain to (mutual TLS); null: no client certificates. */
+  readonly clientCaFile: string | null;
+}
+
 export interface Limits {
   readonly maxKeyBytes: number;
   readonly maxValueBytes: number;
@@ -50,6 +60,8 @@ export interface Config {
   readonly logLevel: LogLevel;
   /** Where the HTTP listener for /metrics, /livez and /readyz listens; null: no listener, no metrics. */
   readonly metricsListen: ListenAddress | null;
+  /** TLS on the gRPC server; null serves plaintext. */
+  readonly tls: TlsFiles | null;
 }
 
 /** Settings as they arrive from flags or environment variables: strings, or absent. */
@@ -166,6 +178,19 @@ export const SETTINGS = [
     description:
       'address of an HTTP listener for Prometheus /metrics and the /livez and /readyz probes (default: none)',
   },
+  {
+    name: 'tls-cert',
+    valueName: 'file',
+    description:
+      'PEM certificate chain of the gRPC server; with --tls-key the server speaks TLS only (re-read on SIGHUP)',
+  },
+  { name: 'tls-key', valueName: 'file', description: 'PEM private key of --tls-cert (re-read on SIGHUP)' },
+  {
+    name: 'tls-client-ca',
+    valueName: 'file',
+    description:
+      'PEM CA certificates: clients must present a certificate signed by one of them (mutual TLS; needs --tls-cert)',
+  },
 ] as const satisfies readonly SettingSpec[];
 
 export function flagOf(name: SettingName): string {
@@ -227,6 +252,7 @@ export function parseConfig(raw: RawSettings, cwd: string = process.cwd()): Conf
     maxReadyLag: parseInteger('max-ready-lag', required('max-ready-lag'), 0, Number.MAX_SAFE_INTEGER),
     logLevel: parseLogLevel(required('log-level')),
     metricsListen: parseOptionalListen('metrics-listen', value('metrics-listen')),
+    tls: parseTls(value('tls-cert'), value('tls-key'), value('tls-client-ca'), cwd),
   };
   return deepFreeze(config);
 }
@@ -255,6 +281,32 @@ export function parseListen(text: string, name: 'listen' | 'metrics-listen' = 'l
 /** An optional address: absent or empty means "off". */
 function parseOptionalListen(name: 'metrics-listen', text: string | undefined): ListenAddress | null {
   return text === undefined || text.trim() === '' ? null : parseListen(text, name);
+}
+
+/** Certificate and key come together; a client CA needs them (mutual TLS is TLS first). Empty means absent. */
+function parseTls(
+  certText: string | undefined,
+  keyText: string | undefined,
+  clientCaText: string | undefined,
+  cwd: string,
+): TlsFiles | null {
+  const path = (text: string | undefined): string | null =>
+    text === undefined || text.trim() === '' ? null : resolve(cwd, text);
+  const [certFile, keyFile, clientCaFile] = [path(certText), path(keyText), path(clientCaText)];
+  if (certFile === null && keyFile === null) {
+    if (clientCaFile !== null) {
+      throw new ConfigError(
+        flagOf('tls-client-ca'),
+        'mutual TLS needs the server certificate too: give --tls-cert and --tls-key',
+      );
+    }
+    return null;
+  }
+  if (certFile === null)
+    throw new ConfigError(flagOf('tls-cert'), 'missing: --tls-key was given, give its certificate too');
+  if (keyFile === null)
+    throw new ConfigError(flagOf('tls-key'), 'missing: --tls-cert was given, give its private key too');
+  return { certFile, keyFile, clientCaFile };
 }
 
 function parseDataDir(text: string, cwd: string): string {

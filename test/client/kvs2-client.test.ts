@@ -3,8 +3,10 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { credentials, ServerCredentials, status } from '@grpc/grpc-js';
 import { Kvs2Client, Kvs2ClientError, Kvs2ClientOptionError, type Kvs2ClientOptions } from '../../src/client/index.js';
+import { tempDir } from '../support/paths.js';
+import { ServerProcess } from '../support/server-process.js';
 import { STAND_IN_STATUS, StandInNode, type UnaryMethod } from '../support/stand-in-node.js';
-import { hasOpenssl, type MutualTlsStandIn, startMutualTlsStandIn } from '../support/tls-certificates.js';
+import { hasOpenssl, type MutualTlsStandIn, startMutualTlsStandIn, testCa } from '../support/tls-certificates.js';
 
 const b = (text: string): Buffer => Buffer.from(text);
 const FAST_RETRIES = { initialBackoffMs: 5, maxBackoffMs: 20 };
@@ -194,5 +196,32 @@ describe('Kvs2Client over TLS', { skip: hasOpenssl() ? false : 'openssl is not i
       }
     }
     assert.equal(node.callsOf('get'), callsBefore);
+  });
+});
+
+describe('Kvs2Client against a real node serving mutual TLS', {
+  skip: hasOpenssl() ? false : 'openssl is not installed',
+}, () => {
+  test('with a certificate signed by --tls-client-ca it writes and reads; without one it is UNAVAILABLE', async () => {
+    const dir = await tempDir('client-tls-node');
+    const ca = testCa(dir.path, 'ca');
+    const served = ca.leaf('kvs2.test');
+    const server = await ServerProcess.start({
+      dataDir: `${dir.path}/node`,
+      args: ['--tls-cert', served.cert, '--tls-key', served.key, '--tls-client-ca', ca.cert],
+    });
+    const trust = { ca: ca.cert, serverName: 'kvs2.test' };
+    const client = new Kvs2Client(server.address, { tls: { ...trust, ...ca.leaf('client.test') } });
+    const anonymous = new Kvs2Client(server.address, { tls: trust, readRetries: false, ownConnection: true });
+    try {
+      await client.set({ key: b('c/k'), value: b('v') });
+      assert.equal((await client.get({ key: b('c/k') })).data.toString(), 'v');
+      assert.equal((await rejection(anonymous.get({ key: b('c/k') }))).code, status.UNAVAILABLE);
+    } finally {
+      client.close();
+      anonymous.close();
+      await server.stop();
+      await dir.remove();
+    }
   });
 });

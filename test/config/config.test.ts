@@ -48,7 +48,24 @@ describe('parseConfig', () => {
     assert.deepEqual(parseConfig({ 'metrics-listen': '127.0.0.1:0' }).metricsListen, { host: '127.0.0.1', port: 0 });
   });
 
+  test('TLS is off unless both --tls-cert and --tls-key are given; paths are resolved against the cwd', () => {
+    assert.equal(parseConfig({}).tls, null);
+    assert.equal(parseConfig({ 'tls-cert': '', 'tls-key': ' ' }).tls, null);
+    assert.deepEqual(parseConfig({ 'tls-cert': 'tls/node.crt', 'tls-key': '/keys/node.key' }, '/srv').tls, {
+      certFile: '/srv/tls/node.crt',
+      keyFile: '/keys/node.key',
+      clientCaFile: null,
+    });
+    assert.equal(
+      parseConfig({ 'tls-cert': 'a.crt', 'tls-key': 'a.key', 'tls-client-ca': 'ca.crt' }, '/srv').tls?.clientCaFile,
+      '/srv/ca.crt',
+    );
+  });
+
   const invalid: Array<[string, Record<string, string>]> = [
+    ['--tls-key', { 'tls-cert': 'a.crt' }],
+    ['--tls-cert', { 'tls-key': 'a.key' }],
+    ['--tls-client-ca', { 'tls-client-ca': 'ca.crt' }],
     ['--max-key-bytes', { 'max-key-bytes': '1979' }],
     ['--max-key-bytes', { 'max-key-bytes': '0' }],
     ['--max-value-bytes', { 'max-value-bytes': '1e6' }],

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ServerCredentials } from '@grpc/grpc-js';
 import { tempDir } from './paths.js';
@@ -27,6 +27,49 @@ export function selfSigned(dir: string, name: string): { cert: string; key: stri
     { stdio: 'ignore' },
   );
   return { cert, key };
+}
+
+/** A certificate authority made by openssl: its certificate signs leaves with `leaf()`. */
+export interface TestCa {
+  readonly cert: string;
+  readonly key: string;
+  /** A certificate and key for `name` (CN and DNS SAN) signed by this CA, in the CA's folder. */
+  leaf(name: string): { cert: string; key: string };
+}
+
+/** A CA named `name` in `dir` (EC P-256, valid two days). */
+export function testCa(dir: string, name: string): TestCa {
+  const { cert, key } = selfSigned(dir, name);
+  let serial = 0;
+  return {
+    cert,
+    key,
+    leaf(leafName: string) {
+      serial++;
+      const stem = join(dir, `${leafName}.by-${name}.${serial}`);
+      const leaf = { cert: `${stem}.crt`, key: `${stem}.key` };
+      const csr = `${stem}.csr`;
+      const extensions = `${stem}.ext`;
+      writeFileSync(extensions, `subjectAltName=DNS:${leafName}\nbasicConstraints=CA:FALSE\n`);
+      execFileSync(
+        'openssl',
+        [
+          ...['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'],
+          ...['-keyout', leaf.key, '-out', csr, '-subj', `/CN=${leafName}`],
+        ],
+        { stdio: 'ignore' },
+      );
+      execFileSync(
+        'openssl',
+        [
+          ...['x509', '-req', '-in', csr, '-CA', cert, '-CAkey', key, '-set_serial', String(Date.now() + serial)],
+          ...['-days', '2', '-extfile', extensions, '-out', leaf.cert],
+        ],
+        { stdio: 'ignore' },
+      );
+      return leaf;
+    },
+  };
 }
 
 /** A stand-in node that serves mutual TLS with fresh certificates: it trusts only `client`'s. */
