@@ -10,7 +10,7 @@ import { hasOpenssl, type MutualTlsStandIn, startMutualTlsStandIn, testCa } from
 describe('the kvs2 CLI against a real node serving mutual TLS', {
   skip: hasOpenssl() ? false : 'openssl is not installed',
 }, () => {
-  test('put and get with a client certificate signed by --tls-client-ca, from KVS2_TLS_* variables', async () => {
+  test('put and get with a client certificate signed by --tls-client-ca, from KVS2_CLIENT_TLS_* variables', async () => {
     const dir = await tempDir('cli-tls-node');
     const ca = testCa(dir.path, 'ca');
     const served = ca.leaf('kvs2.test');
@@ -21,10 +21,10 @@ describe('the kvs2 CLI against a real node serving mutual TLS', {
     });
     try {
       const env = {
-        KVS2_TLS_CA: ca.cert,
-        KVS2_TLS_CERT: client.cert,
-        KVS2_TLS_KEY: client.key,
-        KVS2_TLS_SERVER_NAME: 'kvs2.test',
+        KVS2_CLIENT_TLS_CA: ca.cert,
+        KVS2_CLIENT_TLS_CERT: client.cert,
+        KVS2_CLIENT_TLS_KEY: client.key,
+        KVS2_CLIENT_TLS_SERVER_NAME: 'kvs2.test',
       };
       const put = await runKvs2(['put', 'cli/k', 'v', '--endpoint', server.address], { env });
       assert.equal(put.code, 0, put.stderr);
@@ -50,7 +50,7 @@ describe('the kvs2 CLI over mutual TLS', { skip: hasOpenssl() ? false : 'openssl
   });
   after(() => stand.close());
 
-  test('--tls-ca, --tls-cert, --tls-key and --tls-server-name reach the node; the same from KVS2_TLS_* too', async () => {
+  test('--tls-ca, --tls-cert, --tls-key and --tls-server-name reach the node; the same from KVS2_CLIENT_TLS_* too', async () => {
     const flags = ['--tls-ca', server.cert, '--tls-cert', client.cert, '--tls-key', client.key];
     const byFlags = await runKvs2([
       'status',
@@ -66,10 +66,10 @@ describe('the kvs2 CLI over mutual TLS', { skip: hasOpenssl() ? false : 'openssl
     assert.equal(JSON.parse(byFlags.stdout.toString()).version, '9.9.9');
     const byEnv = await runKvs2(['get', 'k', '--endpoint', node.address], {
       env: {
-        KVS2_TLS_CA: server.cert,
-        KVS2_TLS_CERT: client.cert,
-        KVS2_TLS_KEY: client.key,
-        KVS2_TLS_SERVER_NAME: 'kvs2.test',
+        KVS2_CLIENT_TLS_CA: server.cert,
+        KVS2_CLIENT_TLS_CERT: client.cert,
+        KVS2_CLIENT_TLS_KEY: client.key,
+        KVS2_CLIENT_TLS_SERVER_NAME: 'kvs2.test',
       },
     });
     assert.deepEqual([byEnv.code, byEnv.stdout.toString()], [0, 'value\n'], byEnv.stderr);
