@@ -14,22 +14,42 @@ export interface CallNeeds {
  * PERMISSION_DENIED. Null when auth is off: every call is allowed, as without --auth-file.
  */
 export type CallGuard = (
-  call: { readonly metadata: Metadata; getPeer(): string },
+  call: { readonly metadata: Metadata; getPeer(): string; getAuthContext(): PeerContext },
   method: string,
   needs: CallNeeds,
 ) => void | Promise<void>;
 
+/** What grpc-js's call.getAuthContext() says of the peer (its AuthContext type is not exported). */
+interface PeerContext {
+  readonly sslPeerCertificate?: { readonly subject?: { readonly CN?: unknown } };
+}
+
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
-export function callGuard(authorizer: Authorizer): CallGuard {
+/**
+ * `certificates`: the server requires client certificates signed by its client CA (mutual TLS), so a
+ * certificate's CN is an identity the CA vouched for; a call without a token then is that CN.
+ */
+export function callGuard(authorizer: Authorizer, { certificates }: { certificates: boolean }): CallGuard {
   return (call, method, { access, targets }) => {
     const [header] = call.metadata.get('authorization');
     const token = typeof header === 'string' ? BEARER.exec(header)?.[1] : undefined;
-    const caller = { token, method, peer: call.getPeer() };
+    const caller = {
+      token,
+      certificateName: certificates && token === undefined ? certificateName(call.getAuthContext()) : undefined,
+      method,
+      peer: call.getPeer(),
+    };
     const identity = authorizer.authenticate(caller);
     if (typeof identity === 'string') return authorizer.authorize(caller, identity, access, targets);
     return identity.then((known) => authorizer.authorize(caller, known, access, targets));
   };
+}
+
+/** The CN of the client's certificate, when there is exactly one. */
+function certificateName(context: PeerContext): string | undefined {
+  const cn = context.sslPeerCertificate?.subject?.CN;
+  return typeof cn === 'string' && cn !== '' ? cn : undefined;
 }
 
 export const EVERY_KEY: Target = { kind: 'prefix', prefix: Buffer.alloc(0) };

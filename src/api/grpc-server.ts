@@ -80,7 +80,7 @@ export class GrpcApi {
         openWatches: this.#openWatches,
         calls: options.calls ?? NO_CALL_OBSERVER,
         // Health and reflection stay open: probes and tools need no token.
-        guard: options.auth ? callGuard(options.auth) : null,
+        guard: options.auth ? callGuard(options.auth, { certificates: options.tls?.mutual ?? false }) : null,
       }),
     );
     this.#health.addTo(this.#server);

@@ -16,6 +16,8 @@ export interface AuthorizerOptions {
 export interface CallerInfo {
   /** The bearer token sent, or undefined for none. */
   readonly token: string | undefined;
+  /** Under mutual TLS, the CN of the client's certificate (which the client CA vouched for); else undefined. */
+  readonly certificateName: string | undefined;
   readonly method: string;
   readonly peer: string;
 }
@@ -65,10 +67,12 @@ export class Authorizer {
 
   /**
    * The caller's identity: synchronous for a token seen before, a promise while a new token is verified.
-   * Throws (or rejects with) UNAUTHENTICATED.
+   * A token wins over a certificate; without one, the certificate's CN is the identity. Throws (or
+   * rejects with) UNAUTHENTICATED.
    */
   authenticate(caller: CallerInfo): string | Promise<string> {
     const { token } = caller;
+    if ((token === undefined || token === '') && caller.certificateName !== undefined) return caller.certificateName;
     if (token === undefined || token === '') {
       throw this.#refuse(
         caller,

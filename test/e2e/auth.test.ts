@@ -9,6 +9,7 @@ import { metricsPortOf } from '../support/metrics-port.js';
 import { tempDir } from '../support/paths.js';
 import { httpGet, parsePrometheusText, sampleValue } from '../support/prometheus-text.js';
 import { ServerProcess } from '../support/server-process.js';
+import { hasOpenssl, testCa } from '../support/tls-certificates.js';
 
 const TOKENS = { admin: 'admin-secret-1', reader: 'reader-secret-2', writer: 'writer-secret-3' } as const;
 
@@ -191,6 +192,50 @@ describe('--auth-file: bearer tokens and permissions on key prefixes, against a 
     assert.match(warned.msg, /tokens\.reader/);
     assert.equal((await reader.get({ key: key('b/x') })).data.toString(), 'in b');
     await writePolicy(basePermissions);
+  });
+});
+
+describe('--auth-file under mutual TLS: the client certificate is an identity', {
+  skip: hasOpenssl() ? false : 'openssl is not installed',
+}, () => {
+  test("a call without a token is its certificate's CN; a token wins over the certificate", async () => {
+    const dir = await tempDir('auth-mtls');
+    const ca = testCa(dir.path, 'ca');
+    const leaf = ca.leaf('kvs2.test');
+    const authFile = join(dir.path, 'auth.json');
+    await writeFile(
+      authFile,
+      JSON.stringify({
+        tokens: { admin: await hashOf(TOKENS.admin) },
+        permissions: {
+          'client.test': [{ prefix: 'c/', read: true, write: true }],
+          admin: [{ prefix: '', read: true, write: true, watch: true }],
+        },
+      }),
+    );
+    const server = await ServerProcess.start({
+      dataDir: join(dir.path, 'data'),
+      args: ['--tls-cert', leaf.cert, '--tls-key', leaf.key, '--tls-client-ca', ca.cert, '--auth-file', authFile],
+    });
+    const tls = { ca: ca.cert, serverName: 'kvs2.test', ...ca.leaf('client.test') };
+    const byCertificate = new Kvs2Client(server.address, { tls });
+    const byToken = new Kvs2Client(server.address, { tls, token: TOKENS.admin });
+    const stranger = new Kvs2Client(server.address, { tls: { ...tls, ...ca.leaf('stranger.test') } });
+    try {
+      await byCertificate.set({ key: key('c/1'), value: key('mine'), waitForApply: true });
+      assert.equal((await byCertificate.get({ key: key('c/1') })).data.toString(), 'mine');
+      await assert.rejects(
+        byCertificate.get({ key: key('d/1') }),
+        failsWith('PERMISSION_DENIED', /"client\.test" may not read key "d\/1"/),
+      );
+      await byToken.set({ key: key('d/1'), value: key('admin'), waitForApply: true });
+      assert.equal((await byToken.get({ key: key('d/1') })).data.toString(), 'admin');
+      await assert.rejects(stranger.get({ key: key('c/1') }), failsWith('PERMISSION_DENIED', /"stranger\.test"/));
+    } finally {
+      for (const c of [byCertificate, byToken, stranger]) c.close();
+      assert.equal((await server.stop()).code, 0);
+      await dir.remove();
+    }
   });
 });
 
