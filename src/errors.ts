@@ -40,7 +40,11 @@ export type Kvs2ErrorCode =
    * The data dir (the store or the embedded log) is in a format version this kvs2 cannot read, written by
    * a newer kvs2: the node refuses to start rather than misread it.
    */
-  | 'DATA_FORMAT_UNSUPPORTED';
+  | 'DATA_FORMAT_UNSUPPORTED'
+  /** The call carries no credentials the node accepts (--auth-file: no token, or an unknown one). */
+  | 'UNAUTHENTICATED'
+  /** The caller's identity may not do this to these keys (--auth-file's permissions). */
+  | 'PERMISSION_DENIED';
 
 export class Kvs2Error extends Error {
   override readonly name = 'Kvs2Error';

@@ -16,10 +16,11 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   store: ['lmdb'],
   replica: ['config', 'log', 'store'],
   service: ['config', 'log', 'store', 'replica'],
-  api: ['config', 'service', 'gen'],
+  auth: [],
+  api: ['config', 'service', 'gen', 'auth'],
   metrics: ['log', 'store', 'replica', 'service', 'api'],
   client: ['gen'],
-  cli: ['config', 'lmdb', 'log', 'store', 'replica', 'service', 'api', 'metrics', 'client'],
+  cli: ['config', 'lmdb', 'log', 'store', 'replica', 'service', 'auth', 'api', 'metrics', 'client'],
 };
 /** Base modules may import only each other and config (the logger takes its level type from there). */
 const BASE_MAY_IMPORT = ['config'];

@@ -1,8 +1,10 @@
 import { type ChannelOptions, Server, ServerCredentials } from '@grpc/grpc-js';
+import type { Authorizer } from '../auth/authorizer.js';
 import type { Limits } from '../config/config.js';
 import { Kvs2Error } from '../errors.js';
 import type { KvService } from '../service/kv-service.js';
 import type { NodeStatusReport } from '../service/node-status.js';
+import { callGuard } from './call-auth.js';
 import { type GrpcCallObserver, NO_CALL_OBSERVER } from './call-observer.js';
 import type { HealthService } from './health.js';
 import { strictKvs2Definition } from './kvs2-definition.js';
@@ -23,6 +25,8 @@ export interface GrpcApiOptions {
   readonly calls?: GrpcCallObserver;
   /** The server's certificates: the server speaks TLS only; absent or null, plaintext. */
   readonly tls?: ServerTls | null;
+  /** Tokens and permissions (--auth-file): kvs2.Kvs2 calls must be allowed; absent or null, all are. */
+  readonly auth?: Authorizer | null;
 }
 
 /** Room for field tags, lengths and framing around the keys and values of a reply. */
@@ -75,6 +79,8 @@ export class GrpcApi {
         openCalls: this.#openCalls,
         openWatches: this.#openWatches,
         calls: options.calls ?? NO_CALL_OBSERVER,
+        // Health and reflection stay open: probes and tools need no token.
+        guard: options.auth ? callGuard(options.auth, { certificates: options.tls?.mutual ?? false }) : null,
       }),
     );
     this.#health.addTo(this.#server);

@@ -28,6 +28,7 @@ import type {
 import type { KvService } from '../service/kv-service.js';
 import type { NodeStatusReport } from '../service/node-status.js';
 import type { Answer } from '../service/requests.js';
+import { type CallGuard, type CallNeeds, EVERY_KEY, keyTarget, scanTarget } from './call-auth.js';
 import type { GrpcCallObserver, MethodCallObserver } from './call-observer.js';
 import { CallScope } from './call-scope.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
@@ -53,6 +54,8 @@ export interface Kvs2HandlerOptions {
   readonly openWatches: Set<(reason: Kvs2Error) => void>;
   /** Sees every call begin and end with its status code (metrics). */
   readonly calls: GrpcCallObserver;
+  /** Checks each call's token and permissions (--auth-file); null: every call is allowed. */
+  readonly guard: CallGuard | null;
 }
 
 /** The kvs2.Kvs2 handlers, over requests checked by the strict definition (kvs2-definition.ts). */
@@ -81,6 +84,7 @@ export function kvs2Handlers({
   openCalls,
   openWatches,
   calls,
+  guard,
 }: Kvs2HandlerOptions): Kvs2Handlers {
   const observed = {
     get: calls.method(SERVICE_NAME, 'Get', 'unary'),
@@ -103,6 +107,8 @@ export function kvs2Handlers({
     callback: sendUnaryData<Reply>,
     run: (request: Req, scope: CallScope) => Answer<Result>,
     toReply: (result: Result, request: Req) => Reply,
+    method: string,
+    needs: (request: Req) => CallNeeds,
   ): void => {
     const startedAt = observer.started();
     const request = call.request;
@@ -113,7 +119,9 @@ export function kvs2Handlers({
     const scope = new CallScope(call, requestTimeoutMs);
     let answer: Answer<Result>;
     try {
-      answer = run(request, scope);
+      // With auth on, nothing reaches the service before the caller is known and allowed.
+      const checked = guard === null ? undefined : guard(call, method, needs(request));
+      answer = checked === undefined ? run(request, scope) : checked.then(() => run(request, scope));
     } catch (error) {
       scope.done();
       fail(observer, startedAt, callback, error);
@@ -152,6 +160,8 @@ export function kvs2Handlers({
         callback,
         (r, scope) => service.get({ key: r.key, consistency: consistencyOf(r.consistency), after: r.after }, scope),
         getReplyOf,
+        'Get',
+        (r) => ({ access: 'read', targets: [keyTarget(r.key)] }),
       );
     },
 
@@ -163,6 +173,8 @@ export function kvs2Handlers({
         (r, scope) =>
           service.multiGet({ keys: r.keys, consistency: consistencyOf(r.consistency), after: r.after }, scope),
         (result, r) => multiGetReplyOf(r.keys, result),
+        'MultiGet',
+        (r) => ({ access: 'read', targets: r.keys.map(keyTarget) }),
       );
     },
 
@@ -173,25 +185,73 @@ export function kvs2Handlers({
         callback,
         (r, scope) => service.scan({ ...r, consistency: consistencyOf(r.consistency) }, scope),
         scanReplyOf,
+        'Scan',
+        (r) => ({ access: 'read', targets: [scanTarget(r)] }),
       );
     },
 
     set(call, callback) {
-      handle(observed.set, call, callback, (r, scope) => service.set(r, scope), writeReplyOf);
+      handle(
+        observed.set,
+        call,
+        callback,
+        (r, scope) => service.set(r, scope),
+        writeReplyOf,
+        'Set',
+        (r) => ({
+          access: 'write',
+          targets: [keyTarget(r.key)],
+        }),
+      );
     },
 
     delete(call, callback) {
-      handle(observed.delete, call, callback, (r, scope) => service.delete(r, scope), writeReplyOf);
+      handle(
+        observed.delete,
+        call,
+        callback,
+        (r, scope) => service.delete(r, scope),
+        writeReplyOf,
+        'Delete',
+        (r) => ({
+          access: 'write',
+          targets: [keyTarget(r.key)],
+        }),
+      );
     },
 
     write(call, callback) {
-      handle(observed.write, call, callback, (r, scope) => service.write(r, scope), batchReplyOf);
+      // Every mutation's key is checked before any is written: a partly denied Write writes nothing.
+      handle(
+        observed.write,
+        call,
+        callback,
+        (r, scope) => service.write(r, scope),
+        batchReplyOf,
+        'Write',
+        (r) => ({
+          access: 'write',
+          targets: r.mutations.map((m) => keyTarget(m.key)),
+        }),
+      );
     },
 
-    watch: watchHandler({ service, open: openWatches, observer: observed.watch }),
+    watch: watchHandler({ service, open: openWatches, observer: observed.watch, guard }),
 
     status(call, callback) {
-      handle(observed.status, call, callback, () => status.status(), statusReplyOf);
+      // The status names the node's keys count and log: it needs read on every key.
+      handle(
+        observed.status,
+        call,
+        callback,
+        () => status.status(),
+        statusReplyOf,
+        'Status',
+        () => ({
+          access: 'read',
+          targets: [EVERY_KEY],
+        }),
+      );
     },
   };
 }

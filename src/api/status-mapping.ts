@@ -19,6 +19,8 @@ const STATUS_OF: Readonly<Record<Kvs2ErrorCode, status>> = {
   OVERLOADED: status.RESOURCE_EXHAUSTED,
   INCONSISTENT_STATE: status.INTERNAL,
   DATA_FORMAT_UNSUPPORTED: status.FAILED_PRECONDITION,
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
 };
 
 /** Trailing metadata that carries the kvs2 error code, which several codes share a gRPC status with. */

@@ -3,6 +3,7 @@ import { isKvs2Error, Kvs2Error } from '../errors.js';
 import { type WatchEvent, WatchEvent_Kind, type WatchRequest } from '../gen/kvs2.js';
 import type { KvService } from '../service/kv-service.js';
 import type { WatchEvent as SessionEvent, WatchSession } from '../service/watch-session.js';
+import { type CallGuard, watchTarget } from './call-auth.js';
 import type { MethodCallObserver } from './call-observer.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
 import { toStatusError } from './status-mapping.js';
@@ -13,6 +14,8 @@ export interface WatchHandlerOptions {
   readonly open: Set<(reason: Kvs2Error) => void>;
   /** Sees every watch begin and end with its status code. */
   readonly observer: MethodCallObserver;
+  /** Checks the caller's token and watch permission (--auth-file); null: allowed. */
+  readonly guard: CallGuard | null;
 }
 
 /**
@@ -36,7 +39,7 @@ const KIND: Record<SessionEvent['kind'], WatchEvent_Kind> = {
  * The response headers go out as soon as the watch is subscribed: a client that has them knows that every
  * change applied from then on reaches it.
  */
-export function watchHandler({ service, open, observer }: WatchHandlerOptions) {
+export function watchHandler({ service, open, observer, guard }: WatchHandlerOptions) {
   return (call: ServerWritableStream<Received<WatchRequest>, WatchEvent>): void => {
     const startedAt = observer.started();
     const request = call.request;
@@ -44,6 +47,29 @@ export function watchHandler({ service, open, observer }: WatchHandlerOptions) {
       fail(call, observer, startedAt, new Kvs2Error('INVALID_ARGUMENT', `malformed request: ${request.reason}`));
       return;
     }
+    let checked: void | Promise<void>;
+    try {
+      checked = guard?.(call, 'Watch', { access: 'watch', targets: [watchTarget(request)] });
+    } catch (error) {
+      fail(call, observer, startedAt, error);
+      return;
+    }
+    if (checked === undefined) start(call, request, startedAt);
+    else
+      checked.then(
+        () => {
+          if (call.cancelled) observer.handled(status.CANCELLED, startedAt);
+          else start(call, request, startedAt);
+        },
+        (error: unknown) => fail(call, observer, startedAt, error),
+      );
+  };
+
+  function start(
+    call: ServerWritableStream<Received<WatchRequest>, WatchEvent>,
+    request: WatchRequest,
+    startedAt: number,
+  ): void {
     const stop = new AbortController();
     const end = (reason: Kvs2Error): void => stop.abort(reason);
     open.add(end);
@@ -59,7 +85,7 @@ export function watchHandler({ service, open, observer }: WatchHandlerOptions) {
     }
     call.sendMetadata(new Metadata());
     void pump(call, session, stop.signal, observer, startedAt).finally(() => stop.abort());
-  };
+  }
 }
 
 /** Ends a watch with the status its error maps to. */

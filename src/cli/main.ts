@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { envVarOf, parseConfig, SETTINGS } from '../config/config.js';
 import { ConfigError } from '../config/config-error.js';
 import { KVS2_VERSION } from '../version.js';
+import { authCommand } from './commands/auth.js';
 import { delCommand } from './commands/del.js';
 import { EXIT_CODES_HELP, EXIT_OK, EXIT_USAGE } from './commands/exit-codes.js';
 import { getCommand } from './commands/get.js';
@@ -61,6 +62,7 @@ function buildProgram(): Command {
   ]) {
     program.addCommand(command.addHelpText('after', EXIT_CODES_HELP));
   }
+  program.addCommand(authCommand());
   program.addHelpText('after', EXIT_CODES_HELP);
   return program;
 }

@@ -3,7 +3,10 @@ import { backoffMs, pause } from '../abort.js';
 import { GrpcApi } from '../api/grpc-server.js';
 import { HealthService } from '../api/health.js';
 import { plaintextExposureWarning, ServerTls } from '../api/server-tls.js';
+import { Authorizer } from '../auth/authorizer.js';
+import { AuthFileError } from '../auth/policy.js';
 import type { Config } from '../config/config.js';
+import { ConfigError } from '../config/config-error.js';
 import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import { EmbeddedLog } from '../log/embedded/embedded-log.js';
 import type { Log } from '../log/log.js';
@@ -42,6 +45,7 @@ export class KvsNode {
   readonly #logger: Logger;
   readonly #resources: AsyncDisposableStack;
   readonly #tls: ServerTls | null;
+  readonly #auth: Authorizer | null;
   #closing: Promise<void> | undefined;
 
   private constructor(
@@ -50,12 +54,14 @@ export class KvsNode {
     logger: Logger,
     resources: AsyncDisposableStack,
     tls: ServerTls | null,
+    auth: Authorizer | null,
   ) {
     this.port = port;
     this.metricsPort = metricsPort;
     this.#logger = logger;
     this.#resources = resources;
     this.#tls = tls;
+    this.#auth = auth;
   }
 
   static async start({ config, logger, onFatal }: NodeOptions): Promise<KvsNode> {
@@ -67,6 +73,9 @@ export class KvsNode {
       // Without --metrics-listen there is no registry at all, and the log and the API observe nothing.
       const metricsAt = config.metricsListen;
       const metrics = metricsAt === null ? null : new NodeMetrics(KVS2_VERSION);
+      // A bad auth file is a usage error too, before any data is opened.
+      const auth =
+        config.authFile === null ? null : stack.adopt(loadAuth(config.authFile, logger, metrics), (a) => a.close());
       const memory = stack.adopt(new MemoryRelease({ logger }), (m) => m.close());
       const store = stack.adopt(LmdbStore.open(join(config.dataDir, 'store')), (s) => s.close());
       const log = stack.adopt(await createLog(config, logger, metrics), (l) => l.close());
@@ -122,6 +131,7 @@ export class KvsNode {
           requestTimeoutMs: config.requestTimeoutMs,
           calls: metrics?.calls,
           tls,
+          auth,
         }),
         async (a) => {
           if (!(await a.shutdown(config.shutdownTimeoutMs))) {
@@ -152,6 +162,12 @@ export class KvsNode {
             : 'gRPC speaks TLS only',
         );
       }
+      if (auth !== null) {
+        logger.info(
+          { authFile: auth.file, ...auth.counts },
+          `calls need a bearer token allowed by ${auth.file}; health and reflection stay open`,
+        );
+      }
       const exposure = plaintextExposureWarning(config.listen.host, port, tls !== null);
       if (exposure !== null) logger.warn({ address: `${config.listen.host}:${port}` }, exposure);
       logger.info(
@@ -180,7 +196,7 @@ export class KvsNode {
       });
       // First thing at shutdown: probes see NOT_SERVING while the replica drains and calls finish.
       stack.defer(() => nodeHealth.stopping());
-      return new KvsNode(port, metricsPort, logger, stack.move(), tls);
+      return new KvsNode(port, metricsPort, logger, stack.move(), tls, auth);
     } catch (error) {
       await stack.disposeAsync().catch(() => {});
       throw error;
@@ -203,6 +219,23 @@ export class KvsNode {
       this.#logger.warn(
         { err: error },
         `TLS certificates NOT reloaded, the previous ones stay in use: ${describeError(error)}`,
+      );
+    }
+  }
+
+  /**
+   * Re-reads --auth-file (SIGHUP): later calls are checked against it and tokens are verified anew. A bad
+   * file leaves the policy in force, with a warning.
+   */
+  reloadAuth(): void {
+    if (this.#auth === null) return;
+    try {
+      this.#auth.reload();
+      this.#logger.info({ authFile: this.#auth.file, ...this.#auth.counts }, 'auth file reloaded');
+    } catch (error) {
+      this.#logger.warn(
+        { err: error, authFile: this.#auth.file },
+        `auth file NOT reloaded, the previous tokens and permissions stay in force: ${describeError(error)}`,
       );
     }
   }
@@ -250,6 +283,19 @@ async function startReplica(
       logger.warn({ err: error, waitMs }, `waiting for the log, retrying in ${waitMs} ms: ${error.message}`);
       await pause(waitMs, signal);
     }
+  }
+}
+
+function loadAuth(file: string, logger: Logger, metrics: NodeMetrics | null): Authorizer {
+  try {
+    return new Authorizer({
+      file,
+      logger,
+      ...(metrics === null ? {} : { onFailure: (reason: string) => metrics.authFailed(reason) }),
+    });
+  } catch (error) {
+    if (error instanceof AuthFileError) throw new ConfigError('--auth-file', error.message);
+    throw error;
   }
 }
 

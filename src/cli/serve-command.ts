@@ -11,7 +11,7 @@ export const EXIT_USAGE = 2;
 
 /**
  * Runs a node until SIGINT or SIGTERM, then shuts it down gracefully and exits 0. A second signal
- * during shutdown exits at once. SIGHUP re-reads the TLS certificate files.
+ * during shutdown exits at once. SIGHUP re-reads the TLS certificate files and the auth file.
  */
 export async function serve(config: Config): Promise<never> {
   const logger = createLogger(config.logLevel);
@@ -39,7 +39,10 @@ export async function serve(config: Config): Promise<never> {
       void stop(signal, EXIT_OK);
     });
   }
-  process.on('SIGHUP', () => node?.reloadTls());
+  process.on('SIGHUP', () => {
+    node?.reloadTls();
+    node?.reloadAuth();
+  });
   process.on('uncaughtException', (error) => crash(logger, error));
   process.on('unhandledRejection', (error) => crash(logger, error));
 

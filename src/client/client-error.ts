@@ -22,6 +22,8 @@ export const SERVER_ERROR_CODES = [
   'OVERLOADED',
   'INCONSISTENT_STATE',
   'DATA_FORMAT_UNSUPPORTED',
+  'UNAUTHENTICATED',
+  'PERMISSION_DENIED',
 ] as const;
 
 export type ServerErrorCode = (typeof SERVER_ERROR_CODES)[number];

@@ -41,6 +41,11 @@ export interface Kvs2ClientOptions {
   readonly tls?: true | Kvs2TlsOptions;
   /** grpc-js credentials built by the caller, for what `tls` does not cover; not together with `tls`. */
   readonly credentials?: ChannelCredentials;
+  /**
+   * A bearer token, sent as `authorization: Bearer <token>` with every call, for a node run with
+   * --auth-file. Send it over TLS unless the node is on loopback: anyone who sees it can use it.
+   */
+  readonly token?: string;
   /** Retries of reads on UNAVAILABLE (on by default); `false` for none. */
   readonly readRetries?: false | Kvs2ReadRetryOptions;
 }

@@ -54,6 +54,7 @@ const EMPTY = Buffer.alloc(0);
 export class Kvs2Client {
   readonly #client: GeneratedClient;
   readonly #timeoutMs: number;
+  readonly #token: string | undefined;
 
   constructor(endpoint: string, options?: Kvs2ClientOptions);
   constructor(options: Kvs2ClientOptions & { readonly endpoint: string });
@@ -63,6 +64,10 @@ export class Kvs2Client {
     if (typeof endpoint !== 'string' || endpoint.length === 0) {
       throw new Kvs2ClientOptionError('endpoint', "give the node's address as host:port");
     }
+    if (options.token !== undefined && (typeof options.token !== 'string' || !/^\S+$/.test(options.token))) {
+      throw new Kvs2ClientOptionError('token', 'must be a non-empty string without spaces');
+    }
+    this.#token = options.token;
     this.#timeoutMs = wholeNumberOption('timeoutMs', options.timeoutMs, 10_000, 1, 2 ** 31 - 1);
     const maxReceive = wholeNumberOption('maxReceiveBytes', options.maxReceiveBytes, 64 * 1024 * 1024, 1, 2 ** 31 - 1);
     this.#client = new GeneratedClient(endpoint, channelCredentialsOf(options), {
@@ -119,11 +124,21 @@ export class Kvs2Client {
 
   /** Opens a Watch stream; it runs until cancelled or ended by the server. */
   watch(request: Partial<WatchRequest>): ClientReadableStream<WatchEvent> {
-    return this.#client.watch({ key: EMPTY, prefix: EMPTY, after: EMPTY, progressIntervalMs: 0, ...request });
+    return this.#client.watch(
+      { key: EMPTY, prefix: EMPTY, after: EMPTY, progressIntervalMs: 0, ...request },
+      this.#metadata(),
+    );
   }
 
   close(): void {
     this.#client.close();
+  }
+
+  /** Each call's metadata: the bearer token, if any. */
+  #metadata(): Metadata {
+    const metadata = new Metadata();
+    if (this.#token !== undefined) metadata.set('authorization', `Bearer ${this.#token}`);
+    return metadata;
   }
 
   #call<Req, Reply>(method: Unary<Req, Reply>, request: Req, timeoutMs: number | undefined): Promise<Reply> {
@@ -131,7 +146,7 @@ export class Kvs2Client {
       method.call(
         this.#client,
         request,
-        new Metadata(),
+        this.#metadata(),
         { deadline: Date.now() + (timeoutMs ?? this.#timeoutMs) },
         (error, reply) => (error ? reject(new Kvs2ClientError(error)) : resolve(reply)),
       );

@@ -62,6 +62,8 @@ export interface Config {
   readonly metricsListen: ListenAddress | null;
   /** TLS on the gRPC server; null serves plaintext. */
   readonly tls: TlsFiles | null;
+  /** Absolute path of the tokens-and-permissions file (re-read on SIGHUP); null: no auth, every call allowed. */
+  readonly authFile: string | null;
 }
 
 /** Settings as they arrive from flags or environment variables: strings, or absent. */
@@ -191,6 +193,12 @@ export const SETTINGS = [
     description:
       'PEM CA certificates: clients must present a certificate signed by one of them (mutual TLS; needs --tls-cert)',
   },
+  {
+    name: 'auth-file',
+    valueName: 'file',
+    description:
+      'JSON file of bearer token hashes and per-identity permissions on key prefixes; calls must then be allowed (re-read on SIGHUP; default: off, every call allowed)',
+  },
 ] as const satisfies readonly SettingSpec[];
 
 export function flagOf(name: SettingName): string {
@@ -253,6 +261,7 @@ export function parseConfig(raw: RawSettings, cwd: string = process.cwd()): Conf
     logLevel: parseLogLevel(required('log-level')),
     metricsListen: parseOptionalListen('metrics-listen', value('metrics-listen')),
     tls: parseTls(value('tls-cert'), value('tls-key'), value('tls-client-ca'), cwd),
+    authFile: optionalPath(value('auth-file'), cwd),
   };
   return deepFreeze(config);
 }
@@ -307,6 +316,11 @@ function parseTls(
   if (keyFile === null)
     throw new ConfigError(flagOf('tls-key'), 'missing: --tls-cert was given, give its private key too');
   return { certFile, keyFile, clientCaFile };
+}
+
+/** An optional file: absent or empty means "off". */
+function optionalPath(text: string | undefined, cwd: string): string | null {
+  return text === undefined || text.trim() === '' ? null : resolve(cwd, text);
 }
 
 function parseDataDir(text: string, cwd: string): string {

@@ -40,6 +40,19 @@ export class NodeMetrics {
       registers: [this.registry],
     }).set({ version }, 1);
     this.calls = new GrpcServerMetrics(this.registry);
+    this.#authFailures = new Counter({
+      name: 'kvs2_auth_failures_total',
+      help: 'kvs2.Kvs2 calls refused by --auth-file, by reason (no_token, bad_token, permission_denied).',
+      labelNames: ['reason'],
+      registers: [this.registry],
+    });
+  }
+
+  readonly #authFailures: Counter<'reason'>;
+
+  /** Counts a call refused by --auth-file. */
+  authFailed(reason: string): void {
+    this.#authFailures.inc({ reason });
   }
 
   /** The log, counting and timing its appends. */

@@ -30,6 +30,8 @@ const EVERY_SERVER_CODE: Readonly<Record<Kvs2ErrorCode, true>> = {
   OVERLOADED: true,
   INCONSISTENT_STATE: true,
   DATA_FORMAT_UNSUPPORTED: true,
+  UNAUTHENTICATED: true,
+  PERMISSION_DENIED: true,
 };
 const serverCodes = Object.keys(EVERY_SERVER_CODE) as Kvs2ErrorCode[];
 

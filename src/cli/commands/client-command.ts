@@ -16,6 +16,7 @@ interface ConnectionFlags {
   readonly output: OutputFormat;
   readonly hex?: true;
   readonly base64?: true;
+  readonly token?: string;
 }
 
 /** What a command's body gets: a client for --endpoint, the output, and the encoding of keys and values. */
@@ -53,7 +54,13 @@ export function clientCommand(name: string, description: string): Command {
     .addOption(
       new Option('--hex', 'keys and values are hex, on the command line and in the output').conflicts('base64'),
     )
-    .addOption(new Option('--base64', 'keys and values are base64, on the command line and in the output'));
+    .addOption(new Option('--base64', 'keys and values are base64, on the command line and in the output'))
+    .addOption(
+      new Option(
+        '--token <token>',
+        'bearer token for a node run with --auth-file (prefer the variable: flags show in ps)',
+      ).env('KVS2_CLIENT_TOKEN'),
+    );
   return withTlsFlags(command);
 }
 
@@ -69,7 +76,11 @@ export async function runClientCommand(
   let client: Kvs2Client | undefined;
   try {
     const tls = tlsOptionOf(command);
-    client = new Kvs2Client(flags.endpoint, { timeoutMs: flags.timeout, ...(tls === undefined ? {} : { tls }) });
+    client = new Kvs2Client(flags.endpoint, {
+      timeoutMs: flags.timeout,
+      ...(tls === undefined ? {} : { tls }),
+      ...(flags.token === undefined ? {} : { token: flags.token }),
+    });
     const encoding: BytesEncoding = flags.hex ? 'hex' : flags.base64 ? 'base64' : 'utf8';
     process.exitCode = await body({ client, out: new Output(flags.output), encoding });
   } catch (error) {

@@ -16,7 +16,7 @@ Exit codes of get, put, del, mget, scan, watch and status:
   2  usage: an unknown flag, a missing argument, a key or token that does not decode
   3  unavailable: the node could not be reached, did not answer within --timeout, or is shutting down
   4  refused by the node: an invalid argument, a value or reply too large, overloaded, a token from
-     another log or too old, an RPC the node does not have
+     another log or too old, an RPC the node does not have, no or a wrong --token, not permitted
   5  internal: the node failed, or something unexpected happened
 Failures print one line on stderr: "kvs2 <command>: <code>: <message>".`;
 
