@@ -22,8 +22,15 @@ export interface CallerInfo {
   readonly peer: string;
 }
 
-/** Distinct tokens remembered (verified or refused); beyond it the memory starts over. */
-const MAX_CACHED_TOKENS = 10_000;
+/** Distinct unknown tokens remembered as refused; beyond it that memory starts over. */
+const MAX_REFUSED_TOKENS = 10_000;
+/**
+ * New tokens verified at once. scrypt is slow and memory-hungry on purpose, and a token nobody has sent
+ * before costs one scrypt per identity: without a bound, a flood of random tokens would queue unbounded
+ * work on the thread pool. Beyond it a new token is refused OVERLOADED at once (the client may retry);
+ * tokens already verified never wait for this.
+ */
+const MAX_VERIFICATIONS_AT_ONCE = 4;
 
 /**
  * The auth file (--auth-file) at work: authenticates bearer tokens and decides what each identity may do.
@@ -35,8 +42,13 @@ export class Authorizer {
   readonly #failures: AuthFailureLog;
   readonly #onFailure: (reason: AuthFailureReason) => void;
   #policy: AuthPolicy;
-  /** SHA-256 of a token → its identity, or null when it matches none. */
-  #verdicts = new Map<string, string | null>();
+  /**
+   * SHA-256 of a token → its identity. Only tokens that matched are here: at most one per identity, so
+   * unknown tokens, remembered apart, can never push a good one out.
+   */
+  #verdicts = new Map<string, string>();
+  /** SHA-256 of tokens that matched no identity. */
+  #refused = new Set<string>();
   /** Verifications under way, so that concurrent calls with one new token share one scrypt. */
   #pending = new Map<string, Promise<string | null>>();
 
@@ -62,6 +74,7 @@ export class Authorizer {
     const policy = loadPolicy(this.#file);
     this.#policy = policy;
     this.#verdicts = new Map();
+    this.#refused = new Set();
     this.#pending = new Map();
   }
 
@@ -83,15 +96,27 @@ export class Authorizer {
     }
     const digest = createHash('sha256').update(token).digest('base64');
     const known = this.#verdicts.get(digest);
-    if (known !== undefined) return this.#identityOr(caller, known);
+    if (known !== undefined) return known;
+    if (this.#refused.has(digest)) return this.#identityOr(caller, null);
     let pending = this.#pending.get(digest);
     if (pending === undefined) {
+      if (this.#pending.size >= MAX_VERIFICATIONS_AT_ONCE) {
+        throw this.#refuse(
+          caller,
+          null,
+          'verification_overloaded',
+          new Kvs2Error('OVERLOADED', 'too many new bearer tokens being verified at once; retry shortly'),
+        );
+      }
       const policy = this.#policy;
       pending = this.#identify(token, policy).then((identity) => {
         // A reload meanwhile started a new cache: this verdict was for the old policy.
         if (this.#policy === policy) {
-          if (this.#verdicts.size >= MAX_CACHED_TOKENS) this.#verdicts.clear();
-          this.#verdicts.set(digest, identity);
+          if (identity !== null) this.#verdicts.set(digest, identity);
+          else {
+            if (this.#refused.size >= MAX_REFUSED_TOKENS) this.#refused.clear();
+            this.#refused.add(digest);
+          }
           this.#pending.delete(digest);
         }
         return identity;

@@ -1,7 +1,7 @@
 import type { Logger } from '../logger.js';
 
 /** Why a call was refused, the `reason` label of kvs2_auth_failures_total. */
-export type AuthFailureReason = 'no_token' | 'bad_token' | 'permission_denied';
+export type AuthFailureReason = 'no_token' | 'bad_token' | 'permission_denied' | 'verification_overloaded';
 
 export interface AuthFailure {
   readonly reason: AuthFailureReason;

@@ -42,7 +42,7 @@ export class NodeMetrics {
     this.calls = new GrpcServerMetrics(this.registry);
     this.#authFailures = new Counter({
       name: 'kvs2_auth_failures_total',
-      help: 'kvs2.Kvs2 calls refused by --auth-file, by reason (no_token, bad_token, permission_denied).',
+      help: 'kvs2.Kvs2 calls refused by --auth-file, by reason (no_token, bad_token, permission_denied, verification_overloaded).',
       labelNames: ['reason'],
       registers: [this.registry],
     });
