@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describeError } from '../errors.js';
+import { prefixEnd } from '../key-prefix.js';
 import { parseTokenHash, type TokenHash } from './token-hash.js';
 
 /** What a call does to keys. */
@@ -127,19 +128,6 @@ export function allows(policy: AuthPolicy, identity: string, access: Access, tar
 
 function startsWith(key: Buffer, prefix: Buffer): boolean {
   return key.length >= prefix.length && key.subarray(0, prefix.length).equals(prefix);
-}
-
-/** The first key after every key that starts with `prefix`; undefined when there is none ("" or all 0xff). */
-function prefixEnd(prefix: Buffer): Buffer | undefined {
-  for (let i = prefix.length - 1; i >= 0; i--) {
-    const byte = prefix[i] as number;
-    if (byte < 0xff) {
-      const end = Buffer.from(prefix.subarray(0, i + 1));
-      end[i] = byte + 1;
-      return end;
-    }
-  }
-  return undefined;
 }
 
 /** A target as the denial message names it. */

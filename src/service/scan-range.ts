@@ -1,4 +1,5 @@
 import { Kvs2Error } from '../errors.js';
+import { prefixEnd } from '../key-prefix.js';
 import type { ScanRequest } from './requests.js';
 
 /** The key range of one scan page: from `start` (inclusive, or exclusive after a page), to `end` (exclusive). */
@@ -37,17 +38,4 @@ export function scanBounds(request: ScanRequest): ScanBounds {
   }
   // LMDB has no empty key; an empty start means "from the first key".
   return { start: start.length === 0 ? Buffer.of(0) : start, startExclusive: false, end };
-}
-
-/** The first key after every key that starts with `prefix`; undefined when there is none (all 0xff). */
-export function prefixEnd(prefix: Buffer): Buffer | undefined {
-  for (let i = prefix.length - 1; i >= 0; i--) {
-    const byte = prefix[i] as number;
-    if (byte < 0xff) {
-      const end = Buffer.from(prefix.subarray(0, i + 1));
-      end[i] = byte + 1;
-      return end;
-    }
-  }
-  return undefined;
 }

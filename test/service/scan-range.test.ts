@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { prefixEnd } from '../../src/key-prefix.js';
 import type { ScanRequest } from '../../src/service/requests.js';
-import { prefixEnd, scanBounds } from '../../src/service/scan-range.js';
+import { scanBounds } from '../../src/service/scan-range.js';
 import { assertFails, b, scanRequest } from '../support/service-calls.js';
 
 const request = scanRequest;
