@@ -6,7 +6,7 @@ import { Kvs2Client, Kvs2ClientError, Kvs2ClientOptionError, type Kvs2ClientOpti
 import { tempDir } from '../support/paths.js';
 import { ServerProcess } from '../support/server-process.js';
 import { STAND_IN_STATUS, StandInNode, type UnaryMethod } from '../support/stand-in-node.js';
-import { hasOpenssl, type MutualTlsStandIn, startMutualTlsStandIn, testCa } from '../support/tls-certificates.js';
+import { type MutualTlsStandIn, needsOpenssl, startMutualTlsStandIn, testCa } from '../support/tls-certificates.js';
 
 const b = (text: string): Buffer => Buffer.from(text);
 const FAST_RETRIES = { initialBackoffMs: 5, maxBackoffMs: 20 };
@@ -139,7 +139,7 @@ describe('Kvs2Client options', () => {
   });
 });
 
-describe('Kvs2Client over TLS', { skip: hasOpenssl() ? false : 'openssl is not installed' }, () => {
+describe('Kvs2Client over TLS', needsOpenssl(), () => {
   let stand: MutualTlsStandIn;
   let node: StandInNode;
   let server: { cert: string; key: string };
@@ -200,7 +200,7 @@ describe('Kvs2Client over TLS', { skip: hasOpenssl() ? false : 'openssl is not i
 });
 
 describe('Kvs2Client against a real node serving mutual TLS', {
-  skip: hasOpenssl() ? false : 'openssl is not installed',
+  ...needsOpenssl(),
 }, () => {
   test('with a certificate signed by --tls-client-ca it writes and reads; without one it is UNAVAILABLE', async () => {
     const dir = await tempDir('client-tls-node');

@@ -9,7 +9,7 @@ import { metricsPortOf } from '../support/metrics-port.js';
 import { tempDir } from '../support/paths.js';
 import { httpGet, parsePrometheusText, sampleValue } from '../support/prometheus-text.js';
 import { ServerProcess } from '../support/server-process.js';
-import { hasOpenssl, testCa } from '../support/tls-certificates.js';
+import { needsOpenssl, testCa } from '../support/tls-certificates.js';
 
 const TOKENS = { admin: 'admin-secret-1', reader: 'reader-secret-2', writer: 'writer-secret-3' } as const;
 
@@ -196,7 +196,7 @@ describe('--auth-file: bearer tokens and permissions on key prefixes, against a 
 });
 
 describe('--auth-file under mutual TLS: the client certificate is an identity', {
-  skip: hasOpenssl() ? false : 'openssl is not installed',
+  ...needsOpenssl(),
 }, () => {
   test("a call without a token is its certificate's CN; a token wins over the certificate", async () => {
     const dir = await tempDir('auth-mtls');

@@ -5,10 +5,10 @@ import { runKvs2 } from '../support/cli-process.js';
 import { tempDir } from '../support/paths.js';
 import { ServerProcess } from '../support/server-process.js';
 import type { StandInNode } from '../support/stand-in-node.js';
-import { hasOpenssl, type MutualTlsStandIn, startMutualTlsStandIn, testCa } from '../support/tls-certificates.js';
+import { type MutualTlsStandIn, needsOpenssl, startMutualTlsStandIn, testCa } from '../support/tls-certificates.js';
 
 describe('the kvs2 CLI against a real node serving mutual TLS', {
-  skip: hasOpenssl() ? false : 'openssl is not installed',
+  ...needsOpenssl(),
 }, () => {
   test('put and get with a client certificate signed by --tls-client-ca, from KVS2_CLIENT_TLS_* variables', async () => {
     const dir = await tempDir('cli-tls-node');
@@ -38,7 +38,7 @@ describe('the kvs2 CLI against a real node serving mutual TLS', {
 });
 
 // The stand-in trusts one self-signed client certificate: what the flags carry, checked over the real wire.
-describe('the kvs2 CLI over mutual TLS', { skip: hasOpenssl() ? false : 'openssl is not installed' }, () => {
+describe('the kvs2 CLI over mutual TLS', needsOpenssl(), () => {
   let stand: MutualTlsStandIn;
   let node: StandInNode;
   let server: { cert: string; key: string };

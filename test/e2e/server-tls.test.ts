@@ -10,10 +10,9 @@ import { Kvs2Client, Kvs2ClientError, type Kvs2ClientOptions } from '../../src/c
 import { runKvs2 } from '../support/cli-process.js';
 import { tempDir } from '../support/paths.js';
 import { ServerProcess } from '../support/server-process.js';
-import { hasOpenssl, type TestCa, testCa } from '../support/tls-certificates.js';
+import { needsOpenssl, type TestCa, testCa } from '../support/tls-certificates.js';
 
 const b = (text: string): Buffer => Buffer.from(text);
-const SKIP = hasOpenssl() ? false : 'openssl is not installed';
 
 /** The kvs2 code of a call that must fail, or a failed assertion if it succeeds. */
 async function failure(promise: Promise<unknown>): Promise<Kvs2ClientError> {
@@ -46,7 +45,7 @@ async function servedCertificate(port: number): Promise<PeerCertificate> {
   }
 }
 
-describe('a kvs2 node serving TLS (--tls-cert, --tls-key)', { skip: SKIP }, () => {
+describe('a kvs2 node serving TLS (--tls-cert, --tls-key)', needsOpenssl(), () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let ca: TestCa;
   let server: ServerProcess;
@@ -103,7 +102,7 @@ describe('a kvs2 node serving TLS (--tls-cert, --tls-key)', { skip: SKIP }, () =
   });
 });
 
-describe('a kvs2 node serving mutual TLS (--tls-client-ca)', { skip: SKIP }, () => {
+describe('a kvs2 node serving mutual TLS (--tls-client-ca)', needsOpenssl(), () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let ca: TestCa;
   let otherCa: TestCa;
@@ -161,7 +160,7 @@ describe('a kvs2 node serving mutual TLS (--tls-client-ca)', { skip: SKIP }, () 
   });
 });
 
-describe('certificate rotation on SIGHUP', { skip: SKIP }, () => {
+describe('certificate rotation on SIGHUP', needsOpenssl(), () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let server: ServerProcess;
 
@@ -230,7 +229,7 @@ describe('certificate rotation on SIGHUP', { skip: SKIP }, () => {
   });
 });
 
-describe('start-up checks of the TLS settings', { skip: SKIP }, () => {
+describe('start-up checks of the TLS settings', needsOpenssl(), () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let ca: TestCa;
 
