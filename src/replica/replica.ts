@@ -252,23 +252,24 @@ export class Replica {
 
   async #apply(batch: LogBatch): Promise<void> {
     const writes: StoreWrite[] = [];
-    // Only kept when someone listens: the feed must not cost the plain replica anything.
-    const accepted: LogRecord[] | undefined = this.#changes.hasListeners ? [] : undefined;
     for (const record of batch.records) {
-      const { key, value } = record;
-      if (key === null || key.length === 0 || key.length > STORE_MAX_KEY_BYTES) {
-        this.#skip(record.partition, record.offset, key);
+      if (!isStorable(record)) {
+        this.#skip(record.partition, record.offset, record.key);
         continue;
       }
-      writes.push({ key, value });
-      accepted?.push(record);
+      writes.push({ key: record.key, value: record.value });
     }
     const applied = await this.#store.apply(writes, batch.nextOffsets, this.#watermark.logIdentity);
     this.#watermark.advance(batch.nextOffsets);
     this.#appliedRecords += writes.length;
     this.#checkCaughtUp();
-    if (accepted !== undefined)
+    // Whether anyone listens is asked only now, after the commit: a watch that subscribed while it ran got
+    // the offsets before this batch as its start, so it must hear this batch. (Asked before the commit, such
+    // a watch missed the batch for good.) Without listeners the feed costs the replica nothing.
+    if (this.#changes.hasListeners) {
+      const accepted = writes.length === batch.records.length ? batch.records : batch.records.filter(isStorable);
       this.#changes.emit({ kind: 'applied', records: accepted, nextOffsets: batch.nextOffsets });
+    }
     const released = new Map(batch.nextOffsets);
     applied.flushed.then(
       () => this.#log.releaseBefore(released),
@@ -337,4 +338,10 @@ export class Replica {
       }
     }
   }
+}
+
+/** Whether the store can take this record: a key of 1 to STORE_MAX_KEY_BYTES bytes. */
+function isStorable(record: LogRecord): record is LogRecord & { readonly key: Buffer } {
+  const { key } = record;
+  return key !== null && key.length > 0 && key.length <= STORE_MAX_KEY_BYTES;
 }

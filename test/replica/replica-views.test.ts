@@ -4,6 +4,7 @@ import { createLogger } from '../../src/logger.js';
 import type { AppliedChange } from '../../src/replica/change-feed.js';
 import { Replica } from '../../src/replica/replica.js';
 import { LmdbStore } from '../../src/store/lmdb-store.js';
+import type { Store } from '../../src/store/store.js';
 import { eventually } from '../support/grpc-clients.js';
 import { MemoryLog } from '../support/memory-log.js';
 import { tempDir } from '../support/paths.js';
@@ -21,9 +22,9 @@ describe('Replica watermark and change feed', () => {
     await dir.remove();
   });
 
-  async function start(name: string) {
+  async function start(name: string, wrapStore: (store: Store) => Store = (store) => store) {
     const log = new MemoryLog({ partitions: 2 });
-    const store = LmdbStore.open(`${dir.path}/${name}`);
+    const store = wrapStore(LmdbStore.open(`${dir.path}/${name}`));
     const replica = new Replica({ log, store, logger, onFatal: () => {} });
     await replica.start(await log.open());
     return {
@@ -79,5 +80,42 @@ describe('Replica watermark and change feed', () => {
     await eventually(() => watermark.logIdentity !== oldIdentity, 5000, 'the new log adopted');
     subscription.unsubscribe();
     await node.close();
+  });
+
+  test('a subscriber that joins while a batch is being committed hears that batch: nothing falls between', async (t) => {
+    let onApply: (() => void) | undefined;
+    // The real store; only the moment inside its commit is made observable, to subscribe right there.
+    const node = await start('join-mid-commit', (store) => {
+      const apply: Store['apply'] = (...args) => {
+        const applying = store.apply(...args);
+        onApply?.();
+        return applying;
+      };
+      return new Proxy(store, {
+        get: (target, name) => {
+          if (name === 'apply') return apply;
+          const value: unknown = Reflect.get(target, name, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+    });
+    t.after(() => node.close());
+    const { changes } = node.replica;
+    const heard: AppliedChange[] = [];
+    let subscription: ReturnType<typeof changes.subscribe> | undefined;
+    onApply = () => {
+      onApply = undefined;
+      subscription = changes.subscribe((change) => heard.push(change));
+    };
+    const position = await node.log.append(b('mid'), b('commit'));
+    await eventually(() => heard.length > 0, 5000, 'the batch committed while subscribing');
+    assert.equal(subscription?.from.get(position.partition) ?? 0, position.offset, 'from is before the batch');
+    assert.deepEqual(
+      heard.flatMap((c) =>
+        c.kind === 'applied' ? c.records.map((r) => [r.key?.toString(), r.value?.toString()]) : [],
+      ),
+      [['mid', 'commit']],
+    );
+    subscription?.unsubscribe();
   });
 });
