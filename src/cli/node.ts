@@ -309,8 +309,19 @@ async function openLog(config: Config, logger: Logger, metrics: NodeMetrics | nu
   // Loaded only for Kafka: the client compiles its option validators when imported, which takes
   // ~0.4 s, more than half of an embedded node's start.
   const { KafkaLog } = await import('../log/kafka/kafka-log.js');
-  const { brokers, topic, partitions, replicationFactor } = config.kafka;
+  const { loadKafkaSecurity } = await import('../log/kafka/kafka-security.js');
+  const { brokers, topic, partitions, replicationFactor, security } = config.kafka;
+  logger.info(
+    {
+      brokers,
+      protocol: security.protocol,
+      saslMechanism: security.sasl?.mechanism,
+      saslUser: security.sasl?.username,
+    },
+    `reaching Kafka over ${security.protocol}`,
+  );
   return new KafkaLog({
+    security: loadKafkaSecurity(security),
     brokers,
     topic,
     partitions,

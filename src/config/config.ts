@@ -1,6 +1,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { ConfigError } from './config-error.js';
 import { MAX_BATCH_KEYS_CEILING, MAX_VALUE_BYTES_CEILING, STORE_MAX_KEY_BYTES } from './limits.js';
+import { Secret } from './secret.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -17,7 +18,55 @@ export interface KafkaConfig {
   readonly partitions: number;
   /** Replication factor of the topic when kvs2 creates it; null means min(3, brokers in the cluster). */
   readonly replicationFactor: number | null;
+  readonly security: KafkaSecurity;
 }
+
+export const KAFKA_SECURITY_PROTOCOLS = ['PLAINTEXT', 'SSL', 'SASL_PLAINTEXT', 'SASL_SSL'] as const;
+export type KafkaSecurityProtocol = (typeof KAFKA_SECURITY_PROTOCOLS)[number];
+export const KAFKA_SASL_MECHANISMS = ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'] as const;
+export type KafkaSaslMechanism = (typeof KAFKA_SASL_MECHANISMS)[number];
+
+/** How the node reaches the brokers: Kafka's own `security.protocol`, with what TLS and SASL need. */
+export interface KafkaSecurity {
+  readonly protocol: KafkaSecurityProtocol;
+  /** Present exactly when the protocol is SSL or SASL_SSL. */
+  readonly tls: KafkaTlsFiles | null;
+  /** Present exactly when the protocol is SASL_PLAINTEXT or SASL_SSL. */
+  readonly sasl: KafkaSasl | null;
+}
+
+/** PEM files for TLS to the brokers, read at start-up. */
+export interface KafkaTlsFiles {
+  /** CA certificates the brokers' certificates must chain to; null trusts Node's bundled CAs. */
+  readonly caFile: string | null;
+  /** The node's own certificate chain and key, for brokers that require client certificates; both or neither. */
+  readonly certFile: string | null;
+  readonly keyFile: string | null;
+}
+
+export interface KafkaSasl {
+  readonly mechanism: KafkaSaslMechanism;
+  readonly username: string;
+  /**
+   * Where the password comes from: a file, re-read for every new connection (so it can be rotated without a
+   * restart), or the environment variable, read once. Never a flag: command lines are visible to every user
+   * of the machine and end up in shell histories.
+   */
+  readonly password: { readonly file: string } | { readonly env: string; readonly value: Secret };
+}
+
+const KAFKA_SECURITY_SETTINGS = [
+  'kafka-security-protocol',
+  'kafka-tls-ca',
+  'kafka-tls-cert',
+  'kafka-tls-key',
+  'kafka-sasl-mechanism',
+  'kafka-sasl-username',
+  'kafka-sasl-password-file',
+] as const;
+
+/** The environment variable that may hold the Kafka SASL password (there is no flag for it). */
+export const KAFKA_SASL_PASSWORD_ENV = 'KVS2_KAFKA_SASL_PASSWORD';
 
 /** PEM files of the gRPC server's TLS: re-read on SIGHUP, so they are kept as paths. */
 export interface TlsFiles {
@@ -112,6 +161,37 @@ export const SETTINGS = [
     name: 'replication-factor',
     valueName: 'n',
     description: 'replication factor of the Kafka topic when kvs2 creates it (default: min(3, brokers))',
+  },
+  {
+    name: 'kafka-security-protocol',
+    valueName: 'protocol',
+    description:
+      `how to reach the brokers, as Kafka's security.protocol: ${KAFKA_SECURITY_PROTOCOLS.join(', ')} ` +
+      '(default: SASL_SSL with --kafka-sasl-mechanism, else SSL with a --kafka-tls-* file, else PLAINTEXT)',
+  },
+  {
+    name: 'kafka-tls-ca',
+    valueName: 'file',
+    description: "PEM CA certificates the brokers' certificates must chain to (default: Node's bundled CAs)",
+  },
+  {
+    name: 'kafka-tls-cert',
+    valueName: 'file',
+    description: 'PEM certificate chain this node presents to brokers that require client certificates',
+  },
+  { name: 'kafka-tls-key', valueName: 'file', description: 'PEM private key of --kafka-tls-cert' },
+  {
+    name: 'kafka-sasl-mechanism',
+    valueName: 'mechanism',
+    description: `SASL mechanism for the brokers: ${KAFKA_SASL_MECHANISMS.join(', ')}`,
+  },
+  { name: 'kafka-sasl-username', valueName: 'name', description: 'SASL user name' },
+  {
+    name: 'kafka-sasl-password-file',
+    valueName: 'file',
+    description:
+      `file holding the SASL password, re-read for each new connection (or set ${KAFKA_SASL_PASSWORD_ENV}; ` +
+      'there is no flag for the password itself)',
   },
   {
     name: 'max-key-bytes',
@@ -209,8 +289,15 @@ export function envVarOf(name: string): string {
   return `KVS2_${name.toUpperCase().replaceAll('-', '_')}`;
 }
 
-/** Validates raw settings into a frozen Config, or throws a ConfigError naming the first bad setting. */
-export function parseConfig(raw: RawSettings, cwd: string = process.cwd()): Config {
+/**
+ * Validates raw settings into a frozen Config, or throws a ConfigError naming the first bad setting. `env`
+ * is read only for the one secret that has no flag (KVS2_KAFKA_SASL_PASSWORD).
+ */
+export function parseConfig(
+  raw: RawSettings,
+  cwd: string = process.cwd(),
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Config {
   const value = (name: SettingName): string | undefined => {
     const given = raw[name];
     if (given !== undefined) return given;
@@ -240,13 +327,26 @@ export function parseConfig(raw: RawSettings, cwd: string = process.cwd()): Conf
   const replicationFactor =
     replicationFactorText === undefined ? null : parseInteger('replication-factor', replicationFactorText, 1, 32767);
 
+  const security = parseKafkaSecurity(value, cwd, env);
+  const noBrokers = brokers === undefined || brokers.trim() === '';
+  if (noBrokers) {
+    // Security settings for a Kafka that is not used would be dropped without a word: say so instead.
+    const stray = KAFKA_SECURITY_SETTINGS.find((name) => (value(name) ?? '').trim() !== '');
+    if (stray !== undefined) throw new ConfigError(flagOf(stray), 'is for Kafka, but --kafka-brokers is not given');
+  }
+
   const config: Config = {
     listen: parseListen(required('listen')),
     dataDir: parseDataDir(required('data-dir'), cwd),
-    kafka:
-      brokers === undefined || brokers.trim() === ''
-        ? null
-        : { brokers: parseBrokers(brokers), topic, partitions, replicationFactor },
+    kafka: noBrokers
+      ? null
+      : {
+          brokers: parseBrokers(brokers),
+          topic,
+          partitions,
+          replicationFactor,
+          security,
+        },
     limits: { maxKeyBytes, maxValueBytes, maxBatchKeys, maxReplyBytes },
     maxRequestBytes: parseInteger('max-request-bytes', required('max-request-bytes'), 64 * 1024, 2 ** 31 - 1),
     maxReplyBytesInFlight: parseInteger(
@@ -316,6 +416,105 @@ function parseTls(
   if (keyFile === null)
     throw new ConfigError(flagOf('tls-key'), 'missing: --tls-cert was given, give its private key too');
   return { certFile, keyFile, clientCaFile };
+}
+
+/**
+ * The protocol is inferred from what is given, never towards less safety: a SASL mechanism alone means
+ * SASL_SSL, a TLS file alone SSL. SASL_PLAINTEXT (passwords a network observer can read with PLAIN) only
+ * when asked for by name. Settings the protocol would ignore are refused rather than silently dropped.
+ */
+function parseKafkaSecurity(
+  value: (name: SettingName) => string | undefined,
+  cwd: string,
+  env: Readonly<Record<string, string | undefined>>,
+): KafkaSecurity {
+  const given = (name: SettingName): string | null => {
+    const text = value(name);
+    return text === undefined || text.trim() === '' ? null : text.trim();
+  };
+  const path = (name: SettingName): string | null => {
+    const text = given(name);
+    return text === null ? null : resolve(cwd, text);
+  };
+  const [caFile, certFile, keyFile] = [path('kafka-tls-ca'), path('kafka-tls-cert'), path('kafka-tls-key')];
+  const mechanismText = given('kafka-sasl-mechanism');
+  const username = given('kafka-sasl-username');
+  const passwordFile = path('kafka-sasl-password-file');
+  const passwordEnv = env[KAFKA_SASL_PASSWORD_ENV];
+  const anyTls = caFile !== null || certFile !== null || keyFile !== null;
+  const anySasl = mechanismText !== null || username !== null || passwordFile !== null;
+
+  const protocolText = given('kafka-security-protocol');
+  let protocol: KafkaSecurityProtocol;
+  if (protocolText === null) protocol = anySasl ? 'SASL_SSL' : anyTls ? 'SSL' : 'PLAINTEXT';
+  else {
+    const named = KAFKA_SECURITY_PROTOCOLS.find((p) => p === protocolText.toUpperCase());
+    if (named === undefined) {
+      throw new ConfigError(
+        flagOf('kafka-security-protocol'),
+        `expected one of ${KAFKA_SECURITY_PROTOCOLS.join(', ')}, got '${protocolText}'`,
+      );
+    }
+    protocol = named;
+  }
+  const usesTls = protocol === 'SSL' || protocol === 'SASL_SSL';
+  const usesSasl = protocol === 'SASL_PLAINTEXT' || protocol === 'SASL_SSL';
+
+  if (anyTls && !usesTls) {
+    const first = caFile !== null ? 'kafka-tls-ca' : certFile !== null ? 'kafka-tls-cert' : 'kafka-tls-key';
+    throw new ConfigError(flagOf(first), `needs TLS, but --kafka-security-protocol is ${protocol}`);
+  }
+  if ((certFile === null) !== (keyFile === null)) {
+    throw certFile === null
+      ? new ConfigError(flagOf('kafka-tls-cert'), 'missing: --kafka-tls-key was given, give its certificate too')
+      : new ConfigError(flagOf('kafka-tls-key'), 'missing: --kafka-tls-cert was given, give its private key too');
+  }
+  if (anySasl && !usesSasl) {
+    const first =
+      mechanismText !== null
+        ? 'kafka-sasl-mechanism'
+        : username !== null
+          ? 'kafka-sasl-username'
+          : 'kafka-sasl-password-file';
+    throw new ConfigError(flagOf(first), `needs SASL, but --kafka-security-protocol is ${protocol}`);
+  }
+  let sasl: KafkaSasl | null = null;
+  if (usesSasl) {
+    if (mechanismText === null) {
+      throw new ConfigError(flagOf('kafka-sasl-mechanism'), `missing: ${protocol} needs a SASL mechanism`);
+    }
+    const mechanism = KAFKA_SASL_MECHANISMS.find((m) => m === mechanismText.toUpperCase());
+    if (mechanism === undefined) {
+      throw new ConfigError(
+        flagOf('kafka-sasl-mechanism'),
+        `expected one of ${KAFKA_SASL_MECHANISMS.join(', ')}, got '${mechanismText}'`,
+      );
+    }
+    if (username === null)
+      throw new ConfigError(flagOf('kafka-sasl-username'), `missing: ${mechanism} needs a user name`);
+    const hasEnv = passwordEnv !== undefined && passwordEnv !== '';
+    if (passwordFile !== null && hasEnv) {
+      throw new ConfigError(
+        flagOf('kafka-sasl-password-file'),
+        `given together with ${KAFKA_SASL_PASSWORD_ENV}: give the password one way only`,
+      );
+    }
+    if (passwordFile === null && !hasEnv) {
+      throw new ConfigError(
+        flagOf('kafka-sasl-password-file'),
+        `missing: give the SASL password in a file, or in ${KAFKA_SASL_PASSWORD_ENV}`,
+      );
+    }
+    sasl = {
+      mechanism,
+      username,
+      password:
+        passwordFile !== null
+          ? { file: passwordFile }
+          : { env: KAFKA_SASL_PASSWORD_ENV, value: new Secret(passwordEnv as string) },
+    };
+  }
+  return { protocol, tls: usesTls ? { caFile, certFile, keyFile } : null, sasl };
 }
 
 /** An optional file: absent or empty means "off". */

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { inspect } from 'node:util';
 import { envVarOf, parseConfig } from '../../src/config/config.js';
 import { ConfigError } from '../../src/config/config-error.js';
 
@@ -35,6 +36,7 @@ describe('parseConfig', () => {
       topic: 'orders.v1',
       partitions: 12,
       replicationFactor: null,
+      security: { protocol: 'PLAINTEXT', tls: null, sasl: null },
     });
     assert.equal(parseConfig({ 'kafka-brokers': 'k:9092', 'replication-factor': '2' }).kafka?.replicationFactor, 2);
     assert.deepEqual(config.listen, { host: '::1', port: 7000 });
@@ -62,6 +64,93 @@ describe('parseConfig', () => {
     );
   });
 
+  describe('Kafka TLS and SASL', () => {
+    const kafka = (raw: Record<string, string>, env: Record<string, string> = {}) =>
+      parseConfig({ 'kafka-brokers': 'k:9093', ...raw }, '/srv', env).kafka?.security;
+
+    test('the protocol follows what is given: a SASL mechanism means SASL_SSL, a TLS file SSL, nothing PLAINTEXT', () => {
+      assert.deepEqual(kafka({}), { protocol: 'PLAINTEXT', tls: null, sasl: null });
+      assert.deepEqual(kafka({ 'kafka-tls-ca': 'ca.pem' }), {
+        protocol: 'SSL',
+        tls: { caFile: '/srv/ca.pem', certFile: null, keyFile: null },
+        sasl: null,
+      });
+      assert.deepEqual(
+        kafka({
+          'kafka-sasl-mechanism': 'scram-sha-512',
+          'kafka-sasl-username': 'kvs2',
+          'kafka-sasl-password-file': 'secrets/kafka',
+        }),
+        {
+          protocol: 'SASL_SSL',
+          tls: { caFile: null, certFile: null, keyFile: null },
+          sasl: { mechanism: 'SCRAM-SHA-512', username: 'kvs2', password: { file: '/srv/secrets/kafka' } },
+        },
+      );
+      // SSL with Node's bundled CAs, and SASL_PLAINTEXT, only when named.
+      assert.deepEqual(kafka({ 'kafka-security-protocol': 'ssl' }), {
+        protocol: 'SSL',
+        tls: { caFile: null, certFile: null, keyFile: null },
+        sasl: null,
+      });
+      assert.equal(
+        kafka(
+          { 'kafka-security-protocol': 'SASL_PLAINTEXT', 'kafka-sasl-mechanism': 'PLAIN', 'kafka-sasl-username': 'u' },
+          { KVS2_KAFKA_SASL_PASSWORD: 'p' },
+        )?.protocol,
+        'SASL_PLAINTEXT',
+      );
+    });
+
+    test('a password from KVS2_KAFKA_SASL_PASSWORD is usable but never shown: not in JSON, inspect or a string', () => {
+      const security = kafka(
+        { 'kafka-sasl-mechanism': 'PLAIN', 'kafka-sasl-username': 'kvs2' },
+        { KVS2_KAFKA_SASL_PASSWORD: 'hunter2-secret' },
+      );
+      const password = security?.sasl?.password;
+      assert.ok(password !== undefined && 'value' in password);
+      assert.equal(password.value.reveal(), 'hunter2-secret');
+      assert.equal(password.env, 'KVS2_KAFKA_SASL_PASSWORD');
+      for (const shown of [JSON.stringify(security), inspect(security, { depth: 10 }), `${password.value}`]) {
+        assert.ok(!shown.includes('hunter2'), shown);
+        assert.ok(shown.includes('[redacted]'), shown);
+      }
+    });
+
+    const refused: Array<[string, Record<string, string>, Record<string, string>?]> = [
+      ['--kafka-tls-ca', { 'kafka-security-protocol': 'PLAINTEXT', 'kafka-tls-ca': 'ca.pem' }],
+      ['--kafka-tls-key', { 'kafka-tls-cert': 'node.pem' }],
+      ['--kafka-tls-cert', { 'kafka-tls-key': 'node.key' }],
+      ['--kafka-sasl-mechanism', { 'kafka-security-protocol': 'SSL', 'kafka-sasl-mechanism': 'PLAIN' }],
+      ['--kafka-sasl-mechanism', { 'kafka-security-protocol': 'SASL_SSL' }],
+      ['--kafka-sasl-mechanism', { 'kafka-sasl-mechanism': 'GSSAPI', 'kafka-sasl-username': 'u' }],
+      ['--kafka-sasl-username', { 'kafka-sasl-mechanism': 'PLAIN' }, { KVS2_KAFKA_SASL_PASSWORD: 'p' }],
+      ['--kafka-sasl-password-file', { 'kafka-sasl-mechanism': 'PLAIN', 'kafka-sasl-username': 'u' }],
+      [
+        '--kafka-sasl-password-file',
+        { 'kafka-sasl-mechanism': 'PLAIN', 'kafka-sasl-username': 'u', 'kafka-sasl-password-file': 'p' },
+        { KVS2_KAFKA_SASL_PASSWORD: 'p' },
+      ],
+      ['--kafka-security-protocol', { 'kafka-security-protocol': 'TLS' }],
+    ];
+    for (const [setting, raw, env] of refused) {
+      test(`refuses ${JSON.stringify(raw)}${env ? ' with a password in the environment' : ''}, naming ${setting}`, () => {
+        assert.throws(
+          () => kafka(raw, env),
+          (error: unknown) =>
+            error instanceof ConfigError && error.setting === setting && error.message.includes(setting),
+        );
+      });
+    }
+
+    test('Kafka security settings without --kafka-brokers are refused, not ignored', () => {
+      assert.throws(
+        () => parseConfig({ 'kafka-tls-ca': 'ca.pem' }, '/srv', {}),
+        (error: unknown) => error instanceof ConfigError && error.setting === '--kafka-tls-ca',
+      );
+    });
+  });
+
   const invalid: Array<[string, Record<string, string>]> = [
     ['--tls-key', { 'tls-cert': 'a.crt' }],
     ['--tls-cert', { 'tls-key': 'a.key' }],
@@ -85,7 +174,7 @@ describe('parseConfig', () => {
   for (const [setting, raw] of invalid) {
     test(`rejects ${JSON.stringify(raw)} naming ${setting}`, () => {
       assert.throws(
-        () => parseConfig(raw),
+        () => parseConfig(raw, '/srv', {}),
         (error: unknown) =>
           error instanceof ConfigError && error.setting === setting && error.message.includes(setting),
       );

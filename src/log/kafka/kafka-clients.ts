@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { ConnectionOptions } from 'node:tls';
 import { Admin, type BaseOptions, Consumer, FetchIsolationLevels, ProduceAcks, Producer } from '@platformatic/kafka';
 
 /**
@@ -17,16 +18,43 @@ export type Kvs2Consumer = Consumer<Buffer, Buffer | null, Buffer, Buffer>;
 /** Where the client library reports its own metrics: a prom-client registry and prom-client itself. */
 export type KafkaClientMetrics = NonNullable<BaseOptions['metrics']>;
 
+/**
+ * TLS and SASL for every connection to the brokers, in the library's own terms: Node's tls options (the
+ * library calls tls.connect with them, verifying the broker's certificate and host name as Node does) and
+ * its SASL options (PLAIN and SCRAM run by the library; a password function is called for each new
+ * connection, so a rotated password is picked up by the next one).
+ */
+export interface KafkaConnectionSecurity {
+  readonly tls?: ConnectionOptions | undefined;
+  readonly sasl?: KafkaSaslOptions | undefined;
+}
+
+export interface KafkaSaslOptions {
+  readonly mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512';
+  readonly username: string;
+  readonly password: () => Promise<string>;
+}
+
 export interface ClientTarget {
   readonly clientId: string;
   readonly brokers: readonly string[];
   /** Absent: the clients keep no metrics. */
   readonly metrics?: KafkaClientMetrics | undefined;
+  /** Absent: plaintext, no authentication. */
+  readonly security?: KafkaConnectionSecurity | undefined;
 }
 
-/** The `metrics` option of every client, when the node keeps metrics. */
-function metricsOf(target: ClientTarget): Pick<BaseOptions, 'metrics'> {
-  return target.metrics === undefined ? {} : { metrics: target.metrics };
+/** The options every client shares: metrics when the node keeps them, TLS and SASL when configured. */
+function commonOf(target: ClientTarget): Pick<BaseOptions, 'metrics' | 'tls' | 'sasl'> {
+  const { metrics, security } = target;
+  const sasl = security?.sasl;
+  return {
+    ...(metrics === undefined ? {} : { metrics }),
+    ...(security?.tls === undefined ? {} : { tls: { ...security.tls } }),
+    ...(sasl === undefined
+      ? {}
+      : { sasl: { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password } }),
+  };
 }
 
 /** A dead broker refuses connections at once; a black-holed one must not stall a call for long. */
@@ -67,7 +95,7 @@ export function createProducer(target: ClientTarget): Kvs2Producer {
     metadataMaxAge: PRODUCER_METADATA_MAX_AGE_MS,
     connectTimeout: CONNECT_TIMEOUT_MS,
     autocreateTopics: false,
-    ...metricsOf(target),
+    ...commonOf(target),
   });
 }
 
@@ -89,7 +117,7 @@ export function createConsumer(target: ClientTarget, role: string, fetchMaxWaitM
     requestTimeout: fetchMaxWaitMs + 10_000,
     connectTimeout: CONNECT_TIMEOUT_MS,
     autocreateTopics: false,
-    ...metricsOf(target),
+    ...commonOf(target),
   });
 }
 
@@ -102,6 +130,6 @@ export function createAdmin(target: ClientTarget): Admin {
     requestTimeout: 15_000,
     connectTimeout: CONNECT_TIMEOUT_MS,
     autocreateTopics: false,
-    ...metricsOf(target),
+    ...commonOf(target),
   });
 }

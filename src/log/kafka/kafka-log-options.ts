@@ -1,6 +1,6 @@
 import { STORE_MAX_KEY_BYTES } from '../../config/limits.js';
 import type { Logger } from '../../logger.js';
-import type { KafkaClientMetrics } from './kafka-clients.js';
+import type { KafkaClientMetrics, KafkaConnectionSecurity } from './kafka-clients.js';
 
 /** The part of a pino logger the Kafka log writes to. */
 export type KafkaLogLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
@@ -37,6 +37,8 @@ export interface KafkaLogOptions {
   readonly logger?: KafkaLogLogger;
   /** Where the Kafka clients report their own metrics (default: nowhere). */
   readonly metrics?: KafkaClientMetrics;
+  /** TLS and SASL to the brokers (default: plaintext, no authentication). */
+  readonly security?: KafkaConnectionSecurity;
 }
 
 /** Options with every default filled in. */
@@ -54,6 +56,7 @@ export interface KafkaLogSettings {
   readonly metadataRefreshMs: number;
   readonly logger: KafkaLogLogger | undefined;
   readonly metrics: KafkaClientMetrics | undefined;
+  readonly security: KafkaConnectionSecurity | undefined;
 }
 
 /**
@@ -75,5 +78,6 @@ export function resolveKafkaLogOptions(options: KafkaLogOptions): KafkaLogSettin
     metadataRefreshMs: options.metadataRefreshMs ?? 30_000,
     logger: options.logger,
     metrics: options.metrics,
+    security: options.security,
   });
 }

@@ -5,7 +5,7 @@ import { describeError, Kvs2Error } from '../../errors.js';
 import type { Offsets } from '../../offsets.js';
 import type { Log, LogBatch, LogPosition } from '../log.js';
 import { AppendBatcher } from './append-batcher.js';
-import { createAdmin, createConsumer, type Kvs2Consumer } from './kafka-clients.js';
+import { type ClientTarget, createAdmin, createConsumer, type Kvs2Consumer } from './kafka-clients.js';
 import { describeKafkaError, isPermanentKafkaError } from './kafka-errors.js';
 import { type KafkaLogOptions, type KafkaLogSettings, resolveKafkaLogOptions } from './kafka-log-options.js';
 import { offsetToNumber } from './kafka-offsets.js';
@@ -58,11 +58,7 @@ export class KafkaLog implements Log {
     this.#settings = resolveKafkaLogOptions(options);
     this.description = `Kafka topic ${this.#settings.topic} at ${this.#settings.brokers.join(',')}`;
     this.#bootstrap = parseBrokers(this.#settings.brokers);
-    const target = {
-      clientId: this.#settings.clientId,
-      brokers: this.#settings.brokers,
-      metrics: this.#settings.metrics,
-    };
+    const target = this.#clientTarget();
     this.#admin = createAdmin(target);
     this.#producer = new TopicProducer(target, this.#settings.topic);
     this.#batcher = new AppendBatcher(this.#producer, {
@@ -72,6 +68,11 @@ export class KafkaLog implements Log {
     });
     this.#offsetsConsumer = createConsumer(target, 'offsets', this.#settings.fetchMaxWaitMs);
     this.#opened.promise.catch(() => {});
+  }
+
+  #clientTarget(): ClientTarget {
+    const { clientId, brokers, metrics, security } = this.#settings;
+    return { clientId, brokers, metrics, security };
   }
 
   get tombstoneRetentionMs(): number | null {
@@ -143,11 +144,7 @@ export class KafkaLog implements Log {
       topic: settings.topic,
       topicId,
       description: this.description,
-      consumer: createConsumer(
-        { clientId: settings.clientId, brokers: settings.brokers, metrics: settings.metrics },
-        'reader',
-        settings.fetchMaxWaitMs,
-      ),
+      consumer: createConsumer(this.#clientTarget(), 'reader', settings.fetchMaxWaitMs),
       describeTopic: () => this.#describeTopic(),
       maxWaitMs: settings.fetchMaxWaitMs,
       flowingWaitMs: settings.fetchFlowingWaitMs,
