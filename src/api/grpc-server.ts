@@ -67,6 +67,7 @@ export class GrpcApi {
   constructor(options: GrpcApiOptions) {
     this.#health = options.health;
     this.#tls = options.tls ?? null;
+    const auth = options.auth ?? null;
     this.#server = new Server(
       grpcServerOptions({ maxRequestBytes: options.maxRequestBytes, maxReplyBytes: options.limits.maxReplyBytes }),
     );
@@ -80,7 +81,8 @@ export class GrpcApi {
         openWatches: this.#openWatches,
         calls: options.calls ?? NO_CALL_OBSERVER,
         // Health and reflection stay open: probes and tools need no token.
-        guard: options.auth ? callGuard(options.auth, { certificates: options.tls?.mutual ?? false }) : null,
+        guard: auth ? callGuard(auth, { certificates: options.tls?.mutual ?? false }) : null,
+        guardReloads: auth ? (listener) => auth.onReload(listener) : null,
       }),
     );
     this.#health.addTo(this.#server);

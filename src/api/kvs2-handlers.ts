@@ -56,6 +56,8 @@ export interface Kvs2HandlerOptions {
   readonly calls: GrpcCallObserver;
   /** Checks each call's token and permissions (--auth-file); null: every call is allowed. */
   readonly guard: CallGuard | null;
+  /** Subscribes to reloads of the auth file (open watches are checked again); null without auth. */
+  readonly guardReloads: ((listener: () => void) => () => void) | null;
 }
 
 /** The kvs2.Kvs2 handlers, over requests checked by the strict definition (kvs2-definition.ts). */
@@ -85,6 +87,7 @@ export function kvs2Handlers({
   openWatches,
   calls,
   guard,
+  guardReloads,
 }: Kvs2HandlerOptions): Kvs2Handlers {
   const observed = {
     get: calls.method(SERVICE_NAME, 'Get', 'unary'),
@@ -236,7 +239,7 @@ export function kvs2Handlers({
       );
     },
 
-    watch: watchHandler({ service, open: openWatches, observer: observed.watch, guard }),
+    watch: watchHandler({ service, open: openWatches, observer: observed.watch, guard, guardReloads }),
 
     status(call, callback) {
       // The status names the node's keys count and log: it needs read on every key.

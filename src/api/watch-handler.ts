@@ -1,9 +1,10 @@
 import { Metadata, type ServerWritableStream, status } from '@grpc/grpc-js';
-import { isKvs2Error, Kvs2Error } from '../errors.js';
+import { backoffMs, pause } from '../abort.js';
+import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import { type WatchEvent, WatchEvent_Kind, type WatchRequest } from '../gen/kvs2.js';
 import type { KvService } from '../service/kv-service.js';
 import type { WatchEvent as SessionEvent, WatchSession } from '../service/watch-session.js';
-import { type CallGuard, watchTarget } from './call-auth.js';
+import { type CallGuard, type CallNeeds, watchTarget } from './call-auth.js';
 import type { MethodCallObserver } from './call-observer.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
 import { toStatusError } from './status-mapping.js';
@@ -16,7 +17,13 @@ export interface WatchHandlerOptions {
   readonly observer: MethodCallObserver;
   /** Checks the caller's token and watch permission (--auth-file); null: allowed. */
   readonly guard: CallGuard | null;
+  /** Subscribes to reloads of the auth file; each open watch is then checked again. Null without auth. */
+  readonly guardReloads: ((listener: () => void) => () => void) | null;
 }
+
+/** Re-checks refused OVERLOADED (too many new tokens verified at once) are tried again after this pause. */
+const RECHECK_RETRY_MIN_MS = 50;
+const RECHECK_RETRY_MAX_MS = 2_000;
 
 /**
  * Most bytes of events handed to grpc-js that HTTP/2 has not yet taken. grpc-js alone holds back up to
@@ -39,7 +46,7 @@ const KIND: Record<SessionEvent['kind'], WatchEvent_Kind> = {
  * The response headers go out as soon as the watch is subscribed: a client that has them knows that every
  * change applied from then on reaches it.
  */
-export function watchHandler({ service, open, observer, guard }: WatchHandlerOptions) {
+export function watchHandler({ service, open, observer, guard, guardReloads }: WatchHandlerOptions) {
   return (call: ServerWritableStream<Received<WatchRequest>, WatchEvent>): void => {
     const startedAt = observer.started();
     const request = call.request;
@@ -49,7 +56,7 @@ export function watchHandler({ service, open, observer, guard }: WatchHandlerOpt
     }
     let checked: void | Promise<void>;
     try {
-      checked = guard?.(call, 'Watch', { access: 'watch', targets: [watchTarget(request)] });
+      checked = guard?.(call, 'Watch', needsOf(request));
     } catch (error) {
       fail(call, observer, startedAt, error);
       return;
@@ -84,7 +91,48 @@ export function watchHandler({ service, open, observer, guard }: WatchHandlerOpt
       return;
     }
     call.sendMetadata(new Metadata());
+    if (guard !== null && guardReloads !== null) {
+      // A watch was allowed by the policy in force when it began; a new policy may take that back.
+      const unsubscribe = guardReloads(() => void recheck(call, request, guard, stop.signal, end));
+      stop.signal.addEventListener('abort', unsubscribe, { once: true });
+    }
     void pump(call, session, stop.signal, observer, startedAt).finally(() => stop.abort());
+  }
+}
+
+function needsOf(request: WatchRequest): CallNeeds {
+  return { access: 'watch', targets: [watchTarget(request)] };
+}
+
+/**
+ * Checks an open watch against the policy just loaded, and ends it with the refusal (PERMISSION_DENIED, or
+ * UNAUTHENTICATED for a token the new file no longer has) if it is no longer allowed. A check refused only
+ * because too many new tokens are being verified at once is tried again: it says nothing of the watch.
+ */
+async function recheck(
+  call: ServerWritableStream<Received<WatchRequest>, WatchEvent>,
+  request: WatchRequest,
+  guard: CallGuard,
+  signal: AbortSignal,
+  end: (reason: Kvs2Error) => void,
+): Promise<void> {
+  for (let attempt = 0; !signal.aborted; attempt++) {
+    try {
+      await guard(call, 'Watch', needsOf(request));
+      return;
+    } catch (error) {
+      if (isKvs2Error(error) && error.code === 'OVERLOADED') {
+        await pause(backoffMs(attempt, RECHECK_RETRY_MIN_MS, RECHECK_RETRY_MAX_MS), signal);
+        continue;
+      }
+      // Failing closed: a watch whose caller could not be verified again does not go on.
+      end(
+        isKvs2Error(error)
+          ? error
+          : new Kvs2Error('UNAUTHENTICATED', `the caller could not be verified again: ${describeError(error)}`),
+      );
+      return;
+    }
   }
 }
 

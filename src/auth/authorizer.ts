@@ -51,6 +51,7 @@ export class Authorizer {
   #refused = new Set<string>();
   /** Verifications under way, so that concurrent calls with one new token share one scrypt. */
   #pending = new Map<string, Promise<string | null>>();
+  readonly #reloadListeners = new Set<() => void>();
 
   /** Loads the file; throws AuthFileError when it is unreadable or wrong. */
   constructor({ file, logger, onFailure }: AuthorizerOptions) {
@@ -76,6 +77,16 @@ export class Authorizer {
     this.#verdicts = new Map();
     this.#refused = new Set();
     this.#pending = new Map();
+    for (const listener of this.#reloadListeners) listener();
+  }
+
+  /**
+   * Calls `listener` after each reload that took effect: what was allowed under the old policy (an open
+   * watch) must be checked again. Returns the unsubscribe function.
+   */
+  onReload(listener: () => void): () => void {
+    this.#reloadListeners.add(listener);
+    return () => this.#reloadListeners.delete(listener);
   }
 
   /**

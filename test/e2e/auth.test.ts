@@ -193,6 +193,41 @@ describe('--auth-file: bearer tokens and permissions on key prefixes, against a 
     assert.equal((await reader.get({ key: key('b/x') })).data.toString(), 'in b');
     await writePolicy(basePermissions);
   });
+
+  test('after a reload, an open watch the new file no longer allows ends PERMISSION_DENIED; one still allowed goes on', {
+    timeout: 30_000,
+  }, async () => {
+    await writePolicy(basePermissions);
+    const reload = async (): Promise<void> => {
+      const reloads = server.lines.filter((l) => l.msg === 'auth file reloaded').length;
+      server.child.kill('SIGHUP');
+      await server.waitForLine(() => server.lines.filter((l) => l.msg === 'auth file reloaded').length > reloads);
+    };
+    await reload();
+    const readerWatch = client(TOKENS.reader).watch({ prefix: key('a/') });
+    const adminWatch = client(TOKENS.admin).watch({ prefix: key('a/') });
+    await Promise.all([once(readerWatch, 'metadata'), once(adminWatch, 'metadata')]);
+    const readerEnded = once(readerWatch, 'error') as Promise<[Kvs2ClientError]>;
+
+    // The reader keeps read on a/ but loses watch.
+    await writePolicy({ ...basePermissions, reader: [{ prefix: 'a/', read: true }] });
+    await reload();
+    const [error] = await readerEnded;
+    assert.equal(error.code, 7 /* PERMISSION_DENIED */);
+    assert.match(error.details, /may not watch prefix "a\/"/);
+
+    await client(TOKENS.admin).set({ key: key('a/after-reload'), value: key('still watched') });
+    for (;;) {
+      const [event] = (await once(adminWatch, 'data')) as [{ key: Buffer; value: Buffer }];
+      if (event.key.toString() !== 'a/after-reload') continue;
+      assert.equal(event.value.toString(), 'still watched');
+      break;
+    }
+    adminWatch.cancel();
+    adminWatch.on('error', () => {});
+    await writePolicy(basePermissions);
+    await reload();
+  });
 });
 
 describe('--auth-file under mutual TLS: the client certificate is an identity', {
