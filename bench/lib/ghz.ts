@@ -19,6 +19,8 @@ export interface GhzCall {
   readonly call: string;
   /** JSON array of request messages, sent round robin. */
   readonly dataFile: string;
+  /** TLS, trusting this PEM CA file; absent: plaintext. */
+  readonly tlsCaFile?: string;
 }
 
 interface GhzReport {
@@ -37,7 +39,7 @@ interface GhzReport {
 export async function runGhz(call: GhzCall, load: LoadShape, outFile: string): Promise<RawResult> {
   const connections = Math.min(load.concurrency, 4);
   const args = [
-    '--insecure',
+    ...(call.tlsCaFile === undefined ? ['--insecure'] : ['--cacert', call.tlsCaFile]),
     '--proto',
     call.proto,
     '--call',

@@ -1,4 +1,4 @@
-import { Client, credentials } from '@grpc/grpc-js';
+import { type ChannelCredentials, Client, credentials } from '@grpc/grpc-js';
 import { keyFor, valueFor } from './dataset.js';
 import { CLIENT_CORE, runChecked } from './processes.js';
 
@@ -50,11 +50,12 @@ async function loadOverGrpc(
   method: string,
   requests: number,
   request: (n: number) => Buffer,
+  channelCredentials: ChannelCredentials = credentials.createInsecure(),
 ): Promise<void> {
   const clients = Array.from(
     { length: CONNECTIONS },
     () =>
-      new Client(target, credentials.createInsecure(), {
+      new Client(target, channelCredentials, {
         'grpc.max_send_message_length': 64 * 1024 * 1024,
         // A connection of its own for each client (grpc-js shares them by default).
         'grpc.use_local_subchannel_pool': 1,
@@ -91,9 +92,14 @@ async function loadOverGrpc(
   if (failure) throw failure;
 }
 
-export async function loadKvs2(target: string, keys: number, valueBytes: number): Promise<LoadProgress> {
+export async function loadKvs2(
+  target: string,
+  keys: number,
+  valueBytes: number,
+  channelCredentials: ChannelCredentials = credentials.createInsecure(),
+): Promise<LoadProgress> {
   const started = performance.now();
-  await loadOverGrpc(target, '/kvs2.Kvs2/Set', keys, (n) => keyValueMessage(n, valueBytes));
+  await loadOverGrpc(target, '/kvs2.Kvs2/Set', keys, (n) => keyValueMessage(n, valueBytes), channelCredentials);
   return { loaded: keys, seconds: (performance.now() - started) / 1000 };
 }
 
