@@ -113,6 +113,7 @@ const STATE_FILE = 'cluster.json';
 const MAX_START_ATTEMPTS = 3;
 const STOP_TIMEOUT_MS = 20_000;
 const KILL_TIMEOUT_MS = 10_000;
+const PORT_RELEASE_TIMEOUT_MS = 5_000;
 
 class BindFailure extends Error {}
 
@@ -321,13 +322,24 @@ export class KafkaCluster {
       const broker = this.#broker(id);
       if (await this.#isRunning(broker)) return;
       for (const port of [broker.brokerPort, broker.controllerPort, broker.saslSslPort, broker.sslPort]) {
-        if (port === undefined) continue;
-        if (!(await canBind(port))) throw new Error(`port ${port} of broker ${id} is taken by another process`);
+        if (port !== undefined) await this.#waitUntilFree(port, id, signal);
       }
       this.#spawn(broker);
       await this.#save();
       await this.#waitReady([id], signal);
     });
+  }
+
+  /**
+   * A broker killed a moment ago may still hold its ports for some milliseconds: `ps` shows its main thread
+   * a zombie (so `stopBroker` returned) while its other threads are still exiting with the sockets open.
+   */
+  async #waitUntilFree(port: number, id: number, signal: AbortSignal | undefined): Promise<void> {
+    const deadline = Date.now() + PORT_RELEASE_TIMEOUT_MS;
+    while (!(await canBind(port))) {
+      if (Date.now() > deadline) throw new Error(`port ${port} of broker ${id} is taken by another process`);
+      await sleep(50, undefined, { signal });
+    }
   }
 
   /** Freezes broker `id` with SIGSTOP: its connections stay open but nothing answers, as in a long GC pause. */
