@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
-import { KafkaCluster } from './cluster.js';
+import { type ClusterSecurity, KafkaCluster } from './cluster.js';
 
 /**
  * `npm run kafka -- <command>`: a local Apache Kafka cluster for development, tests and benchmarks.
@@ -29,6 +29,17 @@ function brokerId(value: string): number {
 
 const words = (value: string | undefined) => (value ?? '').split(/\s+/).filter((w) => w !== '');
 
+/** How to reach the secure listeners, for people: never the password, only the file that holds it. */
+function securityLines(security: ClusterSecurity): string[] {
+  return [
+    `SASL_SSL listeners ${security.saslSslBootstrap} (${security.saslMechanisms.join(', ')})`,
+    `SSL listeners ${security.sslBootstrap} (mutual TLS: a client certificate signed by the CA is required)`,
+    `SASL user ${security.username}, password in ${security.passwordFile}`,
+    `CA certificate ${security.caFile}`,
+    `client certificate ${security.clientCertFile}, key ${security.clientKeyFile}`,
+  ];
+}
+
 const program = new Command('npm run kafka --')
   .description('Run Apache Kafka brokers (KRaft, from Maven Central jars) on 127.0.0.1')
   .addHelpText(
@@ -40,6 +51,7 @@ Environment:
   KVS2_KAFKA_TIMEOUT      seconds to wait for brokers to accept requests (default 90)
   KVS2_KAFKA_HEAP_OPTS    JVM heap options per broker (default depends on the number of brokers)
   KVS2_KAFKA_EXTRA_PROPS  extra broker properties, one key=value per line, for every node
+  KVS2_KAFKA_SECURE       1: as up --secure
   JAVA_HOME               a JDK 17+ to use instead of java on PATH`,
   );
 
@@ -47,13 +59,19 @@ program
   .command('up')
   .description('start N combined broker+controller nodes and print KAFKA_BROKERS=...; reuses a running one of size N')
   .option('--brokers <n>', 'number of brokers, 1..9', (v) => Number(v), 1)
-  .action(async ({ brokers }: { brokers: number }) => {
+  .option(
+    '--secure',
+    'also a SASL_SSL listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; user kvs2) and an SSL listener (client ' +
+      'certificate required) on every broker, with a CA, certificates and a password made in <state dir>/security/',
+  )
+  .action(async ({ brokers, secure }: { brokers: number; secure?: boolean }) => {
     const stop = new AbortController();
     // The brokers run detached: a Ctrl-C during start-up must still remove what this start made.
     for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
     const cluster = await KafkaCluster.start({
       stateDir,
       brokers,
+      secure: secure === true || env.KVS2_KAFKA_SECURE === '1',
       extraProperties: (env.KVS2_KAFKA_EXTRA_PROPS ?? '').split('\n').filter((l) => l.trim() !== ''),
       ...(env.KVS2_KAFKA_HEAP_OPTS ? { heapOptions: words(env.KVS2_KAFKA_HEAP_OPTS) } : {}),
       ...(env.KVS2_KAFKA_CACHE ? { cacheDir: env.KVS2_KAFKA_CACHE } : {}),
@@ -63,6 +81,7 @@ program
       signal: stop.signal,
       log,
     });
+    if (cluster.security !== undefined) for (const line of securityLines(cluster.security)) log(line);
     process.stdout.write(`KAFKA_BROKERS=${cluster.bootstrap}\n`);
   });
 
@@ -92,9 +111,11 @@ program
     const brokers = await cluster.status();
     console.log(`Kafka cluster ${cluster.clusterId}, ${cluster.size} broker(s), state ${stateDir}`);
     for (const b of brokers) {
-      const ports = `broker port ${b.brokerPort}, controller port ${b.controllerPort}`;
+      const secure = b.saslSslPort === undefined ? '' : `, SASL_SSL port ${b.saslSslPort}, SSL port ${b.sslPort}`;
+      const ports = `broker port ${b.brokerPort}, controller port ${b.controllerPort}${secure}`;
       console.log(`broker ${b.id}: ${b.running ? `running, pid ${b.pid}` : 'stopped'}, ${ports}`);
     }
+    if (cluster.security !== undefined) for (const line of securityLines(cluster.security)) console.log(line);
     console.log(`KAFKA_BROKERS=${cluster.bootstrap}`);
     const up = brokers.filter((b) => b.running).length;
     process.exitCode = up === brokers.length ? 0 : up === 0 ? 1 : 2;

@@ -1,23 +1,44 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isBroker, type JvmCommand, killAndWait, runTool, spawnBroker } from './broker-process.js';
 import { classArchiveOptions } from './class-archive.js';
-import { BROKER_LOG4J, brokerProperties, HOST, type NodePorts, TOOLS_LOG4J } from './config-files.js';
+import {
+  BROKER_LOG4J,
+  brokerProperties,
+  HOST,
+  type NodePorts,
+  type SecureListenerConfig,
+  TOOLS_LOG4J,
+} from './config-files.js';
 import { defaultCacheDir, ensureJars, findJava, KAFKA_VERSION, kafkaClasspath } from './jars.js';
 import { acquireLock } from './lock-file.js';
 import { canBind, pickFreePorts } from './ports.js';
 import { registeredBrokers } from './readiness.js';
+import {
+  makeSecurityFiles,
+  readPassword,
+  SASL_MECHANISMS,
+  SASL_USERNAME,
+  SECURITY_DIR,
+  type SecurityFiles,
+  securityFiles,
+} from './security.js';
 
 export interface KafkaClusterOptions {
   /** Where the cluster keeps its state, configuration, data and logs; one cluster per folder. */
   readonly stateDir: string;
   /** Number of combined broker+controller nodes, 1..9 (default 1). */
   readonly brokers?: number;
+  /**
+   * Two more listeners on every broker: SASL_SSL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) and SSL with client
+   * certificates required, with certificates and a password made at start (see `security`). Default false.
+   */
+  readonly secure?: boolean;
   /** Extra broker properties, `key=value` each, appended to every node's configuration. */
   readonly extraProperties?: readonly string[];
   /** JVM heap options per broker; the default depends on the number of brokers. */
@@ -50,6 +71,26 @@ export interface BrokerStatus {
   readonly pid: number | null;
   readonly brokerPort: number;
   readonly controllerPort: number;
+  /** On a secure cluster only. */
+  readonly saslSslPort?: number;
+  readonly sslPort?: number;
+}
+
+/** How clients reach a secure cluster's listeners; every path is absolute. */
+export interface ClusterSecurity {
+  /** SASL_SSL listeners, `127.0.0.1:port,...`: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 over TLS. */
+  readonly saslSslBootstrap: string;
+  /** SSL listeners, `127.0.0.1:port,...`: mutual TLS, a client certificate signed by the CA is required. */
+  readonly sslBootstrap: string;
+  readonly saslMechanisms: readonly string[];
+  /** The CA that signed the brokers' certificate (SAN IP:127.0.0.1, DNS:localhost) and the client's. */
+  readonly caFile: string;
+  /** A client certificate (CN=kvs2-client) and its unencrypted PKCS#8 key, for the SSL listener. */
+  readonly clientCertFile: string;
+  readonly clientKeyFile: string;
+  /** The SASL user, for every mechanism; its password is in `passwordFile` (mode 0600), never printed. */
+  readonly username: string;
+  readonly passwordFile: string;
 }
 
 interface BrokerState extends NodePorts {
@@ -63,6 +104,8 @@ interface ClusterState {
   readonly brokerJvmOptions: readonly string[];
   readonly detached: boolean;
   readonly readyTimeoutMs: number;
+  /** Absent in state files written before secure listeners existed: those clusters are not secure. */
+  readonly secure?: boolean;
   readonly brokers: BrokerState[];
 }
 
@@ -70,6 +113,7 @@ const STATE_FILE = 'cluster.json';
 const MAX_START_ATTEMPTS = 3;
 const STOP_TIMEOUT_MS = 20_000;
 const KILL_TIMEOUT_MS = 10_000;
+const PORT_RELEASE_TIMEOUT_MS = 5_000;
 
 class BindFailure extends Error {}
 
@@ -102,6 +146,9 @@ export class KafkaCluster {
       const existing = await KafkaCluster.#load(options.stateDir, log);
       if (existing !== undefined) {
         const running = (await existing.status()).filter((b) => b.running).map((b) => b.id);
+        if (running.length === n && existing.size === n && options.secure === true && !existing.isSecure) {
+          throw new Error(`a cluster without secure listeners already runs in ${options.stateDir}; stop it first`);
+        }
         if (running.length === n && existing.size === n) {
           log(`a ${n}-broker cluster already runs in ${options.stateDir}; reusing it`);
           return existing;
@@ -129,6 +176,7 @@ export class KafkaCluster {
             ...options,
             stateDir,
             brokers: 1,
+            secure: false,
             extraProperties: [],
             jvmOptions: [jvmOption],
             classArchive: false,
@@ -146,8 +194,11 @@ export class KafkaCluster {
         prefix,
         options: options.classArchive === false ? [] : await classArchiveOptions(java, classpath, cacheDir, train, log),
       };
+      const secure = options.secure ?? false;
+      const portsPerBroker = secure ? 4 : 2;
       for (let attempt = 1; ; attempt++) {
-        const ports = await pickFreePorts(2 * n);
+        const ports = await pickFreePorts(portsPerBroker * n);
+        const port = (broker: number, k: number) => ports[portsPerBroker * broker + k] ?? 0;
         const state: ClusterState = {
           kafkaVersion: KAFKA_VERSION,
           clusterId: newClusterId(),
@@ -155,10 +206,12 @@ export class KafkaCluster {
           brokerJvmOptions: [...heapOptions, ...(options.jvmOptions ?? [])],
           detached: options.detached ?? false,
           readyTimeoutMs: options.readyTimeoutMs ?? 90_000,
+          ...(secure ? { secure } : {}),
           brokers: Array.from({ length: n }, (_, i) => ({
             id: i + 1,
-            brokerPort: ports[2 * i] ?? 0,
-            controllerPort: ports[2 * i + 1] ?? 0,
+            brokerPort: port(i, 0),
+            controllerPort: port(i, 1),
+            ...(secure ? { saslSslPort: port(i, 2), sslPort: port(i, 3) } : {}),
             pid: null,
           })),
         };
@@ -202,6 +255,28 @@ export class KafkaCluster {
     return this.#state.brokers.map((b) => `${HOST}:${b.brokerPort}`).join(',');
   }
 
+  get isSecure(): boolean {
+    return this.#state.secure === true;
+  }
+
+  /** How to reach the secure listeners, or undefined when the cluster was started without them. */
+  get security(): ClusterSecurity | undefined {
+    if (!this.isSecure) return undefined;
+    const files = securityFiles(this.stateDir);
+    const list = (port: (b: BrokerState) => number | undefined) =>
+      this.#state.brokers.map((b) => `${HOST}:${port(b)}`).join(',');
+    return {
+      saslSslBootstrap: list((b) => b.saslSslPort),
+      sslBootstrap: list((b) => b.sslPort),
+      saslMechanisms: SASL_MECHANISMS,
+      caFile: files.caFile,
+      clientCertFile: files.clientCertFile,
+      clientKeyFile: files.clientKeyFile,
+      username: SASL_USERNAME,
+      passwordFile: files.passwordFile,
+    };
+  }
+
   /** Kafka's jars, for running its tools (e.g. ProducerPerformance) against this cluster. */
   get classpath(): string {
     return this.#state.jvm.classpath;
@@ -225,6 +300,8 @@ export class KafkaCluster {
         pid: b.pid,
         brokerPort: b.brokerPort,
         controllerPort: b.controllerPort,
+        ...(b.saslSslPort === undefined ? {} : { saslSslPort: b.saslSslPort }),
+        ...(b.sslPort === undefined ? {} : { sslPort: b.sslPort }),
       })),
     );
   }
@@ -244,13 +321,25 @@ export class KafkaCluster {
     await this.#locked(async () => {
       const broker = this.#broker(id);
       if (await this.#isRunning(broker)) return;
-      for (const port of [broker.brokerPort, broker.controllerPort]) {
-        if (!(await canBind(port))) throw new Error(`port ${port} of broker ${id} is taken by another process`);
+      for (const port of [broker.brokerPort, broker.controllerPort, broker.saslSslPort, broker.sslPort]) {
+        if (port !== undefined) await this.#waitUntilFree(port, id, signal);
       }
       this.#spawn(broker);
       await this.#save();
       await this.#waitReady([id], signal);
     });
+  }
+
+  /**
+   * A broker killed a moment ago may still hold its ports for some milliseconds: `ps` shows its main thread
+   * a zombie (so `stopBroker` returned) while its other threads are still exiting with the sockets open.
+   */
+  async #waitUntilFree(port: number, id: number, signal: AbortSignal | undefined): Promise<void> {
+    const deadline = Date.now() + PORT_RELEASE_TIMEOUT_MS;
+    while (!(await canBind(port))) {
+      if (Date.now() > deadline) throw new Error(`port ${port} of broker ${id} is taken by another process`);
+      await sleep(50, undefined, { signal });
+    }
   }
 
   /** Freezes broker `id` with SIGSTOP: its connections stay open but nothing answers, as in a long GC pause. */
@@ -288,12 +377,14 @@ export class KafkaCluster {
   async #startAll(extraProperties: readonly string[], signal: AbortSignal | undefined): Promise<void> {
     const { brokers, clusterId } = this.#state;
     await this.#save();
+    const security = this.isSecure ? await this.#makeSecurity() : undefined;
     await Promise.all(
       brokers.map(async (b) => {
-        await writeFile(
-          this.#propertiesFile(b.id),
-          brokerProperties(b, brokers, join(this.#dataDir, `broker-${b.id}`), extraProperties),
-        );
+        const file = this.#propertiesFile(b.id);
+        const dataDir = join(this.#dataDir, `broker-${b.id}`);
+        await writeFile(file, brokerProperties(b, brokers, dataDir, extraProperties, security?.listeners));
+        // It holds the SASL password (PLAIN's user list).
+        if (security !== undefined) await chmod(file, 0o600);
         await writeFile(this.#outFile(b.id), '');
         await writeFile(this.#logFile(b.id), '');
       }),
@@ -309,6 +400,8 @@ export class KafkaCluster {
           clusterId,
           '-c',
           this.#propertiesFile(b.id),
+          // SCRAM credentials are metadata records; the password is on this short-lived command line only.
+          ...(security?.scramArguments ?? []),
         ]),
       ),
     );
@@ -321,6 +414,25 @@ export class KafkaCluster {
       signal,
     );
     this.#log(`cluster ready (state, data and logs in ${this.stateDir})`);
+  }
+
+  async #makeSecurity(): Promise<{ listeners: SecureListenerConfig; scramArguments: string[] }> {
+    this.#log(`making certificates and a password in ${join(this.stateDir, SECURITY_DIR)}`);
+    const files: SecurityFiles = await makeSecurityFiles(this.stateDir);
+    const password = await readPassword(files);
+    return {
+      listeners: {
+        keystoreFile: files.brokerKeystoreFile,
+        truststoreFile: files.caFile,
+        username: SASL_USERNAME,
+        password,
+      },
+      // Quoted as Kafka's documentation shows (StorageTool strips the quotes); base64url needs no escaping.
+      scramArguments: ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap((mechanism) => [
+        '--add-scram',
+        `${mechanism}=[name=${SASL_USERNAME},password="${password}"]`,
+      ]),
+    };
   }
 
   #spawn(broker: BrokerState): void {
@@ -408,6 +520,7 @@ export class KafkaCluster {
     this.#exitHook = undefined;
     await rm(this.#dataDir, { recursive: true, force: true });
     for (const b of this.#state.brokers) await rm(this.#propertiesFile(b.id), { force: true });
+    await rm(join(this.stateDir, SECURITY_DIR), { recursive: true, force: true });
     await rm(join(this.stateDir, STATE_FILE), { force: true });
   }
 

@@ -7,6 +7,17 @@ export interface NodePorts {
   readonly id: number;
   readonly brokerPort: number;
   readonly controllerPort: number;
+  /** The SASL_SSL and SSL listeners' ports, on a cluster started with secure listeners only. */
+  readonly saslSslPort?: number;
+  readonly sslPort?: number;
+}
+
+/** What the secure listeners need: the PEM key and trust stores and the SASL user's credentials. */
+export interface SecureListenerConfig {
+  readonly keystoreFile: string;
+  readonly truststoreFile: string;
+  readonly username: string;
+  readonly password: string;
 }
 
 /** A combined KRaft node (broker and controller in one JVM) with a static controller quorum. */
@@ -15,18 +26,20 @@ export function brokerProperties(
   all: readonly NodePorts[],
   dataDir: string,
   extra: readonly string[],
+  secure?: SecureListenerConfig,
 ): string {
   const n = all.length;
   const rf3 = Math.min(n, 3);
   const isr2 = Math.min(n, 2);
+  const clientListeners = [`PLAINTEXT://${HOST}:${node.brokerPort}`, ...secureListeners(node, secure)];
   const lines = [
     '# Generated for a throwaway local cluster; edits are lost on the next `up`.',
     'process.roles=broker,controller',
     `node.id=${node.id}`,
     `controller.quorum.voters=${all.map((v) => `${v.id}@${HOST}:${v.controllerPort}`).join(',')}`,
-    `listeners=PLAINTEXT://${HOST}:${node.brokerPort},CONTROLLER://${HOST}:${node.controllerPort}`,
-    `advertised.listeners=PLAINTEXT://${HOST}:${node.brokerPort}`,
-    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    `listeners=${[...clientListeners, `CONTROLLER://${HOST}:${node.controllerPort}`].join(',')}`,
+    `advertised.listeners=${clientListeners.join(',')}`,
+    `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${secure === undefined ? '' : ',SASL_SSL:SASL_SSL,SSL:SSL'}`,
     'controller.listener.names=CONTROLLER',
     'inter.broker.listener.name=PLAINTEXT',
     `log.dirs=${dataDir}`,
@@ -52,8 +65,39 @@ export function brokerProperties(
     'num.network.threads=2',
     'num.io.threads=4',
   ];
+  if (secure !== undefined) lines.push(...securityLines(secure));
   if (extra.length > 0) lines.push('# Extra properties given by the caller', ...extra);
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Two client listeners more on a secure cluster: SASL_SSL (PLAIN and SCRAM for one user, server-authenticated
+ * TLS) and SSL with client certificates required. PLAINTEXT stays for inter-broker traffic and the runner's
+ * readiness check, and the controllers keep theirs.
+ */
+function secureListeners(node: NodePorts, secure: SecureListenerConfig | undefined): string[] {
+  if (secure === undefined) return [];
+  if (node.saslSslPort === undefined || node.sslPort === undefined) {
+    throw new Error(`broker ${node.id} has no ports for its secure listeners`);
+  }
+  return [`SASL_SSL://${HOST}:${node.saslSslPort}`, `SSL://${HOST}:${node.sslPort}`];
+}
+
+function securityLines(secure: SecureListenerConfig): string[] {
+  const scram = 'org.apache.kafka.common.security.scram.ScramLoginModule required;';
+  return [
+    '# Secure listeners; the SCRAM credentials live in the cluster metadata, written when storage was formatted',
+    // Kafka reads an unencrypted PKCS#8 key from a PEM key store, so no key password is needed.
+    'ssl.keystore.type=PEM',
+    `ssl.keystore.location=${secure.keystoreFile}`,
+    'ssl.truststore.type=PEM',
+    `ssl.truststore.location=${secure.truststoreFile}`,
+    'listener.name.ssl.ssl.client.auth=required',
+    'sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
+    `listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${secure.username}="${secure.password}";`,
+    `listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=${scram}`,
+    `listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=${scram}`,
+  ];
 }
 
 /** Brokers: INFO into one file per broker (named by a system property), chatty loggers at WARN. */

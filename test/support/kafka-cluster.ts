@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KafkaCluster } from '../../scripts/kafka/cluster.js';
+import { type ClusterSecurity, KafkaCluster } from '../../scripts/kafka/cluster.js';
 
 /**
  * A Kafka cluster of a test's own, in a private state folder: for tests that stop brokers or need several,
@@ -10,17 +10,28 @@ import { KafkaCluster } from '../../scripts/kafka/cluster.js';
 export class OwnKafkaCluster {
   /** The bootstrap list, `127.0.0.1:port,...`. */
   readonly brokers: string;
+  /**
+   * With `{ secure: true }`: the SASL_SSL and SSL listeners, the CA, the client certificate and the SASL
+   * user's password file (see ClusterSecurity); undefined otherwise.
+   */
+  readonly security: ClusterSecurity | undefined;
   readonly #cluster: KafkaCluster;
 
   private constructor(cluster: KafkaCluster) {
     this.#cluster = cluster;
     this.brokers = cluster.bootstrap;
+    this.security = cluster.security;
   }
 
-  static async start(brokerCount = 1, extraProperties: readonly string[] = []): Promise<OwnKafkaCluster> {
+  static async start(
+    brokerCount = 1,
+    extraProperties: readonly string[] = [],
+    options: { readonly secure?: boolean } = {},
+  ): Promise<OwnKafkaCluster> {
     const stateDir = await mkdtemp(join(tmpdir(), 'kvs2-kafka-own-'));
     try {
-      return new OwnKafkaCluster(await KafkaCluster.start({ stateDir, brokers: brokerCount, extraProperties }));
+      const secure = options.secure ?? false;
+      return new OwnKafkaCluster(await KafkaCluster.start({ stateDir, brokers: brokerCount, extraProperties, secure }));
     } catch (error) {
       await rm(stateDir, { recursive: true, force: true });
       throw error;
