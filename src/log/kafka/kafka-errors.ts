@@ -12,8 +12,22 @@ export const TOPIC_GONE_ERRORS = ['UNKNOWN_TOPIC_ID', 'UNKNOWN_TOPIC_OR_PARTITIO
 
 /** True when any error in the tree is the broker error `apiId` (for example `OFFSET_OUT_OF_RANGE`). */
 export function hasBrokerError(error: unknown, ...apiIds: readonly string[]): boolean {
-  if (!(error instanceof Error)) return false;
-  return apiIds.some((apiId) => findErrorBy(error, 'apiId', apiId) !== null);
+  return apiIds.some((apiId) => inTree(error, 'apiId', apiId));
+}
+
+/**
+ * Whether any error in the tree has `property` equal to `value`, following both `errors` (MultipleErrors,
+ * AggregateError) and `cause`. The library's own findErrorBy does not follow `cause`, and a failed SASL
+ * handshake arrives as a retryable NetworkError whose cause is the AuthenticationError and, below it, the
+ * broker's SASL_AUTHENTICATION_FAILED.
+ */
+function inTree(error: unknown, property: string, value: unknown, depth = 0): boolean {
+  if (depth > 8 || !(error instanceof Error)) return false;
+  if (Reflect.get(error, property) === value) return true;
+  const nested = error instanceof AggregateError ? (error.errors as unknown[]) : [];
+  return (
+    nested.some((inner) => inTree(inner, property, value, depth + 1)) || inTree(error.cause, property, value, depth + 1)
+  );
 }
 
 /**
@@ -77,11 +91,29 @@ const PERMANENT_ERRORS = [
 /** The library's own errors for the same: failed authentication, an API or feature the broker lacks. */
 const PERMANENT_CLIENT_ERRORS = ['PLT_KFK_AUTHENTICATION', 'PLT_KFK_UNSUPPORTED_API', 'PLT_KFK_UNSUPPORTED'] as const;
 
+/**
+ * Node's codes for a broker certificate that does not verify against the CAs this node trusts (or does not
+ * name the host it dialled): a configuration mismatch, which no retry fixes.
+ */
+const TLS_VERIFICATION_ERRORS = [
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+] as const;
+
 /** True when retrying cannot help: the node should stop and say why instead of waiting. */
 export function isPermanentKafkaError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   return (
     hasBrokerError(error, ...PERMANENT_ERRORS) ||
-    PERMANENT_CLIENT_ERRORS.some((code) => findErrorBy(error, 'code', code) !== null)
+    PERMANENT_CLIENT_ERRORS.some((code) => inTree(error, 'code', code)) ||
+    TLS_VERIFICATION_ERRORS.some((code) => inTree(error, 'code', code))
   );
 }
