@@ -1,4 +1,5 @@
-import { rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { abortError, Kvs2Error } from '../errors.js';
 import { createEmbeddedLogAt } from '../log/embedded/log-at-offset.js';
@@ -63,7 +64,10 @@ export async function installSnapshot(
     return holds;
   };
   await checkTarget();
+  // A data dir made here is removed again on failure: "as it was" includes not existing.
+  const createdDataDir = !existsSync(dataDir);
   const staging = await makeStagingDir(dataDir);
+  let installed = false;
   let loader: StoreLoader | undefined;
   try {
     let metadata: SnapshotMetadata | undefined;
@@ -98,10 +102,12 @@ export async function installSnapshot(
     // Again: a node may have been started on the data dir while the snapshot streamed in.
     const replaced = await checkTarget();
     await swapIntoDataDir(dataDir, { store: loaded.dir, log: stagedLog });
+    installed = true;
     return { metadata, keys: loaded.keys, bytesOnDisk: loaded.bytesOnDisk, sha256: end.sha256, replaced };
   } finally {
     await loader?.abandon();
     await rm(staging, { recursive: true, force: true });
+    if (!installed && createdDataDir) await rmdir(dataDir).catch(() => {});
   }
 }
 
