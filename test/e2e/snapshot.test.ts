@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Kvs2Client } from '../../src/client/index.js';
@@ -153,6 +153,20 @@ describe('kvs2 snapshot and compact against real nodes on the embedded log', () 
       assert.equal(existsSync(target), false, `${name}: no data dir was made`);
       failure(await runKvs2(['snapshot', 'inspect', damaged]), 'snapshot inspect', 4, code);
     }
+  });
+
+  test('a restore cut between its renames leaves a node that refuses to start, never one missing data', async () => {
+    // The state a crash after the store's rename and before the log's leaves: the new store, no log.
+    const target = join(dir.path, 'half-restored');
+    ok(await runKvs2(['snapshot', 'restore', file, '--data-dir', target]));
+    rmSync(join(target, 'log'), { recursive: true });
+    const server = await ServerProcess.start({ dataDir: target });
+    const fatal = await server.waitForLine((line) => line.level === 'fatal');
+    assert.match(String(fatal.msg), /cannot be used: the store was built from log embedded:/);
+    assert.notEqual((await server.exited).code, 0);
+    // Restoring again with --force mends it.
+    ok(await runKvs2(['snapshot', 'restore', file, '--data-dir', target, '--force']));
+    assert.equal(existsSync(join(target, 'log', 'identity')), true);
   });
 
   test('- is stdout for save and stdin for restore', async () => {
