@@ -41,11 +41,10 @@ export function holdsData(dataDir: string): { readonly store: boolean; readonly 
 /** A fresh folder inside the data dir for a store (and log) being built; removed by the caller. */
 export async function makeStagingDir(dataDir: string): Promise<string> {
   await mkdir(dataDir, { recursive: true });
-  // Leftovers of an interrupted restore or compaction hold nothing that is in use: clear them.
+  // Staging folders an interrupted restore or compaction left hold nothing in use: clear them. Folders of
+  // replaced data stay: after a crash mid-restore one may hold the only copy of the old log.
   for (const name of readdirSync(dataDir)) {
-    if (name.startsWith(STAGING_PREFIX) || name.startsWith(REPLACED_PREFIX)) {
-      await rm(join(dataDir, name), { recursive: true, force: true });
-    }
+    if (name.startsWith(STAGING_PREFIX)) await rm(join(dataDir, name), { recursive: true, force: true });
   }
   return mkdtemp(join(dataDir, STAGING_PREFIX));
 }

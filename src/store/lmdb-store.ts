@@ -7,7 +7,7 @@ import type { Offsets } from '../offsets.js';
 import { MAP_SIZE_BYTES, MAX_DBS, PROGRESS_KEY, type SavedProgress, toProgress, toSaved } from './saved-progress.js';
 import type { Applied, ScanPage, ScanRange, Store, StoreProgress, StoreStats, StoreWrite } from './store.js';
 import { adoptStoreFormat, STORE_FORMAT_KEY } from './store-format.js';
-import type { StoreEntry, StoreSnapshot } from './store-snapshot.js';
+import type { SnapshotSource, StoreEntry, StoreSnapshot } from './store-snapshot.js';
 
 /**
  * The local materialised copy of the log, in LMDB. User keys and values are stored as raw bytes in the
@@ -16,7 +16,7 @@ import type { StoreEntry, StoreSnapshot } from './store-snapshot.js';
  *
  * Reads are synchronous: LMDB is memory-mapped, and a read costs less than a trip through the event loop.
  */
-export class LmdbStore implements Store {
+export class LmdbStore implements Store, SnapshotSource {
   readonly description: string;
   readonly #dataFile: string;
   readonly #env: RootDatabase;

@@ -28,3 +28,9 @@ export interface StoreSnapshot extends Disposable {
   /** Ends the read transaction. Safe to call more than once. */
   close(): void;
 }
+
+/** What can take a snapshot of itself (LmdbStore): the part of a store a snapshot RPC needs. */
+export interface SnapshotSource {
+  /** A consistent snapshot of the whole store; the caller closes it. STORE_UNAVAILABLE once closed. */
+  snapshot(): StoreSnapshot;
+}
