@@ -18,8 +18,8 @@ function buildProgram(): Command {
   const program = new Command('kvs2')
     .description(
       'A key-value store whose source of truth is a Kafka topic (or an embedded log), served over gRPC.\n' +
-        '`kvs2 serve` runs a node; get, put, del, mget, scan, watch and status talk to a running one;\n' +
-        "snapshot and compact work on a stopped node's data dir.",
+        '`kvs2 serve` runs a node; get, put, del, mget, scan, watch and status talk to a running one.\n' +
+        "`kvs2 snapshot` and `kvs2 compact` work on a stopped node's data dir.",
     )
     .version(KVS2_VERSION)
     .exitOverride()

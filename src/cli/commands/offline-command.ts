@@ -15,15 +15,17 @@ Failures print one line on stderr: "kvs2 <command>: <code>: <message>".`;
 
 /**
  * A command that works on files and a stopped node's data dir, not against a running node: usage errors on
- * one line of stderr as `kvs2 <name>: <message>` (exit 2).
+ * one line of stderr as `kvs2 <label>: <message>` (exit 2); the label is the command as typed
+ * (`snapshot restore`).
  */
-export function offlineCommand(name: string, description: string): Command {
+export function offlineCommand(label: string, description: string): Command {
+  const name = label.split(' ').at(-1) as string;
   return new Command(name)
     .description(description)
     .exitOverride()
     .showHelpAfterError(false)
     .configureOutput({
-      outputError: (message, write) => write(`kvs2 ${name}: ${message.replace(/^error: /, '').trimEnd()}\n`),
+      outputError: (message, write) => write(`kvs2 ${label}: ${message.replace(/^error: /, '').trimEnd()}\n`),
     })
     .addHelpText('after', OFFLINE_EXIT_CODES_HELP);
 }

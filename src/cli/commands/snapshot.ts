@@ -18,7 +18,7 @@ export function snapshotCommand(): Command {
     .exitOverride();
 
   snapshot.addCommand(
-    offlineCommand('save', "Write a snapshot of a stopped node's store to FILE (- for stdout), atomically")
+    offlineCommand('snapshot save', "Write a snapshot of a stopped node's store to FILE (- for stdout), atomically")
       .argument('<file>', 'where to write the snapshot; - for stdout')
       .addOption(dataDirOption())
       .action((file: string, flags: { dataDir: string }) =>
@@ -41,7 +41,7 @@ export function snapshotCommand(): Command {
 
   snapshot.addCommand(
     offlineCommand(
-      'restore',
+      'snapshot restore',
       'Verify the snapshot in FILE (- for stdin) and install it as the store of a data dir; a node started ' +
         "there resumes from the snapshot's positions. The data dir is left as it was on any failure.",
     )
@@ -76,7 +76,7 @@ export function snapshotCommand(): Command {
   );
 
   snapshot.addCommand(
-    offlineCommand('inspect', 'Print the metadata of the snapshot in FILE (- for stdin) and verify all of it')
+    offlineCommand('snapshot inspect', 'Print the metadata of the snapshot in FILE (- for stdin) and verify all of it')
       .argument('<file>', 'the snapshot; - for stdin')
       .addOption(new Option('-o, --output <format>', 'text, or json').choices(['text', 'json']).default('text'))
       .action((file: string, flags: { output: 'text' | 'json' }) =>
