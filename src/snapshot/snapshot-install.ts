@@ -17,7 +17,7 @@ export interface InstallSnapshotOptions {
    * Called with the metadata before anything is written; throws to refuse the snapshot (a caller that
    * knows the log the node will read can refuse one from another log, or one too old for it).
    */
-  readonly accept?: (metadata: SnapshotMetadata) => void;
+  readonly accept?: (metadata: SnapshotMetadata) => void | Promise<void>;
   /** Stops the install; the data dir is left as it was. */
   readonly signal?: AbortSignal;
 }
@@ -77,7 +77,7 @@ export async function installSnapshot(
       if (part.kind === 'metadata') {
         metadata = part.metadata;
         checkLogOffsets(metadata);
-        options.accept?.(metadata);
+        await options.accept?.(metadata);
         loader = await StoreLoader.create(join(staging, 'store'));
       } else if (part.kind === 'entries') {
         loader?.load(part.entries);
