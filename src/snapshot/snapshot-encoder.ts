@@ -16,7 +16,11 @@ import {
 } from './snapshot-format.js';
 
 export interface SnapshotEncoderOptions {
-  /** Entries go out in frames of about this many bytes (default 256 KiB); an entry larger alone in its own. */
+  /**
+   * Entries go out in frames of about this many bytes (default 64 KiB); an entry larger alone in its own.
+   * Building a frame is synchronous (reads from the store's map): 64 KiB of 116-byte entries take ~1.4 ms
+   * of the main thread here, 256 KiB ~6 ms, which a node serving reads meanwhile feels in its latency.
+   */
   readonly frameBytes?: number;
   /** No chunk is larger (default 1 MiB): a larger frame (a large entry) goes out in pieces. */
   readonly maxChunkBytes?: number;
@@ -24,7 +28,7 @@ export interface SnapshotEncoderOptions {
   readonly now?: () => number;
 }
 
-const DEFAULT_FRAME_BYTES = 256 * 1024;
+const DEFAULT_FRAME_BYTES = 64 * 1024;
 const DEFAULT_MAX_CHUNK_BYTES = 1024 * 1024;
 
 /**

@@ -86,4 +86,31 @@ describe('a snapshot of a store under writes', () => {
       await store.close();
     }
   });
+
+  test('each of many snapshots taken between and during commits counts and holds exactly its content', async () => {
+    const store = LmdbStore.open(join(dir.path, 'many'));
+    try {
+      let written = 0;
+      const apply = (): Promise<unknown> => {
+        const i = written++;
+        return store.apply([writeNumber(i)], new Map([[0, i + 1]]), LOG);
+      };
+      for (let round = 0; round < 60; round++) {
+        // A commit in flight on LMDB's write thread while the snapshot is taken, and more after it.
+        const inFlight = apply();
+        using snapshot = store.snapshot();
+        const more = [apply(), apply()];
+        const at = snapshot.progress.appliedOffsets.get(0) ?? 0;
+        const entries: Array<[string, string]> = [];
+        for (const { key, value } of snapshot.entries()) {
+          entries.push([Buffer.from(key).toString(), Buffer.from(value).toString()]);
+        }
+        assert.equal(snapshot.keys, entries.length, `round ${round}: the count of the snapshot at ${at}`);
+        assert.deepEqual(entries, contentAfter(at), `round ${round}: the content at ${at}`);
+        await Promise.all([inFlight, ...more]);
+      }
+    } finally {
+      await store.close();
+    }
+  });
 });
