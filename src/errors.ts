@@ -41,6 +41,16 @@ export type Kvs2ErrorCode =
    * a newer kvs2: the node refuses to start rather than misread it.
    */
   | 'DATA_FORMAT_UNSUPPORTED'
+  /**
+   * A snapshot (kvs2 snapshot save/restore, docs/snapshot-format.md) is damaged: cut short, corrupt, or not a
+   * snapshot at all. Nothing was installed from it.
+   */
+  | 'SNAPSHOT_INVALID'
+  /**
+   * The data dir is in use in a way the operation would break: a node is running on it, or it holds a store
+   * that a restore would replace without --force.
+   */
+  | 'DATA_DIR_IN_USE'
   /** The call carries no credentials the node accepts (--auth-file: no token, or an unknown one). */
   | 'UNAUTHENTICATED'
   /** The caller's identity may not do this to these keys (--auth-file's permissions). */

@@ -15,12 +15,13 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   log: ['config', 'lmdb'],
   store: ['lmdb'],
   replica: ['config', 'log', 'store'],
+  snapshot: ['config', 'lmdb', 'log', 'store'],
   service: ['config', 'log', 'store', 'replica'],
   auth: [],
   api: ['config', 'service', 'gen', 'auth'],
   metrics: ['log', 'store', 'replica', 'service', 'api'],
   client: ['gen'],
-  cli: ['config', 'lmdb', 'log', 'store', 'replica', 'service', 'auth', 'api', 'metrics', 'client'],
+  cli: ['config', 'lmdb', 'log', 'store', 'replica', 'snapshot', 'service', 'auth', 'api', 'metrics', 'client'],
 };
 /** Base modules may import only each other and config (the logger takes its level type from there). */
 const BASE_MAY_IMPORT = ['config'];

@@ -3,12 +3,14 @@ import { envVarOf, parseConfig, SETTINGS } from '../config/config.js';
 import { ConfigError } from '../config/config-error.js';
 import { KVS2_VERSION } from '../version.js';
 import { authCommand } from './commands/auth.js';
+import { compactCommand } from './commands/compact.js';
 import { delCommand } from './commands/del.js';
 import { EXIT_CODES_HELP, EXIT_OK, EXIT_USAGE } from './commands/exit-codes.js';
 import { getCommand } from './commands/get.js';
 import { mgetCommand } from './commands/mget.js';
 import { putCommand } from './commands/put.js';
 import { scanCommand } from './commands/scan.js';
+import { snapshotCommand } from './commands/snapshot.js';
 import { statusCommand } from './commands/status.js';
 import { watchCommand } from './commands/watch.js';
 
@@ -16,7 +18,8 @@ function buildProgram(): Command {
   const program = new Command('kvs2')
     .description(
       'A key-value store whose source of truth is a Kafka topic (or an embedded log), served over gRPC.\n' +
-        '`kvs2 serve` runs a node; get, put, del, mget, scan, watch and status talk to a running one.',
+        '`kvs2 serve` runs a node; get, put, del, mget, scan, watch and status talk to a running one.\n' +
+        "`kvs2 snapshot` and `kvs2 compact` work on a stopped node's data dir.",
     )
     .version(KVS2_VERSION)
     .exitOverride()
@@ -63,6 +66,9 @@ function buildProgram(): Command {
     program.addCommand(command.addHelpText('after', EXIT_CODES_HELP));
   }
   program.addCommand(authCommand());
+  // On files and a stopped node's data dir, with exit codes of their own (offline-command.ts).
+  program.addCommand(snapshotCommand());
+  program.addCommand(compactCommand());
   program.addHelpText('after', EXIT_CODES_HELP);
   return program;
 }

@@ -1,28 +1,13 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Database, open, type RootDatabase } from 'lmdb';
+import { type Database, open, type RootDatabase, type Transaction } from 'lmdb';
 import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import { type CommitPromise, untilFlushed } from '../lmdb/durability.js';
 import type { Offsets } from '../offsets.js';
+import { MAP_SIZE_BYTES, MAX_DBS, PROGRESS_KEY, type SavedProgress, toProgress, toSaved } from './saved-progress.js';
 import type { Applied, ScanPage, ScanRange, Store, StoreProgress, StoreStats, StoreWrite } from './store.js';
-import { adoptStoreFormat } from './store-format.js';
-
-/** Progress as saved in the meta database: plain data, so it survives format-agnostic encoding. */
-interface SavedProgress {
-  logIdentity: string | null;
-  appliedOffsets: Array<[number, number]>;
-  caughtUpAt: number | null;
-}
-
-const PROGRESS_KEY = 'progress';
-
-/**
- * Address space reserved for the memory map up front (the file grows only as data is written). lmdb-js
- * otherwise starts at 128 KiB and maps the file again at each doubling, keeping the older maps, whose pages
- * then count several times in RSS (docs/benchmarks.md, third round). Past this size lmdb-js still grows
- * the map.
- */
-const MAP_SIZE_BYTES = 64 * 1024 ** 3;
+import { adoptStoreFormat, STORE_FORMAT_KEY } from './store-format.js';
+import type { SnapshotSource, StoreEntry, StoreSnapshot } from './store-snapshot.js';
 
 /**
  * The local materialised copy of the log, in LMDB. User keys and values are stored as raw bytes in the
@@ -31,13 +16,15 @@ const MAP_SIZE_BYTES = 64 * 1024 ** 3;
  *
  * Reads are synchronous: LMDB is memory-mapped, and a read costs less than a trip through the event loop.
  */
-export class LmdbStore implements Store {
+export class LmdbStore implements Store, SnapshotSource {
   readonly description: string;
   readonly #dataFile: string;
   readonly #env: RootDatabase;
   readonly #kv: Database<Buffer, Buffer>;
   readonly #meta: Database<SavedProgress, string>;
   #progress: StoreProgress;
+  /** Snapshots not yet closed: closing the store ends their read transactions first. */
+  readonly #snapshots = new Set<LmdbSnapshot>();
   #closed = false;
 
   private constructor(dir: string, env: RootDatabase) {
@@ -53,7 +40,7 @@ export class LmdbStore implements Store {
     let env: RootDatabase | undefined;
     try {
       mkdirSync(dir, { recursive: true });
-      env = open({ path: dir, maxDbs: 4, separateFlushed: true, mapSize: MAP_SIZE_BYTES });
+      env = open({ path: dir, maxDbs: MAX_DBS, separateFlushed: true, mapSize: MAP_SIZE_BYTES });
       adoptStoreFormat(env, `LMDB store in ${dir}`);
       return new LmdbStore(dir, env);
     } catch (error) {
@@ -159,6 +146,36 @@ export class LmdbStore implements Store {
     return { flushed };
   }
 
+  /**
+   * A consistent snapshot of the whole store (store-snapshot.ts): progress, key count and entries from one
+   * LMDB read transaction. Reads and the replica go on meanwhile. The caller closes it.
+   */
+  snapshot(): StoreSnapshot {
+    if (this.#closed) throw new Kvs2Error('STORE_UNAVAILABLE', `${this.description} is closed`);
+    let transaction: Transaction | undefined;
+    try {
+      transaction = this.#env.useReadTransaction();
+      const storeFormat = this.#env.openDB<unknown, string>({ name: 'meta' }).get(STORE_FORMAT_KEY, { transaction });
+      const progress = toProgress(this.#meta.get(PROGRESS_KEY, { transaction }));
+      // The count LMDB keeps in the tree's root, read in this turn from the current read transaction, which
+      // is the one useReadTransaction() just took (counting with a cursor would walk every key: ~100 ms per
+      // million on the main thread). Were they ever different, the encoder and every reader would refuse
+      // the snapshot for its count, never take it as whole.
+      const { entryCount: keys } = this.#kv.getStats() as { entryCount: number };
+      const snapshot: LmdbSnapshot = new LmdbSnapshot(this.description, this.#kv, transaction, {
+        storeFormat: typeof storeFormat === 'number' ? storeFormat : 1,
+        progress,
+        keys,
+        onClose: () => this.#snapshots.delete(snapshot),
+      });
+      this.#snapshots.add(snapshot);
+      return snapshot;
+    } catch (error) {
+      transaction?.done();
+      throw this.#readError(error);
+    }
+  }
+
   async markCaughtUp(at: number): Promise<void> {
     const progress: StoreProgress = { ...this.#progress, caughtUpAt: at };
     this.#progress = progress;
@@ -191,6 +208,8 @@ export class LmdbStore implements Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // An open transaction (and its cursor) must end before its environment closes.
+    for (const snapshot of [...this.#snapshots]) snapshot.close();
     await this.#env.flushed;
     await this.#env.close();
   }
@@ -208,19 +227,80 @@ export class LmdbStore implements Store {
   }
 }
 
-function toSaved(progress: StoreProgress): SavedProgress {
-  return {
-    logIdentity: progress.logIdentity,
-    appliedOffsets: [...progress.appliedOffsets],
-    caughtUpAt: progress.caughtUpAt,
-  };
-}
+/** A read transaction held open for a snapshot, with the cursor that walks the kv database in key order. */
+class LmdbSnapshot implements StoreSnapshot {
+  readonly storeFormat: number;
+  readonly progress: StoreProgress;
+  readonly keys: number;
+  readonly #description: string;
+  readonly #onClose: () => void;
+  readonly #kv: Database<Buffer, Buffer>;
+  readonly #transaction: Transaction;
+  #cursor: Iterator<{ key: Buffer; value: Buffer }> | undefined;
+  #started = false;
+  #closed = false;
 
-function toProgress(saved: SavedProgress | undefined): StoreProgress {
-  if (saved === undefined) return { logIdentity: null, appliedOffsets: new Map(), caughtUpAt: null };
-  return {
-    logIdentity: saved.logIdentity,
-    appliedOffsets: new Map(saved.appliedOffsets),
-    caughtUpAt: saved.caughtUpAt,
-  };
+  constructor(
+    description: string,
+    kv: Database<Buffer, Buffer>,
+    transaction: Transaction,
+    facts: { storeFormat: number; progress: StoreProgress; keys: number; onClose: () => void },
+  ) {
+    this.#description = description;
+    this.#onClose = facts.onClose;
+    this.#kv = kv;
+    this.#transaction = transaction;
+    this.storeFormat = facts.storeFormat;
+    this.progress = facts.progress;
+    this.keys = facts.keys;
+  }
+
+  *entries(): IterableIterator<StoreEntry> {
+    if (this.#started) throw new Kvs2Error('STORE_UNAVAILABLE', `a snapshot of ${this.#description} is read once`);
+    this.#started = true;
+    this.#checkOpen();
+    this.#cursor = this.#kv.getRange({ transaction: this.#transaction })[Symbol.iterator]();
+    for (;;) {
+      this.#checkOpen();
+      let next: IteratorResult<{ key: Buffer; value: Buffer }>;
+      try {
+        next = this.#cursor.next();
+      } catch (error) {
+        throw new Kvs2Error(
+          'STORE_UNAVAILABLE',
+          `${this.#description}: reading a snapshot failed: ${describeError(error)}`,
+          { cause: error },
+        );
+      }
+      if (next.done === true) {
+        this.#cursor = undefined;
+        return;
+      }
+      yield next.value;
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    // The cursor first: lmdb-js must not abort a transaction that still has a cursor open on it.
+    const cursor = this.#cursor;
+    this.#cursor = undefined;
+    try {
+      cursor?.return?.();
+    } finally {
+      this.#transaction.done();
+      this.#onClose();
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) {
+      throw new Kvs2Error('STORE_UNAVAILABLE', `a snapshot of ${this.#description} was closed while being read`);
+    }
+  }
 }

@@ -30,6 +30,8 @@ const EVERY_SERVER_CODE: Readonly<Record<Kvs2ErrorCode, true>> = {
   OVERLOADED: true,
   INCONSISTENT_STATE: true,
   DATA_FORMAT_UNSUPPORTED: true,
+  SNAPSHOT_INVALID: true,
+  DATA_DIR_IN_USE: true,
   UNAUTHENTICATED: true,
   PERMISSION_DENIED: true,
 };

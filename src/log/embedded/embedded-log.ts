@@ -29,7 +29,7 @@ interface OpenSegment {
 
 /** The embedded log has a single partition. */
 const PARTITION = 0;
-const IDENTITY_FILE = 'identity';
+export const IDENTITY_FILE = 'identity';
 /**
  * Segments are written with O_DSYNC: a write returns once its data (and the file size) is on disk, as a
  * write followed by fdatasync would, but in one system call, so a group commit costs one hand-off to the

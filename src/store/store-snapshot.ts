@@ -1,0 +1,36 @@
+import type { StoreProgress } from './store.js';
+
+/** One key and its value, as a snapshot reads them and a loader writes them. */
+export interface StoreEntry {
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+}
+
+/**
+ * A consistent, read-only view of a whole store: its progress and every entry, all from one read
+ * transaction, so the entries are exactly what the store held at `progress.appliedOffsets`. The store
+ * keeps serving reads and applying writes meanwhile; the transaction only pins the pages it sees (LMDB
+ * cannot reuse pages freed after it began until it ends, so a store under writes grows while a snapshot
+ * is open). Its owner must close it, also when abandoning it half-read.
+ */
+export interface StoreSnapshot extends Disposable {
+  /** The store's format version (store-format.ts). */
+  readonly storeFormat: number;
+  readonly progress: StoreProgress;
+  /** How many entries `entries()` yields. */
+  readonly keys: number;
+  /**
+   * Every entry in key order (bytewise), read lazily from the transaction as the caller pulls: never the
+   * whole store in memory. Each entry's bytes are its own copy. Can be iterated once; throws
+   * STORE_UNAVAILABLE once the snapshot (or its store) is closed.
+   */
+  entries(): IterableIterator<StoreEntry>;
+  /** Ends the read transaction. Safe to call more than once. */
+  close(): void;
+}
+
+/** What can take a snapshot of itself (LmdbStore): the part of a store a snapshot RPC needs. */
+export interface SnapshotSource {
+  /** A consistent snapshot of the whole store; the caller closes it. STORE_UNAVAILABLE once closed. */
+  snapshot(): StoreSnapshot;
+}
