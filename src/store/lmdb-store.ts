@@ -9,6 +9,62 @@ import type { Applied, ScanPage, ScanRange, Store, StoreProgress, StoreStats, St
 import { adoptStoreFormat, STORE_FORMAT_KEY } from './store-format.js';
 import type { SnapshotSource, StoreEntry, StoreSnapshot } from './store-snapshot.js';
 
+/** In `meta` while a snapshot is being loaded (beginLoad()); never there in a store that is whole. */
+const LOADING_KEY = 'loading-snapshot';
+
+/** Entries gathered before one load transaction: each commit is synced, so few large ones. */
+const LOAD_BATCH_BYTES = 8 * 1024 * 1024;
+
+/** A snapshot being loaded into an empty store (LmdbStore.beginLoad()). */
+export interface StoreLoad {
+  /** Adds entries, whose keys follow every key added before in key order. */
+  add(entries: readonly StoreEntry[]): void;
+  /** Writes the snapshot's progress: the store is then whole, and resumes from there. */
+  finish(progress: StoreProgress): Promise<void>;
+  /** Empties the store again (a snapshot found damaged, a peer gone mid-stream). */
+  abandon(): Promise<void>;
+}
+
+class LmdbStoreLoad implements StoreLoad {
+  readonly #store: LmdbStore;
+  #pending: StoreEntry[] = [];
+  #pendingBytes = 0;
+  #lastKey: Buffer | undefined;
+
+  constructor(store: LmdbStore) {
+    this.#store = store;
+  }
+
+  add(entries: readonly StoreEntry[]): void {
+    for (const entry of entries) {
+      this.#pending.push(entry);
+      this.#pendingBytes += entry.key.length + entry.value.length;
+    }
+    if (this.#pendingBytes >= LOAD_BATCH_BYTES) this.#flush();
+  }
+
+  async finish(progress: StoreProgress): Promise<void> {
+    this.#flush();
+    await this.#store.finishLoad(progress);
+  }
+
+  abandon(): Promise<void> {
+    this.#pending = [];
+    return this.#store.abandonLoad();
+  }
+
+  #flush(): void {
+    if (this.#pending.length === 0) return;
+    this.#lastKey = this.#store.appendLoaded(this.#pending, this.#lastKey);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+  }
+}
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 /**
  * The local materialised copy of the log, in LMDB. User keys and values are stored as raw bytes in the
  * `kv` database (no per-value encoding); the applied offsets live in `meta`, written in the same
@@ -25,6 +81,9 @@ export class LmdbStore implements Store, SnapshotSource {
   #progress: StoreProgress;
   /** Snapshots not yet closed: closing the store ends their read transactions first. */
   readonly #snapshots = new Set<LmdbSnapshot>();
+  /** Whether opening found a snapshot load that never finished, and cleared the store (see beginLoad()). */
+  readonly clearedUnfinishedLoad: boolean;
+  #loading = false;
   #closed = false;
 
   private constructor(dir: string, env: RootDatabase) {
@@ -33,6 +92,11 @@ export class LmdbStore implements Store, SnapshotSource {
     this.#env = env;
     this.#kv = env.openDB<Buffer, Buffer>({ name: 'kv', keyEncoding: 'binary', encoding: 'binary' });
     this.#meta = env.openDB<SavedProgress, string>({ name: 'meta' });
+    this.clearedUnfinishedLoad = this.#loadMarker().get(LOADING_KEY) !== undefined;
+    if (this.clearedUnfinishedLoad) {
+      // A load cut short holds part of a snapshot: its keys would be served, and deletes after them missed.
+      env.transactionSync(() => this.#clearSync());
+    }
     this.#progress = toProgress(this.#meta.get(PROGRESS_KEY));
   }
 
@@ -191,18 +255,96 @@ export class LmdbStore implements Store, SnapshotSource {
     await untilFlushed(this.#kv.batch(() => {}) as CommitPromise<boolean>);
   }
 
+  /**
+   * Starts filling this store, which must be empty, with a snapshot's entries in key order (a new node
+   * bootstrapping from a peer). Entries are appended (MDB_APPEND: full pages, as compact as a restored
+   * store) and visible to reads as they land, as during any bootstrap; the snapshot's progress is written
+   * only by finish(). Until then a marker says a load is under way: a store opened with it (the process died
+   * mid-load) is cleared, never resumed with part of a snapshot.
+   */
+  beginLoad(): StoreLoad {
+    if (this.#closed) throw new Kvs2Error('STORE_UNAVAILABLE', `${this.description} is closed`);
+    const { logIdentity, appliedOffsets, caughtUpAt } = this.#progress;
+    if (
+      this.#loading ||
+      logIdentity !== null ||
+      appliedOffsets.size > 0 ||
+      caughtUpAt !== null ||
+      this.stats().keys > 0
+    ) {
+      throw new Kvs2Error(
+        'INCONSISTENT_STATE',
+        `${this.description} is not empty: a snapshot is loaded only into an empty store`,
+      );
+    }
+    this.#loading = true;
+    return new LmdbStoreLoad(this);
+  }
+
+  /** Appends one batch of a load, with the marker, in one transaction. */
+  appendLoaded(entries: readonly StoreEntry[], last: Buffer | undefined): Buffer | undefined {
+    let previous = last;
+    try {
+      this.#env.transactionSync(() => {
+        this.#loadMarker().putSync(LOADING_KEY, 1);
+        for (const { key, value } of entries) {
+          const keyBuffer = toBuffer(key);
+          if (previous !== undefined && Buffer.compare(previous, keyBuffer) >= 0) {
+            throw new Kvs2Error('INVALID_ARGUMENT', 'snapshot keys out of order');
+          }
+          if ((this.#kv.putSync(keyBuffer, toBuffer(value), { append: true }) as unknown) === false) {
+            throw new Kvs2Error('STORE_UNAVAILABLE', 'LMDB refused to append a snapshot key');
+          }
+          previous = keyBuffer;
+        }
+      });
+    } catch (error) {
+      throw isKvs2Error(error) ? error : this.#writeError(error);
+    }
+    return previous === undefined ? undefined : Buffer.from(previous);
+  }
+
+  /** Ends a load: its progress written and the marker removed in one transaction, then flushed. */
+  async finishLoad(progress: StoreProgress): Promise<void> {
+    try {
+      this.#env.transactionSync(() => {
+        this.#meta.putSync(PROGRESS_KEY, toSaved(progress));
+        this.#loadMarker().removeSync(LOADING_KEY);
+      });
+      await this.flushed();
+    } catch (error) {
+      throw this.#writeError(error);
+    } finally {
+      this.#loading = false;
+    }
+    this.#progress = progress;
+  }
+
+  /** Throws a load away: the store is empty again. */
+  async abandonLoad(): Promise<void> {
+    this.#loading = false;
+    await this.clear();
+  }
+
   async clear(): Promise<void> {
     try {
       // One transaction, so a crash cannot leave old data behind progress that says "start over".
-      this.#env.transactionSync(() => {
-        this.#kv.clearSync();
-        this.#meta.removeSync(PROGRESS_KEY);
-      });
+      this.#env.transactionSync(() => this.#clearSync());
       await this.flushed();
     } catch (error) {
       throw this.#writeError(error);
     }
     this.#progress = toProgress(undefined);
+  }
+
+  #clearSync(): void {
+    this.#kv.clearSync();
+    this.#meta.removeSync(PROGRESS_KEY);
+    this.#loadMarker().removeSync(LOADING_KEY);
+  }
+
+  #loadMarker(): Database<number, string> {
+    return this.#env.openDB<number, string>({ name: 'meta' });
   }
 
   async close(): Promise<void> {
