@@ -16,7 +16,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   store: ['lmdb'],
   replica: ['config', 'log', 'store'],
   snapshot: ['config', 'lmdb', 'log', 'store'],
-  service: ['config', 'log', 'store', 'replica'],
+  service: ['config', 'log', 'store', 'replica', 'snapshot'],
   auth: [],
   api: ['config', 'service', 'gen', 'auth'],
   metrics: ['log', 'store', 'replica', 'service', 'api'],

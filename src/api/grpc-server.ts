@@ -62,6 +62,7 @@ export class GrpcApi {
   readonly #health: HealthService;
   readonly #tls: ServerTls | null;
   readonly #openWatches = new Set<(reason: Kvs2Error) => void>();
+  readonly #openSnapshots = new Set<(reason: Kvs2Error) => void>();
   readonly #openCalls = new Set<(reason: Kvs2Error) => void>();
 
   constructor(options: GrpcApiOptions) {
@@ -79,6 +80,7 @@ export class GrpcApi {
         requestTimeoutMs: options.requestTimeoutMs,
         openCalls: this.#openCalls,
         openWatches: this.#openWatches,
+        openSnapshots: this.#openSnapshots,
         calls: options.calls ?? NO_CALL_OBSERVER,
         // Health and reflection stay open: probes and tools need no token.
         guard: auth ? callGuard(auth, { certificates: options.tls?.mutual ?? false }) : null,
@@ -92,6 +94,11 @@ export class GrpcApi {
   /** Watches open now (the kvs2_watches_open gauge). */
   get openWatches(): number {
     return this.#openWatches.size;
+  }
+
+  /** Snapshot streams open now. */
+  get openSnapshots(): number {
+    return this.#openSnapshots.size;
   }
 
   /** Binds and starts serving; resolves with the bound port (useful with port 0). */
@@ -118,6 +125,13 @@ export class GrpcApi {
       'the node is shutting down; resume the watch from its last token',
     );
     for (const end of [...this.#openWatches]) end(shuttingDown);
+    // A snapshot stream can last minutes: it is ended too (its client gets UNAVAILABLE), so
+    // that shutdown waits neither for it nor for the read transaction it holds.
+    const snapshotEnded = new Kvs2Error(
+      'SHUTTING_DOWN',
+      'the node is shutting down; take the snapshot again from this node later, or from another one',
+    );
+    for (const end of [...this.#openSnapshots]) end(snapshotEnded);
     const graceful = new Promise<boolean>((resolve) => this.#server.tryShutdown(() => resolve(true)));
     if (await settlesWithin(graceful, graceMs)) return true;
     // Calls still waiting get a status of their own: a connection torn down under them would reach their

@@ -18,6 +18,8 @@ import type {
   ScanRequest,
   SetReply,
   SetRequest,
+  SnapshotChunk,
+  SnapshotRequest,
   StatusReply,
   StatusRequest,
   WatchEvent,
@@ -32,6 +34,7 @@ import { type CallGuard, type CallNeeds, EVERY_KEY, keyTarget, scanTarget } from
 import type { GrpcCallObserver, MethodCallObserver } from './call-observer.js';
 import { CallScope } from './call-scope.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
+import { snapshotHandler } from './snapshot-handler.js';
 import { toStatusError } from './status-mapping.js';
 import {
   batchReplyOf,
@@ -52,6 +55,8 @@ export interface Kvs2HandlerOptions {
   readonly openCalls: Set<(reason: Kvs2Error) => void>;
   /** Open watches, each as a function that ends it: shutdown ends them instead of waiting for them. */
   readonly openWatches: Set<(reason: Kvs2Error) => void>;
+  /** Open snapshot streams, each as a function that ends it: shutdown ends them too. */
+  readonly openSnapshots: Set<(reason: Kvs2Error) => void>;
   /** Sees every call begin and end with its status code (metrics). */
   readonly calls: GrpcCallObserver;
   /** Checks each call's token and permissions (--auth-file); null: every call is allowed. */
@@ -70,6 +75,7 @@ export interface Kvs2Handlers extends UntypedServiceImplementation {
   write: handleUnaryCall<Received<WriteRequest>, WriteReply>;
   watch: handleServerStreamingCall<Received<WatchRequest>, WatchEvent>;
   status: handleUnaryCall<Received<StatusRequest>, StatusReply>;
+  snapshot: handleServerStreamingCall<Received<SnapshotRequest>, SnapshotChunk>;
 }
 
 /** The service's full name, as metrics label it. */
@@ -85,6 +91,7 @@ export function kvs2Handlers({
   requestTimeoutMs,
   openCalls,
   openWatches,
+  openSnapshots,
   calls,
   guard,
   guardReloads,
@@ -98,6 +105,7 @@ export function kvs2Handlers({
     write: calls.method(SERVICE_NAME, 'Write', 'unary'),
     watch: calls.method(SERVICE_NAME, 'Watch', 'server_stream'),
     status: calls.method(SERVICE_NAME, 'Status', 'unary'),
+    snapshot: calls.method(SERVICE_NAME, 'Snapshot', 'server_stream'),
   };
 
   /**
@@ -256,6 +264,8 @@ export function kvs2Handlers({
         }),
       );
     },
+
+    snapshot: snapshotHandler({ service, open: openSnapshots, observer: observed.snapshot, guard }),
   };
 }
 

@@ -19,7 +19,8 @@ function buildProgram(): Command {
     .description(
       'A key-value store whose source of truth is a Kafka topic (or an embedded log), served over gRPC.\n' +
         '`kvs2 serve` runs a node; get, put, del, mget, scan, watch and status talk to a running one.\n' +
-        "`kvs2 snapshot` and `kvs2 compact` work on a stopped node's data dir.",
+        "`kvs2 snapshot` and `kvs2 compact` work on a stopped node's data dir, but for\n" +
+        "`kvs2 snapshot save --endpoint`, which takes a running node's snapshot over its API.",
     )
     .version(KVS2_VERSION)
     .exitOverride()

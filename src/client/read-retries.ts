@@ -11,7 +11,9 @@ const RETRIED_METHODS = ['Get', 'MultiGet', 'Scan', 'Status'] as const;
  * Writes (Set, Delete, Write) are never retried: an UNAVAILABLE write may still have reached the log (the
  * append succeeded, the answer was lost), and repeating it later could overwrite a newer value another
  * client wrote in between, or delete one. Only the caller knows whether repeating its write is safe.
- * Watch is not retried either: a broken watch resumes from its last token, which only the caller has.
+ * Watch is not retried either: a broken watch resumes from its last token, which only the caller has. Nor
+ * is Snapshot: a stream broken half-way cannot be resumed, and a retry would hand its reader a second
+ * snapshot's bytes after the first one's.
  */
 export function readRetryChannelOptions(options: Kvs2ClientOptions): Record<string, string | number> {
   const retries = options.readRetries ?? {};

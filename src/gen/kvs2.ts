@@ -242,6 +242,17 @@ export interface StatusReply {
   uptimeSeconds: number;
 }
 
+export interface SnapshotRequest {
+}
+
+/**
+ * A piece of a snapshot: the data of all chunks, in order, is one snapshot file (docs/snapshot-format.md),
+ * which carries its own checksums and ends with a trailer: a stream that ends without it was cut short.
+ */
+export interface SnapshotChunk {
+  data: Buffer;
+}
+
 function createBaseSetRequest(): SetRequest {
   return { key: EMPTY_BYTES, value: EMPTY_BYTES, waitForApply: false };
 }
@@ -1745,6 +1756,87 @@ export const StatusReply: MessageFns<StatusReply> = {
   },
 };
 
+function createBaseSnapshotRequest(): SnapshotRequest {
+  return {};
+}
+
+export const SnapshotRequest: MessageFns<SnapshotRequest> = {
+  encode(_: SnapshotRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseSnapshotChunk(): SnapshotChunk {
+  return { data: EMPTY_BYTES };
+}
+
+export const SnapshotChunk: MessageFns<SnapshotChunk> = {
+  encode(message: SnapshotChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
 export type Kvs2Service = typeof Kvs2Service;
 export const Kvs2Service = {
   /** The seed's RPCs. */
@@ -1828,6 +1920,22 @@ export const Kvs2Service = {
     responseSerialize: (value: StatusReply): Buffer => Buffer.from(StatusReply.encode(value).finish()),
     responseDeserialize: (value: Buffer): StatusReply => StatusReply.decode(value),
   },
+  /**
+   * A consistent copy of this node's whole store (every key and value, in key order, with the log
+   * positions it holds), for backups (`kvs2 snapshot save --endpoint`) and for a new node to start from.
+   * The chunks' data concatenated are exactly a snapshot file (docs/snapshot-format.md); how the stream is
+   * cut carries no meaning. The node keeps serving reads and applying the log meanwhile. Needs read
+   * permission on every key.
+   */
+  snapshot: {
+    path: "/kvs2.Kvs2/Snapshot" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: SnapshotRequest): Buffer => Buffer.from(SnapshotRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SnapshotRequest => SnapshotRequest.decode(value),
+    responseSerialize: (value: SnapshotChunk): Buffer => Buffer.from(SnapshotChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SnapshotChunk => SnapshotChunk.decode(value),
+  },
 } as const;
 
 export interface Kvs2Server extends UntypedServiceImplementation {
@@ -1848,6 +1956,14 @@ export interface Kvs2Server extends UntypedServiceImplementation {
    * and `kvs2 status`; the same numbers are in the metrics.
    */
   status: handleUnaryCall<StatusRequest, StatusReply>;
+  /**
+   * A consistent copy of this node's whole store (every key and value, in key order, with the log
+   * positions it holds), for backups (`kvs2 snapshot save --endpoint`) and for a new node to start from.
+   * The chunks' data concatenated are exactly a snapshot file (docs/snapshot-format.md); how the stream is
+   * cut carries no meaning. The node keeps serving reads and applying the log meanwhile. Needs read
+   * permission on every key.
+   */
+  snapshot: handleServerStreamingCall<SnapshotRequest, SnapshotChunk>;
 }
 
 export interface Kvs2Client extends Client {
@@ -1955,6 +2071,19 @@ export interface Kvs2Client extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StatusReply) => void,
   ): ClientUnaryCall;
+  /**
+   * A consistent copy of this node's whole store (every key and value, in key order, with the log
+   * positions it holds), for backups (`kvs2 snapshot save --endpoint`) and for a new node to start from.
+   * The chunks' data concatenated are exactly a snapshot file (docs/snapshot-format.md); how the stream is
+   * cut carries no meaning. The node keeps serving reads and applying the log meanwhile. Needs read
+   * permission on every key.
+   */
+  snapshot(request: SnapshotRequest, options?: Partial<CallOptions>): ClientReadableStream<SnapshotChunk>;
+  snapshot(
+    request: SnapshotRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<SnapshotChunk>;
 }
 
 export const Kvs2Client = makeGenericClientConstructor(Kvs2Service, "kvs2.Kvs2") as unknown as {

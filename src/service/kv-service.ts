@@ -1,9 +1,11 @@
 import type { Limits } from '../config/config.js';
 import { abortError, Kvs2Error } from '../errors.js';
 import type { LogPosition } from '../log/log.js';
-import type { Offsets } from '../offsets.js';
+import { hasReached, type Offsets } from '../offsets.js';
 import type { AppliedWatermark } from '../replica/applied-watermark.js';
+import { SnapshotEncoder } from '../snapshot/snapshot-encoder.js';
 import type { KeyValueReader } from '../store/store.js';
+import type { SnapshotSource } from '../store/store-snapshot.js';
 import { encodeToken, logTagOf, mergeTokens } from './consistency-token.js';
 import { ReplyBudget } from './reply-budget.js';
 import { RequestChecks } from './request-checks.js';
@@ -36,7 +38,8 @@ export interface LogAppender {
 
 export interface KvServiceOptions {
   readonly log: LogAppender;
-  readonly store: KeyValueReader;
+  /** Reads, and consistent snapshots of the whole store (the Snapshot RPC). */
+  readonly store: KeyValueReader & SnapshotSource;
   /** Where the replica is, and a way to wait for it. */
   readonly applied: AppliedWatermark;
   /** What watches follow. */
@@ -57,6 +60,14 @@ const WATCH_MAX_PROGRESS_MS = 3_600_000;
 /** A watcher may fall this far behind the live changes before it is cut off. */
 const WATCH_MAX_QUEUED_EVENTS = 10_000;
 const WATCH_MAX_QUEUED_BYTES = 16 * 1024 * 1024;
+/**
+ * How long a snapshot waits for the replica to apply what the log held when it was asked for. A node that
+ * is further behind (or whose log cannot say where it ends) gives a snapshot of what it holds, dated by its
+ * store's saved catch-up time.
+ */
+const SNAPSHOT_CATCH_UP_WAIT_MS = 5_000;
+/** Snapshot chunks are never larger: 1 MiB, or --max-reply-bytes when that is less (gRPC's send limit). */
+const SNAPSHOT_MAX_CHUNK_BYTES = 1024 * 1024;
 
 /**
  * The operations of kvs2, independent of the wire, and the one owner of their semantics: it validates
@@ -66,7 +77,7 @@ const WATCH_MAX_QUEUED_BYTES = 16 * 1024 * 1024;
  */
 export class KvService {
   readonly #log: LogAppender;
-  readonly #store: KeyValueReader;
+  readonly #store: KeyValueReader & SnapshotSource;
   readonly #applied: AppliedWatermark;
   readonly #changes: ChangeSource;
   readonly #limits: Limits;
@@ -215,6 +226,45 @@ export class KvService {
     });
   }
 
+  /**
+   * A consistent snapshot of the whole store, encoded (docs/snapshot-format.md): the caller streams it and
+   * must close it (it holds an LMDB read transaction). Like a 'latest' read it first waits, for at most
+   * SNAPSHOT_CATCH_UP_WAIT_MS, until the replica has applied what the log held when the call came: the
+   * snapshot then holds every write acknowledged before it began, and its caughtUpAt is that moment. The
+   * store's own caughtUpAt may be far older: the replica saves one only every progress interval and only
+   * when it finds no lag at all, and a node bootstrapping from the snapshot would take that older time for
+   * the age of the snapshot (and refuse it against the topic's delete.retention.ms).
+   */
+  async snapshot(signal: AbortSignal): Promise<SnapshotEncoder> {
+    this.#checkOpen(signal, 'snapshot');
+    const identity = this.#applied.logIdentity;
+    const askedAt = Date.now();
+    let end: Offsets | null = null;
+    const bounded = AbortSignal.any([signal, AbortSignal.timeout(SNAPSHOT_CATCH_UP_WAIT_MS)]);
+    try {
+      const target = await this.#log.endOffsets(bounded);
+      await this.#applied.waitFor(target, bounded);
+      end = target;
+    } catch {
+      if (signal.aborted) throw abortError(signal, 'snapshot');
+      // Behind the log, or the log cannot say where it ends (or was replaced meanwhile): a snapshot of what
+      // this node holds, as old as its store says.
+    }
+    this.#checkOpen(signal, 'snapshot');
+    const snapshot = this.#store.snapshot();
+    // Its offsets come from the same read transaction as its entries; the end was asked of the log the
+    // replica read then. Both the same log and every partition reached: every write before askedAt is in it.
+    const caughtUp =
+      end !== null &&
+      snapshot.progress.logIdentity === identity &&
+      this.#applied.logIdentity === identity &&
+      hasReached(snapshot.progress.appliedOffsets, end);
+    return new SnapshotEncoder(snapshot, {
+      maxChunkBytes: Math.min(SNAPSHOT_MAX_CHUNK_BYTES, this.#limits.maxReplyBytes),
+      ...(caughtUp ? { caughtUpAt: askedAt } : {}),
+    });
+  }
+
   /** A token for what this node has applied now: hand it to another node to read no older state. */
   appliedToken(): Buffer {
     const version = this.#applied.appliedVersion;
@@ -233,7 +283,7 @@ export class KvService {
     return this.#logTag.tag;
   }
 
-  /** After close, writes fail with SHUTTING_DOWN; reads keep working until the store closes. */
+  /** After close, writes and new snapshots fail with SHUTTING_DOWN; reads keep working until the store closes. */
   close(): void {
     this.#closed = true;
   }
@@ -317,8 +367,12 @@ export class KvService {
   }
 
   #checkWritable(signal: AbortSignal): void {
+    this.#checkOpen(signal, 'write');
+  }
+
+  #checkOpen(signal: AbortSignal, what: string): void {
     if (this.#closed) throw new Kvs2Error('SHUTTING_DOWN', 'the node is shutting down');
-    if (signal.aborted) throw abortError(signal, 'write');
+    if (signal.aborted) throw abortError(signal, what);
   }
 
   /** The token of one published record: its partition read up to just past it. */

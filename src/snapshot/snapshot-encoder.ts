@@ -26,6 +26,12 @@ export interface SnapshotEncoderOptions {
   readonly maxChunkBytes?: number;
   /** Wall clock, for the metadata's createdAt (tests). */
   readonly now?: () => number;
+  /**
+   * A time the caller knows the snapshot's positions were caught up at: it asked the log's end then, and
+   * the snapshot's offsets reach that end. Taken as the metadata's caughtUpAt when later than the store's
+   * saved one, which a node writes only every progress interval and only when it finds no lag at all.
+   */
+  readonly caughtUpAt?: number;
 }
 
 const DEFAULT_FRAME_BYTES = 64 * 1024;
@@ -52,9 +58,12 @@ export class SnapshotEncoder implements AsyncIterable<Buffer>, Disposable {
     this.#frameBytes = options.frameBytes ?? DEFAULT_FRAME_BYTES;
     this.#maxChunkBytes = options.maxChunkBytes ?? DEFAULT_MAX_CHUNK_BYTES;
     try {
+      const saved = snapshot.progress.caughtUpAt;
+      const known = options.caughtUpAt;
       this.metadata = metadataOf({
         storeFormat: snapshot.storeFormat,
         ...snapshot.progress,
+        caughtUpAt: known === undefined || (saved !== null && saved >= known) ? saved : known,
         keys: snapshot.keys,
         createdAt: (options.now ?? Date.now)(),
       });

@@ -96,6 +96,57 @@ describe('Kvs2Client retries of reads', () => {
     }
   });
 
+  test('snapshot(): yields each chunk in order, with no deadline unless asked', async () => {
+    const chunks = [b('KVS2'), b('SNAP'), Buffer.alloc(100_000, 7)];
+    node.snapshotScript = { chunks };
+    const received: Buffer[] = [];
+    for await (const chunk of client.snapshot()) received.push(chunk);
+    assert.deepEqual(received, chunks);
+  });
+
+  test('snapshot(): a stream that breaks off UNAVAILABLE half-way is never retried, and throws Kvs2ClientError', async () => {
+    node.snapshotScript = {
+      chunks: [b('first'), b('second')],
+      failure: { code: status.UNAVAILABLE, kvs2Code: 'SHUTTING_DOWN' },
+    };
+    const callsBefore = node.callsOf('snapshot');
+    const received: string[] = [];
+    const error = await rejection(
+      (async () => {
+        for await (const chunk of client.snapshot()) received.push(chunk.toString());
+      })(),
+    );
+    assert.deepEqual(
+      [error.code, error.kvs2Code, received, node.callsOf('snapshot') - callsBefore],
+      [status.UNAVAILABLE, 'SHUTTING_DOWN', ['first', 'second'], 1],
+    );
+    // Refused before any chunk: not retried either.
+    node.snapshotScript = { chunks: [], failure: { code: status.UNAVAILABLE, kvs2Code: 'LOG_UNAVAILABLE' } };
+    const refused = await rejection(
+      (async () => {
+        for await (const _chunk of client.snapshot()) assert.fail('no chunk was scripted');
+      })(),
+    );
+    assert.deepEqual([refused.kvs2Code, node.callsOf('snapshot') - callsBefore], ['LOG_UNAVAILABLE', 2]);
+  });
+
+  test('snapshot(): an abort signal ends the stream with GRPC_CANCELLED', async () => {
+    node.snapshotScript = { chunks: Array.from({ length: 50 }, (_, i) => b(`chunk ${i}`)) };
+    const stop = new AbortController();
+    const error = await rejection(
+      (async () => {
+        for await (const _chunk of client.snapshot({ signal: stop.signal })) stop.abort();
+      })(),
+    );
+    assert.equal(error.kvs2Code, 'GRPC_CANCELLED');
+    const before = await rejection(
+      (async () => {
+        for await (const _chunk of client.snapshot({ signal: stop.signal })) assert.fail('already aborted');
+      })(),
+    );
+    assert.equal(before.kvs2Code, 'GRPC_CANCELLED');
+  });
+
   test('status() returns the node status over the wire', async () => {
     assert.deepEqual(await client.status(), STAND_IN_STATUS);
   });

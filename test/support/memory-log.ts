@@ -160,7 +160,9 @@ export class MemoryLog implements Log {
   }
 
   #reset(): void {
-    this.#identity = `memory:${randomUUID()}`;
+    // Named as an embedded log's identities are (it stands in for one: no tombstone retention), so that a
+    // snapshot of a store built from it names a log kind a snapshot reader knows.
+    this.#identity = `embedded:memory-${randomUUID()}`;
     this.#partitions = Array.from({ length: this.#partitionCount }, () => []);
     this.#startOffsets = Array.from({ length: this.#partitionCount }, () => 0);
   }

@@ -3,6 +3,7 @@ import {
   Server,
   type ServerCredentials,
   type ServerUnaryCall,
+  type ServerWritableStream,
   type sendUnaryData,
   status,
   type UntypedServiceImplementation,
@@ -36,13 +37,22 @@ const REPLIES: Readonly<Record<UnaryMethod, unknown>> = {
   write: { results: [], token: EMPTY },
 };
 
+/** What the stand-in's Snapshot call sends: these chunks, then the end (OK) or this failure. */
+export interface ScriptedSnapshot {
+  readonly chunks: readonly Buffer[];
+  readonly failure?: { readonly code: status; readonly kvs2Code: string };
+}
+
 /**
  * A gRPC server of the Kvs2 service (the real wire, grpc-js on both ends) whose answers a test scripts:
  * each unary method fails the next `failures` calls with a chosen status and kvs2 code, then answers a
- * fixed reply. It counts the calls that reached it, which is what a retry test must see.
+ * fixed reply; Snapshot streams what `snapshotScript` says. It counts the calls that reached it, which is
+ * what a retry test must see.
  */
 export class StandInNode {
-  readonly calls = new Map<UnaryMethod, number>();
+  readonly calls = new Map<UnaryMethod | 'snapshot', number>();
+  /** What the next Snapshot calls stream; none: they fail UNIMPLEMENTED. */
+  snapshotScript: ScriptedSnapshot | undefined;
   readonly #failures = new Map<UnaryMethod, { left: number; code: status; kvs2Code: string }>();
 
   private constructor(
@@ -61,6 +71,7 @@ export class StandInNode {
       implementation[method] = (_call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) =>
         node.#answer(method, callback);
     }
+    implementation.snapshot = (call: ServerWritableStream<unknown, unknown>) => void node.#stream(call);
     server.addService(Kvs2Service, implementation);
     return node;
   }
@@ -74,12 +85,33 @@ export class StandInNode {
     this.#failures.set(method, { left: count, code, kvs2Code });
   }
 
-  callsOf(method: UnaryMethod): number {
+  callsOf(method: UnaryMethod | 'snapshot'): number {
     return this.calls.get(method) ?? 0;
   }
 
   close(): Promise<void> {
     return new Promise((resolve) => this.server.tryShutdown(() => resolve()));
+  }
+
+  /** Each chunk once the one before was taken (the write callback), then the scripted end. */
+  async #stream(call: ServerWritableStream<unknown, unknown>): Promise<void> {
+    this.calls.set('snapshot', this.callsOf('snapshot') + 1);
+    const script = this.snapshotScript;
+    if (script === undefined) {
+      call.emit('error', { code: status.UNIMPLEMENTED, details: 'no snapshot scripted' });
+      return;
+    }
+    for (const data of script.chunks) {
+      if (call.cancelled) return;
+      await new Promise<void>((resolve) => call.write({ data }, () => resolve()));
+    }
+    if (script.failure === undefined) {
+      call.end();
+      return;
+    }
+    const metadata = new Metadata();
+    metadata.set('kvs2-error-code', script.failure.kvs2Code);
+    call.emit('error', { code: script.failure.code, details: 'stand-in snapshot failure', metadata });
   }
 
   #answer(method: UnaryMethod, callback: sendUnaryData<unknown>): void {

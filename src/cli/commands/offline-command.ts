@@ -1,15 +1,18 @@
 import { Command, Option } from 'commander';
+import { Kvs2ClientError, Kvs2ClientOptionError } from '../../client/index.js';
 import { describeError, isKvs2Error } from '../../errors.js';
-import { EXIT_INTERNAL, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE } from './exit-codes.js';
+import { EXIT_INTERNAL, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, exitCodeOf } from './exit-codes.js';
 import { UsageError } from './usage-error.js';
 
 export const OFFLINE_EXIT_CODES_HELP = `
 Exit codes:
   0  success
   2  usage: an unknown flag, a missing argument, a file that cannot be read or written
-  3  unavailable: the store could not be opened or written (permissions, disk)
+  3  unavailable: the store could not be opened or written (permissions, disk); with --endpoint, the node
+     could not be reached, broke the stream off, or is shutting down (no file is written)
   4  refused: a damaged or truncated snapshot (SNAPSHOT_INVALID), one written by a newer kvs2
-     (DATA_FORMAT_UNSUPPORTED), a data dir a node is running on or that already holds a store (DATA_DIR_IN_USE)
+     (DATA_FORMAT_UNSUPPORTED), a data dir a node is running on or that already holds a store (DATA_DIR_IN_USE);
+     with --endpoint, refused by the node (no or a wrong --token, not permitted, an RPC it does not have)
   5  internal: something unexpected happened
 Failures print one line on stderr: "kvs2 <command>: <code>: <message>".`;
 
@@ -63,7 +66,12 @@ function reportFailure(label: string, error: unknown): number {
         return EXIT_INTERNAL;
     }
   }
-  if (error instanceof UsageError) {
+  if (error instanceof Kvs2ClientError) {
+    // From a running node (snapshot save --endpoint): classed as the client commands class it.
+    say(`${error.kvs2Code}: ${error.details.replace(/\s*(Resolution note:)?\s*$/, '')}`);
+    return exitCodeOf(error);
+  }
+  if (error instanceof UsageError || error instanceof Kvs2ClientOptionError) {
     say(error.message);
     return EXIT_USAGE;
   }

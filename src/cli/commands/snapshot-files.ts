@@ -19,31 +19,69 @@ export async function openInput(path: string): Promise<{ chunks: AsyncIterable<U
  * at its pace. Returns the bytes written.
  */
 export async function writeOutput(path: string, chunks: AsyncIterable<Uint8Array>): Promise<number> {
+  const { bytes } = await writeCheckedOutput(path, chunks, async (written) => {
+    let read = 0;
+    for await (const chunk of written) read += chunk.length;
+    return read;
+  });
+  return bytes;
+}
+
+/**
+ * Writes chunks to FILE as writeOutput does while `check` reads them, each once it is written (a snapshot
+ * from a node is verified as it arrives, not read twice). FILE is replaced only once `check` resolved
+ * having read every chunk; if it throws, or the chunks do (a stream cut short), the temporary file is
+ * removed and FILE is left as it was. To stdout (`-`) the bytes have gone out already: only the failure
+ * (and the exit code) says that they are not a snapshot.
+ */
+export async function writeCheckedOutput<T>(
+  path: string,
+  chunks: AsyncIterable<Uint8Array>,
+  check: (written: AsyncIterable<Uint8Array>) => Promise<T>,
+): Promise<{ readonly bytes: number; readonly checked: T }> {
   let bytes = 0;
-  if (path === '-') {
-    for await (const chunk of chunks) {
-      bytes += chunk.length;
-      if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
+  let ended = false;
+  const checkAll = async (write: (chunk: Uint8Array) => Promise<void>): Promise<T> => {
+    const written = (async function* () {
+      for await (const chunk of chunks) {
+        await write(chunk);
+        bytes += chunk.length;
+        yield chunk;
+      }
+      ended = true;
+    })();
+    try {
+      const checked = await check(written);
+      if (!ended) throw new Error('the check stopped before the end of the stream');
+      return checked;
+    } finally {
+      // A check that stopped early leaves the source open (a stream from a node): end it.
+      await written.return(undefined);
     }
-    return bytes;
+  };
+  if (path === '-') {
+    const checked = await checkAll(async (chunk) => {
+      if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
+    });
+    return { bytes, checked };
   }
   const target = resolve(path);
   const temporary = join(dirname(target), `.${basename(target)}.tmp-${process.pid}`);
   let handle: FileHandle | undefined = await open(temporary, 'w');
   try {
-    for await (const chunk of chunks) {
+    const file = handle;
+    const checked = await checkAll(async (chunk) => {
       let written = 0;
       while (written < chunk.length) {
-        written += (await handle.write(chunk, written, chunk.length - written)).bytesWritten;
+        written += (await file.write(chunk, written, chunk.length - written)).bytesWritten;
       }
-      bytes += chunk.length;
-    }
+    });
     await handle.sync();
     await handle.close();
     handle = undefined;
     await rename(temporary, target);
     await syncDir(dirname(target));
-    return bytes;
+    return { bytes, checked };
   } catch (error) {
     await handle?.close().catch(() => {});
     await rm(temporary, { force: true });

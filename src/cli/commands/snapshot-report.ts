@@ -35,6 +35,11 @@ export function metadataLines(metadata: SnapshotMetadata, nowMs: number): string
   return fields.map(([name, value]) => `${name.padEnd(width)}${value}`);
 }
 
+/** metadataLines as one text block, dated against now. */
+export function snapshotLines(metadata: SnapshotMetadata): string {
+  return `${metadataLines(metadata, Date.now()).join('\n')}\n`;
+}
+
 /** `--output json`-style object of the metadata (times as ISO strings). */
 export function metadataObject(metadata: SnapshotMetadata): Record<string, unknown> {
   return {

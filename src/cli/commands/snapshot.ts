@@ -1,43 +1,25 @@
 import { Command, Option } from 'commander';
-import { snapshotDataDir } from '../../snapshot/data-dir-snapshot.js';
-import type { SnapshotMetadata } from '../../snapshot/snapshot-format.js';
 import { installSnapshot, verifySnapshot } from '../../snapshot/snapshot-install.js';
 import { EXIT_OK } from './exit-codes.js';
 import { dataDirOption, offlineCommand, runOfflineCommand } from './offline-command.js';
-import { openInput, writeOutput } from './snapshot-files.js';
-import { metadataLines, metadataObject } from './snapshot-report.js';
+import { openInput } from './snapshot-files.js';
+import { snapshotLines as lines, metadataObject } from './snapshot-report.js';
+import { snapshotSaveCommand } from './snapshot-save.js';
 import { humanBytes } from './status-format.js';
 
 /**
  * `kvs2 snapshot save|restore|inspect`: a node's store as one file (docs/snapshot-format.md), for backups
- * and for moving a store elsewhere. These work on files and a stopped node's data dir.
+ * and for moving a store elsewhere. These work on files and a stopped node's data dir; `save --endpoint`
+ * takes the snapshot of a running node over its API.
  */
 export function snapshotCommand(): Command {
   const snapshot = new Command('snapshot')
-    .description("Save a stopped node's store to a file, check one, or restore one into a data dir")
+    .description(
+      "Save a node's store to a file (from a running node, or a stopped one's data dir), check one, or restore one into a data dir",
+    )
     .exitOverride();
 
-  snapshot.addCommand(
-    offlineCommand('snapshot save', "Write a snapshot of a stopped node's store to FILE (- for stdout), atomically")
-      .argument('<file>', 'where to write the snapshot; - for stdout')
-      .addOption(dataDirOption())
-      .action((file: string, flags: { dataDir: string }) =>
-        runOfflineCommand('snapshot save', async () => {
-          const source = await snapshotDataDir(flags.dataDir);
-          try {
-            const bytes = await writeOutput(file, source.encoder);
-            const report = file === '-' ? process.stderr : process.stdout;
-            report.write(
-              `saved a snapshot of ${flags.dataDir} to ${file === '-' ? 'stdout' : file} ` +
-                `(${humanBytes(bytes)}, ${bytes} bytes)\n${lines(source.encoder.metadata)}`,
-            );
-          } finally {
-            await source.close();
-          }
-          return EXIT_OK;
-        }),
-      ),
-  );
+  snapshot.addCommand(snapshotSaveCommand());
 
   snapshot.addCommand(
     offlineCommand(
@@ -111,8 +93,4 @@ export function snapshotCommand(): Command {
       ),
   );
   return snapshot;
-}
-
-function lines(metadata: SnapshotMetadata): string {
-  return `${metadataLines(metadata, Date.now()).join('\n')}\n`;
 }

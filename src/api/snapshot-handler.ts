@@ -1,0 +1,126 @@
+import { type ServerWritableStream, status } from '@grpc/grpc-js';
+import { isKvs2Error, Kvs2Error } from '../errors.js';
+import type { SnapshotChunk, SnapshotRequest } from '../gen/kvs2.js';
+import type { KvService } from '../service/kv-service.js';
+import { type CallGuard, type CallNeeds, EVERY_KEY } from './call-auth.js';
+import type { MethodCallObserver } from './call-observer.js';
+import { MalformedRequest, type Received } from './kvs2-definition.js';
+import { toStatusError } from './status-mapping.js';
+
+export interface SnapshotHandlerOptions {
+  readonly service: KvService;
+  /** Open snapshot streams, each as a function that ends it: shutdown ends them instead of waiting. */
+  readonly open: Set<(reason: Kvs2Error) => void>;
+  /** Sees every snapshot call begin and end with its status code. */
+  readonly observer: MethodCallObserver;
+  /** Checks the caller's token and permission (--auth-file); null: allowed. */
+  readonly guard: CallGuard | null;
+}
+
+/** A snapshot is every key and value: it needs read on every key, as Status does. */
+const NEEDS: CallNeeds = { access: 'read', targets: [EVERY_KEY] };
+
+/**
+ * Most bytes of chunks handed to grpc-js that HTTP/2 has not yet taken. The encoder reads the next entries
+ * only when asked, so this, not the snapshot's size, is what a stream holds in memory.
+ */
+const MAX_UNSENT_BYTES = 2 * 1024 * 1024;
+
+type SnapshotCall = ServerWritableStream<Received<SnapshotRequest>, SnapshotChunk>;
+
+/**
+ * Streams a snapshot of the node's store (service.snapshot()) at the client's pace: it asks the encoder
+ * for the next chunk only while the stream takes data, so a slow client holds the snapshot's read
+ * transaction longer, never more memory. The encoder (and its read transaction, which pins LMDB pages
+ * while open) is closed when the stream ends, fails, is cancelled or is ended by shutdown.
+ */
+export function snapshotHandler({ service, open, observer, guard }: SnapshotHandlerOptions) {
+  return (call: SnapshotCall): void => {
+    const startedAt = observer.started();
+    if (call.request instanceof MalformedRequest) {
+      fail(call, observer, startedAt, new Kvs2Error('INVALID_ARGUMENT', `malformed request: ${call.request.reason}`));
+      return;
+    }
+    const stop = new AbortController();
+    const end = (reason: Kvs2Error): void => stop.abort(reason);
+    open.add(end);
+    call.once('cancelled', () => end(new Kvs2Error('CANCELLED', 'the client cancelled the snapshot')));
+    stream(call, service, guard, stop.signal).then(
+      () => {
+        open.delete(end);
+        observer.handled(status.OK, startedAt);
+      },
+      (error: unknown) => {
+        open.delete(end);
+        if (isKvs2Error(error) && error.code === 'CANCELLED') observer.handled(status.CANCELLED, startedAt);
+        else fail(call, observer, startedAt, error);
+      },
+    );
+  };
+}
+
+async function stream(
+  call: SnapshotCall,
+  service: KvService,
+  guard: CallGuard | null,
+  signal: AbortSignal,
+): Promise<void> {
+  // With auth on, no snapshot is taken before the caller is known and allowed.
+  await guard?.(call, 'Snapshot', NEEDS);
+  throwIfAborted(signal);
+  const encoder = await service.snapshot(signal);
+  try {
+    await pump(call, encoder, signal);
+  } finally {
+    encoder.close();
+  }
+  call.end();
+}
+
+/** Writes every chunk, waiting while HTTP/2 has not taken what was written. */
+async function pump(call: SnapshotCall, chunks: AsyncIterable<Buffer>, signal: AbortSignal): Promise<void> {
+  // Sizes of the chunks written and not yet taken by HTTP/2, oldest first (write callbacks come in order).
+  const unsentSizes: number[] = [];
+  let unsentBytes = 0;
+  let wake: (() => void) | undefined;
+  const wakeUp = (): void => {
+    const resume = wake;
+    wake = undefined;
+    resume?.();
+  };
+  const written = (): void => {
+    unsentBytes -= unsentSizes.shift() ?? 0;
+    if (unsentBytes <= MAX_UNSENT_BYTES) wakeUp();
+  };
+  call.on('drain', wakeUp);
+  signal.addEventListener('abort', wakeUp, { once: true });
+  try {
+    for await (const data of chunks) {
+      throwIfAborted(signal);
+      unsentSizes.push(data.length);
+      unsentBytes += data.length;
+      call.write({ data }, written);
+      while (!signal.aborted && (call.writableNeedDrain || unsentBytes > MAX_UNSENT_BYTES)) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+      }
+      throwIfAborted(signal);
+    }
+  } finally {
+    call.off('drain', wakeUp);
+    signal.removeEventListener('abort', wakeUp);
+  }
+}
+
+function throwIfAborted(signal: AbortSignal): void {
+  if (!signal.aborted) return;
+  throw isKvs2Error(signal.reason) ? signal.reason : new Kvs2Error('CANCELLED', 'the snapshot was cancelled');
+}
+
+/** Ends a snapshot stream with the status its error maps to. */
+function fail(call: SnapshotCall, observer: MethodCallObserver, startedAt: number, error: unknown): void {
+  const statusError = toStatusError(error);
+  observer.handled(statusError.code, startedAt);
+  call.emit('error', statusError);
+}

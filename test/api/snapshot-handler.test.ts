@@ -1,0 +1,180 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { status } from '@grpc/grpc-js';
+import { GrpcApi } from '../../src/api/grpc-server.js';
+import { HealthService } from '../../src/api/health.js';
+import { Kvs2Client, Kvs2ClientError } from '../../src/client/kvs2-client.js';
+import type { Replica } from '../../src/replica/replica.js';
+import { KvService } from '../../src/service/kv-service.js';
+import { NodeHealth } from '../../src/service/node-health.js';
+import { NodeStatusReport } from '../../src/service/node-status.js';
+import { verifySnapshot } from '../../src/snapshot/snapshot-install.js';
+import type { LmdbStore } from '../../src/store/lmdb-store.js';
+import type { KeyValueReader, ScanPage, ScanRange } from '../../src/store/store.js';
+import type { SnapshotSource, StoreSnapshot } from '../../src/store/store-snapshot.js';
+import { KVS2_VERSION } from '../../src/version.js';
+import { eventually } from '../support/grpc-clients.js';
+import { END_GROUP_BYTE } from '../support/protobuf-wire.js';
+import { RawGrpcClient } from '../support/raw-grpc-client.js';
+import { b, noDeadline } from '../support/service-calls.js';
+import { type ServiceNode, startLiveNode } from '../support/service-node.js';
+
+/** The node's store, counting the snapshots taken of it that are not closed yet (each holds a read transaction). */
+class CountedStore implements KeyValueReader, SnapshotSource {
+  open = 0;
+  taken = 0;
+  constructor(readonly store: LmdbStore) {}
+
+  get(key: Buffer): Buffer | undefined {
+    return this.store.get(key);
+  }
+
+  scan(range: ScanRange): ScanPage {
+    return this.store.scan(range);
+  }
+
+  snapshot(): StoreSnapshot {
+    const inner = this.store.snapshot();
+    this.open++;
+    this.taken++;
+    let closed = false;
+    const close = (): void => {
+      if (!closed) this.open--;
+      closed = true;
+      inner.close();
+    };
+    return {
+      storeFormat: inner.storeFormat,
+      progress: inner.progress,
+      keys: inner.keys,
+      entries: () => inner.entries(),
+      close,
+      [Symbol.dispose]: close,
+    };
+  }
+}
+
+/** Values large enough that the snapshot outgrows every buffer between the node and a client not reading. */
+const KEYS = 1600;
+const VALUE = Buffer.alloc(10 * 1024, 'v');
+
+describe('the Snapshot RPC, in process', () => {
+  let node: ServiceNode<Replica>;
+  let store: CountedStore;
+  let service: KvService;
+  let api: GrpcApi;
+  let client: Kvs2Client;
+  let address: string;
+
+  before(async () => {
+    node = await startLiveNode();
+    store = new CountedStore(node.store);
+    service = new KvService({
+      log: node.log,
+      store,
+      applied: node.replica.watermark,
+      changes: { feed: node.replica.changes, history: node.log },
+      limits: node.limits,
+      maxReplyBytesInFlight: 256 * 1024 * 1024,
+    });
+    const health = new NodeHealth({ progress: node.replica.progress, maxReadyLag: 0 });
+    api = new GrpcApi({
+      service,
+      status: new NodeStatusReport({
+        version: KVS2_VERSION,
+        logKind: 'embedded',
+        logDescription: node.log.description,
+        startedAtMs: Date.now(),
+        health,
+        progress: node.replica.progress,
+        store: node.store,
+        appliedToken: () => service.appliedToken(),
+      }),
+      health: new HealthService(health),
+      limits: node.limits,
+      maxRequestBytes: 8 * 1024 * 1024,
+      requestTimeoutMs: 10_000,
+    });
+    address = `127.0.0.1:${await api.listen('127.0.0.1', 0)}`;
+    client = new Kvs2Client(address, { ownConnection: true });
+    for (let batch = 0; batch < KEYS / 400; batch++) {
+      const mutations = Array.from({ length: 400 }, (_, i) => ({
+        key: b(`k/${String(batch * 400 + i).padStart(5, '0')}`),
+        value: VALUE,
+        delete: false,
+      }));
+      await service.write({ mutations, waitForApply: true }, noDeadline());
+    }
+  });
+  after(async () => {
+    client.close();
+    await api.shutdown(0);
+    await node.close();
+  });
+
+  test('the chunks are one whole snapshot of every key, and its read transaction is closed at the end', async () => {
+    const checked = await verifySnapshot(client.snapshot());
+    assert.equal(checked.keys, KEYS);
+    assert.equal(checked.metadata.keys, KEYS);
+    assert.deepEqual([store.open, api.openSnapshots], [0, 0]);
+  });
+
+  test('a malformed request is INVALID_ARGUMENT, and no snapshot is taken', async () => {
+    const taken = store.taken;
+    const raw = await RawGrpcClient.connect(address);
+    try {
+      const reply = await raw.call('Snapshot', Buffer.of(END_GROUP_BYTE));
+      assert.equal(reply.grpcStatus, status.INVALID_ARGUMENT);
+      assert.equal(reply.metadata['kvs2-error-code'], 'INVALID_ARGUMENT');
+      assert.deepEqual(reply.frames, []);
+    } finally {
+      await raw.close();
+    }
+    assert.equal(store.taken, taken);
+  });
+
+  test('a client that stops reading half-way: the stream ends on the node and the transaction is closed', async () => {
+    const taken = store.taken;
+    const chunks = client.snapshot()[Symbol.asyncIterator]();
+    assert.equal((await chunks.next()).done, false);
+    assert.deepEqual([store.open, api.openSnapshots], [1, 1]);
+    // Reads go on while the snapshot is open.
+    assert.deepEqual((await client.get({ key: b('k/00007') })).data, VALUE);
+    await chunks.return?.();
+    await eventually(() => store.open === 0 && api.openSnapshots === 0, 10_000, 'the snapshot to be closed');
+    assert.equal(store.taken, taken + 1);
+    // And the node goes on: another snapshot is whole.
+    assert.equal((await verifySnapshot(client.snapshot())).keys, KEYS);
+    assert.equal(store.open, 0);
+  });
+
+  test('a snapshot with a deadline that passes mid-stream: DEADLINE_EXCEEDED, the transaction closed', async () => {
+    const chunks = client.snapshot({ timeoutMs: 300 })[Symbol.asyncIterator]();
+    assert.equal((await chunks.next()).done, false);
+    // Not reading: the node's stream waits on flow control until the deadline ends it.
+    await eventually(() => store.open === 0 && api.openSnapshots === 0, 10_000, 'the deadline to end the snapshot');
+    const error = await drain(chunks);
+    assert.equal(error.kvs2Code, 'GRPC_DEADLINE_EXCEEDED');
+  });
+
+  test('shutdown ends an open snapshot stream with UNAVAILABLE and SHUTTING_DOWN, closing its transaction', async () => {
+    const chunks = client.snapshot()[Symbol.asyncIterator]();
+    assert.equal((await chunks.next()).done, false);
+    assert.equal(api.openSnapshots, 1);
+    assert.equal(await api.shutdown(5000), true);
+    assert.deepEqual([store.open, api.openSnapshots], [0, 0]);
+    const error = await drain(chunks);
+    assert.deepEqual([error.code, error.kvs2Code], [status.UNAVAILABLE, 'SHUTTING_DOWN']);
+  });
+});
+
+/** Reads the rest of a stream that must fail, and returns its failure. */
+async function drain(chunks: AsyncIterator<Buffer>): Promise<Kvs2ClientError> {
+  try {
+    while (!(await chunks.next()).done);
+  } catch (error) {
+    assert.ok(error instanceof Kvs2ClientError, String(error));
+    return error;
+  }
+  assert.fail('the stream ended whole');
+}
