@@ -14,7 +14,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   lmdb: [],
   log: ['config', 'lmdb'],
   store: ['lmdb'],
-  replica: ['config', 'log', 'store'],
+  replica: ['config', 'log', 'store', 'snapshot'],
   snapshot: ['config', 'lmdb', 'log', 'store'],
   service: ['config', 'log', 'store', 'replica', 'snapshot'],
   auth: [],

@@ -13,6 +13,7 @@ import type { Log } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import { MetricsListener } from '../metrics/metrics-listener.js';
 import { NodeMetrics } from '../metrics/node-metrics.js';
+import { bootstrapFromPeers } from '../replica/peer-bootstrap.js';
 import { Replica } from '../replica/replica.js';
 import { KvService } from '../service/kv-service.js';
 import { NodeHealth } from '../service/node-health.js';
@@ -20,6 +21,7 @@ import { NodeStatusReport } from '../service/node-status.js';
 import { LmdbStore } from '../store/lmdb-store.js';
 import { KVS2_VERSION } from '../version.js';
 import { MemoryRelease } from './memory-release.js';
+import { peerSnapshotStream } from './peer-snapshots.js';
 
 /** Pauses between attempts to open the log at start-up, as the replica's own retries. */
 const START_RETRY_MIN_MS = 100;
@@ -78,6 +80,13 @@ export class KvsNode {
         config.authFile === null ? null : stack.adopt(loadAuth(config.authFile, logger, metrics), (a) => a.close());
       const memory = stack.adopt(new MemoryRelease({ logger }), (m) => m.close());
       const store = stack.adopt(LmdbStore.open(join(config.dataDir, 'store')), (s) => s.close());
+      if (store.clearedUnfinishedLoad) {
+        logger.warn(
+          'the store held a snapshot load that never finished (the node died during it): cleared, starting over',
+        );
+      }
+      // Read now: an unreadable --bootstrap-token-file is a usage error, before anything connects.
+      const peerSnapshots = config.bootstrap === null ? null : peerSnapshotStream(config.bootstrap, config.tls);
       const log = stack.adopt(await createLog(config, logger, metrics), (l) => l.close());
       let caughtUpBefore = false;
       const replica = stack.adopt(
@@ -187,7 +196,25 @@ export class KvsNode {
         );
       }
       const stopStarting = new AbortController();
-      const starting = startReplica(log, replica, logger, onFatal, stopStarting.signal);
+      const bootstrap = config.bootstrap;
+      const loadFromPeer =
+        bootstrap === null || peerSnapshots === null
+          ? null
+          : async (logIdentity: string, signal: AbortSignal): Promise<void> => {
+              // Only an empty store: a node that bootstrapped (or read the log) before resumes as usual.
+              const { logIdentity: applied, appliedOffsets } = store.progress();
+              if (applied !== null || appliedOffsets.size > 0 || store.stats().keys > 0) return;
+              await bootstrapFromPeers({
+                peers: bootstrap.peers,
+                stream: peerSnapshots,
+                store,
+                log,
+                logIdentity,
+                logger,
+                signal,
+              });
+            };
+      const starting = startReplica(log, replica, logger, onFatal, stopStarting.signal, loadFromPeer);
       stack.defer(async () => {
         stopStarting.abort();
         // A replica still starting waits on the log with its own signal, which only stop() aborts.
@@ -264,12 +291,14 @@ async function startReplica(
   logger: Logger,
   onFatal: (error: Kvs2Error) => void,
   signal: AbortSignal,
+  loadFromPeer: ((logIdentity: string, signal: AbortSignal) => Promise<void>) | null,
 ): Promise<void> {
   let identity: string | undefined;
   for (let attempt = 0; !signal.aborted; attempt++) {
     try {
       // After a failed start, reopen() adopts the log as it is now (a topic recreated meanwhile).
       identity = identity === undefined ? await log.open(signal) : await log.reopen(signal);
+      await loadFromPeer?.(identity, signal);
       await replica.start(identity);
       return;
     } catch (error) {

@@ -113,6 +113,17 @@ export interface Config {
   readonly tls: TlsFiles | null;
   /** Absolute path of the tokens-and-permissions file (re-read on SIGHUP); null: no auth, every call allowed. */
   readonly authFile: string | null;
+  /** Peers whose snapshot an empty node loads before reading the log (Kafka only); null: read the whole log. */
+  readonly bootstrap: PeerBootstrapConfig | null;
+}
+
+export interface PeerBootstrapConfig {
+  /** `host:port` of each peer's gRPC, tried in order. */
+  readonly peers: readonly string[];
+  /** TLS to the peers, trusting this CA file (the node's own --tls-cert/--tls-key then answer mutual TLS); null: plaintext. */
+  readonly tlsCaFile: string | null;
+  /** A file holding the bearer token sent to peers that run with --auth-file; null: none. */
+  readonly tokenFile: string | null;
 }
 
 /** Settings as they arrive from flags or environment variables: strings, or absent. */
@@ -192,6 +203,24 @@ export const SETTINGS = [
     description:
       `file holding the SASL password, re-read for each new connection (or set ${KAFKA_SASL_PASSWORD_ENV}; ` +
       'there is no flag for the password itself)',
+  },
+  {
+    name: 'bootstrap-from',
+    valueName: 'host:port,...',
+    description:
+      "peers whose store snapshot an empty node loads first, then reading the topic only from the snapshot's offsets (Kafka only; default: read the whole topic)",
+  },
+  {
+    name: 'bootstrap-tls-ca',
+    valueName: 'file',
+    description:
+      "reach --bootstrap-from peers over TLS, trusting these PEM CAs (the node's --tls-cert/--tls-key answer mutual TLS)",
+  },
+  {
+    name: 'bootstrap-token-file',
+    valueName: 'file',
+    description:
+      'file holding the bearer token sent to --bootstrap-from peers that run with --auth-file (needs read on every key)',
   },
   {
     name: 'max-key-bytes',
@@ -362,6 +391,7 @@ export function parseConfig(
     metricsListen: parseOptionalListen('metrics-listen', value('metrics-listen')),
     tls: parseTls(value('tls-cert'), value('tls-key'), value('tls-client-ca'), cwd),
     authFile: optionalPath(value('auth-file'), cwd),
+    bootstrap: parseBootstrap(value, cwd, noBrokers),
   };
   return deepFreeze(config);
 }
@@ -515,6 +545,40 @@ function parseKafkaSecurity(
     };
   }
   return { protocol, tls: usesTls ? { caFile, certFile, keyFile } : null, sasl };
+}
+
+function parseBootstrap(
+  value: (name: SettingName) => string | undefined,
+  cwd: string,
+  noBrokers: boolean,
+): PeerBootstrapConfig | null {
+  const peersText = (value('bootstrap-from') ?? '').trim();
+  const tlsCaFile = optionalPath(value('bootstrap-tls-ca'), cwd);
+  const tokenFile = optionalPath(value('bootstrap-token-file'), cwd);
+  if (peersText === '') {
+    if (tlsCaFile !== null)
+      throw new ConfigError(flagOf('bootstrap-tls-ca'), 'is for --bootstrap-from, which is not given');
+    if (tokenFile !== null) {
+      throw new ConfigError(flagOf('bootstrap-token-file'), 'is for --bootstrap-from, which is not given');
+    }
+    return null;
+  }
+  if (noBrokers) {
+    throw new ConfigError(
+      flagOf('bootstrap-from'),
+      'needs --kafka-brokers: nodes on embedded logs share no log, so a peer snapshot cannot be continued; restore one with kvs2 snapshot restore',
+    );
+  }
+  const peers = peersText
+    .split(',')
+    .map((peer) => peer.trim())
+    .filter((peer) => peer !== '');
+  for (const peer of peers) {
+    if (!/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(peer)) {
+      throw new ConfigError(flagOf('bootstrap-from'), `expected host:port[,host:port...], got '${peer}'`);
+    }
+  }
+  return { peers, tlsCaFile, tokenFile };
 }
 
 /** An optional file: absent or empty means "off". */

@@ -151,7 +151,28 @@ describe('parseConfig', () => {
     });
   });
 
+  test('--bootstrap-from: peers tried in order, with their TLS CA and token file; Kafka only', () => {
+    assert.equal(parseConfig({ 'kafka-brokers': 'k:9092' }, '/srv', {}).bootstrap, null);
+    assert.deepEqual(
+      parseConfig(
+        {
+          'kafka-brokers': 'k:9092',
+          'bootstrap-from': 'node-a:50051, [::1]:50052',
+          'bootstrap-tls-ca': 'ca.pem',
+          'bootstrap-token-file': '/run/secrets/token',
+        },
+        '/srv',
+        {},
+      ).bootstrap,
+      { peers: ['node-a:50051', '[::1]:50052'], tlsCaFile: '/srv/ca.pem', tokenFile: '/run/secrets/token' },
+    );
+  });
+
   const invalid: Array<[string, Record<string, string>]> = [
+    ['--bootstrap-from', { 'bootstrap-from': 'node-a:50051' }],
+    ['--bootstrap-from', { 'kafka-brokers': 'k:9092', 'bootstrap-from': 'node-a' }],
+    ['--bootstrap-tls-ca', { 'kafka-brokers': 'k:9092', 'bootstrap-tls-ca': 'ca.pem' }],
+    ['--bootstrap-token-file', { 'kafka-brokers': 'k:9092', 'bootstrap-token-file': 'token' }],
     ['--tls-key', { 'tls-cert': 'a.crt' }],
     ['--tls-cert', { 'tls-key': 'a.key' }],
     ['--tls-client-ca', { 'tls-client-ca': 'ca.crt' }],

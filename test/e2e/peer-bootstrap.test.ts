@@ -1,0 +1,197 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { after, before, describe, test } from 'node:test';
+import { Kvs2Client } from '../../src/client/index.js';
+import { runKvs2 } from '../support/cli-process.js';
+import { eventually } from '../support/grpc-clients.js';
+import { kafkaBrokers, needsKafka } from '../support/kafka-env.js';
+import { tempDir } from '../support/paths.js';
+import { PlainKafka } from '../support/plain-kafka.js';
+import { ServerProcess } from '../support/server-process.js';
+import { SnapshotPeer } from '../support/snapshot-peer.js';
+
+const b = (text: string): Buffer => Buffer.from(text);
+const KEYS = 2_000;
+const keyOf = (i: number): Buffer => b(`key-${String(i).padStart(5, '0')}`);
+const valueFor = (i: number, round = 0): Buffer => b(`value ${i} of round ${round} `.padEnd(100, '.'));
+
+/** --bootstrap-from on a real Kafka topic: a new node loads a peer's snapshot, then reads only what followed. */
+describe('a new node bootstrapping from a peer', needsKafka(), () => {
+  let brokers: string;
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let plain: PlainKafka;
+  const running: ServerProcess[] = [];
+  const clients: Kvs2Client[] = [];
+  const peers: SnapshotPeer[] = [];
+
+  const startNode = async (name: string, topic: string, extra: readonly string[] = []): Promise<ServerProcess> => {
+    const node = await ServerProcess.start({
+      dataDir: `${dir.path}/${name}`,
+      args: ['--kafka-brokers', brokers, '--topic', topic, '--partitions', '3', ...extra],
+    });
+    running.push(node);
+    return node;
+  };
+  const client = (node: ServerProcess): Kvs2Client => {
+    const c = new Kvs2Client(node.address);
+    clients.push(c);
+    return c;
+  };
+  /** Every key of the dataset with its value in `round`, or missing where `deleted` says so, after `token`. */
+  const holdsDataset = async (node: ServerProcess, token: Buffer, deleted: (i: number) => boolean, round = 0) => {
+    const keys = Array.from({ length: KEYS }, (_, i) => keyOf(i));
+    const reply = await client(node).multiGet({ keys, after: [token] });
+    reply.parts.forEach((part, i) => {
+      if (deleted(i)) assert.equal(part.status, 1, `key ${i} is deleted`);
+      else assert.equal(part.data.toString(), valueFor(i, round).toString(), `key ${i}`);
+    });
+  };
+  /** A peer on `topic` holding the dataset (every 7th key deleted), caught up; returns it and its last token. */
+  const peerWithDataset = async (name: string, topic: string) => {
+    const peer = await startNode(name, topic);
+    await peer.waitUntilCaughtUp(30_000);
+    const writer = client(peer);
+    let token: Buffer = Buffer.alloc(0);
+    for (let i = 0; i < KEYS; i += 100) {
+      const mutations = Array.from({ length: 100 }, (_, j) => ({
+        key: keyOf(i + j),
+        value: valueFor(i + j),
+        delete: false,
+      }));
+      token = (await writer.write({ mutations })).token;
+    }
+    for (let i = 0; i < KEYS; i += 7) token = (await writer.delete({ key: keyOf(i) })).token;
+    await writer.get({ key: keyOf(1), after: [token] });
+    return { peer, token };
+  };
+  const deletedEvery7th = (i: number): boolean => i % 7 === 0;
+
+  before(async () => {
+    brokers = kafkaBrokers().join(',');
+    dir = await tempDir('peer-bootstrap');
+    plain = new PlainKafka(brokers);
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await Promise.all(running.map((node) => node.stop()));
+    await Promise.all(peers.map((peer) => peer.close()));
+    await plain.close();
+    await dir.remove();
+  });
+
+  test('loads the peer’s snapshot, reads the topic only from its offsets on, and takes later writes', async () => {
+    const topic = `kvs2-test-${randomUUID()}`;
+    const { peer, token } = await peerWithDataset('source', topic);
+    const fresh = await startNode('fresh', topic, ['--bootstrap-from', peer.address]);
+    const loaded = await fresh.waitForLine((l) => l.msg.startsWith('bootstrapped from peer'), 60_000);
+    assert.equal(loaded.peer, peer.address);
+    assert.equal(loaded.keys, KEYS - Math.ceil(KEYS / 7));
+    const loadedOffsets = loaded.appliedOffsets as Record<string, number>;
+    const total = Object.values(loadedOffsets).reduce((sum, n) => sum + n, 0);
+    assert.equal(
+      total,
+      KEYS + Math.ceil(KEYS / 7),
+      'the snapshot covers every record written (a put per key, then the deletes)',
+    );
+    // The replica starts where the snapshot ends, not at the start of the topic.
+    const starting = await fresh.waitForLine((l) => l.msg === 'replica starting');
+    assert.deepEqual(starting.appliedOffsets, loadedOffsets);
+    await fresh.waitUntilCaughtUp(30_000);
+    await holdsDataset(fresh, token, deletedEvery7th);
+
+    // Later writes, through either node, reach both.
+    const later = await client(peer).set({ key: b('after-bootstrap'), value: b('from the source') });
+    const back = await client(fresh).set({ key: b('written-on-fresh'), value: b('from the new node') });
+    for (const node of [peer, fresh]) {
+      const c = client(node);
+      assert.equal(
+        (await c.get({ key: b('after-bootstrap'), after: [later.token] })).data.toString(),
+        'from the source',
+      );
+      assert.equal(
+        (await c.get({ key: b('written-on-fresh'), after: [back.token] })).data.toString(),
+        'from the new node',
+      );
+    }
+    // A restart resumes from its own store: no second bootstrap.
+    assert.equal((await fresh.stop()).code, 0);
+    const again = await startNode('fresh', topic, ['--bootstrap-from', peer.address]);
+    await again.waitUntilCaughtUp(30_000);
+    assert.ok(!again.lines.some((l) => l.msg.startsWith('bootstrapping from peer')), 'no bootstrap on restart');
+    await holdsDataset(again, token, deletedEvery7th);
+  });
+
+  test('a peer that dies mid-stream leaves nothing behind; the next peer is tried; with none left the topic is read from the start', async () => {
+    const topic = `kvs2-test-${randomUUID()}`;
+    const { peer, token } = await peerWithDataset('whole', topic);
+    // A snapshot of the same store, as a stopped node's file, served cut short by a peer that then dies.
+    assert.equal((await peer.stop()).code, 0);
+    const file = `${dir.path}/whole.snapshot`;
+    const saved = await runKvs2(['snapshot', 'save', file, '--data-dir', `${dir.path}/whole`]);
+    assert.equal(saved.code, 0, saved.stderr);
+    const bytes = await readFile(file);
+    const dying = await SnapshotPeer.start(bytes, { cutAfterBytes: Math.floor(bytes.length / 2) });
+    peers.push(dying);
+    const restarted = await startNode('whole', topic);
+    await restarted.waitUntilCaughtUp(30_000);
+
+    const second = await startNode('second-peer', topic, ['--bootstrap-from', `${dying.address},${restarted.address}`]);
+    const failed = await second.waitForLine(
+      (l) => l.msg.startsWith(`bootstrap from peer ${dying.address} failed`),
+      60_000,
+    );
+    assert.match(failed.msg, /the store is empty again/);
+    const loaded = await second.waitForLine((l) => l.msg.startsWith('bootstrapped from peer'), 60_000);
+    assert.equal(loaded.peer, restarted.address);
+    await second.waitUntilCaughtUp(30_000);
+    await holdsDataset(second, token, deletedEvery7th);
+
+    const alone = await startNode('no-peer-left', topic, ['--bootstrap-from', dying.address]);
+    await alone.waitForLine((l) => l.msg.startsWith('no peer gave a usable snapshot'), 60_000);
+    const starting = await alone.waitForLine((l) => l.msg === 'replica starting');
+    assert.deepEqual(starting.appliedOffsets, {}, 'the topic is read from its start');
+    await alone.waitUntilCaughtUp(30_000);
+    await holdsDataset(alone, token, deletedEvery7th);
+    assert.equal(dying.calls, 2);
+  });
+
+  test('a snapshot of another topic is refused, and so is one older than the topic’s delete.retention.ms', async () => {
+    const topic = `kvs2-test-${randomUUID()}`;
+    const { peer } = await peerWithDataset('other-topic', topic);
+    const elsewhere = await startNode('elsewhere', `kvs2-test-${randomUUID()}`, ['--bootstrap-from', peer.address]);
+    const refused = await elsewhere.waitForLine(
+      (l) => l.msg.startsWith(`bootstrap from peer ${peer.address} failed`),
+      60_000,
+    );
+    assert.match(refused.msg, /it is a snapshot of log kafka:/);
+    await elsewhere.waitForLine((l) => l.msg.startsWith('no peer gave a usable snapshot'));
+    await elsewhere.waitUntilCaughtUp(30_000);
+
+    // A stopped node's snapshot, served once the topic's tombstone retention has passed since it was caught up.
+    const retained = `kvs2-test-${randomUUID()}`;
+    await plain.createTopic(retained, 3, { 'cleanup.policy': 'compact', 'delete.retention.ms': '1000' });
+    const old = await startNode('old', retained);
+    await old.waitUntilCaughtUp(30_000);
+    const { token } = await client(old).set({ key: b('k'), value: b('v') });
+    await client(old).get({ key: b('k'), after: [token] });
+    assert.equal((await old.stop()).code, 0);
+    const file = `${dir.path}/old.snapshot`;
+    const saved = await runKvs2(['snapshot', 'save', file, '--data-dir', `${dir.path}/old`]);
+    assert.equal(saved.code, 0, saved.stderr);
+    const stale = await SnapshotPeer.start(await readFile(file));
+    peers.push(stale);
+    const inspected = JSON.parse((await runKvs2(['snapshot', 'inspect', file, '-o', 'json'])).stdout.toString());
+    const caughtUpAt = Date.parse(String(inspected.caughtUpAt));
+    assert.ok(Number.isFinite(caughtUpAt), JSON.stringify(inspected));
+    await eventually(async () => Date.now() - caughtUpAt > 1500, 10_000, 'the retention to pass');
+    const late = await startNode('late', retained, ['--bootstrap-from', stale.address]);
+    const tooOld = await late.waitForLine(
+      (l) => l.msg.startsWith(`bootstrap from peer ${stale.address} failed`),
+      60_000,
+    );
+    assert.match(tooOld.msg, /delete\.retention\.ms = 1000/);
+    await late.waitUntilCaughtUp(30_000);
+    assert.equal((await client(late).get({ key: b('k'), after: [token] })).data.toString(), 'v');
+  });
+});
