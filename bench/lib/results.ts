@@ -86,6 +86,25 @@ export interface BootstrapResult {
   };
   readonly kcat: { readonly seconds: Spread | null; readonly recordsPerSec: Spread | null; readonly samples: number[] };
   readonly ratio: number | null;
+  /** A new node started with --bootstrap-from a serving peer; absent in results written before it existed. */
+  readonly peer?: PeerBootstrapResult;
+}
+
+/** New nodes that load a peer's snapshot (`--bootstrap-from`), then read the topic from its offsets. */
+export interface PeerBootstrapResult {
+  /** Keys the nodes loaded from the peer (the `bootstrapped from peer` log line). */
+  readonly keys: number;
+  /** From spawning the node to health SERVING. */
+  readonly servingSec: Spread | null;
+  /** The topic's records over servingSec, as the topic bootstrap and kcat are reported. */
+  readonly recordsPerSec: Spread | null;
+  /** Keys loaded over servingSec. */
+  readonly keysPerSec: Spread | null;
+  /** The node's own `tookMs` of the peer load (asking, streaming, installing), in seconds. */
+  readonly peerLoadSec: Spread | null;
+  readonly samples: number[];
+  /** recordsPerSec over kcat's, medians. */
+  readonly ratioToKcat: number | null;
 }
 
 export interface MemoryResult {

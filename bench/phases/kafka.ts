@@ -1,9 +1,10 @@
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { credentials } from '@grpc/grpc-js';
 import { Kvs2Client, MultiGetRequest } from '../../src/gen/kvs2.js';
 import type { RunContext } from '../context.js';
 import { keyFor, valueFor } from '../lib/dataset.js';
 import { CLIENT_CORE, sleep, waitFor } from '../lib/processes.js';
+import type { PeerBootstrapResult } from '../lib/results.js';
 import { spread } from '../lib/stats.js';
 import { setPoints, writePoints } from '../scenarios.js';
 import {
@@ -106,7 +107,7 @@ async function kvs2OnKafka(
     const { seconds } = await kcatProduce(cluster, KVS2_TOPIC, kcatLines(variant.keys, variant.valueBytes));
     recordLoad(ctx, 'kvs2-kafka (kcat into the topic)', variant, seconds);
     await waitUntilApplied(node, variant.keys);
-    if (wantsBootstrap) await bootstrap(ctx, cluster, kafka, variant);
+    if (wantsBootstrap) await bootstrap(ctx, cluster, kafka, variant, node);
     if (wantsSet) {
       await setPoints(ctx, kvs2Contender(ctx, node, 'kvs2-kafka', 'Set', variant.valueBytes), variant.valueBytes);
       await writePoints(ctx, kvs2Contender(ctx, node, 'kvs2-kafka', 'Write', variant.valueBytes), variant.valueBytes);
@@ -153,12 +154,18 @@ export async function waitUntilApplied(node: Kvs2Node, keys: number): Promise<vo
   }
 }
 
-/** Scenario 4 (and 5 for the new node): new nodes with empty stores against kcat reading the topic. */
+type KafkaTarget = { brokers: string; topic: string; extraPids: () => number[] };
+
+/**
+ * Scenario 4 (and 5 for the new node): new nodes with empty stores against kcat reading the topic; then new
+ * nodes that load a snapshot of `peer` (a serving node that applied the whole topic) before the topic.
+ */
 async function bootstrap(
   ctx: RunContext,
   cluster: KafkaCluster,
-  kafka: { brokers: string; topic: string; extraPids: () => number[] },
+  kafka: KafkaTarget,
   variant: Variant,
+  peer: Kvs2Node,
 ): Promise<void> {
   const servingSec: number[] = [];
   const catchUpSec: number[] = [];
@@ -182,6 +189,7 @@ async function bootstrap(
     if (!last) rmSync(dataDir, { recursive: true, force: true });
     await sleep(500);
   }
+  const peerRuns = await peerBootstrap(ctx, kafka, variant, peer);
   const kcatSec: number[] = [];
   let records = variant.keys;
   for (let rep = 0; rep < ctx.plan.repetitions; rep++) {
@@ -202,5 +210,98 @@ async function bootstrap(
     },
     kcat: { seconds: spread(kcatSec), recordsPerSec: kcatRate, samples: kcatSec },
     ratio: kvs2Rate && kcatRate ? kvs2Rate.median / kcatRate.median : null,
+    ...(peerRuns === null ? {} : { peer: peerResult(peerRuns, records, kcatRate?.median ?? null) }),
+  };
+}
+
+interface PeerRun {
+  readonly servingSec: number;
+  /** From the node's `bootstrapped from peer` log line. */
+  readonly keys: number;
+  readonly peerLoadSec: number;
+}
+
+/**
+ * New nodes started with `--bootstrap-from` the serving `peer`: on the client core like the topic bootstrap
+ * and kcat (the peer, which streams the snapshot, shares the server core with the broker). Each must log
+ * that it loaded the peer's snapshot; a node that fell back to reading the topic fails the measurement.
+ * Null (and a skip) when it could not run.
+ */
+async function peerBootstrap(
+  ctx: RunContext,
+  kafka: KafkaTarget,
+  variant: Variant,
+  peer: Kvs2Node,
+): Promise<PeerRun[] | null> {
+  const runs: PeerRun[] = [];
+  try {
+    for (let rep = 0; rep < ctx.plan.repetitions; rep++) {
+      const dataDir = ctx.dir(`kvs2-peer-bootstrap-${rep}`);
+      const logFile = ctx.logFile(`kvs2-peer-bootstrap-${rep}`);
+      const node = await startKvs2({
+        name: 'kvs2-peer-bootstrap',
+        dataDir,
+        logFile,
+        kafka,
+        core: CLIENT_CORE,
+        readyTimeoutMs: 20 * 60_000,
+        serverArgs: ['--bootstrap-from', peer.target],
+      });
+      const last = rep === ctx.plan.repetitions - 1;
+      try {
+        const loaded = await peerLoadLine(logFile);
+        runs.push({ servingSec: node.startup.servingMs / 1000, keys: loaded.keys, peerLoadSec: loaded.tookMs / 1000 });
+        ctx.log(
+          `peer bootstrap ${rep + 1}: SERVING after ${(node.startup.servingMs / 1000).toFixed(2)} s ` +
+            `(${loaded.keys} keys from the peer in ${(loaded.tookMs / 1000).toFixed(2)} s)`,
+        );
+        if (last && ctx.scenarios.has('memory')) {
+          await recordKvs2Memory(ctx, 'kvs2-peer-bootstrapped', node, dataDir, variant);
+        }
+      } finally {
+        await node.stop();
+      }
+      if (!last) rmSync(dataDir, { recursive: true, force: true });
+      await sleep(500);
+    }
+    return runs;
+  } catch (error) {
+    ctx.skip('bootstrap from a peer', error instanceof Error ? error.message : String(error));
+    return null;
+  }
+}
+
+/** The `bootstrapped from peer` line of a node's log (JSON lines); the log file may lag the node a little. */
+async function peerLoadLine(logFile: string): Promise<{ keys: number; tookMs: number }> {
+  let found: { keys: number; tookMs: number } | undefined;
+  await waitFor(
+    `the "bootstrapped from peer" line in ${logFile} (a node that fell back to the topic has none)`,
+    () => {
+      for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+        if (!line.includes('bootstrapped from peer')) continue;
+        const entry = JSON.parse(line) as { keys?: unknown; tookMs?: unknown };
+        if (typeof entry.keys === 'number' && typeof entry.tookMs === 'number') {
+          found = { keys: entry.keys, tookMs: entry.tookMs };
+          return true;
+        }
+      }
+      return false;
+    },
+    10_000,
+  );
+  if (found === undefined) throw new Error(`no "bootstrapped from peer" line in ${logFile}`);
+  return found;
+}
+
+function peerResult(runs: readonly PeerRun[], records: number, kcatRate: number | null): PeerBootstrapResult {
+  const recordsPerSec = spread(runs.map((r) => records / r.servingSec));
+  return {
+    keys: runs[0]?.keys ?? 0,
+    servingSec: spread(runs.map((r) => r.servingSec)),
+    recordsPerSec,
+    keysPerSec: spread(runs.map((r) => r.keys / r.servingSec)),
+    peerLoadSec: spread(runs.map((r) => r.peerLoadSec)),
+    samples: runs.map((r) => r.servingSec),
+    ratioToKcat: recordsPerSec && kcatRate ? recordsPerSec.median / kcatRate : null,
   };
 }

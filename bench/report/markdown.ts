@@ -132,7 +132,19 @@ export function renderMarkdown(results: Results, plotFile: string | null): strin
       `| kvs2 (spawn → SERVING) | ${ms(boot.kvs2.servingSec)} | ${rate(boot.kvs2.recordsPerSec)} |`,
       `| kvs2 catch-up alone (listening → SERVING) | ${ms(boot.kvs2.catchUpOnlySec)} | |`,
       `| kcat -C -e -o beginning | ${ms(boot.kcat.seconds)} | ${rate(boot.kcat.recordsPerSec)} |`,
+      ...(boot.peer
+        ? [
+            `| kvs2 --bootstrap-from a serving peer (spawn → SERVING) | ${ms(boot.peer.servingSec)} | ${rate(boot.peer.recordsPerSec)} |`,
+            `| the peer's snapshot alone (asked → installed: ${int(boot.peer.keys)} keys) | ${ms(boot.peer.peerLoadSec)} | |`,
+          ]
+        : []),
       '',
+      ...(boot.peer
+        ? [
+            `The peer is the node that applied the topic as it was loaded, serving on the server core beside the broker; the new node runs on the client core as kcat does. Peer bootstrap ÷ kcat: ${boot.peer.ratioToKcat?.toFixed(2) ?? '–'}× (records/s, medians); keys/s ${rate(boot.peer.keysPerSec)}.`,
+            '',
+          ]
+        : []),
     );
   }
   if (results.memory.length > 0) {

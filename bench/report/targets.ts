@@ -151,6 +151,17 @@ export function evaluateTargets(results: Results, valueBytes: number): TargetChe
     met: boot?.ratio != null ? boot.ratio >= 0.5 : null,
   });
 
+  // 6b. A new node from a peer's snapshot ≥ 2× kcat's records/s (issue 16).
+  const peer = boot?.peer;
+  checks.push({
+    target: "Bootstrap from a peer's snapshot ≥ 2× kcat's records/s",
+    measured:
+      peer?.ratioToKcat != null && peer.recordsPerSec && boot?.kcat.recordsPerSec
+        ? `${fmt(peer.recordsPerSec.median)} vs ${fmt(boot.kcat.recordsPerSec.median)} records/s = ${peer.ratioToKcat.toFixed(2)}×`
+        : 'not measured',
+    met: peer?.ratioToKcat != null ? peer.ratioToKcat >= 2 : null,
+  });
+
   // 7. Memory per million keys ≤ half of Redis's RSS.
   const redisMem = results.memory.find((m) => m.system === 'redis');
   const kvs2Mem =
@@ -162,6 +173,17 @@ export function evaluateTargets(results: Results, valueBytes: number): TargetChe
       ? `${kvs2Mem.system} ${mibText(kvs2Mem.rssBytesPerMillionKeys)} vs Redis ${mibText(redisMem.rssBytesPerMillionKeys)} MiB per 1M keys = ${((kvs2Mem.rssBytesPerMillionKeys ?? 0) / (redisMem.rssBytesPerMillionKeys ?? 1)).toFixed(2)}×${anonText(kvs2Mem)}`
       : 'not measured',
     met: memOk ? (kvs2Mem.rssBytesPerMillionKeys ?? 0) <= (redisMem.rssBytesPerMillionKeys ?? 0) / 2 : null,
+  });
+
+  // 7b. A node whose store came from a peer's snapshot (written in key order): RSS ≤ Redis's (issue 16).
+  const peerMem = results.memory.find((m) => m.system === 'kvs2-peer-bootstrapped');
+  const peerMemOk = redisMem?.rssBytesPerMillionKeys && peerMem?.rssBytesPerMillionKeys;
+  checks.push({
+    target: "A node bootstrapped from a peer's snapshot: RSS ≤ Redis's",
+    measured: peerMemOk
+      ? `${mibText(peerMem.rssBytesPerMillionKeys)} vs Redis ${mibText(redisMem.rssBytesPerMillionKeys)} MiB per 1M keys${anonText(peerMem)}`
+      : 'not measured',
+    met: peerMemOk ? (peerMem.rssBytesPerMillionKeys ?? 0) <= (redisMem.rssBytesPerMillionKeys ?? 0) : null,
   });
 
   // 8. Get ≥ 70% of the no-op server's calls/s: from the alternated measurement when there is one.
