@@ -98,6 +98,10 @@ export interface PeerBootstrapResult {
   readonly servingSec: Spread | null;
   /** The topic's records over servingSec, as the topic bootstrap and kcat are reported. */
   readonly recordsPerSec: Spread | null;
+  /** From the "listening" log line to SERVING: the peer's snapshot and the topic after it, without process start-up. */
+  readonly catchUpOnlySec: Spread | null;
+  /** The topic's records over catchUpOnlySec. */
+  readonly catchUpOnlyRecordsPerSec: Spread | null;
   /** Keys loaded over servingSec. */
   readonly keysPerSec: Spread | null;
   /** The node's own `tookMs` of the peer load (asking, streaming, installing), in seconds. */

@@ -216,6 +216,7 @@ async function bootstrap(
 
 interface PeerRun {
   readonly servingSec: number;
+  readonly catchUpOnlySec: number;
   /** From the node's `bootstrapped from peer` log line. */
   readonly keys: number;
   readonly peerLoadSec: number;
@@ -250,7 +251,12 @@ async function peerBootstrap(
       const last = rep === ctx.plan.repetitions - 1;
       try {
         const loaded = await peerLoadLine(logFile);
-        runs.push({ servingSec: node.startup.servingMs / 1000, keys: loaded.keys, peerLoadSec: loaded.tookMs / 1000 });
+        runs.push({
+          servingSec: node.startup.servingMs / 1000,
+          catchUpOnlySec: (node.startup.servingMs - node.startup.listeningMs) / 1000,
+          keys: loaded.keys,
+          peerLoadSec: loaded.tookMs / 1000,
+        });
         ctx.log(
           `peer bootstrap ${rep + 1}: SERVING after ${(node.startup.servingMs / 1000).toFixed(2)} s ` +
             `(${loaded.keys} keys from the peer in ${(loaded.tookMs / 1000).toFixed(2)} s)`,
@@ -299,6 +305,8 @@ function peerResult(runs: readonly PeerRun[], records: number, kcatRate: number 
     keys: runs[0]?.keys ?? 0,
     servingSec: spread(runs.map((r) => r.servingSec)),
     recordsPerSec,
+    catchUpOnlySec: spread(runs.map((r) => r.catchUpOnlySec)),
+    catchUpOnlyRecordsPerSec: spread(runs.map((r) => records / r.catchUpOnlySec)),
     keysPerSec: spread(runs.map((r) => r.keys / r.servingSec)),
     peerLoadSec: spread(runs.map((r) => r.peerLoadSec)),
     samples: runs.map((r) => r.servingSec),

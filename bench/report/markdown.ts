@@ -135,6 +135,7 @@ export function renderMarkdown(results: Results, plotFile: string | null): strin
       ...(boot.peer
         ? [
             `| kvs2 --bootstrap-from a serving peer (spawn → SERVING) | ${ms(boot.peer.servingSec)} | ${rate(boot.peer.recordsPerSec)} |`,
+            `| kvs2 --bootstrap-from, catch-up alone (listening → SERVING) | ${ms(boot.peer.catchUpOnlySec)} | ${rate(boot.peer.catchUpOnlyRecordsPerSec)} |`,
             `| the peer's snapshot alone (asked → installed: ${int(boot.peer.keys)} keys) | ${ms(boot.peer.peerLoadSec)} | |`,
           ]
         : []),

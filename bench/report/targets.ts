@@ -157,7 +157,10 @@ export function evaluateTargets(results: Results, valueBytes: number): TargetChe
     target: "Bootstrap from a peer's snapshot ≥ 2× kcat's records/s",
     measured:
       peer?.ratioToKcat != null && peer.recordsPerSec && boot?.kcat.recordsPerSec
-        ? `${fmt(peer.recordsPerSec.median)} vs ${fmt(boot.kcat.recordsPerSec.median)} records/s = ${peer.ratioToKcat.toFixed(2)}×`
+        ? `${fmt(peer.recordsPerSec.median)} vs ${fmt(boot.kcat.recordsPerSec.median)} records/s = ${peer.ratioToKcat.toFixed(2)}× spawn → SERVING` +
+          (peer.catchUpOnlyRecordsPerSec
+            ? `; listening → SERVING ${fmt(peer.catchUpOnlyRecordsPerSec.median)} records/s = ${(peer.catchUpOnlyRecordsPerSec.median / boot.kcat.recordsPerSec.median).toFixed(2)}×`
+            : '')
         : 'not measured',
     met: peer?.ratioToKcat != null ? peer.ratioToKcat >= 2 : null,
   });
