@@ -5,6 +5,7 @@ import type { KvService } from '../service/kv-service.js';
 import { type CallGuard, type CallNeeds, EVERY_KEY } from './call-auth.js';
 import type { MethodCallObserver } from './call-observer.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
+import { PacedWriter } from './paced-writer.js';
 import { toStatusError } from './status-mapping.js';
 
 export interface SnapshotHandlerOptions {
@@ -79,37 +80,15 @@ async function stream(
 
 /** Writes every chunk, waiting while HTTP/2 has not taken what was written. */
 async function pump(call: SnapshotCall, chunks: AsyncIterable<Buffer>, signal: AbortSignal): Promise<void> {
-  // Sizes of the chunks written and not yet taken by HTTP/2, oldest first (write callbacks come in order).
-  const unsentSizes: number[] = [];
-  let unsentBytes = 0;
-  let wake: (() => void) | undefined;
-  const wakeUp = (): void => {
-    const resume = wake;
-    wake = undefined;
-    resume?.();
-  };
-  const written = (): void => {
-    unsentBytes -= unsentSizes.shift() ?? 0;
-    if (unsentBytes <= MAX_UNSENT_BYTES) wakeUp();
-  };
-  call.on('drain', wakeUp);
-  signal.addEventListener('abort', wakeUp, { once: true });
+  const writer = new PacedWriter(call, MAX_UNSENT_BYTES, signal);
   try {
     for await (const data of chunks) {
       throwIfAborted(signal);
-      unsentSizes.push(data.length);
-      unsentBytes += data.length;
-      call.write({ data }, written);
-      while (!signal.aborted && (call.writableNeedDrain || unsentBytes > MAX_UNSENT_BYTES)) {
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-      }
+      await writer.write({ data }, data.length);
       throwIfAborted(signal);
     }
   } finally {
-    call.off('drain', wakeUp);
-    signal.removeEventListener('abort', wakeUp);
+    writer.close();
   }
 }
 

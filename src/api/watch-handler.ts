@@ -7,6 +7,7 @@ import type { WatchEvent as SessionEvent, WatchSession } from '../service/watch-
 import { type CallGuard, type CallNeeds, watchTarget } from './call-auth.js';
 import type { MethodCallObserver } from './call-observer.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
+import { PacedWriter } from './paced-writer.js';
 import { toStatusError } from './status-mapping.js';
 
 export interface WatchHandlerOptions {
@@ -156,33 +157,12 @@ async function pump(
   observer: MethodCallObserver,
   startedAt: number,
 ): Promise<void> {
-  // Sizes of the events written and not yet taken by HTTP/2, oldest first (write callbacks come in order).
-  const unsentSizes: number[] = [];
-  let unsentBytes = 0;
-  let wake: (() => void) | undefined;
-  const wakeUp = (): void => {
-    const resume = wake;
-    wake = undefined;
-    resume?.();
-  };
-  const written = (): void => {
-    unsentBytes -= unsentSizes.shift() ?? 0;
-    if (unsentBytes <= MAX_UNSENT_BYTES) wakeUp();
-  };
-  call.on('drain', wakeUp);
-  signal.addEventListener('abort', wakeUp, { once: true });
+  const writer = new PacedWriter(call, MAX_UNSENT_BYTES, signal);
   try {
     for (;;) {
       const event = await session.next();
       const size = event.key.length + event.value.length + event.token.length;
-      unsentSizes.push(size);
-      unsentBytes += size;
-      call.write({ kind: KIND[event.kind], key: event.key, value: event.value, token: event.token }, written);
-      while (!signal.aborted && (call.writableNeedDrain || unsentBytes > MAX_UNSENT_BYTES)) {
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-      }
+      await writer.write({ kind: KIND[event.kind], key: event.key, value: event.value, token: event.token }, size);
     }
   } catch (error) {
     session.close();
@@ -192,7 +172,6 @@ async function pump(
     }
     fail(call, observer, startedAt, error);
   } finally {
-    call.off('drain', wakeUp);
-    signal.removeEventListener('abort', wakeUp);
+    writer.close();
   }
 }

@@ -370,7 +370,7 @@ export function parseConfig(
     kafka: noBrokers
       ? null
       : {
-          brokers: parseBrokers(brokers),
+          brokers: parseAddresses('kafka-brokers', brokers),
           topic,
           partitions,
           replicationFactor,
@@ -569,16 +569,7 @@ function parseBootstrap(
       'needs --kafka-brokers: nodes on embedded logs share no log, so a peer snapshot cannot be continued; restore one with kvs2 snapshot restore',
     );
   }
-  const peers = peersText
-    .split(',')
-    .map((peer) => peer.trim())
-    .filter((peer) => peer !== '');
-  for (const peer of peers) {
-    if (!/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(peer)) {
-      throw new ConfigError(flagOf('bootstrap-from'), `expected host:port[,host:port...], got '${peer}'`);
-    }
-  }
-  return { peers, tlsCaFile, tokenFile };
+  return { peers: parseAddresses('bootstrap-from', peersText), tlsCaFile, tokenFile };
 }
 
 /** An optional file: absent or empty means "off". */
@@ -591,17 +582,18 @@ function parseDataDir(text: string, cwd: string): string {
   return isAbsolute(text) ? text : resolve(cwd, text);
 }
 
-function parseBrokers(text: string): string[] {
-  const brokers = text
+/** A comma-separated list of `host:port` (a host name, an IPv4 address or a bracketed IPv6 one). */
+function parseAddresses(name: 'kafka-brokers' | 'bootstrap-from', text: string): string[] {
+  const addresses = text
     .split(',')
-    .map((b) => b.trim())
-    .filter((b) => b !== '');
-  for (const broker of brokers) {
-    if (!/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(broker)) {
-      throw new ConfigError(flagOf('kafka-brokers'), `expected host:port[,host:port...], got '${broker}'`);
+    .map((address) => address.trim())
+    .filter((address) => address !== '');
+  for (const address of addresses) {
+    if (!/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(address)) {
+      throw new ConfigError(flagOf(name), `expected host:port[,host:port...], got '${address}'`);
     }
   }
-  return brokers;
+  return addresses;
 }
 
 /** Kafka's own rule for topic names. */
