@@ -15,13 +15,13 @@ import { NodeMetrics } from '../metrics/node-metrics.js';
 import { bootstrapIfEmpty } from '../replica/peer-bootstrap.js';
 import { Replica } from '../replica/replica.js';
 import { startReplica } from '../replica/start-replica.js';
+import { peerSnapshotStream } from '../replica-lib/peer-snapshots.js';
 import { KvService } from '../service/kv-service.js';
 import { NodeHealth } from '../service/node-health.js';
 import { NodeStatusReport } from '../service/node-status.js';
 import { LmdbStore } from '../store/lmdb-store.js';
 import { KVS2_VERSION } from '../version.js';
 import { MemoryRelease } from './memory-release.js';
-import { peerSnapshotStream } from './peer-snapshots.js';
 
 export interface NodeOptions {
   readonly config: Config;
