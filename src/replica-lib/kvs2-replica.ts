@@ -1,7 +1,10 @@
 import { pino } from 'pino';
+import type { PeerBootstrapConfig } from '../config/config.js';
+import { ConfigError } from '../config/config-error.js';
 import { abortError, Kvs2Error } from '../errors.js';
 import { openKafkaLog } from '../log/kafka/open-kafka-log.js';
 import type { Logger } from '../logger.js';
+import type { PeerSnapshotStream } from '../replica/peer-bootstrap.js';
 import { bootstrapIfEmpty } from '../replica/peer-bootstrap.js';
 import { Replica } from '../replica/replica.js';
 import { startReplica } from '../replica/start-replica.js';
@@ -12,74 +15,29 @@ import { scanBounds } from '../service/scan-range.js';
 import type { WatchSession } from '../service/watch-session.js';
 import { holdsData, refuseIfNodeRunning, storeDirOf } from '../snapshot/data-dir.js';
 import { LmdbStore } from '../store/lmdb-store.js';
-import { type ReplicaOptions, replicaConfig } from './replica-options.js';
-
-/** A token as Kvs2Client returns it (a Buffer), or any other view of its bytes. */
-export type ConsistencyToken = Uint8Array;
-
-/** What a scan covers: keys with a prefix, or keys in [start, end) (no end: to the last key). */
-export type ReplicaScanRange =
-  | { readonly prefix: Uint8Array }
-  | { readonly start: Uint8Array; readonly end?: Uint8Array };
-
-export interface ReplicaEntry {
-  readonly key: Buffer;
-  readonly value: Buffer;
-}
-
-/** A change a watch delivers; `token` resumes a watch right after it (`{ after: token }`). */
-export interface ReplicaChange {
-  readonly kind: 'put' | 'delete';
-  readonly key: Buffer;
-  /** The new value; undefined for a delete. */
-  readonly value: Buffer | undefined;
-  readonly token: Buffer;
-}
-
-export interface ReplicaWatchOptions {
-  /** Resume after the writes this token names (a Set's token, or a change's); default: from now. */
-  readonly after?: ConsistencyToken;
-  /**
-   * Called once when the watch ends other than by unsubscribing: TOKEN_TOO_OLD (the topic no longer holds
-   * the changes after `after`), LOG_RECREATED (the topic was replaced; start again), WATCHER_TOO_SLOW, an
-   * error the listener threw, SHUTTING_DOWN at close(). Default: logged.
-   */
-  readonly onError?: (error: Error) => void;
-}
-
-export interface ReplicaPartitionStatus {
-  readonly partition: number;
-  /** The next offset to apply. */
-  readonly appliedOffset: number;
-  /** The topic's end as last learnt (about every second); null until known. */
-  readonly endOffset: number | null;
-  readonly lagRecords: number | null;
-}
-
-export interface ReplicaStatus {
-  /** Whether the replica has applied everything the topic held when it started (or last rebuilt), and still is. */
-  readonly caughtUp: boolean;
-  readonly partitions: readonly ReplicaPartitionStatus[];
-  /** Keys held. */
-  readonly keys: number;
-  /** Set once the replica stopped for good (onFatal): reads answer what was applied before. */
-  readonly failure: Kvs2Error | null;
-}
+import type {
+  ConsistencyToken,
+  Kvs2Replica,
+  ReplicaChange,
+  ReplicaEntry,
+  ReplicaOptions,
+  ReplicaScanRange,
+  ReplicaStatus,
+  ReplicaWatchOptions,
+} from './replica-api.js';
+import { optionError, replicaConfig } from './replica-options.js';
 
 /** Effectively no limit for a scan: the one reads what it asks for, in this process's memory. */
 const NO_LIMIT = Number.MAX_SAFE_INTEGER - 2;
 const EMPTY = Buffer.alloc(0);
 
 /**
- * Opens an in-process replica of a kvs2 topic on Kafka: the store in `dataDir`, the topic, and the replica
- * that applies one to the other, assembled as a node assembles them (src/cli/node.ts), with the same start-up
- * retries (brokers that are down are waited for). Resolves once the store is open: reads answer at once from
- * what it holds, and `whenCaughtUp()` says when it holds everything the topic did.
- *
- * Refuses (INVALID_ARGUMENT) options without Kafka, and a data dir holding an embedded log; DATA_DIR_IN_USE
- * when another process (a node) has the store open.
+ * openReplica (index.ts, where it is documented): the store, the Kafka log and the replica, assembled as
+ * src/cli/node.ts assembles them, from the same parts (startReplica, openKafkaLog, bootstrapIfEmpty), with
+ * the node's KvService for reads that wait for tokens and for watches. Everything opened has one owner, the
+ * stack that close() unwinds in reverse.
  */
-export async function openReplica(options: ReplicaOptions): Promise<Kvs2Replica> {
+export async function openInProcessReplica(options: ReplicaOptions): Promise<Kvs2Replica> {
   const config = replicaConfig(options);
   const logger = options.logger ?? pino({ level: 'silent' });
   const { dataDir } = config;
@@ -92,7 +50,8 @@ export async function openReplica(options: ReplicaOptions): Promise<Kvs2Replica>
   }
   await refuseIfNodeRunning(dataDir, 'open an in-process replica');
   const peers = config.bootstrap;
-  const peerSnapshots = peers === null ? null : (await import('./peer-snapshots.js')).peerSnapshotStream(peers, null);
+  // Reads the token file now: an unreadable one is refused before anything connects, as for a node.
+  const peerSnapshots = peers === null ? null : await peerStream(peers);
   const stack = new AsyncDisposableStack();
   try {
     const store = stack.adopt(LmdbStore.open(storeDirOf(dataDir)), (s) => s.close());
@@ -148,12 +107,12 @@ export async function openReplica(options: ReplicaOptions): Promise<Kvs2Replica>
       await replica.stop();
       await starting;
     });
-    return new Kvs2Replica({
+    return new InProcessReplica({
       store,
       replica,
       service,
       logger,
-      limits: new RequestChecks(config.limits),
+      checks: new RequestChecks(config.limits),
       resources: stack.move(),
       state: {
         caughtUp: () => caughtUp,
@@ -174,7 +133,7 @@ interface ReplicaParts {
   readonly replica: Replica;
   readonly service: KvService;
   readonly logger: Logger;
-  readonly limits: RequestChecks;
+  readonly checks: RequestChecks;
   readonly resources: AsyncDisposableStack;
   readonly state: {
     readonly caughtUp: () => boolean;
@@ -193,13 +152,12 @@ interface ReplicaParts {
  * for the replica to apply it, as a node's Get with CONSISTENCY_AT_LEAST does (the same KvService). Writes are
  * not here: they go through Kvs2Client to a node, whose tokens the `...After` reads and watches honour.
  */
-export class Kvs2Replica {
+export class InProcessReplica implements Kvs2Replica {
   readonly #parts: ReplicaParts;
   readonly #closeSignal = new AbortController();
   readonly #watches = new Set<() => void>();
   #closing: Promise<void> | undefined;
 
-  /** @internal Use openReplica(). */
   constructor(parts: ReplicaParts) {
     this.#parts = parts;
   }
@@ -218,7 +176,7 @@ export class Kvs2Replica {
   get(key: Uint8Array): Buffer | undefined {
     this.#checkOpen();
     const k = asBuffer(key);
-    this.#parts.limits.key(k, 'key');
+    this.#parts.checks.key(k, 'key');
     return this.#parts.store.get(k);
   }
 
@@ -228,7 +186,7 @@ export class Kvs2Replica {
     const values: Array<Buffer | undefined> = new Array(keys.length);
     for (let i = 0; i < keys.length; i++) {
       const k = asBuffer(keys[i] as Uint8Array);
-      this.#parts.limits.key(k, `keys[${i}]`);
+      this.#parts.checks.key(k, `keys[${i}]`);
       values[i] = this.#parts.store.get(k);
     }
     return values;
@@ -243,10 +201,10 @@ export class Kvs2Replica {
     const prefix = 'prefix' in range ? asBuffer(range.prefix) : EMPTY;
     const start = 'start' in range ? asBuffer(range.start) : EMPTY;
     const end = 'start' in range && range.end !== undefined ? asBuffer(range.end) : EMPTY;
-    const { limits } = this.#parts;
-    limits.keyBound(prefix, 'prefix');
-    limits.keyBound(start, 'start');
-    limits.keyBound(end, 'end');
+    const { checks } = this.#parts;
+    checks.keyBound(prefix, 'prefix');
+    checks.keyBound(start, 'start');
+    checks.keyBound(end, 'end');
     const bounds = scanBounds({
       prefix,
       start,
@@ -270,25 +228,27 @@ export class Kvs2Replica {
    * The value once this replica has applied the writes the token(s) name: read-your-writes for a Set made
    * through any node of the topic. TOKEN_FROM_OTHER_LOG for a token of another topic (or a recreated one).
    */
-  async getAfter(
+  getAfter(
     key: Uint8Array,
     after: ConsistencyToken | readonly ConsistencyToken[],
     signal?: AbortSignal,
   ): Promise<Buffer | undefined> {
-    const request = { key: asBuffer(key), ...(await this.#readAfter(after, signal)) };
-    const result = await this.#call((context) => this.#parts.service.get(request, context), signal);
-    return result.value;
+    const request = { key: asBuffer(key), ...this.#readAfter(after) };
+    return this.#callAfterStart((context) => this.#parts.service.get(request, context), signal).then(
+      (result) => result.value,
+    );
   }
 
   /** Like getMany, once the replica has applied the writes the token(s) name. */
-  async getManyAfter(
+  getManyAfter(
     keys: readonly Uint8Array[],
     after: ConsistencyToken | readonly ConsistencyToken[],
     signal?: AbortSignal,
   ): Promise<ReadonlyArray<Buffer | undefined>> {
-    const request = { keys: keys.map(asBuffer), ...(await this.#readAfter(after, signal)) };
-    const result = await this.#call((context) => this.#parts.service.multiGet(request, context), signal);
-    return result.values;
+    const request = { keys: keys.map(asBuffer), ...this.#readAfter(after) };
+    return this.#callAfterStart((context) => this.#parts.service.multiGet(request, context), signal).then(
+      (result) => result.values,
+    );
   }
 
   /**
@@ -313,7 +273,11 @@ export class Kvs2Replica {
       progressIntervalMs: 0,
     };
     if ('key' in filter && request.key.length === 0) throw new Kvs2Error('INVALID_ARGUMENT', 'key is empty');
-    const open = (): WatchSession => this.#parts.service.watch(request, stop.signal);
+    const open = (): WatchSession => {
+      // A session given a signal that already fired would never hear it: unsubscribed while the topic opened.
+      if (stop.signal.aborted) throw abortError(stop.signal, 'watch');
+      return this.#parts.service.watch(request, stop.signal);
+    };
     // Once the topic is open, a bad token throws here; before, tokens cannot be checked yet and it goes to onError.
     let session: WatchSession | Promise<WatchSession> = this.#parts.state.started()
       ? open()
@@ -389,12 +353,18 @@ export class Kvs2Replica {
     if (this.#closing !== undefined) throw shuttingDown();
   }
 
-  /** Tokens as the service takes them; waits until the topic is open, since tokens name positions in it. */
-  async #readAfter(after: ConsistencyToken | readonly ConsistencyToken[], signal?: AbortSignal): Promise<ReadOptions> {
-    this.#checkOpen();
+  #readAfter(after: ConsistencyToken | readonly ConsistencyToken[]): ReadOptions {
     const tokens = after instanceof Uint8Array ? [after] : after;
-    if (!this.#parts.state.started()) await this.#whenStarted(signal);
     return { consistency: 'at-least', after: tokens.map(asBuffer) };
+  }
+
+  /**
+   * A call that names positions in the topic: tokens are checked against the topic the replica reads, known
+   * once it is open. Already open, the call begins at once, before anything else (a close()) can run.
+   */
+  #callAfterStart<T>(call: (context: CallContext) => T | Promise<T>, signal?: AbortSignal): Promise<T> {
+    if (this.#parts.state.started()) return this.#call(call, signal);
+    return this.#whenStarted(signal).then(() => this.#call(call, signal));
   }
 
   async #whenStarted(signal?: AbortSignal): Promise<void> {
@@ -435,6 +405,16 @@ export class Kvs2Replica {
     });
     stopped.catch(() => {});
     return Promise.race([promise, failed, stopped]);
+  }
+}
+
+/** The peers' Snapshot RPC, loaded only when asked for: it brings the gRPC client. */
+async function peerStream(peers: PeerBootstrapConfig): Promise<PeerSnapshotStream> {
+  const { peerSnapshotStream } = await import('./peer-snapshots.js');
+  try {
+    return peerSnapshotStream(peers, null);
+  } catch (error) {
+    throw error instanceof ConfigError ? optionError(error) : error;
   }
 }
 

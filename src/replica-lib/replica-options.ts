@@ -2,64 +2,7 @@ import { type Config, parseConfig, type RawSettings } from '../config/config.js'
 import { ConfigError } from '../config/config-error.js';
 import { STORE_MAX_KEY_BYTES } from '../config/limits.js';
 import { Kvs2Error } from '../errors.js';
-import type { Logger } from '../logger.js';
-
-/** TLS and SASL to the brokers: a node's `--kafka-*` security settings, with the same defaults and checks. */
-export interface ReplicaKafkaSecurity {
-  /** Kafka's `security.protocol` (default: SASL_SSL with `sasl`, else SSL with a TLS file, else PLAINTEXT). */
-  readonly protocol?: 'PLAINTEXT' | 'SSL' | 'SASL_PLAINTEXT' | 'SASL_SSL';
-  /** PEM CA certificates the brokers' certificates must chain to (default: Node's bundled CAs). */
-  readonly tlsCaFile?: string;
-  /** This process's certificate chain and key, for brokers that require client certificates; both or neither. */
-  readonly tlsCertFile?: string;
-  readonly tlsKeyFile?: string;
-  readonly sasl?: {
-    readonly mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512';
-    readonly username: string;
-    /** A file holding the password, re-read for every new connection (rotation without a restart)... */
-    readonly passwordFile?: string;
-    /** ...or the password itself; one of the two. */
-    readonly password?: string;
-  };
-}
-
-export interface ReplicaOptions {
-  /** The topic the kvs2 nodes use (their `--kafka-brokers`, `--topic` and security settings). */
-  readonly kafka: {
-    /** `host:port` of bootstrap brokers. */
-    readonly brokers: readonly string[];
-    readonly topic: string;
-    readonly security?: ReplicaKafkaSecurity;
-    /** Partitions if the topic does not exist yet and is created here, as a node would (default 12). */
-    readonly partitions?: number;
-  };
-  /**
-   * A folder of this application's own, where the replica keeps its LMDB store (in `store/`, as a node
-   * does): kept across restarts, so that a reopened replica reads only what it has not applied yet.
-   * Never a running node's data dir (refused), nor one an embedded-log node wrote (refused).
-   */
-  readonly dataDir: string;
-  /** A pino logger (e.g. `logger.child({ component: 'kvs2' })`); default: silent. */
-  readonly logger?: Logger;
-  /**
-   * Peers (`host:port` of running nodes' gRPC) whose store snapshot an empty replica loads first, then
-   * reading the topic only from the snapshot's offsets; as a node's `--bootstrap-from`.
-   */
-  readonly bootstrapFrom?: {
-    readonly peers: readonly string[];
-    /** PEM CA file to reach the peers over TLS (default: plaintext). */
-    readonly tlsCaFile?: string;
-    /** A file holding the bearer token for peers that run with --auth-file (needs read on every key). */
-    readonly tokenFile?: string;
-  };
-  /** Largest value the nodes accept (their `--max-value-bytes`; default 1 MiB): sizes the fetches. */
-  readonly maxValueBytes?: number;
-  /**
-   * Called once if the replica meets a state it cannot repair (as a node would stop): reads then keep
-   * answering from what was applied, and waits fail. Default: logged only.
-   */
-  readonly onFatal?: (error: Kvs2Error) => void;
-}
+import type { ReplicaOptions } from './replica-api.js';
 
 /** The option each node setting comes from, so that a refusal names what the application passed. */
 const OPTION_OF: Readonly<Record<string, string>> = {
@@ -136,13 +79,17 @@ export function replicaConfig(options: ReplicaOptions): Config & { readonly kafk
       sasl?.password === undefined ? {} : { [PASSWORD_ENV]: sasl.password },
     );
   } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    const option = OPTION_OF[error.setting] ?? error.setting;
-    throw invalid(`${option}: ${error.message.replace(/^invalid \S+: /, '')}`);
+    throw error instanceof ConfigError ? optionError(error) : error;
   }
   const { kafka: parsed } = config;
   if (parsed === null) throw invalid('kafka.brokers must list at least one host:port');
   return { ...config, kafka: parsed };
+}
+
+/** A node's refusal of a setting, as a refusal of the option it came from (INVALID_ARGUMENT). */
+export function optionError(error: ConfigError): Kvs2Error {
+  const option = OPTION_OF[error.setting] ?? error.setting;
+  return invalid(`${option}: ${error.message.replace(/^invalid \S+: /, '')}`);
 }
 
 function optionalNumber(value: number | undefined): string | undefined {
