@@ -256,6 +256,30 @@ describe('the in-process replica (kvs2/replica) beside a node on Kafka', needsKa
     }
   });
 
+  test("bootstrapFrom: an empty replica loads a node's snapshot, then reads the topic from its offsets", async () => {
+    const { token } = await client.set({ key: b('boot/x'), value: b('from the snapshot or the topic') });
+    const { logger, lines } = capturingLogger();
+    const replica = await openReplica({
+      kafka: { brokers, topic },
+      dataDir: join(dir.path, 'bootstrapped'),
+      logger,
+      bootstrapFrom: { peers: [node.address] },
+    });
+    try {
+      await replica.whenCaughtUp(WAIT());
+      const loaded = lines.find(
+        (line) => typeof line.msg === 'string' && line.msg.startsWith('bootstrapped from peer'),
+      );
+      assert.ok(loaded, `no bootstrap in ${JSON.stringify(lines.map((line) => line.msg))}`);
+      assert.equal(loaded.peer, node.address);
+      assert.equal(text(await replica.getAfter(b('boot/x'), token, WAIT())), 'from the snapshot or the topic');
+      const later = await client.set({ key: b('boot/later'), value: b('from the topic') });
+      assert.equal(text(await replica.getAfter(b('boot/later'), later.token, WAIT())), 'from the topic');
+    } finally {
+      await replica.close();
+    }
+  });
+
   test("a running node's data dir is refused: its store has one owner", async () => {
     const error = await openReplica({ kafka: { brokers, topic }, dataDir: join(dir.path, 'node') }).catch(
       (e: unknown) => e,
