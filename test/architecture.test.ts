@@ -21,7 +21,21 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   api: ['config', 'service', 'gen', 'auth'],
   metrics: ['log', 'store', 'replica', 'service', 'api'],
   client: ['gen'],
-  cli: ['config', 'lmdb', 'log', 'store', 'replica', 'snapshot', 'service', 'auth', 'api', 'metrics', 'client'],
+  'replica-lib': ['config', 'log', 'store', 'replica', 'snapshot', 'service', 'client'],
+  cli: [
+    'config',
+    'lmdb',
+    'log',
+    'store',
+    'replica',
+    'snapshot',
+    'service',
+    'auth',
+    'api',
+    'metrics',
+    'client',
+    'replica-lib',
+  ],
 };
 /** Base modules may import only each other and config (the logger takes its level type from there). */
 const BASE_MAY_IMPORT = ['config'];

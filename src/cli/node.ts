@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import { backoffMs, pause } from '../abort.js';
 import { GrpcApi } from '../api/grpc-server.js';
 import { HealthService } from '../api/health.js';
 import { plaintextExposureWarning, ServerTls } from '../api/server-tls.js';
@@ -7,25 +6,22 @@ import { Authorizer } from '../auth/authorizer.js';
 import { AuthFileError } from '../auth/policy.js';
 import type { Config } from '../config/config.js';
 import { ConfigError } from '../config/config-error.js';
-import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
+import { describeError, type Kvs2Error } from '../errors.js';
 import { EmbeddedLog } from '../log/embedded/embedded-log.js';
 import type { Log } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import { MetricsListener } from '../metrics/metrics-listener.js';
 import { NodeMetrics } from '../metrics/node-metrics.js';
-import { bootstrapFromPeers } from '../replica/peer-bootstrap.js';
+import { bootstrapIfEmpty } from '../replica/peer-bootstrap.js';
 import { Replica } from '../replica/replica.js';
+import { startReplica } from '../replica/start-replica.js';
+import { peerSnapshotStream } from '../replica-lib/peer-snapshots.js';
 import { KvService } from '../service/kv-service.js';
 import { NodeHealth } from '../service/node-health.js';
 import { NodeStatusReport } from '../service/node-status.js';
 import { LmdbStore } from '../store/lmdb-store.js';
 import { KVS2_VERSION } from '../version.js';
 import { MemoryRelease } from './memory-release.js';
-import { peerSnapshotStream } from './peer-snapshots.js';
-
-/** Pauses between attempts to open the log at start-up, as the replica's own retries. */
-const START_RETRY_MIN_MS = 100;
-const START_RETRY_MAX_MS = 10_000;
 
 export interface NodeOptions {
   readonly config: Config;
@@ -200,20 +196,7 @@ export class KvsNode {
       const loadFromPeer =
         bootstrap === null || peerSnapshots === null
           ? null
-          : async (logIdentity: string, signal: AbortSignal): Promise<void> => {
-              // Only an empty store: a node that bootstrapped (or read the log) before resumes as usual.
-              const { logIdentity: applied, appliedOffsets } = store.progress();
-              if (applied !== null || appliedOffsets.size > 0 || store.stats().keys > 0) return;
-              await bootstrapFromPeers({
-                peers: bootstrap.peers,
-                stream: peerSnapshots,
-                store,
-                log,
-                logIdentity,
-                logger,
-                signal,
-              });
-            };
+          : bootstrapIfEmpty({ peers: bootstrap.peers, stream: peerSnapshots, store, log, logger });
       const starting = startReplica(log, replica, logger, onFatal, stopStarting.signal, loadFromPeer);
       stack.defer(async () => {
         stopStarting.abort();
@@ -280,41 +263,6 @@ export class KvsNode {
   }
 }
 
-/**
- * Opens the log and starts the replica, waiting for the log as a running node rides out an outage: a node
- * started while brokers are down listens (NOT_SERVING) and starts once they answer. Errors retrying cannot
- * fix stop the node.
- */
-async function startReplica(
-  log: Log,
-  replica: Replica,
-  logger: Logger,
-  onFatal: (error: Kvs2Error) => void,
-  signal: AbortSignal,
-  loadFromPeer: ((logIdentity: string, signal: AbortSignal) => Promise<void>) | null,
-): Promise<void> {
-  let identity: string | undefined;
-  for (let attempt = 0; !signal.aborted; attempt++) {
-    try {
-      // After a failed start, reopen() adopts the log as it is now (a topic recreated meanwhile).
-      identity = identity === undefined ? await log.open(signal) : await log.reopen(signal);
-      await loadFromPeer?.(identity, signal);
-      await replica.start(identity);
-      return;
-    } catch (error) {
-      if (signal.aborted) return;
-      if (!isKvs2Error(error) || (error.code !== 'LOG_UNAVAILABLE' && error.code !== 'LOG_RECREATED')) {
-        logger.fatal({ err: error }, `kvs2 cannot start: ${describeError(error)}`);
-        onFatal(isKvs2Error(error) ? error : new Kvs2Error('INCONSISTENT_STATE', describeError(error)));
-        return;
-      }
-      const waitMs = backoffMs(attempt, START_RETRY_MIN_MS, START_RETRY_MAX_MS);
-      logger.warn({ err: error, waitMs }, `waiting for the log, retrying in ${waitMs} ms: ${error.message}`);
-      await pause(waitMs, signal);
-    }
-  }
-}
-
 function loadAuth(file: string, logger: Logger, metrics: NodeMetrics | null): Authorizer {
   try {
     return new Authorizer({
@@ -337,27 +285,6 @@ async function openLog(config: Config, logger: Logger, metrics: NodeMetrics | nu
   if (config.kafka === null) return new EmbeddedLog({ dir: join(config.dataDir, 'log') });
   // Loaded only for Kafka: the client compiles its option validators when imported, which takes
   // ~0.4 s, more than half of an embedded node's start.
-  const { KafkaLog } = await import('../log/kafka/kafka-log.js');
-  const { loadKafkaSecurity } = await import('../log/kafka/kafka-security.js');
-  const { brokers, topic, partitions, replicationFactor, security } = config.kafka;
-  logger.info(
-    {
-      brokers,
-      protocol: security.protocol,
-      saslMechanism: security.sasl?.mechanism,
-      saslUser: security.sasl?.username,
-    },
-    `reaching Kafka over ${security.protocol}`,
-  );
-  return new KafkaLog({
-    security: loadKafkaSecurity(security),
-    brokers,
-    topic,
-    partitions,
-    ...(replicationFactor === null ? {} : { replicationFactor }),
-    maxKeyBytes: config.limits.maxKeyBytes,
-    maxValueBytes: config.limits.maxValueBytes,
-    logger,
-    ...(metrics === null ? {} : { metrics: metrics.kafkaClientMetrics }),
-  });
+  const { openKafkaLog } = await import('../log/kafka/open-kafka-log.js');
+  return openKafkaLog(config.kafka, config.limits, logger, metrics?.kafkaClientMetrics);
 }

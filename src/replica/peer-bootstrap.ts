@@ -5,7 +5,7 @@ import { offsetsForLog } from '../offsets.js';
 import { decodeSnapshot } from '../snapshot/snapshot-decoder.js';
 import type { SnapshotMetadata } from '../snapshot/snapshot-format.js';
 import type { StoreLoad } from '../store/lmdb-store.js';
-import type { StoreProgress } from '../store/store.js';
+import type { Store, StoreProgress } from '../store/store.js';
 import { planResume } from './resume-plan.js';
 
 /** Where snapshots of peers' stores come from: the Snapshot RPC of each peer (cli/node.ts builds it). */
@@ -143,5 +143,24 @@ function progressOf(metadata: SnapshotMetadata): StoreProgress {
     logIdentity: metadata.logIdentity,
     appliedOffsets: metadata.appliedOffsets,
     caughtUpAt: metadata.caughtUpAt,
+  };
+}
+
+/**
+ * What the start-up runs between opening the log and starting the replica when peers are given: a bootstrap,
+ * but only into an empty store. A store that bootstrapped (or read the log) before resumes as usual.
+ */
+export function bootstrapIfEmpty(options: {
+  readonly peers: readonly string[];
+  readonly stream: PeerSnapshotStream;
+  readonly store: LoadableStore & Pick<Store, 'progress' | 'stats'>;
+  readonly log: Log;
+  readonly logger: Logger;
+}): (logIdentity: string, signal: AbortSignal) => Promise<void> {
+  const { store } = options;
+  return async (logIdentity, signal) => {
+    const { logIdentity: applied, appliedOffsets } = store.progress();
+    if (applied !== null || appliedOffsets.size > 0 || store.stats().keys > 0) return;
+    await bootstrapFromPeers({ ...options, logIdentity, signal });
   };
 }

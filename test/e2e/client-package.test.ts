@@ -65,6 +65,54 @@ console.log(
 );
 `;
 
+/**
+ * What a Node application embedding a replica writes: `kvs2/replica`, typed. No broker here (the Kafka
+ * tests run it against one): it opens a store in the installed package's LMDB, waits in vain for an
+ * unreachable broker, and is refused without Kafka.
+ */
+const REPLICA_CONSUMER = `import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Kvs2Error, type Kvs2Replica, openReplica, type ReplicaOptions } from 'kvs2/replica';
+
+const dataDir = await mkdtemp(join(tmpdir(), 'kvs2-replica-consumer-'));
+const replica: Kvs2Replica = await openReplica({ kafka: { brokers: ['127.0.0.1:1'], topic: 'kvs2' }, dataDir });
+const empty = replica.get(Buffer.from('k')) === undefined && replica.scan({ prefix: Buffer.from('') }).length === 0;
+const waited = await replica.whenCaughtUp(AbortSignal.timeout(200)).then(
+  () => 'caught up',
+  (error: unknown) => (error instanceof Kvs2Error ? error.code : String(error)),
+);
+const caughtUp = replica.status().caughtUp;
+await replica.close();
+const withoutKafka = await openReplica({ dataDir } as unknown as ReplicaOptions).then(
+  () => 'opened',
+  (error: unknown) => (error instanceof Kvs2Error ? error.code : String(error)),
+);
+console.log(JSON.stringify({ empty, waited, caughtUp, withoutKafka }));
+`;
+
+/**
+ * The light entries stay light: importing kvs2 and kvs2/client resolves none of the replica's modules, LMDB
+ * or the Kafka client (every module resolution is recorded by a hook registered first).
+ */
+const LIGHT_ENTRIES = `import { registerHooks } from 'node:module';
+
+const resolved = [];
+registerHooks({
+  resolve(specifier, context, nextResolve) {
+    const result = nextResolve(specifier, context);
+    resolved.push(result.url);
+    return result;
+  },
+});
+await import('kvs2');
+await import('kvs2/client');
+console.log(JSON.stringify({
+  client: resolved.some((url) => url.includes('/dist/src/client/')),
+  heavy: resolved.filter((url) => /lmdb|@platformatic|replica-lib|\\/replica\\/|\\/store\\//.test(url)),
+}));
+`;
+
 /** What the types must refuse: a misspelt field, and a module the package does not export. */
 const MISUSE = `import { Kvs2Client } from 'kvs2/client';
 import { KvsNode } from 'kvs2/dist/src/cli/node.js';
@@ -113,6 +161,9 @@ describe('the kvs2 package, packed and installed into a fresh project', () => {
     await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
     await writeFile(join(project, 'main.ts'), CONSUMER);
     await writeFile(join(project, 'tsconfig.json'), tsconfig('main.ts'));
+    await writeFile(join(project, 'replica.ts'), REPLICA_CONSUMER);
+    await writeFile(join(project, 'tsconfig.replica.json'), tsconfig('replica.ts'));
+    await writeFile(join(project, 'light-entries.mjs'), LIGHT_ENTRIES);
     await writeFile(join(project, 'misuse.ts'), MISUSE);
     await writeFile(join(project, 'tsconfig.misuse.json'), tsconfig('misuse.ts'));
     const { devDependencies } = JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')) as {
@@ -144,6 +195,8 @@ describe('the kvs2 package, packed and installed into a fresh project', () => {
       'dist/src/client/index.js',
       'dist/src/client/index.d.ts',
       'dist/src/client/kvs2-client.d.ts',
+      'dist/src/replica-lib/index.js',
+      'dist/src/replica-lib/index.d.ts',
       'dist/src/gen/kvs2.js',
       'dist/src/gen/kvs2.d.ts',
       'dist/src/cli/main.js',
@@ -173,6 +226,22 @@ describe('the kvs2 package, packed and installed into a fresh project', () => {
       protoHasService: true,
       mainEntryIsTheClient: true,
     });
+  });
+
+  test('a TypeScript program importing kvs2/replica type-checks and opens a replica with the installed LMDB', async () => {
+    await run(TSC, ['-p', 'tsconfig.replica.json'], project);
+    const stdout = await run(process.execPath, ['out/replica.js'], project);
+    assert.deepEqual(JSON.parse(stdout), {
+      empty: true,
+      waited: 'DEADLINE_EXCEEDED',
+      caughtUp: false,
+      withoutKafka: 'INVALID_ARGUMENT',
+    });
+  });
+
+  test('importing kvs2 and kvs2/client loads neither the replica, LMDB nor the Kafka client', async () => {
+    const stdout = await run(process.execPath, ['light-entries.mjs'], project);
+    assert.deepEqual(JSON.parse(stdout), { client: true, heavy: [] });
   });
 
   test('the types refuse a misspelt field and a module the package does not export', async () => {

@@ -5,10 +5,11 @@ import { ConfigError } from '../config/config-error.js';
 import type { PeerSnapshotStream } from '../replica/peer-bootstrap.js';
 
 /**
- * The Snapshot RPC of --bootstrap-from peers, as the bootstrap reads it: one client (and connection) per
- * attempt, closed when the stream ends or is abandoned. Over TLS when --bootstrap-tls-ca is given, presenting
- * the node's own certificate for peers that require client certificates; with the token of
- * --bootstrap-token-file, read here, at start-up (an unreadable file is a usage error).
+ * The Snapshot RPC of --bootstrap-from peers (a node's, and the in-process replica's `bootstrapFrom`), as the
+ * bootstrap reads it: one client (and connection) per attempt, closed when the stream ends or is abandoned.
+ * Over TLS when --bootstrap-tls-ca is given, presenting the node's own certificate for peers that require
+ * client certificates; with the token of --bootstrap-token-file, read here, at start-up (an unreadable file
+ * is a usage error).
  */
 export function peerSnapshotStream(config: PeerBootstrapConfig, serverTls: TlsFiles | null): PeerSnapshotStream {
   const token = config.tokenFile === null ? undefined : readToken(config.tokenFile);

@@ -1,0 +1,38 @@
+import type { KafkaConfig, Limits } from '../../config/config.js';
+import type { Logger } from '../../logger.js';
+import type { KafkaClientMetrics } from './kafka-clients.js';
+import { KafkaLog } from './kafka-log.js';
+import { loadKafkaSecurity } from './kafka-security.js';
+
+/**
+ * The log on Kafka as configured (brokers, topic, TLS/SASL): what a node and the in-process replica library
+ * both read. Reads the security files now, so that an unreadable one fails here, before anything connects.
+ */
+export function openKafkaLog(
+  kafka: KafkaConfig,
+  limits: Pick<Limits, 'maxKeyBytes' | 'maxValueBytes'>,
+  logger: Logger,
+  metrics?: KafkaClientMetrics,
+): KafkaLog {
+  const { brokers, topic, partitions, replicationFactor, security } = kafka;
+  logger.info(
+    {
+      brokers,
+      protocol: security.protocol,
+      saslMechanism: security.sasl?.mechanism,
+      saslUser: security.sasl?.username,
+    },
+    `reaching Kafka over ${security.protocol}`,
+  );
+  return new KafkaLog({
+    security: loadKafkaSecurity(security),
+    brokers,
+    topic,
+    partitions,
+    ...(replicationFactor === null ? {} : { replicationFactor }),
+    maxKeyBytes: limits.maxKeyBytes,
+    maxValueBytes: limits.maxValueBytes,
+    logger,
+    ...(metrics === undefined ? {} : { metrics }),
+  });
+}

@@ -1,0 +1,34 @@
+/**
+ * `kvs2/replica`: a replica of a kvs2 topic inside a Node application (README, "In-process replica"). Its
+ * own entry point, so that `kvs2` and `kvs2/client` never load LMDB, the Kafka client or the replica; and
+ * its types name nothing of the implementation, so that an application type-checks against this file only.
+ */
+import type { Kvs2Replica, ReplicaOptions } from './replica-api.js';
+
+export { Kvs2Error, type Kvs2ErrorCode } from '../errors.js';
+export type { Logger } from '../logger.js';
+export type {
+  ConsistencyToken,
+  Kvs2Replica,
+  ReplicaChange,
+  ReplicaEntry,
+  ReplicaKafkaSecurity,
+  ReplicaOptions,
+  ReplicaPartitionStatus,
+  ReplicaScanRange,
+  ReplicaStatus,
+  ReplicaWatchOptions,
+} from './replica-api.js';
+
+/**
+ * Opens an in-process replica of a kvs2 topic on Kafka: its store in `dataDir`, the topic, and the replica
+ * that applies one to the other, assembled as a node assembles them, with the same start-up retries
+ * (brokers that are down are waited for). Resolves once the store is open: reads answer at once from what
+ * it holds, and `whenCaughtUp()` says when it holds everything the topic did. Kafka only: refuses
+ * (INVALID_ARGUMENT) options without it and a data dir holding a node's embedded log; DATA_DIR_IN_USE when
+ * another process (a node) has the store open.
+ */
+export async function openReplica(options: ReplicaOptions): Promise<Kvs2Replica> {
+  const { openInProcessReplica } = await import('./kvs2-replica.js');
+  return openInProcessReplica(options);
+}

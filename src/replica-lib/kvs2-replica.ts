@@ -1,0 +1,433 @@
+import { pino } from 'pino';
+import type { PeerBootstrapConfig } from '../config/config.js';
+import { ConfigError } from '../config/config-error.js';
+import { abortError, Kvs2Error } from '../errors.js';
+import { openKafkaLog } from '../log/kafka/open-kafka-log.js';
+import type { Logger } from '../logger.js';
+import type { PeerSnapshotStream } from '../replica/peer-bootstrap.js';
+import { bootstrapIfEmpty } from '../replica/peer-bootstrap.js';
+import { Replica } from '../replica/replica.js';
+import { startReplica } from '../replica/start-replica.js';
+import { KvService } from '../service/kv-service.js';
+import { RequestChecks } from '../service/request-checks.js';
+import type { CallContext, ReadOptions } from '../service/requests.js';
+import { scanBounds } from '../service/scan-range.js';
+import type { WatchSession } from '../service/watch-session.js';
+import { holdsData, refuseIfNodeRunning, storeDirOf } from '../snapshot/data-dir.js';
+import { LmdbStore } from '../store/lmdb-store.js';
+import type {
+  ConsistencyToken,
+  Kvs2Replica,
+  ReplicaChange,
+  ReplicaEntry,
+  ReplicaOptions,
+  ReplicaScanRange,
+  ReplicaStatus,
+  ReplicaWatchOptions,
+} from './replica-api.js';
+import { optionError, replicaConfig } from './replica-options.js';
+
+/** Effectively no limit for a scan: the one reads what it asks for, in this process's memory. */
+const NO_LIMIT = Number.MAX_SAFE_INTEGER - 2;
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * openReplica (index.ts, where it is documented): the store, the Kafka log and the replica, assembled as
+ * src/cli/node.ts assembles them, from the same parts (startReplica, openKafkaLog, bootstrapIfEmpty), with
+ * the node's KvService for reads that wait for tokens and for watches. Everything opened has one owner, the
+ * stack that close() unwinds in reverse.
+ */
+export async function openInProcessReplica(options: ReplicaOptions): Promise<Kvs2Replica> {
+  const config = replicaConfig(options);
+  const logger = options.logger ?? pino({ level: 'silent' });
+  const { dataDir } = config;
+  if (holdsData(dataDir).log) {
+    throw new Kvs2Error(
+      'INVALID_ARGUMENT',
+      `openReplica: ${dataDir} holds an embedded log, a node's own: the in-process replica reads Kafka only and ` +
+        'needs a data dir of its own',
+    );
+  }
+  await refuseIfNodeRunning(dataDir, 'open an in-process replica');
+  const peers = config.bootstrap;
+  // Reads the token file now: an unreadable one is refused before anything connects, as for a node.
+  const peerSnapshots = peers === null ? null : await peerStream(peers);
+  const stack = new AsyncDisposableStack();
+  try {
+    const store = stack.adopt(LmdbStore.open(storeDirOf(dataDir)), (s) => s.close());
+    if (store.clearedUnfinishedLoad) {
+      logger.warn('the store held a snapshot load that never finished: cleared, starting over');
+    }
+    const log = stack.adopt(openKafkaLog(config.kafka, config.limits, logger), (l) => l.close());
+    const failed = Promise.withResolvers<never>();
+    // Observed, so that a failure nobody waits for is no unhandled rejection.
+    failed.promise.catch(() => {});
+    let failure: Kvs2Error | null = null;
+    const onFatal = (error: Kvs2Error): void => {
+      if (failure !== null) return;
+      failure = error;
+      failed.reject(error);
+      options.onFatal?.(error);
+    };
+    let caughtUp = false;
+    const replica = stack.adopt(
+      new Replica({
+        log,
+        store,
+        logger,
+        onFatal,
+        onCaughtUpChange: (now) => {
+          caughtUp = now;
+        },
+      }),
+      (r) => r.stop(),
+    );
+    const service = new KvService({
+      log,
+      store,
+      applied: replica.watermark,
+      changes: { feed: replica.changes, history: log },
+      limits: config.limits,
+      maxReplyBytesInFlight: config.maxReplyBytesInFlight,
+    });
+    // The library never writes; closing it refuses whatever would still ask the service to.
+    stack.defer(() => service.close());
+    const stopStarting = new AbortController();
+    let started = false;
+    const loadFromPeer =
+      peers === null || peerSnapshots === null
+        ? null
+        : bootstrapIfEmpty({ peers: peers.peers, stream: peerSnapshots, store, log, logger });
+    const starting = startReplica(log, replica, logger, onFatal, stopStarting.signal, loadFromPeer).then(() => {
+      started = !stopStarting.signal.aborted && failure === null;
+    });
+    stack.defer(async () => {
+      stopStarting.abort();
+      // A replica still starting waits on the log with its own signal, which only stop() aborts.
+      await replica.stop();
+      await starting;
+    });
+    return new InProcessReplica({
+      store,
+      replica,
+      service,
+      logger,
+      checks: new RequestChecks(config.limits),
+      resources: stack.move(),
+      state: {
+        caughtUp: () => caughtUp,
+        started: () => started,
+        whenStarted: starting,
+        failure: () => failure,
+        failed: failed.promise,
+      },
+    });
+  } catch (error) {
+    await stack.disposeAsync().catch(() => {});
+    throw error;
+  }
+}
+
+interface ReplicaParts {
+  readonly store: LmdbStore;
+  readonly replica: Replica;
+  readonly service: KvService;
+  readonly logger: Logger;
+  readonly checks: RequestChecks;
+  readonly resources: AsyncDisposableStack;
+  readonly state: {
+    readonly caughtUp: () => boolean;
+    /** True once the topic is open and the replica reads it (tokens name positions in it only then). */
+    readonly started: () => boolean;
+    /** Resolves when the start-up loop ends: started, failed for good, or stopped. */
+    readonly whenStarted: Promise<void>;
+    readonly failure: () => Kvs2Error | null;
+    readonly failed: Promise<never>;
+  };
+}
+
+/**
+ * A replica of a kvs2 topic inside this process: every key, kept up to date from Kafka as a node keeps its
+ * own. Reads are lookups in the local LMDB store, synchronous and without an RPC; reads after a token wait
+ * for the replica to apply it, as a node's Get with CONSISTENCY_AT_LEAST does (the same KvService). Writes are
+ * not here: they go through Kvs2Client to a node, whose tokens the `...After` reads and watches honour.
+ */
+export class InProcessReplica implements Kvs2Replica {
+  readonly #parts: ReplicaParts;
+  readonly #closeSignal = new AbortController();
+  readonly #watches = new Set<() => void>();
+  #closing: Promise<void> | undefined;
+
+  constructor(parts: ReplicaParts) {
+    this.#parts = parts;
+  }
+
+  /**
+   * Resolves once the replica has applied everything the topic held when it started (a node turns SERVING
+   * then); at once if that already happened. Rejects if the replica fails for good, at close(), or when the
+   * signal aborts (CANCELLED, or DEADLINE_EXCEEDED for `AbortSignal.timeout`).
+   */
+  async whenCaughtUp(signal?: AbortSignal): Promise<void> {
+    this.#checkOpen();
+    await this.#waiting(this.#parts.replica.whenCaughtUp(), signal, 'waiting for the replica to catch up');
+  }
+
+  /** The value applied now, or undefined: a lookup in the local store. */
+  get(key: Uint8Array): Buffer | undefined {
+    this.#checkOpen();
+    const k = asBuffer(key);
+    this.#parts.checks.key(k, 'key');
+    return this.#parts.store.get(k);
+  }
+
+  /** The values applied now, one per key in order (undefined where absent), read one after the other. */
+  getMany(keys: readonly Uint8Array[]): Array<Buffer | undefined> {
+    this.#checkOpen();
+    const values: Array<Buffer | undefined> = new Array(keys.length);
+    for (let i = 0; i < keys.length; i++) {
+      const k = asBuffer(keys[i] as Uint8Array);
+      this.#parts.checks.key(k, `keys[${i}]`);
+      values[i] = this.#parts.store.get(k);
+    }
+    return values;
+  }
+
+  /** Keys and values in byte order, as applied now, from one consistent LMDB snapshot; `limit`: most entries. */
+  scan(range: ReplicaScanRange, limit?: number): ReplicaEntry[] {
+    this.#checkOpen();
+    if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1)) {
+      throw new Kvs2Error('INVALID_ARGUMENT', `limit must be a positive integer, got ${limit}`);
+    }
+    const prefix = 'prefix' in range ? asBuffer(range.prefix) : EMPTY;
+    const start = 'start' in range ? asBuffer(range.start) : EMPTY;
+    const end = 'start' in range && range.end !== undefined ? asBuffer(range.end) : EMPTY;
+    const { checks } = this.#parts;
+    checks.keyBound(prefix, 'prefix');
+    checks.keyBound(start, 'start');
+    checks.keyBound(end, 'end');
+    const bounds = scanBounds({
+      prefix,
+      start,
+      end,
+      continuation: EMPTY,
+      limit: 0,
+      keysOnly: false,
+      consistency: 'local',
+      after: [],
+    });
+    const page = this.#parts.store.scan({
+      ...bounds,
+      limit: limit ?? NO_LIMIT,
+      maxBytes: Number.POSITIVE_INFINITY,
+      keysOnly: false,
+    });
+    return page.items.map((item) => ({ key: item.key, value: item.value ?? EMPTY }));
+  }
+
+  /**
+   * The value once this replica has applied the writes the token(s) name: read-your-writes for a Set made
+   * through any node of the topic. TOKEN_FROM_OTHER_LOG for a token of another topic (or a recreated one).
+   */
+  getAfter(
+    key: Uint8Array,
+    after: ConsistencyToken | readonly ConsistencyToken[],
+    signal?: AbortSignal,
+  ): Promise<Buffer | undefined> {
+    const request = { key: asBuffer(key), ...this.#readAfter(after) };
+    return this.#callAfterStart((context) => this.#parts.service.get(request, context), signal).then(
+      (result) => result.value,
+    );
+  }
+
+  /** Like getMany, once the replica has applied the writes the token(s) name. */
+  getManyAfter(
+    keys: readonly Uint8Array[],
+    after: ConsistencyToken | readonly ConsistencyToken[],
+    signal?: AbortSignal,
+  ): Promise<ReadonlyArray<Buffer | undefined>> {
+    const request = { keys: keys.map(asBuffer), ...this.#readAfter(after) };
+    return this.#callAfterStart((context) => this.#parts.service.multiGet(request, context), signal).then(
+      (result) => result.values,
+    );
+  }
+
+  /**
+   * Calls `listener` with every change to the key (or to keys with the prefix; an empty prefix: every key)
+   * as the replica applies it, in topic order per partition; with `after`, first the changes since that
+   * token, read back from the topic. The same watch as a node's Watch RPC. Returns the unsubscribe.
+   */
+  watch(
+    filter: { readonly key: Uint8Array } | { readonly prefix: Uint8Array },
+    listener: (change: ReplicaChange) => void,
+    options: ReplicaWatchOptions = {},
+  ): () => void {
+    this.#checkOpen();
+    const stop = new AbortController();
+    const onError =
+      options.onError ??
+      ((error: Error) => this.#parts.logger.warn({ err: error }, `in-process watch ended: ${error.message}`));
+    const request = {
+      key: 'key' in filter ? asBuffer(filter.key) : EMPTY,
+      prefix: 'prefix' in filter ? asBuffer(filter.prefix) : EMPTY,
+      after: options.after === undefined ? EMPTY : asBuffer(options.after),
+      progressIntervalMs: 0,
+    };
+    if ('key' in filter && request.key.length === 0) throw new Kvs2Error('INVALID_ARGUMENT', 'key is empty');
+    const open = (): WatchSession => {
+      // A session given a signal that already fired would never hear it: unsubscribed while the topic opened.
+      if (stop.signal.aborted) throw abortError(stop.signal, 'watch');
+      return this.#parts.service.watch(request, stop.signal);
+    };
+    // Once the topic is open, a bad token throws here; before, tokens cannot be checked yet and it goes to onError.
+    let session: WatchSession | Promise<WatchSession> = this.#parts.state.started()
+      ? open()
+      : this.#whenStarted(stop.signal).then(open);
+    const unsubscribe = (): void => {
+      this.#watches.delete(unsubscribe);
+      stop.abort();
+    };
+    this.#watches.add(unsubscribe);
+    void (async () => {
+      try {
+        session = await session;
+        for (;;) {
+          const event = await session.next();
+          if (event.kind === 'progress') continue;
+          listener({
+            kind: event.kind,
+            key: event.key,
+            value: event.kind === 'put' ? event.value : undefined,
+            token: event.token,
+          });
+        }
+      } catch (error) {
+        if (stop.signal.aborted && !this.#closeSignal.signal.aborted) return;
+        this.#watches.delete(unsubscribe);
+        stop.abort();
+        onError(this.#closeSignal.signal.aborted ? shuttingDown() : toError(error));
+      } finally {
+        if (!(session instanceof Promise)) session.close();
+      }
+    })();
+    return unsubscribe;
+  }
+
+  /** A token for what this replica has applied now: a node (or another replica) given it reads no older state. */
+  token(): Buffer {
+    return this.#parts.service.appliedToken();
+  }
+
+  status(): ReplicaStatus {
+    const { replica, store, state } = this.#parts;
+    return {
+      caughtUp: state.caughtUp(),
+      partitions: replica.progress.partitions().map((p) => ({
+        partition: p.partition,
+        appliedOffset: p.appliedOffset,
+        endOffset: p.endOffset,
+        lagRecords: p.lagRecords,
+      })),
+      keys: this.#closing === undefined ? store.stats().keys : 0,
+      failure: state.failure(),
+    };
+  }
+
+  /**
+   * Stops the replica (it first applies, for up to 2 s, what the topic held when asked, so that a reopen
+   * replays nothing), then closes the topic's clients and the store. Watches end with SHUTTING_DOWN, waiting
+   * reads fail with it, later calls throw it. Safe to call more than once.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    // The reason is what every wait and watch cut short by it fails with.
+    this.#closeSignal.abort(shuttingDown());
+    for (const end of [...this.#watches]) end();
+    await this.#parts.resources.disposeAsync();
+  }
+
+  #checkOpen(): void {
+    if (this.#closing !== undefined) throw shuttingDown();
+  }
+
+  #readAfter(after: ConsistencyToken | readonly ConsistencyToken[]): ReadOptions {
+    const tokens = after instanceof Uint8Array ? [after] : after;
+    return { consistency: 'at-least', after: tokens.map(asBuffer) };
+  }
+
+  /**
+   * A call that names positions in the topic: tokens are checked against the topic the replica reads, known
+   * once it is open. Already open, the call begins at once, before anything else (a close()) can run.
+   */
+  #callAfterStart<T>(call: (context: CallContext) => T | Promise<T>, signal?: AbortSignal): Promise<T> {
+    if (this.#parts.state.started()) return this.#call(call, signal);
+    return this.#whenStarted(signal).then(() => this.#call(call, signal));
+  }
+
+  async #whenStarted(signal?: AbortSignal): Promise<void> {
+    await this.#waiting(this.#parts.state.whenStarted, signal, 'waiting for the topic to open');
+    if (!this.#parts.state.started()) throw this.#parts.state.failure() ?? shuttingDown();
+  }
+
+  /** One service call as a node's handler makes it: with the caller's signal, ended when it answers. */
+  async #call<T>(call: (context: CallContext) => T | Promise<T>, signal?: AbortSignal): Promise<T> {
+    this.#checkOpen();
+    const ends: Array<() => void> = [];
+    const callSignal =
+      signal === undefined ? this.#closeSignal.signal : AbortSignal.any([signal, this.#closeSignal.signal]);
+    try {
+      const answer = Promise.resolve().then(() => call({ signal: callSignal, onEnd: (end) => ends.push(end) }));
+      return await this.#waiting(answer);
+    } finally {
+      for (const end of ends) end();
+    }
+  }
+
+  /** Races `promise` with the replica's failure, close() and the signal. */
+  async #waiting<T>(promise: Promise<T>, signal?: AbortSignal, what = 'waiting for the replica'): Promise<T> {
+    const { failed } = this.#parts.state;
+    const stops = [this.#closeSignal.signal, ...(signal === undefined ? [] : [signal])];
+    const stopped = new Promise<never>((_, reject) => {
+      const onAbort = (): void => {
+        const fired = stops.find((s) => s.aborted);
+        if (fired !== undefined) reject(abortError(fired, what));
+      };
+      for (const s of stops) s.addEventListener('abort', onAbort, { once: true });
+      onAbort();
+      void promise
+        .finally(() => {
+          for (const s of stops) s.removeEventListener('abort', onAbort);
+        })
+        .catch(() => {});
+    });
+    stopped.catch(() => {});
+    return Promise.race([promise, failed, stopped]);
+  }
+}
+
+/** The peers' Snapshot RPC, loaded only when asked for: it brings the gRPC client. */
+async function peerStream(peers: PeerBootstrapConfig): Promise<PeerSnapshotStream> {
+  const { peerSnapshotStream } = await import('./peer-snapshots.js');
+  try {
+    return peerSnapshotStream(peers, null);
+  } catch (error) {
+    throw error instanceof ConfigError ? optionError(error) : error;
+  }
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  if (Buffer.isBuffer(bytes)) return bytes;
+  if (!(bytes instanceof Uint8Array)) throw new Kvs2Error('INVALID_ARGUMENT', 'keys and tokens are bytes (Uint8Array)');
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function shuttingDown(): Kvs2Error {
+  return new Kvs2Error('SHUTTING_DOWN', 'the in-process replica is closed');
+}
+
+function toError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
