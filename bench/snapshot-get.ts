@@ -40,8 +40,17 @@ const options = new Command('snapshot-get')
   .option('--concurrency <n>', 'Get calls in flight', Number, 64)
   .option('--value-bytes <n>', 'value size', Number, 100)
   .option('--sink <file>', 'where the snapshot client writes each snapshot (truncated each time)', '/dev/null')
+  .option('--max-bytes-per-second <n>', "the snapshot's pace asked of the node (0: unpaced)", Number, 0)
   .parse()
-  .opts<{ keys: number; duration: number; rounds: number; concurrency: number; valueBytes: number; sink: string }>();
+  .opts<{
+    keys: number;
+    duration: number;
+    rounds: number;
+    concurrency: number;
+    valueBytes: number;
+    sink: string;
+    maxBytesPerSecond: number;
+  }>();
 
 const work = mkdtempSync(join(tmpdir(), 'kvs2-snapshot-get-'));
 const getData = join(work, 'get.json');
@@ -75,7 +84,14 @@ class SnapshotStreams {
     this.#process = spawnManaged(
       'snapshot-stream',
       process.execPath,
-      [join(tree, 'dist/bench/snapshot-stream.js'), target, '--sink', options.sink],
+      [
+        join(tree, 'dist/bench/snapshot-stream.js'),
+        target,
+        '--sink',
+        options.sink,
+        '--max-bytes-per-second',
+        String(options.maxBytesPerSecond),
+      ],
       {
         core: CLIENT_CORE,
         cwd: work,
@@ -219,7 +235,7 @@ async function main(): Promise<void> {
     placement: {
       node: `core ${SERVER_CORE}`,
       ghz: `core ${CLIENT_CORE}`,
-      snapshotClient: `core ${CLIENT_CORE} (with ghz), chunks to ${options.sink}`,
+      snapshotClient: `core ${CLIENT_CORE} (with ghz), chunks to ${options.sink}, paced at ${options.maxBytesPerSecond} bytes/s (0: unpaced)`,
     },
     without: summary(rounds.map((r) => r.without)),
     withSnapshot: summary(rounds.map((r) => r.with)),
@@ -235,7 +251,7 @@ async function main(): Promise<void> {
     range(spread(rounds.map((r) => pick(r).coreBusyPercent[core] ?? null)));
   const lines = [
     `Get at ${options.concurrency} in flight on one node (embedded log) of ${fmt(options.keys)} keys with ` +
-      `${options.valueBytes} B values; ${options.rounds} rounds of ${options.duration} s each way, the order ` +
+      `${options.valueBytes} B values; snapshots paced at ${options.maxBytesPerSecond > 0 ? `${(options.maxBytesPerSecond / 1024 ** 2).toFixed(1)} MiB/s` : 'no limit'}; ${options.rounds} rounds of ${options.duration} s each way, the order ` +
       `swapping each round. Node on core ${SERVER_CORE}; ghz and the snapshot client on core ${CLIENT_CORE}.`,
     '',
     '| | Get calls/s median (min–max) | node CPU µs/call | p50 ms | p99 ms | snapshots per run | snapshot MiB/s | server core busy % | client core busy % | errors |',

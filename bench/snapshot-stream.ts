@@ -7,7 +7,7 @@
  *   {"event":"streaming"}                       the first chunk of the first snapshot arrived
  *   {"event":"snapshot","bytes":N,"ms":M}       a whole snapshot arrived
  *
- *   node dist/bench/snapshot-stream.js host:port [--sink FILE]
+ *   node dist/bench/snapshot-stream.js host:port [--sink FILE] [--max-bytes-per-second N]
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -15,7 +15,10 @@ import { Kvs2Client } from '../src/client/index.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { sink: { type: 'string', default: '/dev/null' } },
+  options: {
+    sink: { type: 'string', default: '/dev/null' },
+    'max-bytes-per-second': { type: 'string', default: '0' },
+  },
 });
 const target = positionals[0];
 if (target === undefined) throw new Error('usage: snapshot-stream host:port [--sink FILE]');
@@ -31,7 +34,10 @@ try {
     const sink = openSync(values.sink, 'w');
     let bytes = 0;
     try {
-      for await (const chunk of client.snapshot({ signal: stop.signal })) {
+      for await (const chunk of client.snapshot({
+        signal: stop.signal,
+        maxBytesPerSecond: Number(values['max-bytes-per-second']),
+      })) {
         if (!announced) {
           announced = true;
           process.stdout.write(`${JSON.stringify({ event: 'streaming' })}\n`);

@@ -243,6 +243,11 @@ export interface StatusReply {
 }
 
 export interface SnapshotRequest {
+  /**
+   * Most bytes a second the node sends, so that a backup taken from a busy node leaves its reads most of
+   * the node's CPU (encoding runs on the thread that serves them); 0: as fast as the client takes them.
+   */
+  maxBytesPerSecond: number;
 }
 
 /**
@@ -1757,11 +1762,14 @@ export const StatusReply: MessageFns<StatusReply> = {
 };
 
 function createBaseSnapshotRequest(): SnapshotRequest {
-  return {};
+  return { maxBytesPerSecond: 0 };
 }
 
 export const SnapshotRequest: MessageFns<SnapshotRequest> = {
-  encode(_: SnapshotRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: SnapshotRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxBytesPerSecond !== 0) {
+      writer.uint32(8).uint64(message.maxBytesPerSecond);
+    }
     return writer;
   },
 
@@ -1778,6 +1786,14 @@ export const SnapshotRequest: MessageFns<SnapshotRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.maxBytesPerSecond = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;

@@ -119,6 +119,30 @@ describe('the Snapshot RPC, in process', () => {
     assert.deepEqual([store.open, api.openSnapshots], [0, 0]);
   });
 
+  test('a paced snapshot is never sent faster than asked, and arrives whole', async () => {
+    const bytesPerSecond = 8 * 1024 * 1024;
+    const started = performance.now();
+    let received = 0;
+    const counted = (async function* () {
+      for await (const chunk of client.snapshot({ maxBytesPerSecond: bytesPerSecond })) {
+        received += chunk.length;
+        yield chunk;
+      }
+    })();
+    const checked = await verifySnapshot(counted);
+    const elapsedMs = performance.now() - started;
+    assert.equal(checked.keys, KEYS);
+    // A lower bound only: the node may send slower (a busy machine), never faster. The last chunk is sent
+    // once the bytes before it are due, so the whole takes at least (bytes - last chunk) / rate.
+    const lastChunkAtMost = 1024 * 1024;
+    assert.ok(received > 2 * lastChunkAtMost, `the snapshot is large enough to pace (${received} bytes)`);
+    assert.ok(
+      elapsedMs >= ((received - lastChunkAtMost) / bytesPerSecond) * 1000,
+      `${received} bytes in ${elapsedMs.toFixed(0)} ms: faster than ${bytesPerSecond} bytes/s`,
+    );
+    assert.deepEqual([store.open, api.openSnapshots], [0, 0]);
+  });
+
   test('a malformed request is INVALID_ARGUMENT, and no snapshot is taken', async () => {
     const taken = store.taken;
     const raw = await RawGrpcClient.connect(address);
