@@ -28,6 +28,12 @@ const NEEDS: CallNeeds = { access: 'read', targets: [EVERY_KEY] };
  */
 const MAX_UNSENT_BYTES = 2 * 1024 * 1024;
 
+/**
+ * The slowest pace a snapshot may ask for. Its read transaction pins every page freed while it runs: a
+ * trickle would keep a busy store growing for hours.
+ */
+const MIN_BYTES_PER_SECOND = 64 * 1024;
+
 type SnapshotCall = ServerWritableStream<Received<SnapshotRequest>, SnapshotChunk>;
 
 /**
@@ -42,6 +48,19 @@ export function snapshotHandler({ service, open, observer, guard }: SnapshotHand
     const request = call.request;
     if (request instanceof MalformedRequest) {
       fail(call, observer, startedAt, new Kvs2Error('INVALID_ARGUMENT', `malformed request: ${request.reason}`));
+      return;
+    }
+    const rate = request.maxBytesPerSecond;
+    if (rate > 0 && rate < MIN_BYTES_PER_SECOND) {
+      fail(
+        call,
+        observer,
+        startedAt,
+        new Kvs2Error(
+          'INVALID_ARGUMENT',
+          `max_bytes_per_second ${rate} is below ${MIN_BYTES_PER_SECOND} (64 KiB/s): the snapshot would hold its read transaction, and the pages it pins, for hours; 0 sends unpaced`,
+        ),
+      );
       return;
     }
     const stop = new AbortController();

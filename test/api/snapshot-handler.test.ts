@@ -157,6 +157,22 @@ describe('the Snapshot RPC, in process', () => {
     assert.equal(store.taken, taken);
   });
 
+  test('a pace below 64 KiB/s is INVALID_ARGUMENT, and no snapshot is taken', async () => {
+    const taken = store.taken;
+    await assert.rejects(
+      (async () => {
+        for await (const _ of client.snapshot({ maxBytesPerSecond: 65_535 })) assert.fail('no chunk');
+      })(),
+      (error: unknown) => {
+        assert.ok(error instanceof Kvs2ClientError);
+        assert.equal(error.kvs2Code, 'INVALID_ARGUMENT');
+        assert.match(error.details, /max_bytes_per_second 65535 is below 65536/);
+        return true;
+      },
+    );
+    assert.equal(store.taken, taken);
+  });
+
   test('a client that stops reading half-way: the stream ends on the node and the transaction is closed', async () => {
     const taken = store.taken;
     const chunks = client.snapshot()[Symbol.asyncIterator]();

@@ -81,7 +81,14 @@ export const WATCH_REQUEST: MessageSchema = {
   ],
 };
 
-export type Rpc = 'Get' | 'MultiGet' | 'Set' | 'Delete' | 'Write' | 'Scan' | 'Watch';
+export const STATUS_REQUEST: MessageSchema = { name: 'StatusRequest', fields: [] };
+
+export const SNAPSHOT_REQUEST: MessageSchema = {
+  name: 'SnapshotRequest',
+  fields: [field('max_bytes_per_second', 1, 'varint')],
+};
+
+export type Rpc = 'Get' | 'MultiGet' | 'Set' | 'Delete' | 'Write' | 'Scan' | 'Watch' | 'Status' | 'Snapshot';
 
 export const REQUEST_SCHEMA: Readonly<Record<Rpc, MessageSchema>> = {
   Get: GET_REQUEST,
@@ -91,6 +98,8 @@ export const REQUEST_SCHEMA: Readonly<Record<Rpc, MessageSchema>> = {
   Write: WRITE_REQUEST,
   Scan: SCAN_REQUEST,
   Watch: WATCH_REQUEST,
+  Status: STATUS_REQUEST,
+  Snapshot: SNAPSHOT_REQUEST,
 };
 
 /** A message's field values by field name: bytes, integers (varint fields), nested messages, or lists. */

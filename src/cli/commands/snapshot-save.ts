@@ -21,8 +21,8 @@ const DEFAULT_MAX_RATE_MIB = 4;
 
 function parseRate(text: string): number {
   const rate = /^\d+(?:\.\d+)?$/.test(text.trim()) ? Number(text) : Number.NaN;
-  if (!Number.isFinite(rate) || rate < 0 || rate > 1024 * 1024) {
-    throw new InvalidArgumentError('give MiB per second as a number, such as 4 or 0.5 (0: no limit).');
+  if (!Number.isFinite(rate) || rate < 0 || (rate > 0 && rate < 1 / 16) || rate > 1024 * 1024) {
+    throw new InvalidArgumentError('give MiB per second as a number, such as 4 or 0.5, at least 0.0625 (0: no limit).');
   }
   return rate;
 }
