@@ -35,7 +35,14 @@ export function strictKvs2Definition(): ServiceDefinition {
       ...method,
       requestDeserialize: (bytes: Buffer): unknown => {
         const malformation = findMalformation(bytes, shape);
-        return malformation === null ? decode(bytes) : new MalformedRequest(malformation);
+        if (malformation !== null) return new MalformedRequest(malformation);
+        try {
+          return decode(bytes);
+        } catch (error) {
+          // A well-formed body the generated decoder still cannot take: a 64-bit integer beyond 2^53 for a
+          // field it reads as a JavaScript number (SnapshotRequest.max_bytes_per_second).
+          return new MalformedRequest(error instanceof Error ? error.message : String(error));
+        }
       },
     };
   }

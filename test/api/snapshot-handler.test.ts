@@ -157,6 +157,22 @@ describe('the Snapshot RPC, in process', () => {
     assert.equal(store.taken, taken);
   });
 
+  test('a pace beyond 2^53 bytes/s, well-formed but not a safe JavaScript number, is INVALID_ARGUMENT', async () => {
+    const taken = store.taken;
+    const raw = await RawGrpcClient.connect(address);
+    try {
+      // Field 1, varint 2^63.
+      const body = Buffer.of(0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01);
+      const reply = await raw.call('Snapshot', body);
+      assert.equal(reply.grpcStatus, status.INVALID_ARGUMENT, reply.grpcMessage);
+      assert.equal(reply.metadata['kvs2-error-code'], 'INVALID_ARGUMENT');
+      assert.match(reply.grpcMessage, /MAX_SAFE_INTEGER/);
+    } finally {
+      await raw.close();
+    }
+    assert.equal(store.taken, taken);
+  });
+
   test('a pace below 64 KiB/s is INVALID_ARGUMENT, and no snapshot is taken', async () => {
     const taken = store.taken;
     await assert.rejects(
