@@ -74,6 +74,16 @@ function buildProgram(): Command {
   return program;
 }
 
+if (process.argv[2] !== 'serve') {
+  // A reader that stops early (`kvs2 scan p/ | head`) closes the pipe: the command's output is no longer
+  // wanted, so it ends quietly, as Unix tools do, instead of crashing with a stack trace. (A node's logs
+  // are not covered: a server does not stop because its log reader went away.)
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(EXIT_OK);
+    throw error;
+  });
+}
+
 try {
   await buildProgram().parseAsync(process.argv);
 } catch (error) {

@@ -236,6 +236,14 @@ describe('the kvs2 CLI against a real node', () => {
     assert.match(text, /^partition {2}applied {2}end/m);
   });
 
+  test('a reader that closes the pipe early (kvs2 status | head -1) ends the command quietly, exit 0', async () => {
+    const status = new CliProcess(['status'], { env: { KVS2_ENDPOINT: server.address } });
+    // Closed before the command writes anything: every write it makes meets a closed pipe (EPIPE).
+    status.child.stdout?.destroy();
+    const ended = await status.result;
+    assert.deepEqual([ended.code, ended.signal, ended.stderr], [0, null, '']);
+  });
+
   test('kvs2 --help documents the commands and the exit codes', async () => {
     const help = ok(await kvs2(['--help']));
     for (const command of ['serve', 'get', 'put', 'del', 'mget', 'scan', 'watch', 'status']) {
