@@ -1,9 +1,10 @@
+import { createServer, type Server as NetServer } from 'node:net';
 import { type ChannelOptions, Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Authorizer } from '../auth/authorizer.js';
 import type { Limits } from '../config/config.js';
 import { Kvs2Error } from '../errors.js';
 import type { KvService } from '../service/kv-service.js';
-import type { NodeStatusReport } from '../service/node-status.js';
+import type { StatusSource } from '../service/node-status.js';
 import { callGuard } from './call-auth.js';
 import { type GrpcCallObserver, NO_CALL_OBSERVER } from './call-observer.js';
 import type { HealthService } from './health.js';
@@ -15,7 +16,7 @@ import type { ServerTls } from './server-tls.js';
 export interface GrpcApiOptions {
   readonly service: KvService;
   /** What the Status call answers. */
-  readonly status: Pick<NodeStatusReport, 'status'>;
+  readonly status: StatusSource;
   /** What the health service reports; its owner says when the node serves. */
   readonly health: HealthService;
   readonly limits: Limits;
@@ -64,6 +65,8 @@ export class GrpcApi {
   readonly #openWatches = new Set<(reason: Kvs2Error) => void>();
   readonly #openSnapshots = new Set<(reason: Kvs2Error) => void>();
   readonly #openCalls = new Set<(reason: Kvs2Error) => void>();
+  /** The listener of listenShared(), which grpc-js does not own. */
+  #sharedListener: NetServer | null = null;
 
   constructor(options: GrpcApiOptions) {
     this.#health = options.health;
@@ -114,10 +117,33 @@ export class GrpcApi {
   }
 
   /**
+   * Binds with SO_REUSEPORT, so that several servers (the node's serving workers, one per thread) listen
+   * on one port and the kernel spreads connections among them; grpc-js cannot bind that way, so connections
+   * are accepted here and handed to it. Resolves with the bound port (port 0: a free one, which the other
+   * servers then bind).
+   */
+  listenShared(host: string, port: number): Promise<number> {
+    const credentials = this.#tls === null ? ServerCredentials.createInsecure() : this.#tls.credentials();
+    const injector = this.#server.createConnectionInjector(credentials);
+    const listener = createServer((socket) => injector.injectConnection(socket));
+    this.#sharedListener = listener;
+    return new Promise((resolve, reject) => {
+      listener.once('error', (error) =>
+        reject(new Error(`cannot listen on ${host}:${port}: ${error.message}`, { cause: error })),
+      );
+      listener.listen({ host, port, reusePort: true }, () => {
+        const address = listener.address();
+        resolve(typeof address === 'object' && address !== null ? address.port : port);
+      });
+    });
+  }
+
+  /**
    * Announces NOT_SERVING, stops accepting calls and waits up to `graceMs` for calls in flight, then
    * cancels whatever is left. Resolves with whether everything finished within the grace period.
    */
   async shutdown(graceMs: number): Promise<boolean> {
+    this.#sharedListener?.close();
     this.#health.stopServing();
     this.#health.endWatches();
     const shuttingDown = new Kvs2Error(

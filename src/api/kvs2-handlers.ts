@@ -28,7 +28,7 @@ import type {
   WriteRequest,
 } from '../gen/kvs2.js';
 import type { KvService } from '../service/kv-service.js';
-import type { NodeStatusReport } from '../service/node-status.js';
+import type { StatusSource } from '../service/node-status.js';
 import type { Answer } from '../service/requests.js';
 import { type CallGuard, type CallNeeds, EVERY_KEY, keyTarget, scanTarget } from './call-auth.js';
 import type { GrpcCallObserver, MethodCallObserver } from './call-observer.js';
@@ -49,7 +49,7 @@ import { watchHandler } from './watch-handler.js';
 
 export interface Kvs2HandlerOptions {
   readonly service: KvService;
-  readonly status: Pick<NodeStatusReport, 'status'>;
+  readonly status: StatusSource;
   readonly requestTimeoutMs: number;
   /** Unary calls waiting for their answer, each as a function that answers it now (shutdown's last resort). */
   readonly openCalls: Set<(reason: Kvs2Error) => void>;

@@ -10,7 +10,7 @@ import { describeError, type Kvs2Error } from '../errors.js';
 import { EmbeddedLog } from '../log/embedded/embedded-log.js';
 import type { Log } from '../log/log.js';
 import type { Logger } from '../logger.js';
-import { MetricsListener } from '../metrics/metrics-listener.js';
+import { MetricsListener, type MetricsSource } from '../metrics/metrics-listener.js';
 import { NodeMetrics } from '../metrics/node-metrics.js';
 import { bootstrapIfEmpty } from '../replica/peer-bootstrap.js';
 import { Replica } from '../replica/replica.js';
@@ -22,6 +22,7 @@ import { NodeStatusReport } from '../service/node-status.js';
 import { LmdbStore } from '../store/lmdb-store.js';
 import { KVS2_VERSION } from '../version.js';
 import { MemoryRelease } from './memory-release.js';
+import { ServingWorkers } from './serve-workers/serving-workers.js';
 
 export interface NodeOptions {
   readonly config: Config;
@@ -44,6 +45,7 @@ export class KvsNode {
   readonly #resources: AsyncDisposableStack;
   readonly #tls: ServerTls | null;
   readonly #auth: Authorizer | null;
+  readonly #workers: ServingWorkers | null;
   #closing: Promise<void> | undefined;
 
   private constructor(
@@ -53,6 +55,7 @@ export class KvsNode {
     resources: AsyncDisposableStack,
     tls: ServerTls | null,
     auth: Authorizer | null,
+    workers: ServingWorkers | null,
   ) {
     this.port = port;
     this.metricsPort = metricsPort;
@@ -60,6 +63,7 @@ export class KvsNode {
     this.#resources = resources;
     this.#tls = tls;
     this.#auth = auth;
+    this.#workers = workers;
   }
 
   static async start({ config, logger, onFatal }: NodeOptions): Promise<KvsNode> {
@@ -75,7 +79,8 @@ export class KvsNode {
       const auth =
         config.authFile === null ? null : stack.adopt(loadAuth(config.authFile, logger, metrics), (a) => a.close());
       const memory = stack.adopt(new MemoryRelease({ logger }), (m) => m.close());
-      const store = stack.adopt(LmdbStore.open(join(config.dataDir, 'store')), (s) => s.close());
+      const storeDir = join(config.dataDir, 'store');
+      const store = stack.adopt(LmdbStore.open(storeDir), (s) => s.close());
       if (store.clearedUnfinishedLoad) {
         logger.warn(
           'the store held a snapshot load that never finished (the node died during it): cleared, starting over',
@@ -119,44 +124,81 @@ export class KvsNode {
         store,
         appliedToken: () => service.appliedToken(),
       });
+      // With serving workers, /metrics adds theirs to the node's (they exist only once they listen, below).
+      let workers: ServingWorkers | null = null;
+      const registry = metrics?.registry ?? null;
+      const metricsSource: MetricsSource | null =
+        registry === null
+          ? null
+          : {
+              contentType: registry.contentType,
+              metrics: () => (workers === null ? registry.metrics() : workers.metrics.metrics()),
+            };
       // Closed once calls have drained, so that probes answer "stopping" meanwhile.
       const metricsListener =
-        metrics === null || metricsAt === null
+        metricsSource === null || metricsAt === null
           ? null
-          : stack.adopt(new MetricsListener({ registry: metrics.registry, health: nodeHealth, ...metricsAt }), (l) =>
+          : stack.adopt(new MetricsListener({ registry: metricsSource, health: nodeHealth, ...metricsAt }), (l) =>
               l.close(),
             );
-      const api = stack.adopt(
-        new GrpcApi({
-          service,
-          status,
-          health: new HealthService(nodeHealth),
-          limits: config.limits,
-          maxRequestBytes: config.maxRequestBytes,
-          requestTimeoutMs: config.requestTimeoutMs,
-          calls: metrics?.calls,
-          tls,
-          auth,
-        }),
-        async (a) => {
-          if (!(await a.shutdown(config.shutdownTimeoutMs))) {
-            logger.warn(
-              { graceMs: config.shutdownTimeoutMs },
-              'calls still in flight after the grace period were cancelled',
+      const drainCalls = async (graceful: boolean): Promise<void> => {
+        if (!graceful) {
+          logger.warn(
+            { graceMs: config.shutdownTimeoutMs },
+            'calls still in flight after the grace period were cancelled',
+          );
+        }
+      };
+      const api =
+        config.serveWorkers > 0
+          ? null
+          : stack.adopt(
+              new GrpcApi({
+                service,
+                status,
+                health: new HealthService(nodeHealth),
+                limits: config.limits,
+                maxRequestBytes: config.maxRequestBytes,
+                requestTimeoutMs: config.requestTimeoutMs,
+                calls: metrics?.calls,
+                tls,
+                auth,
+              }),
+              async (a) => drainCalls(await a.shutdown(config.shutdownTimeoutMs)),
             );
-          }
-        },
-      );
       // Writes are refused before the calls in flight drain.
       stack.defer(() => service.close());
       metrics?.observe({
         health: nodeHealth,
         progress: replica.progress,
         store,
-        openWatches: () => api.openWatches,
+        openWatches: () => api?.openWatches ?? 0,
       });
       const metricsPort = (await metricsListener?.listen()) ?? null;
-      const port = await api.listen(config.listen.host, config.listen.port);
+      let port: number;
+      if (api !== null) port = await api.listen(config.listen.host, config.listen.port);
+      else {
+        const started = await ServingWorkers.start({
+          count: config.serveWorkers,
+          config,
+          storeDir,
+          log,
+          replica,
+          health: nodeHealth,
+          status,
+          registry,
+          logger,
+          onFatal,
+        });
+        workers = started;
+        // Before service.close() (deferred earlier, so run later): workers' writes are refused at their own service.
+        stack.defer(async () => drainCalls(await started.shutdown(config.shutdownTimeoutMs)));
+        port = started.port;
+        logger.info(
+          { serveWorkers: config.serveWorkers },
+          `${config.serveWorkers} serving worker threads share the port`,
+        );
+      }
       nodeHealth.listening();
       // Before the line that announces the address, so that whoever reads that line has seen these.
       if (tls !== null) {
@@ -206,7 +248,7 @@ export class KvsNode {
       });
       // First thing at shutdown: probes see NOT_SERVING while the replica drains and calls finish.
       stack.defer(() => nodeHealth.stopping());
-      return new KvsNode(port, metricsPort, logger, stack.move(), tls, auth);
+      return new KvsNode(port, metricsPort, logger, stack.move(), tls, auth, workers);
     } catch (error) {
       await stack.disposeAsync().catch(() => {});
       throw error;
@@ -224,6 +266,7 @@ export class KvsNode {
     }
     try {
       this.#tls.reload();
+      this.#workers?.reload('tls');
       this.#logger.info('TLS certificates reloaded; new connections use them');
     } catch (error) {
       this.#logger.warn(
@@ -241,6 +284,7 @@ export class KvsNode {
     if (this.#auth === null) return;
     try {
       this.#auth.reload();
+      this.#workers?.reload('auth');
       this.#logger.info({ authFile: this.#auth.file, ...this.#auth.counts }, 'auth file reloaded');
     } catch (error) {
       this.#logger.warn(

@@ -106,6 +106,8 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   /** After the first catch-up, records behind the log's end beyond which the node is not ready; 0: off. */
   readonly maxReadyLag: number;
+  /** Worker threads serving gRPC on the node's port (cli/serve-workers); 0: the main thread serves. */
+  readonly serveWorkers: number;
   readonly logLevel: LogLevel;
   /** Where the HTTP listener for /metrics, /livez and /readyz listens; null: no listener, no metrics. */
   readonly metricsListen: ListenAddress | null;
@@ -141,6 +143,8 @@ export interface SettingSpec {
 }
 
 const DEFAULT_REPLY_BYTES_IN_FLIGHT = 256 * 1024 * 1024;
+/** More threads than this buys nothing on any machine kvs2 targets, and each costs ~10 MiB of heap. */
+const MAX_SERVE_WORKERS = 64;
 
 /** Every setting of `kvs2 serve`, in the order `--help` lists them. */
 export const SETTINGS = [
@@ -278,6 +282,13 @@ export const SETTINGS = [
     defaultValue: '0',
   },
   {
+    name: 'serve-workers',
+    valueName: 'n',
+    description:
+      'threads that serve gRPC on the port, reading the store the replica writes (0: the main thread serves, beside the replica)',
+    defaultValue: '0',
+  },
+  {
     name: 'log-level',
     valueName: 'level',
     description: `one of ${LOG_LEVELS.join(', ')}`,
@@ -387,6 +398,7 @@ export function parseConfig(
     requestTimeoutMs: parseInteger('request-timeout-ms', required('request-timeout-ms'), 1, 24 * 3600 * 1000),
     shutdownTimeoutMs: parseInteger('shutdown-timeout-ms', required('shutdown-timeout-ms'), 0, 3600 * 1000),
     maxReadyLag: parseInteger('max-ready-lag', required('max-ready-lag'), 0, Number.MAX_SAFE_INTEGER),
+    serveWorkers: parseInteger('serve-workers', required('serve-workers'), 0, MAX_SERVE_WORKERS),
     logLevel: parseLogLevel(required('log-level')),
     metricsListen: parseOptionalListen('metrics-listen', value('metrics-listen')),
     tls: parseTls(value('tls-cert'), value('tls-key'), value('tls-client-ca'), cwd),

@@ -4,8 +4,11 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { NodeHealthView } from '../service/node-health.js';
 
+/** What /metrics serves: a prom-client registry, or several summed (a node with serving workers). */
+export type MetricsSource = Pick<Registry, 'metrics' | 'contentType'>;
+
 export interface MetricsListenerOptions {
-  readonly registry: Registry;
+  readonly registry: MetricsSource;
   readonly health: NodeHealthView;
   readonly host: string;
   /** 0 picks a free port. */
@@ -25,7 +28,7 @@ const CLOSE_GRACE_MS = 1_000;
  */
 export class MetricsListener {
   readonly #server: Server;
-  readonly #registry: Registry;
+  readonly #registry: MetricsSource;
   readonly #health: NodeHealthView;
   readonly #host: string;
   #port: number;

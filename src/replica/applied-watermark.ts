@@ -30,6 +30,7 @@ export class ReplicaWatermark implements AppliedWatermark {
   #version = 0;
   #identity: string;
   readonly #waiters = new Set<Waiter>();
+  readonly #restartListeners = new Set<() => void>();
 
   constructor(logIdentity: string) {
     this.#identity = logIdentity;
@@ -76,6 +77,16 @@ export class ReplicaWatermark implements AppliedWatermark {
     this.#applied = new Map(appliedOffsets);
     this.#identity = logIdentity;
     this.#version++;
+    for (const listener of this.#restartListeners) listener();
+  }
+
+  /**
+   * Calls the listener after every restart(): the offsets jump there without a batch (serving workers
+   * mirror the watermark and must hear it). Returns the unsubscribe.
+   */
+  onRestart(listener: () => void): () => void {
+    this.#restartListeners.add(listener);
+    return () => this.#restartListeners.delete(listener);
   }
 
   /** Records that a batch ending at these offsets is applied, and wakes the reads that waited for it. */

@@ -92,6 +92,11 @@ export class Replica {
     return this.#watermark;
   }
 
+  /** Calls the listener whenever the watermark starts over from a store's offsets (see ReplicaWatermark). */
+  onRestart(listener: () => void): () => void {
+    return this.#watermark.onRestart(listener);
+  }
+
   /** The changes as they are applied, for watches. */
   get changes(): ChangeFeed {
     return this.#changes;

@@ -20,6 +20,11 @@ export interface NodeStatus {
   readonly uptimeSeconds: number;
 }
 
+/** What answers the Status call: the node's report, or (in a serving worker) the node asked by message. */
+export interface StatusSource {
+  status(): NodeStatus | Promise<NodeStatus>;
+}
+
 /** Where each part of the status comes from; the node that owns them wires this. */
 export interface NodeStatusSources {
   readonly version: string;
@@ -36,7 +41,7 @@ export interface NodeStatusSources {
 }
 
 /** Answers the Status call from the node's parts, as they are at the moment of asking. */
-export class NodeStatusReport {
+export class NodeStatusReport implements StatusSource {
   readonly #sources: NodeStatusSources;
   readonly #now: () => number;
 

@@ -6,7 +6,7 @@ import { type CommitPromise, untilFlushed } from '../lmdb/durability.js';
 import type { Offsets } from '../offsets.js';
 import { MAP_SIZE_BYTES, MAX_DBS, PROGRESS_KEY, type SavedProgress, toProgress, toSaved } from './saved-progress.js';
 import type { Applied, ScanPage, ScanRange, Store, StoreProgress, StoreStats, StoreWrite } from './store.js';
-import { adoptStoreFormat, STORE_FORMAT_KEY } from './store-format.js';
+import { adoptStoreFormat, checkStoreFormat, STORE_FORMAT_KEY } from './store-format.js';
 import type { SnapshotSource, StoreEntry, StoreSnapshot } from './store-snapshot.js';
 
 /** In `meta` while a snapshot is being loaded (beginLoad()); never there in a store that is whole. */
@@ -86,13 +86,14 @@ export class LmdbStore implements Store, SnapshotSource {
   #loading = false;
   #closed = false;
 
-  private constructor(dir: string, env: RootDatabase) {
+  private constructor(dir: string, env: RootDatabase, reader = false) {
     this.description = `LMDB store in ${dir}`;
     this.#dataFile = join(dir, 'data.mdb');
     this.#env = env;
     this.#kv = env.openDB<Buffer, Buffer>({ name: 'kv', keyEncoding: 'binary', encoding: 'binary' });
     this.#meta = env.openDB<SavedProgress, string>({ name: 'meta' });
-    this.clearedUnfinishedLoad = this.#loadMarker().get(LOADING_KEY) !== undefined;
+    // A reader beside the writer (a serving worker) leaves an unfinished load to the writer, which owns it.
+    this.clearedUnfinishedLoad = !reader && this.#loadMarker().get(LOADING_KEY) !== undefined;
     if (this.clearedUnfinishedLoad) {
       // A load cut short holds part of a snapshot: its keys would be served, and deletes after them missed.
       env.transactionSync(() => this.#clearSync());
@@ -114,6 +115,35 @@ export class LmdbStore implements Store, SnapshotSource {
         cause: error,
       });
     }
+  }
+
+  /**
+   * Another thread of this process that serves reads from the store a node's replica writes (a serving
+   * worker): the same LMDB environment (lmdb-js shares it within a process), its format checked, nothing
+   * written. Call refreshReads() after each commit the writer reports, before reading what it committed.
+   */
+  static openReader(dir: string): LmdbStore {
+    let env: RootDatabase | undefined;
+    try {
+      env = open({ path: dir, maxDbs: MAX_DBS, separateFlushed: true, mapSize: MAP_SIZE_BYTES });
+      checkStoreFormat(env, `LMDB store in ${dir}`);
+      return new LmdbStore(dir, env, true);
+    } catch (error) {
+      void env?.close().catch(() => {});
+      if (isKvs2Error(error)) throw error;
+      throw new Kvs2Error('STORE_UNAVAILABLE', `cannot open LMDB store in ${dir}: ${describeError(error)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /**
+   * Drops this thread's cached read transaction, so that the next read sees every commit made so far. lmdb-js
+   * renews it on a timer; a commit by another thread that this thread learns of by a message can land
+   * between the two.
+   */
+  refreshReads(): void {
+    this.#env.resetReadTxn();
   }
 
   get(key: Buffer): Buffer | undefined {

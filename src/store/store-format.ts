@@ -25,6 +25,16 @@ export function adoptStoreFormat(env: RootDatabase, description: string): number
     meta.putSync(STORE_FORMAT_KEY, STORE_FORMAT_VERSION);
     return STORE_FORMAT_VERSION;
   }
+  return checkedFormat(found, description);
+}
+
+/** Checks the format version of a store some writer has opened already; writes nothing. */
+export function checkStoreFormat(env: RootDatabase, description: string): number {
+  const found = env.openDB<unknown, string>({ name: 'meta' }).get(STORE_FORMAT_KEY);
+  return checkedFormat(found ?? STORE_FORMAT_VERSION, description);
+}
+
+function checkedFormat(found: unknown, description: string): number {
   if (typeof found === 'number' && READABLE_STORE_FORMATS.includes(found)) return found;
   throw new Kvs2Error(
     'DATA_FORMAT_UNSUPPORTED',

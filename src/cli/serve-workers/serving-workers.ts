@@ -1,0 +1,339 @@
+import { Worker } from 'node:worker_threads';
+import { AggregatorRegistry, type Registry } from 'prom-client';
+import type { Config } from '../../config/config.js';
+import { Kvs2Error } from '../../errors.js';
+import type { Log } from '../../log/log.js';
+import type { Logger } from '../../logger.js';
+import type { MetricsSource } from '../../metrics/metrics-listener.js';
+import type { Replica } from '../../replica/replica.js';
+import type { NodeHealth } from '../../service/node-health.js';
+import type { NodeStatusReport } from '../../service/node-status.js';
+import { asBuffer, packRecords } from './record-packing.js';
+import {
+  type FromWorker,
+  type HealthState,
+  type ReplicaState,
+  type ToWorker,
+  toBatchMessage,
+  toEntries,
+  toOffsets,
+  toWireError,
+  type WorkerSettings,
+} from './worker-messages.js';
+
+export interface ServingWorkersOptions {
+  readonly count: number;
+  readonly config: Config;
+  readonly storeDir: string;
+  readonly log: Log;
+  readonly replica: Replica;
+  readonly health: NodeHealth;
+  readonly status: NodeStatusReport;
+  /** The node's own registry, to which the workers' call metrics are added when scraped; null: no metrics. */
+  readonly registry: Registry | null;
+  readonly logger: Logger;
+  /** A worker failed for good (it could not start, or stopped unexpectedly): the node should stop. */
+  readonly onFatal: (error: Kvs2Error) => void;
+}
+
+const WORKER_ENTRY = new URL('./serving-worker.js', import.meta.url);
+
+/** How long a scrape waits for a worker's metrics before serving without them. */
+const METRICS_WAIT_MS = 2_000;
+
+/**
+ * The node's serving workers (`--serve-workers N`): threads that each serve gRPC on the node's port, reading
+ * the node's store. The node keeps the log, the replica and the store's one writer, and answers what the
+ * workers ask of them (appends, the log's end, history for watches, status); it tells every worker each
+ * commit (with its records, for watches), each restart of the replica and each change of health.
+ */
+export class ServingWorkers {
+  readonly port: number;
+  readonly #workers: WorkerChannel[];
+  readonly #unsubscribe: Array<() => void>;
+  readonly #registry: Registry | null;
+
+  private constructor(
+    port: number,
+    workers: WorkerChannel[],
+    unsubscribe: Array<() => void>,
+    registry: Registry | null,
+  ) {
+    this.port = port;
+    this.#workers = workers;
+    this.#unsubscribe = unsubscribe;
+    this.#registry = registry;
+  }
+
+  /**
+   * Starts the workers one after the other (the first binds the port, possibly port 0; the others bind
+   * the port it got), and resolves once all listen.
+   */
+  static async start(options: ServingWorkersOptions): Promise<ServingWorkers> {
+    const { replica, health } = options;
+    const workers: WorkerChannel[] = [];
+    const broadcast = (message: ToWorker): void => {
+      for (const worker of workers) worker.post(message);
+    };
+    // Subscribed before any worker reads the replica's state, so that no change falls in between.
+    const unsubscribe = [
+      replica.changes.subscribe((change) => {
+        if (change.kind === 'reset') broadcast({ type: 'reset', reason: change.reason });
+        else broadcast({ type: 'applied', next: toEntries(change.nextOffsets), records: packRecords(change.records) });
+      }).unsubscribe,
+      replica.onRestart(() => broadcast({ type: 'restart', replica: replicaState(replica) })),
+      health.onChange(() => broadcast({ type: 'health', health: healthState(health) })),
+    ];
+    let port = options.config.listen.port;
+    try {
+      for (let index = 0; index < options.count; index++) {
+        const worker = new WorkerChannel(index, settingsOf(options, index, port), options);
+        workers.push(worker);
+        port = await worker.listening;
+      }
+    } catch (error) {
+      for (const stop of unsubscribe) stop();
+      await Promise.all(workers.map((worker) => worker.stop(0)));
+      throw error;
+    }
+    return new ServingWorkers(port, workers, unsubscribe, options.registry);
+  }
+
+  /** SIGHUP: every worker re-reads the TLS files or the auth file (the node has checked them first). */
+  reload(what: 'tls' | 'auth'): void {
+    for (const worker of this.#workers) worker.post({ type: 'reload', what });
+  }
+
+  /** The node's metrics with every worker's call metrics added. */
+  get metrics(): MetricsSource {
+    const registry = this.#registry;
+    const workers = this.#workers;
+    return {
+      contentType: AggregatorRegistry.PROMETHEUS_CONTENT_TYPE,
+      async metrics(): Promise<string> {
+        const own = registry === null ? [] : await registry.getMetricsAsJSON();
+        const theirs = await Promise.all(workers.map((worker) => worker.metrics()));
+        return AggregatorRegistry.aggregate([own, ...theirs]).metrics();
+      },
+    };
+  }
+
+  /**
+   * Stops every worker: each stops taking calls and waits up to `graceMs` for its calls in flight. Resolves
+   * with whether all finished within the grace period.
+   */
+  async shutdown(graceMs: number): Promise<boolean> {
+    const graceful = await Promise.all(this.#workers.map((worker) => worker.stop(graceMs)));
+    for (const stop of this.#unsubscribe) stop();
+    return graceful.every(Boolean);
+  }
+}
+
+function replicaState(replica: Replica): ReplicaState {
+  return { identity: replica.watermark.logIdentity, applied: toEntries(replica.watermark.appliedOffsets) };
+}
+
+function healthState(health: NodeHealth): HealthState {
+  return { live: health.live(), state: health.state() };
+}
+
+function settingsOf(options: ServingWorkersOptions, index: number, port: number): WorkerSettings {
+  const { config } = options;
+  return {
+    index,
+    storeDir: options.storeDir,
+    host: config.listen.host,
+    port,
+    limits: config.limits,
+    maxRequestBytes: config.maxRequestBytes,
+    // The budget is the node's: each worker holds its share.
+    maxReplyBytesInFlight: Math.max(
+      config.limits.maxReplyBytes,
+      Math.floor(config.maxReplyBytesInFlight / options.count),
+    ),
+    requestTimeoutMs: config.requestTimeoutMs,
+    tls: config.tls,
+    authFile: config.authFile,
+    logLevel: config.logLevel,
+    metrics: options.registry !== null,
+    replica: replicaState(options.replica),
+    health: healthState(options.health),
+  };
+}
+
+/** One worker thread and the requests it has made of the node. */
+class WorkerChannel {
+  readonly listening: Promise<number>;
+  readonly #index: number;
+  readonly #worker: Worker;
+  readonly #options: ServingWorkersOptions;
+  /** Appends, end-offset queries and history reads in flight, by the worker's request id. */
+  readonly #requests = new Map<number, AbortController>();
+  /** History reads waiting for the worker to take their last batch. */
+  readonly #historyNext = new Map<number, () => void>();
+  readonly #metricsWaiting = new Map<number, (metrics: object[]) => void>();
+  #nextMetricsId = 1;
+  #stopped: Promise<boolean> | null = null;
+  #onShutdownDone: ((graceful: boolean) => void) | null = null;
+  #exited = false;
+
+  constructor(index: number, settings: WorkerSettings, options: ServingWorkersOptions) {
+    this.#index = index;
+    this.#options = options;
+    this.#worker = new Worker(WORKER_ENTRY, { workerData: settings });
+    this.listening = new Promise<number>((resolve, reject) => {
+      this.#worker.on('message', (message: FromWorker) => {
+        if (message.type === 'listening') resolve(message.port);
+        else if (message.type === 'fatal') {
+          const error = new Kvs2Error(message.error.code, `serving worker ${index}: ${message.error.message}`);
+          reject(error);
+          if (this.#stopped === null) options.onFatal(error);
+        } else this.#take(message);
+      });
+      this.#worker.on('error', (error) => {
+        const failure = new Kvs2Error(
+          'INCONSISTENT_STATE',
+          `serving worker ${index} failed: ${error.message} (a bug in kvs2: please report it)`,
+          { cause: error },
+        );
+        reject(failure);
+        if (this.#stopped === null) options.onFatal(failure);
+      });
+      this.#worker.on('exit', (code) => {
+        this.#exited = true;
+        this.#onShutdownDone?.(false);
+        for (const controller of this.#requests.values()) controller.abort();
+        this.#requests.clear();
+        if (this.#stopped === null) {
+          const failure = new Kvs2Error('INCONSISTENT_STATE', `serving worker ${index} exited (code ${code})`);
+          reject(failure);
+          options.onFatal(failure);
+        }
+      });
+    });
+    // A start that fails is reported through `listening` (and onFatal); never as an unhandled rejection.
+    this.listening.catch(() => {});
+  }
+
+  post(message: ToWorker): void {
+    if (!this.#exited) this.#worker.postMessage(message);
+  }
+
+  metrics(): Promise<object[]> {
+    if (this.#exited) return Promise.resolve([]);
+    const id = this.#nextMetricsId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#metricsWaiting.delete(id);
+        this.#options.logger.warn({ worker: this.#index }, 'a serving worker gave no metrics in time');
+        resolve([]);
+      }, METRICS_WAIT_MS);
+      this.#metricsWaiting.set(id, (metrics) => {
+        clearTimeout(timer);
+        resolve(metrics);
+      });
+      this.post({ type: 'metrics-request', id });
+    });
+  }
+
+  /** Asks the worker to shut down within `graceMs`; resolves with whether its calls all finished in time. */
+  stop(graceMs: number): Promise<boolean> {
+    this.#stopped ??= (async () => {
+      if (this.#exited) return false;
+      const done = new Promise<boolean>((resolve) => {
+        this.#onShutdownDone = resolve;
+      });
+      this.post({ type: 'shutdown', graceMs });
+      const graceful = await done;
+      await this.#worker.terminate();
+      return graceful;
+    })();
+    return this.#stopped;
+  }
+
+  #take(message: FromWorker): void {
+    const { log, status } = this.#options;
+    switch (message.type) {
+      case 'append': {
+        const { id } = message;
+        const value = message.value === null ? null : asBuffer(message.value);
+        this.#answer(id, (signal) =>
+          log.append(asBuffer(message.key), value, signal).then((position) => ({ type: 'appended', id, position })),
+        );
+        return;
+      }
+      case 'end-offsets': {
+        const { id } = message;
+        this.#answer(id, (signal) =>
+          log.endOffsets(signal).then((offsets) => ({ type: 'end-offsets', id, offsets: toEntries(offsets) })),
+        );
+        return;
+      }
+      case 'history':
+        void this.#history(message.id, message.from);
+        return;
+      case 'history-next':
+        this.#historyNext.get(message.id)?.();
+        return;
+      case 'cancel':
+        this.#requests.get(message.id)?.abort(new Kvs2Error('CANCELLED', 'the call ended'));
+        return;
+      case 'status':
+        try {
+          this.post({ type: 'status', id: message.id, status: status.status() });
+        } catch (error) {
+          this.post({ type: 'failed', id: message.id, error: toWireError(error) });
+        }
+        return;
+      case 'metrics':
+        this.#metricsWaiting.get(message.id)?.(message.metrics as object[]);
+        this.#metricsWaiting.delete(message.id);
+        return;
+      case 'shutdown-done':
+        this.#onShutdownDone?.(message.graceful);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Runs one request for the worker with a signal the worker can abort, and posts its answer. */
+  #answer(id: number, run: (signal: AbortSignal) => Promise<ToWorker>): void {
+    const controller = new AbortController();
+    this.#requests.set(id, controller);
+    run(controller.signal).then(
+      (reply) => {
+        this.#requests.delete(id);
+        this.post(reply);
+      },
+      (error: unknown) => {
+        this.#requests.delete(id);
+        this.post({ type: 'failed', id, error: toWireError(error) });
+      },
+    );
+  }
+
+  /** A watch's replay: the log from `from`, one batch at a time, each sent when the worker took the last. */
+  async #history(id: number, from: ReadonlyArray<readonly [number, number]>): Promise<void> {
+    const controller = new AbortController();
+    this.#requests.set(id, controller);
+    const { signal } = controller;
+    try {
+      for await (const batch of this.#options.log.read(toOffsets(from), signal)) {
+        const taken = new Promise<void>((resolve) => {
+          this.#historyNext.set(id, resolve);
+          signal.addEventListener('abort', () => resolve(), { once: true });
+        });
+        this.post({ type: 'history-batch', id, batch: toBatchMessage(batch) });
+        await taken;
+        this.#historyNext.delete(id);
+        if (signal.aborted) return;
+      }
+    } catch (error) {
+      if (!signal.aborted) this.post({ type: 'failed', id, error: toWireError(error) });
+    } finally {
+      this.#requests.delete(id);
+      this.#historyNext.delete(id);
+    }
+  }
+}
