@@ -38,6 +38,9 @@ export interface ServingWorkersOptions {
 
 const WORKER_ENTRY = new URL('./serving-worker.js', import.meta.url);
 
+/** How long a worker that finished its shutdown gets to exit by itself before it is terminated. */
+const WORKER_EXIT_WAIT_MS = 2_000;
+
 /** How long a scrape waits for a worker's metrics before serving without them. */
 const METRICS_WAIT_MS = 2_000;
 
@@ -245,7 +248,14 @@ class WorkerChannel {
       });
       this.post({ type: 'shutdown', graceMs });
       const graceful = await done;
-      await this.#worker.terminate();
+      // The worker ends by itself once its connections have closed; terminating it at once could cut
+      // the last frames it wrote.
+      const exited = this.#exited
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => this.#worker.once('exit', () => resolve()));
+      const timer = setTimeout(() => void this.#worker.terminate(), WORKER_EXIT_WAIT_MS);
+      await exited;
+      clearTimeout(timer);
       return graceful;
     })();
     return this.#stopped;
