@@ -28,10 +28,25 @@ if [ -z "${KAFKA_BROKERS:-}" ]; then
   fi
 fi
 
+# Not `exec`: the EXIT trap must still run to stop the broker this script started.
+whole=false
 if [ "$#" -eq 0 ]; then
+  whole=true
   set -- 'dist/test/**/*.test.js'
 fi
-# Not `exec`: the EXIT trap must still run to stop the broker this script started.
 status=0
 node --test --test-reporter=spec "$@" || status=$?
+
+# The API's tests once more against nodes served by worker threads (--serve-workers, through the
+# environment every test node inherits): the same calls, tokens, watches, limits and shutdowns must hold
+# whichever thread serves them.
+if [ "$whole" = true ]; then
+  echo "test: the API's tests again with KVS2_SERVE_WORKERS=2" >&2
+  KVS2_SERVE_WORKERS=2 node --test --test-reporter=spec \
+    dist/test/e2e/kv-api.test.js dist/test/e2e/contract.test.js dist/test/e2e/node-status.test.js \
+    dist/test/e2e/lifecycle.test.js dist/test/e2e/metrics.test.js dist/test/e2e/auth.test.js \
+    dist/test/e2e/server-tls.test.js dist/test/e2e/watch-stalled.test.js dist/test/e2e/overload.test.js \
+    dist/test/e2e/request-limits.test.js dist/test/e2e/snapshot-remote.test.js \
+    dist/test/e2e/kafka-consistency.test.js dist/test/e2e/kafka-readiness.test.js || status=$?
+fi
 exit "$status"

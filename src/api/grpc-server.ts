@@ -122,10 +122,13 @@ export class GrpcApi {
    * are accepted here and handed to it. Resolves with the bound port (port 0: a free one, which the other
    * servers then bind).
    */
-  listenShared(host: string, port: number): Promise<number> {
+  listenShared(host: string, port: number, onConnection?: (remote: string) => void): Promise<number> {
     const credentials = this.#tls === null ? ServerCredentials.createInsecure() : this.#tls.credentials();
     const injector = this.#server.createConnectionInjector(credentials);
-    const listener = createServer((socket) => injector.injectConnection(socket));
+    const listener = createServer((socket) => {
+      onConnection?.(`${socket.remoteAddress}:${socket.remotePort}`);
+      injector.injectConnection(socket);
+    });
     this.#sharedListener = listener;
     return new Promise((resolve, reject) => {
       listener.once('error', (error) =>

@@ -191,13 +191,9 @@ export class KvsNode {
           onFatal,
         });
         workers = started;
-        // Before service.close() (deferred earlier, so run later): workers' writes are refused at their own service.
+        // Run before the main service closes (deferred earlier, so run later); each worker closes its own first.
         stack.defer(async () => drainCalls(await started.shutdown(config.shutdownTimeoutMs)));
         port = started.port;
-        logger.info(
-          { serveWorkers: config.serveWorkers },
-          `${config.serveWorkers} serving worker threads share the port`,
-        );
       }
       nodeHealth.listening();
       // Before the line that announces the address, so that whoever reads that line has seen these.
@@ -224,8 +220,10 @@ export class KvsNode {
           version: KVS2_VERSION,
           log: log.description,
           dataDir: config.dataDir,
+          serveWorkers: config.serveWorkers,
         },
-        `kvs2 listening on ${config.listen.host}:${port} (version ${KVS2_VERSION}), ${log.description}, data in ${config.dataDir}`,
+        `kvs2 listening on ${config.listen.host}:${port} (version ${KVS2_VERSION}), ${log.description}, data in ${config.dataDir}` +
+          (config.serveWorkers > 0 ? `, served by ${config.serveWorkers} worker threads` : ''),
       );
       if (metricsListener !== null) {
         logger.info(

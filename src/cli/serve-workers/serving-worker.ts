@@ -114,7 +114,9 @@ async function main(): Promise<void> {
       port.close();
     };
     for (const message of early.splice(0)) take(message);
-    const bound = await serving.listenShared(settings.host, settings.port);
+    const bound = await serving.listenShared(settings.host, settings.port, (remote) =>
+      logger.debug({ remote }, 'connection accepted'),
+    );
     link.send({ type: 'listening', port: bound });
   } catch (error) {
     link.send({ type: 'fatal', error: toWireError(error) });
