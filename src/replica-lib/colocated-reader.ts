@@ -267,11 +267,20 @@ class ColocatedReader implements Kvs2ColocatedReader {
 
   /**
    * Looks whether the store's files are still those open: a replaced (or removed) store is closed at once
-   * and the new one opened if it can be; the same store is unavailable while a node loads a snapshot into it.
+   * and the new one opened if it can be; the same store is unavailable while a node loads a snapshot into it
+   * or once a newer node has moved it to a format this kvs2 cannot read.
    */
   #check(): void {
     const store = this.#store;
     if (store !== null && !store.replaced()) {
+      // What follows (and a poll's look at the positions) sees the node's latest commit, not this turn's.
+      store.refresh();
+      try {
+        store.checkFormat();
+      } catch (error) {
+        this.#unavailable = isKvs2Error(error) ? error : new Kvs2Error('STORE_UNAVAILABLE', describeError(error));
+        return;
+      }
       this.#unavailable = store.loading()
         ? new Kvs2Error(
             'STORE_UNAVAILABLE',

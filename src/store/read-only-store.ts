@@ -133,6 +133,22 @@ export class ReadOnlyStore implements KeyValueReader {
     }
   }
 
+  /**
+   * Drops this process's cached read transaction, so that the next read sees every commit the node has made
+   * (lmdb-js otherwise renews it once per event-loop turn).
+   */
+  refresh(): void {
+    this.#env.resetReadTxn();
+  }
+
+  /**
+   * Checks the store's format again: a newer kvs2 node may move the store it owns to a format this kvs2
+   * cannot read. DATA_FORMAT_UNSUPPORTED then.
+   */
+  checkFormat(): void {
+    checkStoreFormat(this.#env, `LMDB store in ${this.#dir}`);
+  }
+
   /** Whether a node is loading a peer's snapshot into the store (it holds part of one). */
   loading(): boolean {
     try {

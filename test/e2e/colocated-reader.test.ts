@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -9,10 +10,11 @@ import { isKvs2Error } from '../../src/errors.js';
 import { type Kvs2ColocatedReader, openColocatedReader } from '../../src/replica-lib/index.js';
 import { decodeToken, encodeToken, logTagOf } from '../../src/service/consistency-token.js';
 import { LmdbStore } from '../../src/store/lmdb-store.js';
+import { LOADING_KEY } from '../../src/store/saved-progress.js';
 import { STORE_FORMAT_KEY } from '../../src/store/store-format.js';
 import { type CliResult, runKvs2 } from '../support/cli-process.js';
 import { kafkaBrokers, needsKafka } from '../support/kafka-env.js';
-import { tempDir } from '../support/paths.js';
+import { REPO_ROOT, tempDir } from '../support/paths.js';
 import { ServerProcess } from '../support/server-process.js';
 
 const b = (text: string): Buffer => Buffer.from(text);
@@ -71,6 +73,24 @@ function laterToken(token: Buffer, more: number): Buffer {
   const decoded = decodeToken(token);
   const [[partition, offset]] = [...decoded.offsets] as [[number, number]];
   return encodeToken(decoded.logTag, new Map([[partition, offset + more]]));
+}
+
+/**
+ * Writes (or removes) one entry of a store's meta database from another process, as a node would: in this
+ * process lmdb-js would share the reader's read-only environment.
+ */
+function writeMetaElsewhere(storeDir: string, key: string, value: number | null): void {
+  const script = `
+    const { open } = await import('lmdb');
+    const env = open({ path: ${JSON.stringify(storeDir)}, maxDbs: 4, mapSize: 64 * 1024 ** 3 });
+    const meta = env.openDB({ name: 'meta' });
+    ${value === null ? `await meta.remove(${JSON.stringify(key)});` : `await meta.put(${JSON.stringify(key)}, ${value});`}
+    await env.close();`;
+  const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: REPO_ROOT,
+    encoding: 'utf8',
+  });
+  assert.equal(result.status, 0, result.stderr);
 }
 
 describe('the co-located reader beside a node on the embedded log', () => {
@@ -334,6 +354,32 @@ describe('the co-located reader beside a node on the embedded log', () => {
       await reader.close();
     }
     assert.deepEqual(writtenState(dataDir), before);
+  });
+
+  test('a store a node starts loading a snapshot into, or moves to a newer format, in place: reads fail until it is readable again', async () => {
+    const dataDir = join(dir.path, 'in-place');
+    const storeDir = join(dataDir, 'store');
+    const store = LmdbStore.open(storeDir);
+    await (await store.apply([{ key: b('k'), value: b('v') }], new Map([[0, 1]]), 'log-1')).flushed;
+    await store.close();
+    const reader = await openColocatedReader({ dataDir });
+    try {
+      assert.equal(text(reader.get(b('k'))), 'v');
+      writeMetaElsewhere(storeDir, LOADING_KEY, 1);
+      assert.equal(reader.status().unavailable?.code, 'STORE_UNAVAILABLE');
+      const loading = await failureOf(() => reader.get(b('k')));
+      assert.deepEqual([loading.code, /loading a peer's snapshot/.test(loading.message)], ['STORE_UNAVAILABLE', true]);
+      writeMetaElsewhere(storeDir, LOADING_KEY, null);
+      assert.equal(reader.status().unavailable, null);
+      assert.equal(text(reader.get(b('k'))), 'v');
+
+      writeMetaElsewhere(storeDir, STORE_FORMAT_KEY, 2);
+      assert.equal(reader.status().unavailable?.code, 'DATA_FORMAT_UNSUPPORTED');
+      assert.equal((await failureOf(() => reader.get(b('k')))).code, 'DATA_FORMAT_UNSUPPORTED');
+      assert.equal(reader.status().reopened, 0);
+    } finally {
+      await reader.close();
+    }
   });
 
   test('refuses, creating nothing: no data dir, one without a store, a store mid-load, a store in an unknown format', async () => {
