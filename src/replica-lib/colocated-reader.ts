@@ -57,7 +57,12 @@ export function openColocated(options: ColocatedReaderOptions): Kvs2ColocatedRea
     );
   }
   const store = ReadOnlyStore.open(storeDir);
-  return new ColocatedReader(storeDir, store, options.logger ?? pino({ level: 'silent' }));
+  try {
+    return new ColocatedReader(storeDir, store, options.logger ?? pino({ level: 'silent' }));
+  } catch (error) {
+    void store.close().catch(() => {});
+    throw error;
+  }
 }
 
 /**
@@ -71,8 +76,8 @@ export function openColocated(options: ColocatedReaderOptions): Kvs2ColocatedRea
 class ColocatedReader implements Kvs2ColocatedReader {
   readonly #storeDir: string;
   readonly #logger: Logger;
-  readonly #reads = new LocalReads(new RequestChecks(READER_LIMITS));
   readonly #checks = new RequestChecks(READER_LIMITS);
+  readonly #reads = new LocalReads(this.#checks);
   /** The node's positions as last polled, and the reads waiting for more (the node's own watermark type). */
   readonly #watermark: ReplicaWatermark;
   readonly #closeSignal = new AbortController();
