@@ -3,10 +3,17 @@
  * own entry point, so that `kvs2` and `kvs2/client` never load LMDB, the Kafka client or the replica; and
  * its types name nothing of the implementation, so that an application type-checks against this file only.
  */
+import type { ColocatedReaderOptions, Kvs2ColocatedReader } from './colocated-api.js';
 import type { Kvs2Replica, ReplicaOptions } from './replica-api.js';
 
 export { Kvs2Error, type Kvs2ErrorCode } from '../errors.js';
 export type { Logger } from '../logger.js';
+export type {
+  ColocatedPartitionStatus,
+  ColocatedReaderOptions,
+  ColocatedReaderStatus,
+  Kvs2ColocatedReader,
+} from './colocated-api.js';
 export type {
   ConsistencyToken,
   Kvs2Replica,
@@ -31,4 +38,18 @@ export type {
 export async function openReplica(options: ReplicaOptions): Promise<Kvs2Replica> {
   const { openInProcessReplica } = await import('./kvs2-replica.js');
   return openInProcessReplica(options);
+}
+
+/**
+ * Opens a running node's store, on this host, for reading in this process without an RPC (README,
+ * "Co-located reader"): `dataDir` is the node's `--data-dir`, on the embedded log or on Kafka. The store is
+ * opened read-only and nothing in the data dir is written. Reads answer what the node has applied;
+ * `getAfter` waits for a token's writes. STORE_UNAVAILABLE when the data dir holds no store, one no node has
+ * opened yet, or one a node is loading from a peer; DATA_FORMAT_UNSUPPORTED for a store format this kvs2
+ * does not read. While a reader is open, `kvs2 compact` and `kvs2 snapshot restore` refuse the data dir
+ * (DATA_DIR_IN_USE), as they do while the node runs.
+ */
+export async function openColocatedReader(options: ColocatedReaderOptions): Promise<Kvs2ColocatedReader> {
+  const { openColocated } = await import('./colocated-reader.js');
+  return openColocated(options);
 }

@@ -11,10 +11,10 @@ import { startReplica } from '../replica/start-replica.js';
 import { KvService } from '../service/kv-service.js';
 import { RequestChecks } from '../service/request-checks.js';
 import type { CallContext, ReadOptions } from '../service/requests.js';
-import { scanBounds } from '../service/scan-range.js';
 import type { WatchSession } from '../service/watch-session.js';
 import { holdsData, refuseIfNodeRunning, storeDirOf } from '../snapshot/data-dir.js';
 import { LmdbStore } from '../store/lmdb-store.js';
+import { asBuffer, LocalReads, tokensOf } from './local-reads.js';
 import type {
   ConsistencyToken,
   Kvs2Replica,
@@ -27,8 +27,6 @@ import type {
 } from './replica-api.js';
 import { optionError, replicaConfig } from './replica-options.js';
 
-/** Effectively no limit for a scan: the one reads what it asks for, in this process's memory. */
-const NO_LIMIT = Number.MAX_SAFE_INTEGER - 2;
 const EMPTY = Buffer.alloc(0);
 
 /**
@@ -112,7 +110,7 @@ export async function openInProcessReplica(options: ReplicaOptions): Promise<Kvs
       replica,
       service,
       logger,
-      checks: new RequestChecks(config.limits),
+      reads: new LocalReads(new RequestChecks(config.limits)),
       resources: stack.move(),
       state: {
         caughtUp: () => caughtUp,
@@ -133,7 +131,7 @@ interface ReplicaParts {
   readonly replica: Replica;
   readonly service: KvService;
   readonly logger: Logger;
-  readonly checks: RequestChecks;
+  readonly reads: LocalReads;
   readonly resources: AsyncDisposableStack;
   readonly state: {
     readonly caughtUp: () => boolean;
@@ -175,53 +173,19 @@ export class InProcessReplica implements Kvs2Replica {
   /** The value applied now, or undefined: a lookup in the local store. */
   get(key: Uint8Array): Buffer | undefined {
     this.#checkOpen();
-    const k = asBuffer(key);
-    this.#parts.checks.key(k, 'key');
-    return this.#parts.store.get(k);
+    return this.#parts.reads.get(this.#parts.store, key);
   }
 
   /** The values applied now, one per key in order (undefined where absent), read one after the other. */
   getMany(keys: readonly Uint8Array[]): Array<Buffer | undefined> {
     this.#checkOpen();
-    const values: Array<Buffer | undefined> = new Array(keys.length);
-    for (let i = 0; i < keys.length; i++) {
-      const k = asBuffer(keys[i] as Uint8Array);
-      this.#parts.checks.key(k, `keys[${i}]`);
-      values[i] = this.#parts.store.get(k);
-    }
-    return values;
+    return this.#parts.reads.getMany(this.#parts.store, keys);
   }
 
   /** Keys and values in byte order, as applied now, from one consistent LMDB snapshot; `limit`: most entries. */
   scan(range: ReplicaScanRange, limit?: number): ReplicaEntry[] {
     this.#checkOpen();
-    if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1)) {
-      throw new Kvs2Error('INVALID_ARGUMENT', `limit must be a positive integer, got ${limit}`);
-    }
-    const prefix = 'prefix' in range ? asBuffer(range.prefix) : EMPTY;
-    const start = 'start' in range ? asBuffer(range.start) : EMPTY;
-    const end = 'start' in range && range.end !== undefined ? asBuffer(range.end) : EMPTY;
-    const { checks } = this.#parts;
-    checks.keyBound(prefix, 'prefix');
-    checks.keyBound(start, 'start');
-    checks.keyBound(end, 'end');
-    const bounds = scanBounds({
-      prefix,
-      start,
-      end,
-      continuation: EMPTY,
-      limit: 0,
-      keysOnly: false,
-      consistency: 'local',
-      after: [],
-    });
-    const page = this.#parts.store.scan({
-      ...bounds,
-      limit: limit ?? NO_LIMIT,
-      maxBytes: Number.POSITIVE_INFINITY,
-      keysOnly: false,
-    });
-    return page.items.map((item) => ({ key: item.key, value: item.value ?? EMPTY }));
+    return this.#parts.reads.scan(this.#parts.store, range, limit);
   }
 
   /**
@@ -354,8 +318,7 @@ export class InProcessReplica implements Kvs2Replica {
   }
 
   #readAfter(after: ConsistencyToken | readonly ConsistencyToken[]): ReadOptions {
-    const tokens = after instanceof Uint8Array ? [after] : after;
-    return { consistency: 'at-least', after: tokens.map(asBuffer) };
+    return { consistency: 'at-least', after: tokensOf(after) };
   }
 
   /**
@@ -416,12 +379,6 @@ async function peerStream(peers: PeerBootstrapConfig): Promise<PeerSnapshotStrea
   } catch (error) {
     throw error instanceof ConfigError ? optionError(error) : error;
   }
-}
-
-function asBuffer(bytes: Uint8Array): Buffer {
-  if (Buffer.isBuffer(bytes)) return bytes;
-  if (!(bytes instanceof Uint8Array)) throw new Kvs2Error('INVALID_ARGUMENT', 'keys and tokens are bytes (Uint8Array)');
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 function shuttingDown(): Kvs2Error {

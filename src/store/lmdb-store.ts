@@ -4,13 +4,19 @@ import { type Database, open, type RootDatabase, type Transaction } from 'lmdb';
 import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import { type CommitPromise, untilFlushed } from '../lmdb/durability.js';
 import type { Offsets } from '../offsets.js';
-import { MAP_SIZE_BYTES, MAX_DBS, PROGRESS_KEY, type SavedProgress, toProgress, toSaved } from './saved-progress.js';
+import { readPage, readValue } from './lmdb-reads.js';
+import {
+  LOADING_KEY,
+  MAP_SIZE_BYTES,
+  MAX_DBS,
+  PROGRESS_KEY,
+  type SavedProgress,
+  toProgress,
+  toSaved,
+} from './saved-progress.js';
 import type { Applied, ScanPage, ScanRange, Store, StoreProgress, StoreStats, StoreWrite } from './store.js';
 import { adoptStoreFormat, checkStoreFormat, STORE_FORMAT_KEY } from './store-format.js';
 import type { SnapshotSource, StoreEntry, StoreSnapshot } from './store-snapshot.js';
-
-/** In `meta` while a snapshot is being loaded (beginLoad()); never there in a store that is whole. */
-const LOADING_KEY = 'loading-snapshot';
 
 /** Entries gathered before one load transaction: each commit is synced, so few large ones. */
 const LOAD_BATCH_BYTES = 8 * 1024 * 1024;
@@ -148,47 +154,18 @@ export class LmdbStore implements Store, SnapshotSource {
 
   get(key: Buffer): Buffer | undefined {
     try {
-      // getBinary() copies into a Buffer with its own ArrayBuffer, a native allocation per value.
-      // getBinaryFast() answers in lmdb-js's reusable buffer (overwritten by the next read), so the value is
-      // copied from it into a Buffer that small values share Node's pool for.
-      const shared = this.#kv.getBinaryFast(key);
-      if (shared === undefined) return undefined;
-      const size = shared.length;
-      const value = Buffer.allocUnsafe(size);
-      shared.copy(value, 0, 0, size);
-      return value;
+      return readValue(this.#kv, key);
     } catch (error) {
       throw this.#readError(error);
     }
   }
 
   scan(range: ScanRange): ScanPage {
-    const items: Array<{ key: Buffer; value: Buffer | undefined }> = [];
-    let bytes = 0;
     try {
-      // One more than the limit tells whether the range goes on (and one more skips an excluded start).
-      const options = {
-        start: range.start,
-        ...(range.end === undefined ? {} : { end: range.end }),
-        limit: range.limit + (range.startExclusive ? 2 : 1),
-      };
-      const entries: Iterable<{ key: Buffer; value: Buffer | undefined }> = range.keysOnly
-        ? this.#kv.getKeys(options).map((key) => ({ key, value: undefined }))
-        : this.#kv.getRange(options);
-      for (const { key, value } of entries) {
-        if (range.startExclusive && items.length === 0 && key.equals(range.start)) continue;
-        const item = { key, value };
-        const itemBytes = key.length + (item.value?.length ?? 0);
-        if (items.length === range.limit || (items.length > 0 && bytes + itemBytes > range.maxBytes)) {
-          return { items, more: true };
-        }
-        bytes += itemBytes;
-        items.push(item);
-      }
+      return readPage(this.#kv, range);
     } catch (error) {
       throw this.#readError(error);
     }
-    return { items, more: false };
   }
 
   progress(): StoreProgress {

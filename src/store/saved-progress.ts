@@ -5,6 +5,8 @@ import type { StoreProgress } from './store.js';
  * whatever writes a store of its own (store-loader.ts), so that both write exactly the same thing.
  */
 export const PROGRESS_KEY = 'progress';
+/** In `meta` while a snapshot is being loaded (LmdbStore.beginLoad()); never there in a store that is whole. */
+export const LOADING_KEY = 'loading-snapshot';
 
 /** Progress as saved in the meta database: plain data, so it survives format-agnostic encoding. */
 export interface SavedProgress {

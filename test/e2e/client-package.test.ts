@@ -73,7 +73,14 @@ console.log(
 const REPLICA_CONSUMER = `import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Kvs2Error, type Kvs2Replica, openReplica, type ReplicaOptions } from 'kvs2/replica';
+import {
+  Kvs2Error,
+  type Kvs2ColocatedReader,
+  type Kvs2Replica,
+  openColocatedReader,
+  openReplica,
+  type ReplicaOptions,
+} from 'kvs2/replica';
 
 const dataDir = await mkdtemp(join(tmpdir(), 'kvs2-replica-consumer-'));
 const replica: Kvs2Replica = await openReplica({ kafka: { brokers: ['127.0.0.1:1'], topic: 'kvs2' }, dataDir });
@@ -84,11 +91,15 @@ const waited = await replica.whenCaughtUp(AbortSignal.timeout(200)).then(
 );
 const caughtUp = replica.status().caughtUp;
 await replica.close();
+// The store the replica left, read in place as a node's is.
+const reader: Kvs2ColocatedReader = await openColocatedReader({ dataDir });
+const colocated = reader.get(Buffer.from('k')) === undefined && reader.status().unavailable === null;
+await reader.close();
 const withoutKafka = await openReplica({ dataDir } as unknown as ReplicaOptions).then(
   () => 'opened',
   (error: unknown) => (error instanceof Kvs2Error ? error.code : String(error)),
 );
-console.log(JSON.stringify({ empty, waited, caughtUp, withoutKafka }));
+console.log(JSON.stringify({ empty, waited, caughtUp, colocated, withoutKafka }));
 `;
 
 /**
@@ -235,6 +246,7 @@ describe('the kvs2 package, packed and installed into a fresh project', () => {
       empty: true,
       waited: 'DEADLINE_EXCEEDED',
       caughtUp: false,
+      colocated: true,
       withoutKafka: 'INVALID_ARGUMENT',
     });
   });
