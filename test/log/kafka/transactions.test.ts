@@ -342,7 +342,8 @@ describe('Kafka transactions as compare-and-set needs them (issue 18)', needsKaf
     );
 
     // A live producer whose transaction outlives its timeout is aborted the same way, and fenced.
-    const slow = producer(`kvs2-test-${randomUUID()}`, { transactionTimeoutMs: timeoutMs });
+    const slowId = `kvs2-test-${randomUUID()}`;
+    const slow = producer(slowId, { transactionTimeoutMs: timeoutMs });
     const slowTx = await beginFencing(slow);
     const o2 = await produceOne(slowTx, topic, 0, 'too-slow', 'never visible');
     const slowOpened = performance.now();
@@ -358,6 +359,12 @@ describe('Kafka transactions as compare-and-set needs them (issue 18)', needsKaf
       'a transaction the coordinator aborted cannot commit',
     );
     assert.ok(!follower.records.some((r) => r.offset === o2));
+    // The fenced producer object is spent; a new one with the same transactional id carries on.
+    const renewed = producer(slowId, { transactionTimeoutMs: timeoutMs });
+    const renewedTx = await beginFencing(renewed);
+    const o3 = await produceOne(renewedTx, topic, 0, 'renewed', 'visible');
+    await renewedTx.commit();
+    await follower.waitFor(() => follower.records.some((r) => r.offset === o3), WAIT_MS, 'the renewed record');
     t.diagnostic(
       `live producer: aborted ${(slowReleased - slowOpened).toFixed(0)} ms after its produce; its commit: ` +
         describeKafkaError(commitError),
