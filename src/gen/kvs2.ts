@@ -98,6 +98,12 @@ export interface GetReply {
   data: Buffer;
   /** What this node had applied when it read: pass it on to read no older state elsewhere. */
   token: Buffer;
+  /**
+   * The key's version: the log position of its last write (that record's offset + 1 in the key's
+   * partition), the same on every node that has applied it; a later write of the key has a higher one.
+   * 0 when not found.
+   */
+  version: number;
 }
 
 export interface MultiGetRequest {
@@ -110,6 +116,8 @@ export interface MultiGetResponsePart {
   key: Buffer;
   status: ReadStatus;
   data: Buffer;
+  /** The key's version, as in GetReply; 0 when not found. */
+  version: number;
 }
 
 export interface MultiGetReply {
@@ -170,6 +178,8 @@ export interface ScanRequest {
 export interface KeyValue {
   key: Buffer;
   value: Buffer;
+  /** The key's version, as in GetReply (also with keys_only). */
+  version: number;
 }
 
 export interface ScanReply {
@@ -198,6 +208,8 @@ export interface WatchEvent {
   value: Buffer;
   /** Resume from here after a disconnect: `after` in a new WatchRequest. */
   token: Buffer;
+  /** The key's new version (the change's offset + 1 in its partition), as reads return it; 0 for PROGRESS. */
+  version: number;
 }
 
 export enum WatchEvent_Kind {
@@ -452,7 +464,7 @@ export const GetRequest: MessageFns<GetRequest> = {
 };
 
 function createBaseGetReply(): GetReply {
-  return { status: 0, data: EMPTY_BYTES, token: EMPTY_BYTES };
+  return { status: 0, data: EMPTY_BYTES, token: EMPTY_BYTES, version: 0 };
 }
 
 export const GetReply: MessageFns<GetReply> = {
@@ -465,6 +477,9 @@ export const GetReply: MessageFns<GetReply> = {
     }
     if (message.token.length !== 0) {
       writer.uint32(26).bytes(message.token);
+    }
+    if (message.version !== 0) {
+      writer.uint32(32).uint64(message.version);
     }
     return writer;
   },
@@ -504,6 +519,14 @@ export const GetReply: MessageFns<GetReply> = {
             }
 
             message.token = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
             continue;
           }
         }
@@ -588,7 +611,7 @@ export const MultiGetRequest: MessageFns<MultiGetRequest> = {
 };
 
 function createBaseMultiGetResponsePart(): MultiGetResponsePart {
-  return { key: EMPTY_BYTES, status: 0, data: EMPTY_BYTES };
+  return { key: EMPTY_BYTES, status: 0, data: EMPTY_BYTES, version: 0 };
 }
 
 export const MultiGetResponsePart: MessageFns<MultiGetResponsePart> = {
@@ -601,6 +624,9 @@ export const MultiGetResponsePart: MessageFns<MultiGetResponsePart> = {
     }
     if (message.data.length !== 0) {
       writer.uint32(26).bytes(message.data);
+    }
+    if (message.version !== 0) {
+      writer.uint32(32).uint64(message.version);
     }
     return writer;
   },
@@ -640,6 +666,14 @@ export const MultiGetResponsePart: MessageFns<MultiGetResponsePart> = {
             }
 
             message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
             continue;
           }
         }
@@ -1209,7 +1243,7 @@ export const ScanRequest: MessageFns<ScanRequest> = {
 };
 
 function createBaseKeyValue(): KeyValue {
-  return { key: EMPTY_BYTES, value: EMPTY_BYTES };
+  return { key: EMPTY_BYTES, value: EMPTY_BYTES, version: 0 };
 }
 
 export const KeyValue: MessageFns<KeyValue> = {
@@ -1219,6 +1253,9 @@ export const KeyValue: MessageFns<KeyValue> = {
     }
     if (message.value.length !== 0) {
       writer.uint32(18).bytes(message.value);
+    }
+    if (message.version !== 0) {
+      writer.uint32(24).uint64(message.version);
     }
     return writer;
   },
@@ -1250,6 +1287,14 @@ export const KeyValue: MessageFns<KeyValue> = {
             }
 
             message.value = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
             continue;
           }
         }
@@ -1413,7 +1458,7 @@ export const WatchRequest: MessageFns<WatchRequest> = {
 };
 
 function createBaseWatchEvent(): WatchEvent {
-  return { kind: 0, key: EMPTY_BYTES, value: EMPTY_BYTES, token: EMPTY_BYTES };
+  return { kind: 0, key: EMPTY_BYTES, value: EMPTY_BYTES, token: EMPTY_BYTES, version: 0 };
 }
 
 export const WatchEvent: MessageFns<WatchEvent> = {
@@ -1429,6 +1474,9 @@ export const WatchEvent: MessageFns<WatchEvent> = {
     }
     if (message.token.length !== 0) {
       writer.uint32(34).bytes(message.token);
+    }
+    if (message.version !== 0) {
+      writer.uint32(40).uint64(message.version);
     }
     return writer;
   },
@@ -1476,6 +1524,14 @@ export const WatchEvent: MessageFns<WatchEvent> = {
             }
 
             message.token = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
             continue;
           }
         }
