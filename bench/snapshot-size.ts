@@ -61,7 +61,7 @@ async function loadStore(dataDir: string, order: readonly number[]): Promise<num
   for (let at = 0; at < order.length; at += LOAD_BATCH) {
     const writes: StoreWrite[] = order
       .slice(at, at + LOAD_BATCH)
-      .map((i) => ({ key: keyFor(i), value: valueFor(i, VALUE_BYTES) }));
+      .map((i, n) => ({ key: keyFor(i), value: valueFor(i, VALUE_BYTES), version: at + n + 1 }));
     await store.apply(writes, new Map([[0, at + writes.length]]), LOG_IDENTITY);
   }
   await store.flushed();

@@ -84,13 +84,13 @@ async function main(): Promise<void> {
         const order = fill === 'key order' ? Array.from({ length: keys }, (_, i) => i) : shuffled(keys, 11);
         await applyAll(
           store,
-          order.map((i) => ({ key: keyFor(i), value: valueFor(i, VALUE_BYTES) })),
+          order.map((i, n) => ({ key: keyFor(i), value: valueFor(i, VALUE_BYTES), version: n + 1 })),
           LOAD_BATCH,
         );
         const random = seededRandom(perTransaction);
         const overwrites = Array.from({ length: updates }, (_, n) => {
           const i = Math.floor(random() * keys);
-          return { key: keyFor(i), value: valueFor(i + n + 1, VALUE_BYTES) };
+          return { key: keyFor(i), value: valueFor(i + n + 1, VALUE_BYTES), version: keys + n + 1 };
         });
         const ticksBefore = threadTicks();
         const bytesBefore = diskWriteBytes();

@@ -1,28 +1,39 @@
 import type { Database } from 'lmdb';
-import type { ScanPage, ScanRange } from './store.js';
+import type { ScanItem, ScanPage, ScanRange } from './store.js';
+import { readVersion, VERSION_BYTES } from './versioned-value.js';
 
 /**
- * Reads of a store's `kv` database, shared by the store a node writes (lmdb-store.ts) and the read-only
- * view of it another process opens (read-only-store.ts), so that both answer exactly alike. They throw
- * lmdb-js's errors as they come; each caller says which store failed.
+ * Reads of a store's `kv` database (store format 2: each value behind its version, versioned-value.ts),
+ * shared by the store a node writes (lmdb-store.ts) and the read-only view of it another process opens
+ * (read-only-store.ts), so that both answer exactly alike. They throw lmdb-js's errors as they come; each
+ * caller says which store failed.
  */
 
-/** The value of `key`, in a Buffer of its own, or undefined. */
-export function readValue(kv: Database<Buffer, Buffer>, key: Buffer): Buffer | undefined {
+/** Where readValue() leaves the version of what it read: one object per store, reused by every read. */
+export interface LastRead {
+  version: number;
+}
+
+/** The value of `key`, in a Buffer of its own, or undefined; its version goes to `last` (0 if none). */
+export function readValue(kv: Database<Buffer, Buffer>, key: Buffer, last: LastRead): Buffer | undefined {
   // getBinary() copies into a Buffer with its own ArrayBuffer, a native allocation per value.
   // getBinaryFast() answers in lmdb-js's reusable buffer (overwritten by the next read), so the value is
-  // copied from it into a Buffer that small values share Node's pool for.
+  // copied from it into a Buffer that small values share Node's pool for, and the version read beside it.
   const shared = kv.getBinaryFast(key);
-  if (shared === undefined) return undefined;
-  const size = shared.length;
+  if (shared === undefined) {
+    last.version = 0;
+    return undefined;
+  }
+  last.version = readVersion(shared);
+  const size = shared.length - VERSION_BYTES;
   const value = Buffer.allocUnsafe(size);
-  shared.copy(value, 0, 0, size);
+  shared.copy(value, 0, VERSION_BYTES, shared.length);
   return value;
 }
 
 /** One page of a range, in key order, from one read transaction. */
 export function readPage(kv: Database<Buffer, Buffer>, range: ScanRange): ScanPage {
-  const items: Array<{ key: Buffer; value: Buffer | undefined }> = [];
+  const items: ScanItem[] = [];
   let bytes = 0;
   // One more than the limit tells whether the range goes on (and one more skips an excluded start).
   const options = {
@@ -30,13 +41,18 @@ export function readPage(kv: Database<Buffer, Buffer>, range: ScanRange): ScanPa
     ...(range.end === undefined ? {} : { end: range.end }),
     limit: range.limit + (range.startExclusive ? 2 : 1),
   };
-  const entries: Iterable<{ key: Buffer; value: Buffer | undefined }> = range.keysOnly
-    ? kv.getKeys(options).map((key) => ({ key, value: undefined }))
-    : kv.getRange(options);
-  for (const { key, value } of entries) {
-    if (range.startExclusive && items.length === 0 && key.equals(range.start)) continue;
-    const item = { key, value };
-    const itemBytes = key.length + (item.value?.length ?? 0);
+  // A keys-only page still carries versions: each is read from the shared buffer of a lookup in the same
+  // read transaction, without copying the value (which may be large) out of it.
+  const entries: Iterable<ScanItem> = range.keysOnly
+    ? kv.getKeys(options).map((key) => ({ key, value: undefined, version: versionOf(kv, key) }))
+    : kv.getRange(options).map(({ key, value }) => ({
+        key,
+        value: value.subarray(VERSION_BYTES),
+        version: readVersion(value),
+      }));
+  for (const item of entries) {
+    if (range.startExclusive && items.length === 0 && item.key.equals(range.start)) continue;
+    const itemBytes = item.key.length + (item.value?.length ?? 0);
     if (items.length === range.limit || (items.length > 0 && bytes + itemBytes > range.maxBytes)) {
       return { items, more: true };
     }
@@ -44,4 +60,9 @@ export function readPage(kv: Database<Buffer, Buffer>, range: ScanRange): ScanPa
     items.push(item);
   }
   return { items, more: false };
+}
+
+function versionOf(kv: Database<Buffer, Buffer>, key: Buffer): number {
+  const shared = kv.getBinaryFast(key);
+  return shared === undefined ? 0 : readVersion(shared);
 }

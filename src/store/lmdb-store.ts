@@ -4,7 +4,7 @@ import { type Database, open, type RootDatabase, type Transaction } from 'lmdb';
 import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import { type CommitPromise, untilFlushed } from '../lmdb/durability.js';
 import type { Offsets } from '../offsets.js';
-import { readPage, readValue } from './lmdb-reads.js';
+import { type LastRead, readPage, readValue } from './lmdb-reads.js';
 import {
   LOADING_KEY,
   MAP_SIZE_BYTES,
@@ -14,12 +14,37 @@ import {
   toProgress,
   toSaved,
 } from './saved-progress.js';
-import type { Applied, ScanPage, ScanRange, Store, StoreProgress, StoreStats, StoreWrite } from './store.js';
-import { adoptStoreFormat, checkStoreFormat, STORE_FORMAT_KEY } from './store-format.js';
+import type {
+  Applied,
+  ScanPage,
+  ScanRange,
+  Store,
+  StoreProgress,
+  StoreStats,
+  StoreWrite,
+  UnversionedUpgrade,
+  UnversionedUpgradeDone,
+} from './store.js';
+import {
+  adoptStoreFormat,
+  checkStoreFormat,
+  STORE_FORMAT_KEY,
+  STORE_FORMAT_VERSION,
+  UNVERSIONED_STORE_FORMAT,
+} from './store-format.js';
 import type { SnapshotSource, StoreEntry, StoreSnapshot } from './store-snapshot.js';
+import { readVersion, StoredValueScratch, storedLength, VERSION_BYTES, writeVersion } from './versioned-value.js';
 
 /** Entries gathered before one load transaction: each commit is synced, so few large ones. */
 const LOAD_BATCH_BYTES = 8 * 1024 * 1024;
+/** Values rewritten per transaction by an upgrade of a format-1 store. */
+const UPGRADE_BATCH_ENTRIES = 10_000;
+const UPGRADE_BATCH_BYTES = 8 * 1024 * 1024;
+/**
+ * In `meta` while a format-1 store is upgraded with versions: the last key (hex) whose value has its version,
+ * saved with each batch, so that an upgrade cut short resumes after it (the format says 1 until the end).
+ */
+const UPGRADE_KEY = 'versions-upgraded-to';
 
 /** A snapshot being loaded into an empty store (LmdbStore.beginLoad()). */
 export interface StoreLoad {
@@ -67,14 +92,25 @@ class LmdbStoreLoad implements StoreLoad {
   }
 }
 
+/** A present key's version is at least 1 (0 means absent): anything else is damage, never stored. */
+function checkVersion(version: number): void {
+  if (!Number.isSafeInteger(version) || version < 1) {
+    throw new Kvs2Error(
+      'INCONSISTENT_STATE',
+      `an entry with version ${version} cannot be stored (versions start at 1)`,
+    );
+  }
+}
+
 function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /**
- * The local materialised copy of the log, in LMDB. User keys and values are stored as raw bytes in the
- * `kv` database (no per-value encoding); the applied offsets live in `meta`, written in the same
- * transaction as the data they describe, so a restart resumes exactly where the data stops.
+ * The local materialised copy of the log, in LMDB. User keys are stored as raw bytes in the `kv` database,
+ * each value behind its 8-byte version (store format 2, versioned-value.ts); the applied offsets live in
+ * `meta`, written in the same transaction as the data they describe, so a restart resumes exactly where
+ * the data stops.
  *
  * Reads are synchronous: LMDB is memory-mapped, and a read costs less than a trip through the event loop.
  */
@@ -85,6 +121,10 @@ export class LmdbStore implements Store, SnapshotSource {
   readonly #kv: Database<Buffer, Buffer>;
   readonly #meta: Database<SavedProgress, string>;
   #progress: StoreProgress;
+  /** The version of the last get(), in an object reused by every read. */
+  readonly #lastRead: LastRead = { version: 0 };
+  readonly #scratch = new StoredValueScratch();
+  #unversioned: boolean;
   /** Snapshots not yet closed: closing the store ends their read transactions first. */
   readonly #snapshots = new Set<LmdbSnapshot>();
   /** Whether opening found a snapshot load that never finished, and cleared the store (see beginLoad()). */
@@ -92,7 +132,7 @@ export class LmdbStore implements Store, SnapshotSource {
   #loading = false;
   #closed = false;
 
-  private constructor(dir: string, env: RootDatabase, reader = false) {
+  private constructor(dir: string, env: RootDatabase, format: number, reader = false) {
     this.description = `LMDB store in ${dir}`;
     this.#dataFile = join(dir, 'data.mdb');
     this.#env = env;
@@ -105,15 +145,20 @@ export class LmdbStore implements Store, SnapshotSource {
       env.transactionSync(() => this.#clearSync());
     }
     this.#progress = toProgress(this.#meta.get(PROGRESS_KEY));
+    this.#unversioned = format === UNVERSIONED_STORE_FORMAT;
   }
 
+  /**
+   * Opens (or creates) the store a node's replica writes. A store of format 1 (no versions) opens
+   * `unversioned`: its replica upgrades it before anything reads it (upgradeUnversioned()).
+   */
   static open(dir: string): LmdbStore {
     let env: RootDatabase | undefined;
     try {
       mkdirSync(dir, { recursive: true });
       env = open({ path: dir, maxDbs: MAX_DBS, separateFlushed: true, mapSize: MAP_SIZE_BYTES });
-      adoptStoreFormat(env, `LMDB store in ${dir}`);
-      return new LmdbStore(dir, env);
+      const format = adoptStoreFormat(env, `LMDB store in ${dir}`);
+      return new LmdbStore(dir, env, format);
     } catch (error) {
       void env?.close().catch(() => {});
       if (isKvs2Error(error)) throw error;
@@ -127,13 +172,20 @@ export class LmdbStore implements Store, SnapshotSource {
    * Another thread of this process that serves reads from the store a node's replica writes (a serving
    * worker): the same LMDB environment (lmdb-js shares it within a process), its format checked, nothing
    * written. Call refreshReads() after each commit the writer reports, before reading what it committed.
+   * A store its writer has not upgraded to versions yet (format 1) is not ready: STORE_UNAVAILABLE.
    */
   static openReader(dir: string): LmdbStore {
     let env: RootDatabase | undefined;
     try {
       env = open({ path: dir, maxDbs: MAX_DBS, separateFlushed: true, mapSize: MAP_SIZE_BYTES });
-      checkStoreFormat(env, `LMDB store in ${dir}`);
-      return new LmdbStore(dir, env, true);
+      const format = checkStoreFormat(env, `LMDB store in ${dir}`);
+      if (format === UNVERSIONED_STORE_FORMAT) {
+        throw new Kvs2Error(
+          'STORE_UNAVAILABLE',
+          `the store in ${dir} is in format ${format} (no versions) until its node has upgraded it`,
+        );
+      }
+      return new LmdbStore(dir, env, format, true);
     } catch (error) {
       void env?.close().catch(() => {});
       if (isKvs2Error(error)) throw error;
@@ -152,15 +204,25 @@ export class LmdbStore implements Store, SnapshotSource {
     this.#env.resetReadTxn();
   }
 
+  get unversioned(): boolean {
+    return this.#unversioned;
+  }
+
   get(key: Buffer): Buffer | undefined {
+    if (this.#unversioned) throw this.#notUpgraded();
     try {
-      return readValue(this.#kv, key);
+      return readValue(this.#kv, key, this.#lastRead);
     } catch (error) {
       throw this.#readError(error);
     }
   }
 
+  get lastVersion(): number {
+    return this.#lastRead.version;
+  }
+
   scan(range: ScanRange): ScanPage {
+    if (this.#unversioned) throw this.#notUpgraded();
     try {
       return readPage(this.#kv, range);
     } catch (error) {
@@ -187,6 +249,12 @@ export class LmdbStore implements Store, SnapshotSource {
   }
 
   async apply(writes: readonly StoreWrite[], appliedOffsets: Offsets, logIdentity: string): Promise<Applied> {
+    if (this.#unversioned) throw this.#notUpgraded();
+    // lmdb-js keeps a reference to each value until its batch commits: the versioned values of the whole
+    // batch share one buffer, one allocation per batch rather than one per key.
+    let bytes = 0;
+    for (const write of writes) if (write.value !== null) bytes += storedLength(write.value.length);
+    const stored = Buffer.allocUnsafe(bytes);
     const offsets = new Map(this.#progress.appliedOffsets);
     for (const [partition, offset] of appliedOffsets) offsets.set(partition, offset);
     const progress: StoreProgress = { ...this.#progress, logIdentity, appliedOffsets: offsets };
@@ -198,9 +266,17 @@ export class LmdbStore implements Store, SnapshotSource {
     let commit: CommitPromise<boolean>;
     try {
       commit = kv.batch(() => {
+        let at = 0;
         for (const write of writes) {
-          if (write.value === null) kv.remove(write.key);
-          else kv.put(write.key, write.value);
+          if (write.value === null) {
+            kv.remove(write.key);
+            continue;
+          }
+          const end = at + storedLength(write.value.length);
+          writeVersion(stored, at, write.version);
+          write.value.copy(stored, at + VERSION_BYTES);
+          kv.put(write.key, stored.subarray(at, end));
+          at = end;
         }
         meta.put(PROGRESS_KEY, toSaved(progress));
       }) as CommitPromise<boolean>;
@@ -223,6 +299,7 @@ export class LmdbStore implements Store, SnapshotSource {
    */
   snapshot(): StoreSnapshot {
     if (this.#closed) throw new Kvs2Error('STORE_UNAVAILABLE', `${this.description} is closed`);
+    if (this.#unversioned) throw this.#notUpgraded();
     let transaction: Transaction | undefined;
     try {
       transaction = this.#env.useReadTransaction();
@@ -234,7 +311,7 @@ export class LmdbStore implements Store, SnapshotSource {
       // the snapshot for its count, never take it as whole.
       const { entryCount: keys } = this.#kv.getStats() as { entryCount: number };
       const snapshot: LmdbSnapshot = new LmdbSnapshot(this.description, this.#kv, transaction, {
-        storeFormat: typeof storeFormat === 'number' ? storeFormat : 1,
+        storeFormat: typeof storeFormat === 'number' ? storeFormat : STORE_FORMAT_VERSION,
         progress,
         keys,
         onClose: () => this.#snapshots.delete(snapshot),
@@ -271,6 +348,7 @@ export class LmdbStore implements Store, SnapshotSource {
    */
   beginLoad(): StoreLoad {
     if (this.#closed) throw new Kvs2Error('STORE_UNAVAILABLE', `${this.description} is closed`);
+    if (this.#unversioned) throw this.#notUpgraded();
     const { logIdentity, appliedOffsets, caughtUpAt } = this.#progress;
     if (
       this.#loading ||
@@ -294,12 +372,15 @@ export class LmdbStore implements Store, SnapshotSource {
     try {
       this.#env.transactionSync(() => {
         this.#loadMarker().putSync(LOADING_KEY, 1);
-        for (const { key, value } of entries) {
+        for (const { key, value, version } of entries) {
           const keyBuffer = toBuffer(key);
           if (previous !== undefined && Buffer.compare(previous, keyBuffer) >= 0) {
             throw new Kvs2Error('INVALID_ARGUMENT', 'snapshot keys out of order');
           }
-          if ((this.#kv.putSync(keyBuffer, toBuffer(value), { append: true }) as unknown) === false) {
+          checkVersion(version);
+          // putSync copies the value at once: the scratch buffer is free again after it.
+          const stored = this.#scratch.encode(version, value);
+          if ((this.#kv.putSync(keyBuffer, stored, { append: true }) as unknown) === false) {
             throw new Kvs2Error('STORE_UNAVAILABLE', 'LMDB refused to append a snapshot key');
           }
           previous = keyBuffer;
@@ -348,6 +429,68 @@ export class LmdbStore implements Store, SnapshotSource {
     this.#kv.clearSync();
     this.#meta.removeSync(PROGRESS_KEY);
     this.#loadMarker().removeSync(LOADING_KEY);
+  }
+
+  upgradeUnversioned(upgrade: UnversionedUpgrade): UnversionedUpgradeDone {
+    if (this.#closed) throw new Kvs2Error('STORE_UNAVAILABLE', `${this.description} is closed`);
+    const keys = this.stats().keys;
+    if (!this.#unversioned) return { upgrade, keys, version: null };
+    const markers = this.#env.openDB<unknown, string>({ name: 'meta' });
+    try {
+      if (upgrade === 'clear') {
+        this.#env.transactionSync(() => {
+          this.#clearSync();
+          markers.removeSync(UPGRADE_KEY);
+          markers.putSync(STORE_FORMAT_KEY, STORE_FORMAT_VERSION);
+        });
+        this.#progress = toProgress(undefined);
+        this.#unversioned = false;
+        return { upgrade, keys, version: null };
+      }
+      // The next offset the store would apply is at least every key's real version and below any later
+      // write's; it does not change while the upgrade runs (or between an upgrade cut short and its
+      // resumption), so every key gets the same one.
+      const version = Math.max(1, this.#progress.appliedOffsets.get(0) ?? 0);
+      const saved = markers.get(UPGRADE_KEY);
+      let after: Buffer | undefined = typeof saved === 'string' ? Buffer.from(saved, 'hex') : undefined;
+      for (;;) {
+        // Read outside the write transaction (values after `after` are still unversioned), then rewritten.
+        this.#env.resetReadTxn();
+        const batch: Array<{ key: Buffer; value: Buffer }> = [];
+        let bytes = 0;
+        for (const entry of this.#kv.getRange(after === undefined ? {} : { start: after })) {
+          if (after !== undefined && entry.key.equals(after)) continue;
+          batch.push(entry);
+          bytes += entry.key.length + entry.value.length;
+          if (batch.length >= UPGRADE_BATCH_ENTRIES || bytes >= UPGRADE_BATCH_BYTES) break;
+        }
+        const last = batch.at(-1);
+        this.#env.transactionSync(() => {
+          for (const { key, value } of batch) this.#kv.putSync(key, this.#scratch.encode(version, value));
+          if (last === undefined) {
+            markers.removeSync(UPGRADE_KEY);
+            markers.putSync(STORE_FORMAT_KEY, STORE_FORMAT_VERSION);
+          } else {
+            markers.putSync(UPGRADE_KEY, last.key.toString('hex'));
+          }
+        });
+        if (last === undefined) break;
+        after = last.key;
+      }
+      this.#env.resetReadTxn();
+      this.#unversioned = false;
+      return { upgrade, keys, version };
+    } catch (error) {
+      throw isKvs2Error(error) ? error : this.#writeError(error);
+    }
+  }
+
+  #notUpgraded(): Kvs2Error {
+    return new Kvs2Error(
+      'STORE_UNAVAILABLE',
+      `${this.description} is in store format ${UNVERSIONED_STORE_FORMAT} (no versions): its replica upgrades ` +
+        'it before it is read or written',
+    );
   }
 
   #loadMarker(): Database<number, string> {
@@ -425,7 +568,8 @@ class LmdbSnapshot implements StoreSnapshot {
         this.#cursor = undefined;
         return;
       }
-      yield next.value;
+      const { key, value } = next.value;
+      yield { key, value: value.subarray(VERSION_BYTES), version: readVersion(value) };
     }
   }
 

@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Database, open, type RootDatabase } from 'lmdb';
 import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
-import { readPage, readValue } from './lmdb-reads.js';
+import { type LastRead, readPage, readValue } from './lmdb-reads.js';
 import {
   LOADING_KEY,
   MAP_SIZE_BYTES,
@@ -12,7 +12,7 @@ import {
   toProgress,
 } from './saved-progress.js';
 import type { KeyValueReader, ScanPage, ScanRange, StoreProgress } from './store.js';
-import { checkStoreFormat } from './store-format.js';
+import { checkStoreFormat, UNVERSIONED_STORE_FORMAT } from './store-format.js';
 
 /** Which files a store's path names: `dev:inode` of data.mdb and lock.mdb (null for a file that is gone). */
 interface StoreFiles {
@@ -42,6 +42,7 @@ export class ReadOnlyStore implements KeyValueReader {
   readonly #env: RootDatabase;
   readonly #kv: Database<Buffer, Buffer>;
   readonly #meta: Database<SavedProgress | number, string>;
+  readonly #lastRead: LastRead = { version: 0 };
   #closed = false;
 
   private constructor(dir: string, files: StoreFiles, env: RootDatabase) {
@@ -66,7 +67,8 @@ export class ReadOnlyStore implements KeyValueReader {
 
   /**
    * Opens the store in `dir` read-only. STORE_UNAVAILABLE when there is no store, when no node has opened
-   * it yet (no lock.mdb) or while a node is loading a snapshot into it; DATA_FORMAT_UNSUPPORTED for a format
+   * it yet (no lock.mdb), while a node is loading a snapshot into it, or while it is in store format 1 (no
+   * versions) until its node has upgraded it; DATA_FORMAT_UNSUPPORTED for a format
    * this kvs2 does not read. Creates nothing (lmdb-js would create a missing folder: it is checked first).
    */
   static open(dir: string): ReadOnlyStore {
@@ -83,7 +85,7 @@ export class ReadOnlyStore implements KeyValueReader {
           }
           throw new Kvs2Error('STORE_UNAVAILABLE', `the store in ${dir} kept being replaced while it was opened`);
         }
-        checkStoreFormat(env, `LMDB store in ${dir}`);
+        refuseUnversioned(checkStoreFormat(env, `LMDB store in ${dir}`), dir);
         const store = new ReadOnlyStore(dir, before, env);
         if (store.loading()) {
           throw new Kvs2Error(
@@ -109,10 +111,14 @@ export class ReadOnlyStore implements KeyValueReader {
 
   get(key: Buffer): Buffer | undefined {
     try {
-      return readValue(this.#kv, key);
+      return readValue(this.#kv, key, this.#lastRead);
     } catch (error) {
       throw this.#readError(error);
     }
+  }
+
+  get lastVersion(): number {
+    return this.#lastRead.version;
   }
 
   scan(range: ScanRange): ScanPage {
@@ -143,10 +149,10 @@ export class ReadOnlyStore implements KeyValueReader {
 
   /**
    * Checks the store's format again: a newer kvs2 node may move the store it owns to a format this kvs2
-   * cannot read. DATA_FORMAT_UNSUPPORTED then.
+   * cannot read. DATA_FORMAT_UNSUPPORTED then (STORE_UNAVAILABLE for one without versions: not ready).
    */
   checkFormat(): void {
-    checkStoreFormat(this.#env, `LMDB store in ${this.#dir}`);
+    refuseUnversioned(checkStoreFormat(this.#env, `LMDB store in ${this.#dir}`), this.#dir);
   }
 
   /** Whether a node is loading a peer's snapshot into the store (it holds part of one). */
@@ -188,6 +194,19 @@ export class ReadOnlyStore implements KeyValueReader {
       cause: error,
     });
   }
+}
+
+/**
+ * A store of format 1 holds values without versions until its node (a newer kvs2) has upgraded it as it
+ * starts: not ready yet, as a store being loaded is not.
+ */
+function refuseUnversioned(format: number, dir: string): void {
+  if (format !== UNVERSIONED_STORE_FORMAT) return;
+  throw new Kvs2Error(
+    'STORE_UNAVAILABLE',
+    `the store in ${dir} is in store format ${format} (no versions): its node upgrades it as it starts; open ` +
+      'it once the node has',
+  );
 }
 
 /** The store's files, or STORE_UNAVAILABLE when opening it would create something or read nothing. */

@@ -1,6 +1,7 @@
 import type { RootDatabase } from 'lmdb';
 import { Kvs2Error } from '../errors.js';
 import { KVS2_VERSION } from '../version.js';
+import { PROGRESS_KEY } from './saved-progress.js';
 
 /**
  * The store's format version, kept in its `meta` database beside the applied offsets. A kvs2 that changes
@@ -8,30 +9,46 @@ import { KVS2_VERSION } from '../version.js';
  * misreading it; a newer kvs2 knows which formats it reads (and may migrate them).
  */
 export const STORE_FORMAT_KEY = 'format';
-/** The format this kvs2 writes. */
-export const STORE_FORMAT_VERSION = 1;
+/**
+ * The format this kvs2 writes: 2, each value stored behind its version (versioned-value.ts). Format 1 held
+ * the values' bytes alone; a writer upgrades such a store as it opens it (Store.upgradeUnversioned()).
+ */
+export const STORE_FORMAT_VERSION = 2;
+/** The store format without versions. */
+export const UNVERSIONED_STORE_FORMAT = 1;
 /** The formats this kvs2 reads. */
-export const READABLE_STORE_FORMATS: readonly number[] = [1];
+export const READABLE_STORE_FORMATS: readonly number[] = [1, 2];
 
 /**
- * Checks the store's format version, and records it in a store that has none: a new store, or one written
- * before versions were recorded, whose layout is format 1. Throws DATA_FORMAT_UNSUPPORTED for a version
- * this kvs2 does not read.
+ * Checks the store's format version, and records it in a store that has none: a new (empty) store is
+ * written in STORE_FORMAT_VERSION; one with data, written before versions were recorded, has the layout of
+ * format 1. Throws DATA_FORMAT_UNSUPPORTED for a version this kvs2 does not read.
  */
 export function adoptStoreFormat(env: RootDatabase, description: string): number {
   const meta = env.openDB<unknown, string>({ name: 'meta' });
   const found = meta.get(STORE_FORMAT_KEY);
   if (found === undefined) {
-    meta.putSync(STORE_FORMAT_KEY, STORE_FORMAT_VERSION);
-    return STORE_FORMAT_VERSION;
+    const format = holdsAnything(env) ? UNVERSIONED_STORE_FORMAT : STORE_FORMAT_VERSION;
+    meta.putSync(STORE_FORMAT_KEY, format);
+    return format;
   }
   return checkedFormat(found, description);
 }
 
-/** Checks the format version of a store some writer has opened already; writes nothing. */
+/**
+ * Checks the format version of a store some writer has opened already; writes nothing. A store without one
+ * has the layout of format 1 (or is being created, and then holds nothing yet).
+ */
 export function checkStoreFormat(env: RootDatabase, description: string): number {
   const found = env.openDB<unknown, string>({ name: 'meta' }).get(STORE_FORMAT_KEY);
-  return checkedFormat(found ?? STORE_FORMAT_VERSION, description);
+  return checkedFormat(found ?? UNVERSIONED_STORE_FORMAT, description);
+}
+
+/** Whether the store holds a key or saved progress. */
+function holdsAnything(env: RootDatabase): boolean {
+  const kv = env.openDB<Buffer, Buffer>({ name: 'kv', keyEncoding: 'binary', encoding: 'binary' });
+  const { entryCount } = kv.getStats() as { entryCount: number };
+  return entryCount > 0 || env.openDB<unknown, string>({ name: 'meta' }).get(PROGRESS_KEY) !== undefined;
 }
 
 function checkedFormat(found: unknown, description: string): number {

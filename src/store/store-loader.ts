@@ -7,6 +7,7 @@ import { MAP_SIZE_BYTES, MAX_DBS, PROGRESS_KEY, type SavedProgress, toSaved } fr
 import type { StoreProgress } from './store.js';
 import { adoptStoreFormat } from './store-format.js';
 import type { StoreEntry } from './store-snapshot.js';
+import { StoredValueScratch } from './versioned-value.js';
 
 /** What a finished load wrote. */
 export interface LoadedStore {
@@ -17,7 +18,7 @@ export interface LoadedStore {
 }
 
 /**
- * Writes a new store from entries that arrive in key order, in a folder of its own, as a restore or a
+ * Writes a new store (in the current store format, with versions) from entries that arrive in key order, in a folder of its own, as a restore or a
  * compaction builds it before moving it into place. Every entry is appended (MDB_APPEND): LMDB then fills
  * each page completely instead of splitting it in half, so the store is as small as LMDB can make it and
  * reads touch fewer pages than in a store filled in random order.
@@ -31,6 +32,7 @@ export class StoreLoader {
   readonly #env: RootDatabase;
   readonly #kv: Database<Buffer, Buffer>;
   readonly #meta: Database<SavedProgress, string>;
+  readonly #scratch = new StoredValueScratch();
   #keys = 0;
   #lastKey: Buffer | undefined;
   #done = false;
@@ -75,14 +77,18 @@ export class StoreLoader {
     let last = this.#lastKey;
     try {
       this.#env.transactionSync(() => {
-        for (const { key, value } of entries) {
+        for (const { key, value, version } of entries) {
           const keyBuffer = asBuffer(key);
           if (last !== undefined && Buffer.compare(last, keyBuffer) >= 0) {
             throw new Kvs2Error('INVALID_ARGUMENT', `keys out of order: ${hexOf(keyBuffer)} after ${hexOf(last)}`);
           }
+          if (!Number.isSafeInteger(version) || version < 1) {
+            throw new Kvs2Error('INVALID_ARGUMENT', `key ${hexOf(keyBuffer)} has version ${version} (at least 1)`);
+          }
           // lmdb-js types putSync as void; it returns false when LMDB refuses the put (MDB_KEYEXIST for an
-          // append out of order).
-          const appended = kv.putSync(keyBuffer, asBuffer(value), { append: true }) as unknown;
+          // append out of order). It copies the value at once, so the scratch buffer is free after it.
+          const stored = this.#scratch.encode(version, value);
+          const appended = kv.putSync(keyBuffer, stored, { append: true }) as unknown;
           if (appended === false) {
             throw new Kvs2Error('STORE_UNAVAILABLE', `LMDB refused to append key ${hexOf(keyBuffer)}`);
           }

@@ -1,9 +1,11 @@
 import type { StoreProgress } from './store.js';
 
-/** One key and its value, as a snapshot reads them and a loader writes them. */
+/** One key, its value and its version, as a snapshot reads them and a loader writes them. */
 export interface StoreEntry {
   readonly key: Uint8Array;
   readonly value: Uint8Array;
+  /** The key's version (versioned-value.ts): at least 1. */
+  readonly version: number;
 }
 
 /**

@@ -4,6 +4,8 @@ import type { Offsets } from '../offsets.js';
 export interface StoreWrite {
   readonly key: Buffer;
   readonly value: Buffer | null;
+  /** The key's version after this write: the log position of its record (offset + 1 in its partition). */
+  readonly version: number;
 }
 
 /** What the store knows about the log it was built from, saved with the data in every transaction. */
@@ -21,9 +23,16 @@ export interface Applied {
   readonly flushed: Promise<void>;
 }
 
+/** One key of a scan page: its value (undefined for a keys-only scan) and its version (versioned-value.ts). */
+export interface ScanItem {
+  readonly key: Buffer;
+  readonly value: Buffer | undefined;
+  readonly version: number;
+}
+
 /** A page of a scan, in key order. */
 export interface ScanPage {
-  readonly items: ReadonlyArray<{ readonly key: Buffer; readonly value: Buffer | undefined }>;
+  readonly items: ReadonlyArray<ScanItem>;
   /** True when keys remain in the range after the last item. */
   readonly more: boolean;
 }
@@ -43,7 +52,14 @@ export interface ScanRange {
 
 /** The read side, which is all the service needs. */
 export interface KeyValueReader {
+  /** The value of `key` in a Buffer of its own, or undefined; its version is then `lastVersion`. */
   get(key: Buffer): Buffer | undefined;
+  /**
+   * The version of the value the last get() returned (0 when it found nothing), until the next read: a
+   * field read right after get(), so that a lookup allocates nothing for its version (as lmdb-js's own
+   * getLastVersion()).
+   */
+  readonly lastVersion: number;
   /** One page of keys (and values) in byte order, read from one consistent snapshot. */
   scan(range: ScanRange): ScanPage;
 }
@@ -56,9 +72,41 @@ export interface StoreStats {
   readonly bytesOnDisk: number;
 }
 
+/** What a store written before versions (store format 1) is turned into: see Store.upgradeUnversioned(). */
+export type UnversionedUpgrade =
+  /**
+   * Every value gets the applied offset of partition 0 as its version: a stand-in that is at least each
+   * key's real version, lower than any later write's, and the same for every key of one state. Right for a
+   * log of one partition that keeps no history (the embedded log), where no other node can disagree.
+   */
+  | 'assign-applied-offset'
+  /** Everything is deleted, to be rebuilt from a log that keeps history (Kafka): versions are its offsets. */
+  | 'clear';
+
+/** What upgradeUnversioned() did. */
+export interface UnversionedUpgradeDone {
+  readonly upgrade: UnversionedUpgrade;
+  /** Keys the store held. */
+  readonly keys: number;
+  /** The version every key got ('assign-applied-offset'); null when cleared. */
+  readonly version: number | null;
+}
+
 /** The replica is the only writer; `clear` is never called while other writes are pending. */
 export interface Store extends KeyValueReader {
   readonly description: string;
+  /**
+   * True while the store holds values of store format 1, written by a kvs2 before versions: nothing reads
+   * or writes it (STORE_UNAVAILABLE) until upgradeUnversioned() has run. The store cannot choose how by
+   * itself, since that depends on the log it was built from: its replica does (replica/store-upgrade.ts).
+   */
+  readonly unversioned: boolean;
+  /**
+   * Turns a format-1 store into format 2, synchronously (before anything reads it), resumably (a crash
+   * midway resumes at the next open) and at once for readers in other processes (they see format 2 only
+   * when it is done).
+   */
+  upgradeUnversioned(upgrade: UnversionedUpgrade): UnversionedUpgradeDone;
   progress(): StoreProgress;
   stats(): StoreStats;
   /**

@@ -19,16 +19,16 @@ describe('LmdbStore', () => {
     const binaryKey = Buffer.from([0, 0xff, 0]);
     const applied = await store.apply(
       [
-        { key: Buffer.from('a'), value: Buffer.from('1') },
-        { key: binaryKey, value: Buffer.from([0, 1, 2]) },
-        { key: Buffer.from('empty'), value: Buffer.alloc(0) },
-        { key: Buffer.from('gone'), value: Buffer.from('x') },
+        { key: Buffer.from('a'), value: Buffer.from('1'), version: 1 },
+        { key: binaryKey, value: Buffer.from([0, 1, 2]), version: 2 },
+        { key: Buffer.from('empty'), value: Buffer.alloc(0), version: 3 },
+        { key: Buffer.from('gone'), value: Buffer.from('x'), version: 4 },
       ],
       new Map([[0, 4]]),
       'log-1',
     );
     await applied.flushed;
-    await store.apply([{ key: Buffer.from('gone'), value: null }], new Map([[3, 9]]), 'log-1');
+    await store.apply([{ key: Buffer.from('gone'), value: null, version: 9 }], new Map([[3, 9]]), 'log-1');
     await store.close();
 
     store = LmdbStore.open(path);
@@ -49,9 +49,9 @@ describe('LmdbStore', () => {
 
   test('values read back are copies that later writes do not change', async () => {
     const store = LmdbStore.open(`${dir.path}/copies`);
-    await store.apply([{ key: Buffer.from('k'), value: Buffer.from('first') }], new Map([[0, 1]]), 'log');
+    await store.apply([{ key: Buffer.from('k'), value: Buffer.from('first'), version: 1 }], new Map([[0, 1]]), 'log');
     const first = store.get(Buffer.from('k'));
-    await store.apply([{ key: Buffer.from('k'), value: Buffer.from('second') }], new Map([[0, 2]]), 'log');
+    await store.apply([{ key: Buffer.from('k'), value: Buffer.from('second'), version: 2 }], new Map([[0, 2]]), 'log');
     store.get(Buffer.from('k'));
     assert.deepEqual(first, Buffer.from('first'));
     await store.close();
@@ -61,7 +61,11 @@ describe('LmdbStore', () => {
     const store = LmdbStore.open(`${dir.path}/sizes`);
     // Empty, tiny, pooled, beyond lmdb-js's reusable read buffer, and several MiB.
     const sizes = [0, 1, 100, 5_000, 70_000, 1 << 20, 3 << 20, 7];
-    const writes = sizes.map((size, i) => ({ key: Buffer.from(`k${i}`), value: Buffer.alloc(size, 65 + i) }));
+    const writes = sizes.map((size, i) => ({
+      key: Buffer.from(`k${i}`),
+      value: Buffer.alloc(size, 65 + i),
+      version: i + 1,
+    }));
     await store.apply(writes, new Map([[0, 1]]), 'log');
     const read = writes.map(({ key }) => store.get(key));
     for (const [i, value] of read.entries()) assert.deepEqual(value, writes[i]?.value, `value of ${sizes[i]} bytes`);
@@ -72,9 +76,9 @@ describe('LmdbStore', () => {
   test('markCaughtUp is kept with the progress, and clear() forgets data and progress together', async () => {
     const path = `${dir.path}/clear`;
     let store = LmdbStore.open(path);
-    await store.apply([{ key: Buffer.from('k'), value: Buffer.from('v') }], new Map([[0, 1]]), 'log');
+    await store.apply([{ key: Buffer.from('k'), value: Buffer.from('v'), version: 1 }], new Map([[0, 1]]), 'log');
     await store.markCaughtUp(1234);
-    await store.apply([{ key: Buffer.from('k2'), value: Buffer.from('v') }], new Map([[0, 2]]), 'log');
+    await store.apply([{ key: Buffer.from('k2'), value: Buffer.from('v'), version: 2 }], new Map([[0, 2]]), 'log');
     await store.close();
     store = LmdbStore.open(path);
     assert.equal(store.progress().caughtUpAt, 1234);
@@ -94,11 +98,11 @@ describe('LmdbStore', () => {
       const before = store.stats().bytesOnDisk;
       assert.ok(before > 0, 'a new environment already has its meta pages on disk');
       const value = Buffer.alloc(4096, 7);
-      const writes = Array.from({ length: 1000 }, (_, i) => ({ key: Buffer.from(`key-${i}`), value }));
+      const writes = Array.from({ length: 1000 }, (_, i) => ({ key: Buffer.from(`key-${i}`), value, version: i + 1 }));
       await (await store.apply(writes, new Map([[0, 1000]]), 'log')).flushed;
       assert.equal(store.stats().keys, 1000);
       assert.ok(store.stats().bytesOnDisk >= before + 1000 * 4096, `${store.stats().bytesOnDisk} bytes`);
-      await store.apply([{ key: Buffer.from('key-0'), value: null }], new Map([[0, 1001]]), 'log');
+      await store.apply([{ key: Buffer.from('key-0'), value: null, version: 1001 }], new Map([[0, 1001]]), 'log');
       assert.equal(store.stats().keys, 999);
     } finally {
       await store.close();

@@ -7,7 +7,7 @@ const key = (i: number): Buffer => Buffer.from(`key-${String(i).padStart(6, '0')
 /** 1 KiB values: 9,000 of them pass the load's 8 MiB batch, so some are written before finish(). */
 const value = (i: number): Buffer => Buffer.alloc(1024, i % 251);
 const entries = (from: number, to: number) =>
-  Array.from({ length: to - from }, (_, n) => ({ key: key(from + n), value: value(from + n) }));
+  Array.from({ length: to - from }, (_, n) => ({ key: key(from + n), value: value(from + n), version: from + n + 1 }));
 const PROGRESS = {
   logIdentity: 'kafka:topic-id',
   appliedOffsets: new Map([
@@ -41,7 +41,9 @@ describe('LmdbStore.beginLoad', () => {
     assert.deepEqual(store.progress(), PROGRESS);
     assert.equal(store.stats().keys, 9_500);
     assert.deepEqual(store.get(key(9_499)), value(9_499));
+    assert.equal(store.lastVersion, 9_500, 'each entry keeps the version it was loaded with');
     assert.deepEqual(store.get(key(0)), value(0));
+    assert.equal(store.lastVersion, 1);
     await store.close();
   });
 
@@ -76,7 +78,7 @@ describe('LmdbStore.beginLoad', () => {
     assert.throws(() => disordered.add([...entries(5, 6), ...entries(0, 9_000)]), { code: 'INVALID_ARGUMENT' });
     await disordered.abandon();
 
-    await store.apply([{ key: Buffer.from('k'), value: Buffer.from('v') }], new Map([[0, 1]]), 'log-1');
+    await store.apply([{ key: Buffer.from('k'), value: Buffer.from('v'), version: 1 }], new Map([[0, 1]]), 'log-1');
     assert.throws(() => store.beginLoad(), { code: 'INCONSISTENT_STATE' });
     await store.close();
   });
