@@ -3,7 +3,7 @@ import type { Log } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import { offsetsForLog } from '../offsets.js';
 import { decodeSnapshot } from '../snapshot/snapshot-decoder.js';
-import type { SnapshotMetadata } from '../snapshot/snapshot-format.js';
+import { type SnapshotMetadata, UNVERSIONED_SNAPSHOT_FORMAT } from '../snapshot/snapshot-format.js';
 import type { StoreLoad } from '../store/lmdb-store.js';
 import type { Store, StoreProgress } from '../store/store.js';
 import { planResume } from './resume-plan.js';
@@ -65,6 +65,12 @@ export async function bootstrapFromPeers(options: PeerBootstrapOptions): Promise
       const result = await loadFrom(peer, options, (metadata) => {
         const progress = progressOf(metadata);
         if (metadata.logIdentity === null) return 'its store holds nothing yet';
+        if (metadata.snapshotFormat === UNVERSIONED_SNAPSHOT_FORMAT) {
+          return (
+            `it is in snapshot format ${UNVERSIONED_SNAPSHOT_FORMAT}, without versions (the peer runs a kvs2 ` +
+            "before them), and this node needs each key's offset as its version"
+          );
+        }
         if (metadata.logIdentity !== options.logIdentity) {
           return `it is a snapshot of log ${metadata.logIdentity}, and this node reads ${log.description} (log ${options.logIdentity})`;
         }

@@ -10,6 +10,7 @@ import { type AppliedWatermark, ReplicaWatermark } from './applied-watermark.js'
 import { ChangeBroadcaster, type ChangeFeed } from './change-feed.js';
 import { ReplicaProgress, type ReplicaProgressUpdates, type ReplicaProgressView } from './replica-progress.js';
 import { planResume } from './resume-plan.js';
+import { upgradeUnversionedStore } from './store-upgrade.js';
 
 export interface ReplicaOptions {
   readonly log: Log;
@@ -67,7 +68,12 @@ export class Replica {
   /** Bumped by every rebuild, so that a progress check begun before one does not write after it. */
   #generation = 0;
 
+  /**
+   * A store written before versions is upgraded here, before anything reads it (store-upgrade.ts): a node
+   * builds its replica right after opening its store, before it listens.
+   */
   constructor(options: ReplicaOptions) {
+    upgradeUnversionedStore(options.store, options.log, options.logger);
     this.#log = options.log;
     this.#store = options.store;
     // Until start(): the log the store's offsets refer to.
@@ -262,7 +268,7 @@ export class Replica {
         this.#skip(record.partition, record.offset, record.key);
         continue;
       }
-      writes.push({ key: record.key, value: record.value });
+      writes.push({ key: record.key, value: record.value, version: record.offset + 1 });
     }
     const applied = await this.#store.apply(writes, batch.nextOffsets, this.#watermark.logIdentity);
     this.#watermark.advance(batch.nextOffsets);

@@ -7,6 +7,7 @@ import { StoreLoader } from '../store/store-loader.js';
 import type { StoreEntry } from '../store/store-snapshot.js';
 import { holdsData, makeStagingDir, refuseIfNodeRunning, replaceStoreData, storeDirOf } from './data-dir.js';
 import { SnapshotEncoder, type SnapshotEncoderOptions } from './snapshot-encoder.js';
+import { logKindOf } from './snapshot-format.js';
 
 /** A snapshot of a stopped node's store, and the store it reads from; close() ends both. */
 export interface DataDirSnapshot extends AsyncDisposable {
@@ -20,7 +21,7 @@ export interface DataDirSnapshot extends AsyncDisposable {
  */
 export async function snapshotDataDir(dataDir: string, options: SnapshotEncoderOptions = {}): Promise<DataDirSnapshot> {
   await refuseIfNodeRunning(dataDir, `take a snapshot of ${dataDir} from its files`);
-  const store = openExistingStore(dataDir);
+  const store = await openExistingStore(dataDir);
   let encoder: SnapshotEncoder;
   try {
     encoder = new SnapshotEncoder(store.snapshot(), options);
@@ -54,7 +55,7 @@ const LOAD_BATCH_BYTES = 8 * 1024 * 1024;
 export async function compactDataDir(dataDir: string): Promise<CompactedStore> {
   await refuseIfNodeRunning(dataDir, `compact the store in ${dataDir}`);
   const dataFile = join(storeDirOf(dataDir), 'data.mdb');
-  const store = openExistingStore(dataDir);
+  const store = await openExistingStore(dataDir);
   const bytesBefore = statSync(dataFile).size;
   let staging: string | undefined;
   let loader: StoreLoader | undefined;
@@ -92,10 +93,29 @@ export async function compactDataDir(dataDir: string): Promise<CompactedStore> {
   }
 }
 
-/** The data dir's store, which must exist: opening a missing one would create an empty store. */
-function openExistingStore(dataDir: string): LmdbStore {
+/**
+ * The data dir's store, which must exist: opening a missing one would create an empty store. One written
+ * before versions (store format 1) is upgraded as its node would upgrade it (replica/store-upgrade.ts) when
+ * it is of the embedded log; one of Kafka is refused, since its node rebuilds it from the topic instead.
+ */
+async function openExistingStore(dataDir: string): Promise<LmdbStore> {
   if (!holdsData(dataDir).store) {
     throw new Kvs2Error('STORE_UNAVAILABLE', `${dataDir} holds no store (no ${join(storeDirOf(dataDir), 'data.mdb')})`);
   }
-  return LmdbStore.open(storeDirOf(dataDir));
+  const store = LmdbStore.open(storeDirOf(dataDir));
+  if (!store.unversioned) return store;
+  try {
+    if (logKindOf(store.progress().logIdentity) === 'kafka') {
+      throw new Kvs2Error(
+        'DATA_FORMAT_UNSUPPORTED',
+        `${store.description} was written by a kvs2 before versions (store format 1) from Kafka: start this ` +
+          "kvs2's node on it first, which rebuilds it from the topic with each key's offset as its version",
+      );
+    }
+    store.upgradeUnversioned('assign-applied-offset');
+    return store;
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
 }

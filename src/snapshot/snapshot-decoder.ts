@@ -10,15 +10,21 @@ import {
   invalidSnapshot,
   MAX_FRAME_BYTES,
   MAX_KEY_BYTES,
+  MAX_VERSION_VARINT_BYTES,
   parseMetadata,
   READABLE_SNAPSHOT_FORMATS,
   SNAPSHOT_MAGIC,
   type SnapshotMetadata,
   TRAILER_BODY_BYTES,
+  UNVERSIONED_SNAPSHOT_FORMAT,
   unsupportedSnapshot,
 } from './snapshot-format.js';
 
-/** What a snapshot stream holds, in order: its metadata once, entries in key order, and its verified end. */
+/**
+ * What a snapshot stream holds, in order: its metadata once, entries in key order, and its verified end.
+ * Entries of a format-1 snapshot carry no versions: their `version` is 0, and the consumer decides what
+ * they get (or refuses them) from the metadata's snapshotFormat.
+ */
 export type SnapshotPart =
   | { readonly kind: 'metadata'; readonly metadata: SnapshotMetadata }
   | { readonly kind: 'entries'; readonly entries: readonly StoreEntry[] }
@@ -109,7 +115,7 @@ export async function* decodeSnapshot(
       if (type === FRAME_METADATA) {
         throw invalidSnapshot(`a second metadata frame at byte ${position}`);
       } else if (type === FRAME_ENTRIES) {
-        const decoded = decodeEntries(body, position, lastKey);
+        const decoded = decodeEntries(body, position, lastKey, version !== UNVERSIONED_SNAPSHOT_FORMAT);
         lastKey = decoded.lastKey;
         entries += decoded.entries.length;
         if (entries > metadata.keys) {
@@ -148,6 +154,7 @@ function decodeEntries(
   body: Buffer,
   position: number,
   previousKey: Buffer | undefined,
+  versioned: boolean,
 ): { entries: StoreEntry[]; lastKey: Buffer | undefined } {
   const entries: StoreEntry[] = [];
   let lastKey = previousKey;
@@ -159,29 +166,34 @@ function decodeEntries(
     if (cursor.at + keyLength > body.length) throw damaged('ends inside a key');
     const key = body.subarray(cursor.at, cursor.at + keyLength);
     cursor.at += keyLength;
+    let version = 0;
+    if (versioned) {
+      version = readVarint(body, cursor, damaged, MAX_VERSION_VARINT_BYTES);
+      if (version < 1 || !Number.isSafeInteger(version)) throw damaged(`holds a key of version ${version}`);
+    }
     const valueLength = readVarint(body, cursor, damaged);
     if (cursor.at + valueLength > body.length) throw damaged('ends inside a value');
     const value = body.subarray(cursor.at, cursor.at + valueLength);
     cursor.at += valueLength;
     if (lastKey !== undefined && Buffer.compare(lastKey, key) >= 0) throw damaged('holds keys out of order');
     lastKey = key;
-    entries.push({ key, value });
+    entries.push({ key, value, version });
   }
   if (entries.length === 0) throw damaged('holds no entry');
   return { entries, lastKey };
 }
 
-function readVarint(bytes: Buffer, cursor: { at: number }, damaged: (why: string) => Error): number {
+function readVarint(bytes: Buffer, cursor: { at: number }, damaged: (why: string) => Error, maxBytes = 5): number {
   let value = 0;
   let scale = 1;
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < maxBytes; i++) {
     const byte = bytes[cursor.at++];
     if (byte === undefined) throw damaged('ends inside a length');
     value += (byte & 0x7f) * scale;
     if ((byte & 0x80) === 0) return value;
     scale *= 128;
   }
-  throw damaged('holds a length of more than 5 bytes');
+  throw damaged(`holds a varint of more than ${maxBytes} bytes`);
 }
 
 /** Chunks as they came, read from the front without copying where a read falls in one chunk. */

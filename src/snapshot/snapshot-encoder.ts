@@ -119,8 +119,9 @@ export class SnapshotEncoder implements AsyncIterable<Buffer>, Disposable {
     let frame = this.#newFrame(this.#frameBytes);
     let at = FRAME_HEADER_BYTES + 1;
     let inFrame = 0;
-    for (const { key, value } of this.#snapshot.entries()) {
-      const need = varintBytes(key.length) + key.length + varintBytes(value.length) + value.length;
+    for (const { key, value, version } of this.#snapshot.entries()) {
+      const need =
+        varintBytes(key.length) + key.length + varintBytes(version) + varintBytes(value.length) + value.length;
       if (at + need > frame.length) {
         if (inFrame > 0) {
           counted(inFrame);
@@ -133,6 +134,7 @@ export class SnapshotEncoder implements AsyncIterable<Buffer>, Disposable {
       at = writeVarint(frame, at, key.length);
       frame.set(key, at);
       at += key.length;
+      at = writeVarint(frame, at, version);
       at = writeVarint(frame, at, value.length);
       frame.set(value, at);
       at += value.length;

@@ -9,7 +9,8 @@ import { KVS2_VERSION } from '../version.js';
  *   header    8 bytes magic "KVS2SNAP", then the format version, unsigned 32-bit big-endian
  *   frames    each: body length (u32 BE), CRC-32 of the body (u32 BE), body; the body's first byte is its type
  *     1 metadata   once, first: UTF-8 JSON (SnapshotMetadata)
- *     2 entries    any number, in key order: per entry varint key length, key, varint value length, value
+ *     2 entries    any number, in key order: per entry varint key length, key, varint version (format 2
+ *                  only), varint value length, value
  *     3 trailer    once, last: entry count (u64 BE), SHA-256 of every byte before the trailer frame
  *
  * Nothing may follow the trailer. A reader installs nothing until it has checked the trailer, so a stream
@@ -17,10 +18,14 @@ import { KVS2_VERSION } from '../version.js';
  */
 export const SNAPSHOT_MAGIC = Buffer.from('KVS2SNAP', 'latin1');
 export const HEADER_BYTES = SNAPSHOT_MAGIC.length + 4;
-/** The format this kvs2 writes. */
-export const SNAPSHOT_FORMAT_VERSION = 1;
+/** The format this kvs2 writes: 2, whose entries carry each key's version. */
+export const SNAPSHOT_FORMAT_VERSION = 2;
+/** The format without versions (written by a kvs2 before them). */
+export const UNVERSIONED_SNAPSHOT_FORMAT = 1;
 /** The formats this kvs2 reads. */
-export const READABLE_SNAPSHOT_FORMATS: readonly number[] = [1];
+export const READABLE_SNAPSHOT_FORMATS: readonly number[] = [1, 2];
+/** Versions are below 2^53: a varint of 8 bytes holds 56 bits. */
+export const MAX_VERSION_VARINT_BYTES = 8;
 
 export const FRAME_HEADER_BYTES = 8;
 export const FRAME_METADATA = 1;

@@ -6,7 +6,7 @@ import { createEmbeddedLogAt } from '../log/embedded/log-at-offset.js';
 import { StoreLoader } from '../store/store-loader.js';
 import { holdsData, makeStagingDir, refuseIfNodeRunning, storeDirOf, swapIntoDataDir } from './data-dir.js';
 import { decodeSnapshot } from './snapshot-decoder.js';
-import { invalidSnapshot, type SnapshotMetadata } from './snapshot-format.js';
+import { invalidSnapshot, type SnapshotMetadata, UNVERSIONED_SNAPSHOT_FORMAT } from './snapshot-format.js';
 
 export interface InstallSnapshotOptions {
   /** The node's data dir: the store goes to `<dataDir>/store`, an embedded log to `<dataDir>/log`. */
@@ -72,15 +72,18 @@ export async function installSnapshot(
   try {
     let metadata: SnapshotMetadata | undefined;
     let end: { keys: number; sha256: string } | undefined;
+    let standIn: number | null = null;
     for await (const part of decodeSnapshot(chunks)) {
       if (options.signal?.aborted) throw abortError(options.signal, 'installing a snapshot');
       if (part.kind === 'metadata') {
         metadata = part.metadata;
         checkLogOffsets(metadata);
+        standIn = standInVersion(metadata);
         await options.accept?.(metadata);
         loader = await StoreLoader.create(join(staging, 'store'));
       } else if (part.kind === 'entries') {
-        loader?.load(part.entries);
+        const version = standIn;
+        loader?.load(version === null ? part.entries : part.entries.map((entry) => ({ ...entry, version })));
       } else {
         end = part;
       }
@@ -109,6 +112,25 @@ export async function installSnapshot(
     await rm(staging, { recursive: true, force: true });
     if (!installed && createdDataDir) await rmdir(dataDir).catch(() => {});
   }
+}
+
+/**
+ * The version every entry of a snapshot without versions (format 1, from a kvs2 before them) gets, as a
+ * node upgrading a store of that age assigns them (replica/store-upgrade.ts); null for a snapshot with
+ * versions. On the embedded log that is the snapshot's offset; a node on Kafka must have the real offsets as
+ * versions, like every other node of its topic, which such a snapshot cannot give: refused.
+ */
+function standInVersion(metadata: SnapshotMetadata): number | null {
+  if (metadata.snapshotFormat !== UNVERSIONED_SNAPSHOT_FORMAT) return null;
+  if (metadata.logKind === 'kafka') {
+    throw new Kvs2Error(
+      'DATA_FORMAT_UNSUPPORTED',
+      `the snapshot is in format version ${UNVERSIONED_SNAPSHOT_FORMAT}, written by a kvs2 before versions: a ` +
+        "node on Kafka needs each key's offset as its version, which it does not hold. Take a new snapshot " +
+        'with this kvs2, or start the node without one (it reads the topic)',
+    );
+  }
+  return Math.max(1, metadata.appliedOffsets.get(0) ?? 0);
 }
 
 /** The embedded log has one partition, 0: a snapshot that says otherwise is not one of it. */

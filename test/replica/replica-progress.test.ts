@@ -18,6 +18,13 @@ function gatedStore(lmdb: LmdbStore) {
   const store: Store = {
     description: lmdb.description,
     get: (key) => lmdb.get(key),
+    get lastVersion() {
+      return lmdb.lastVersion;
+    },
+    get unversioned() {
+      return lmdb.unversioned;
+    },
+    upgradeUnversioned: (upgrade) => lmdb.upgradeUnversioned(upgrade),
     scan: (range) => lmdb.scan(range),
     progress: () => lmdb.progress(),
     stats: () => lmdb.stats(),

@@ -123,7 +123,7 @@ describe('Replica on the embedded log', () => {
     // The store as the last synced transaction left it: records 0..3 applied.
     const store = LmdbStore.open(`${path}/store`);
     await store.apply(
-      Array.from({ length: 4 }, (_, i) => ({ key: Buffer.from(`k${i}`), value: Buffer.from(`v${i}`) })),
+      Array.from({ length: 4 }, (_, i) => ({ key: Buffer.from(`k${i}`), value: Buffer.from(`v${i}`), version: i + 1 })),
       new Map([[0, 4]]),
       identity,
     );
@@ -175,6 +175,13 @@ function wrapStore(lmdb: LmdbStore, overrides: Partial<Pick<Store, 'apply'>>): S
   return {
     description: lmdb.description,
     get: (key) => lmdb.get(key),
+    get lastVersion() {
+      return lmdb.lastVersion;
+    },
+    get unversioned() {
+      return lmdb.unversioned;
+    },
+    upgradeUnversioned: (upgrade) => lmdb.upgradeUnversioned(upgrade),
     scan: (range) => lmdb.scan(range),
     progress: () => lmdb.progress(),
     stats: () => lmdb.stats(),

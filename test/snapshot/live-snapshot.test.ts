@@ -14,7 +14,7 @@ const KEYS = 300;
 /** The i-th write of a known sequence: overwrites and deletes, so each prefix leaves a different content. */
 function writeNumber(i: number): StoreWrite {
   const key = Buffer.from(`key/${String(i % KEYS).padStart(4, '0')}`);
-  return { key, value: i % 11 === 5 ? null : Buffer.from(`value of write ${i}`) };
+  return { key, value: i % 11 === 5 ? null : Buffer.from(`value of write ${i}`), version: i + 1 };
 }
 
 /** What the store holds after the first `n` writes of the sequence, in key order. */

@@ -13,7 +13,7 @@ export async function fillStore(
   const store = LmdbStore.open(dir);
   try {
     for (let i = 0; i < entries.length; i += 500) {
-      const writes = entries.slice(i, i + 500).map(([key, value]) => ({ key, value }));
+      const writes = entries.slice(i, i + 500).map(([key, value], n) => ({ key, value, version: i + n + 1 }));
       await store.apply(writes, offsets, logIdentity);
     }
     if (entries.length === 0) await store.apply([], offsets, logIdentity);

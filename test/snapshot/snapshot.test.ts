@@ -198,8 +198,8 @@ describe('snapshots of a store', () => {
 
     test('a snapshot from a newer format version is refused as DATA_FORMAT_UNSUPPORTED', async () => {
       const newer = Buffer.from(good);
-      newer.writeUInt32BE(2, SNAPSHOT_MAGIC.length);
-      await refused(newer, 'DATA_FORMAT_UNSUPPORTED', /format version 2, which this kvs2 .* cannot read/);
+      newer.writeUInt32BE(3, SNAPSHOT_MAGIC.length);
+      await refused(newer, 'DATA_FORMAT_UNSUPPORTED', /format version 3, which this kvs2 .* cannot read/);
     });
   });
 
@@ -253,13 +253,13 @@ describe('snapshots of a store', () => {
     const memorySnapshot = (count: number, failAt?: number) => {
       const state = { closed: 0 };
       const snapshot: StoreSnapshot = {
-        storeFormat: 1,
+        storeFormat: 2,
         progress: { logIdentity: EMBEDDED, appliedOffsets: new Map([[0, count]]), caughtUpAt: null },
         keys: count,
         *entries() {
           for (let i = 0; i < count; i++) {
             if (i === failAt) throw new Error('disk read failed');
-            yield { key: Buffer.from(`k${String(i).padStart(6, '0')}`), value: Buffer.alloc(100) };
+            yield { key: Buffer.from(`k${String(i).padStart(6, '0')}`), value: Buffer.alloc(100), version: i + 1 };
           }
         },
         close: () => {
