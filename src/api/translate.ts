@@ -48,26 +48,26 @@ export function consistencyOf(value: Consistency): ReadConsistency {
 
 export function getReplyOf(result: GetResult): GetReply {
   return result.value === undefined
-    ? { status: ReadStatus.NOT_FOUND, data: EMPTY, token: result.token }
-    : { status: ReadStatus.OK, data: result.value, token: result.token };
+    ? { status: ReadStatus.NOT_FOUND, data: EMPTY, token: result.token, version: 0 }
+    : { status: ReadStatus.OK, data: result.value, token: result.token, version: result.version };
 }
 
 export function multiGetReplyOf(keys: readonly Buffer[], result: MultiGetResult): MultiGetReply {
-  const { values } = result;
+  const { values, versions } = result;
   const parts: MultiGetResponsePart[] = new Array(keys.length);
   for (let i = 0; i < keys.length; i++) {
     const value = values[i];
     parts[i] =
       value === undefined
-        ? { key: keys[i] as Buffer, status: ReadStatus.NOT_FOUND, data: EMPTY }
-        : { key: keys[i] as Buffer, status: ReadStatus.OK, data: value };
+        ? { key: keys[i] as Buffer, status: ReadStatus.NOT_FOUND, data: EMPTY, version: 0 }
+        : { key: keys[i] as Buffer, status: ReadStatus.OK, data: value, version: versions[i] ?? 0 };
   }
   return { parts, token: result.token };
 }
 
 export function scanReplyOf(result: ScanResult): ScanReply {
   return {
-    items: result.items.map((item) => ({ key: item.key, value: item.value ?? EMPTY })),
+    items: result.items.map((item) => ({ key: item.key, value: item.value ?? EMPTY, version: item.version })),
     continuation: result.continuation ?? EMPTY,
     token: result.token,
   };

@@ -162,7 +162,10 @@ async function pump(
     for (;;) {
       const event = await session.next();
       const size = event.key.length + event.value.length + event.token.length;
-      await writer.write({ kind: KIND[event.kind], key: event.key, value: event.value, token: event.token }, size);
+      await writer.write(
+        { kind: KIND[event.kind], key: event.key, value: event.value, token: event.token, version: event.version },
+        size,
+      );
     }
   } catch (error) {
     session.close();

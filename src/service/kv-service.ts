@@ -101,10 +101,11 @@ export class KvService {
     this.#checks.key(request.key, 'key');
     return this.#read(request, context, () => {
       const value = this.#store.get(request.key);
+      const version = this.#store.lastVersion;
       const bytes = request.key.length + (value?.length ?? 0);
       this.#checkReplySize(bytes, 'Get');
       this.#hold(context, bytes);
-      return { value, token: this.appliedToken() };
+      return { value, version, token: this.appliedToken() };
     });
   }
 
@@ -113,7 +114,10 @@ export class KvService {
     const { keys } = request;
     this.#checks.count(keys.length, 'MultiGet', 'keys');
     for (let i = 0; i < keys.length; i++) this.#checks.key(keys[i] as Buffer, `keys[${i}]`);
-    return this.#read(request, context, () => ({ values: this.#readMany(keys, context), token: this.appliedToken() }));
+    return this.#read(request, context, () => {
+      const versions: number[] = new Array(keys.length);
+      return { values: this.#readMany(keys, versions, context), versions, token: this.appliedToken() };
+    });
   }
 
   /** One page of keys in byte order; `continuation` names where the next page starts, if any. */
@@ -335,7 +339,7 @@ export class KvService {
    * Reads key by key and stops as soon as the reply outgrows its limit or what the budget has left, never
    * holding more than that.
    */
-  #readMany(keys: readonly Buffer[], context: CallContext): Array<Buffer | undefined> {
+  #readMany(keys: readonly Buffer[], versions: number[], context: CallContext): Array<Buffer | undefined> {
     const { maxReplyBytes } = this.#limits;
     const room = this.#replyBudget.available - CALL_OVERHEAD_BYTES;
     const values: Array<Buffer | undefined> = new Array(keys.length);
@@ -344,6 +348,7 @@ export class KvService {
       const key = keys[i] as Buffer;
       const value = this.#store.get(key);
       values[i] = value;
+      versions[i] = this.#store.lastVersion;
       replyBytes += key.length + (value?.length ?? 0);
       if (replyBytes > maxReplyBytes) {
         throw new Kvs2Error(

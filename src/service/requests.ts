@@ -81,6 +81,8 @@ export interface CallContext {
 export interface GetResult {
   /** Undefined when the key does not exist. */
   readonly value: Buffer | undefined;
+  /** The key's version: the log position of its last write (offset + 1 in its partition); 0 when absent. */
+  readonly version: number;
   /** What this node had applied when it read. */
   readonly token: Buffer;
 }
@@ -88,10 +90,13 @@ export interface GetResult {
 export interface MultiGetResult {
   /** One per requested key, in request order. */
   readonly values: ReadonlyArray<Buffer | undefined>;
+  /** Each key's version, in request order (0 where absent). */
+  readonly versions: readonly number[];
   readonly token: Buffer;
 }
 
 export interface ScanResult {
+  /** Keys in order, each with its value (undefined when keys only) and version. */
   readonly items: ScanPage['items'];
   /** Where the next page starts; null when the range is done. */
   readonly continuation: Buffer | null;

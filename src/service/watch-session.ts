@@ -10,6 +10,12 @@ export interface WatchEvent {
   readonly key: Buffer;
   readonly value: Buffer;
   readonly token: Buffer;
+  /**
+   * The change's log position (its record's offset + 1 in the key's partition): after a put the key's new
+   * version, as reads return it; after a delete the position of the delete (the key is then absent, and
+   * reads answer 0). 0 for progress.
+   */
+  readonly version: number;
 }
 
 /** Reads the log's history from given offsets (any `Log` is one): what a watch replays from. */
@@ -206,10 +212,11 @@ export class WatchSession {
       return false;
     }
     this.#position.set(record.partition, record.offset + 1);
+    const version = record.offset + 1;
     this.#enqueue(
       record.value === null
-        ? { kind: 'delete', key: record.key, value: EMPTY, token: this.#token() }
-        : { kind: 'put', key: record.key, value: record.value, token: this.#token() },
+        ? { kind: 'delete', key: record.key, value: EMPTY, token: this.#token(), version }
+        : { kind: 'put', key: record.key, value: record.value, token: this.#token(), version },
     );
     return true;
   }
@@ -255,7 +262,7 @@ export class WatchSession {
   #progressTick(): void {
     if (this.#failure !== undefined || this.#heldBack !== null) return;
     if (!this.#sentSinceProgress && this.#queue.length === 0) {
-      this.#enqueue({ kind: 'progress', key: EMPTY, value: EMPTY, token: this.#token() });
+      this.#enqueue({ kind: 'progress', key: EMPTY, value: EMPTY, token: this.#token(), version: 0 });
     }
     this.#sentSinceProgress = false;
   }

@@ -152,19 +152,21 @@ describe('the kvs2.Kvs2 handlers over gRPC, in process', () => {
   });
 
   test('MultiGet: one part per key, keys echoed, in order, NOT_FOUND parts with empty data', async () => {
-    await client.write({
+    const written = await client.write({
       mutations: [
         { key: b('m1'), value: b('one'), delete: false },
         { key: b('m2'), value: b('two'), delete: false },
       ],
       waitForApply: true,
     });
+    // Each key's version is its write's position: the offset + 1 its token names.
+    const [v1, v2] = written.results.map((result) => [...decodeToken(result.token).offsets.values()][0]);
     const reply = await client.multiGet({ keys: ['m2', 'nope', 'm1', 'm2'].map(b) });
     assert.deepEqual(reply.parts, [
-      { key: b('m2'), status: ReadStatus.OK, data: b('two') },
-      { key: b('nope'), status: ReadStatus.NOT_FOUND, data: EMPTY },
-      { key: b('m1'), status: ReadStatus.OK, data: b('one') },
-      { key: b('m2'), status: ReadStatus.OK, data: b('two') },
+      { key: b('m2'), status: ReadStatus.OK, data: b('two'), version: v2 },
+      { key: b('nope'), status: ReadStatus.NOT_FOUND, data: EMPTY, version: 0 },
+      { key: b('m1'), status: ReadStatus.OK, data: b('one'), version: v1 },
+      { key: b('m2'), status: ReadStatus.OK, data: b('two'), version: v2 },
     ]);
     assert.ok(reply.token.length > 0);
   });
@@ -180,19 +182,20 @@ describe('the kvs2.Kvs2 handlers over gRPC, in process', () => {
     assert.equal((await client.get({ key: b('gone') })).status, ReadStatus.NOT_FOUND);
   });
 
-  test('Scan: items in order, empty values when keys only, an empty continuation at the end', async () => {
-    await client.write({
+  test('Scan: items in order with their versions, empty values when keys only, an empty continuation at the end', async () => {
+    const written = await client.write({
       mutations: ['s/1', 's/2', 's/3'].map((key) => ({ key: b(key), value: b(`v${key}`), delete: false })),
       waitForApply: true,
     });
+    const [v1, v2, v3] = written.results.map((result) => [...decodeToken(result.token).offsets.values()][0]);
     const first = await client.scan({ prefix: b('s/'), limit: 2, keysOnly: true });
     assert.deepEqual(first.items, [
-      { key: b('s/1'), value: EMPTY },
-      { key: b('s/2'), value: EMPTY },
+      { key: b('s/1'), value: EMPTY, version: v1 },
+      { key: b('s/2'), value: EMPTY, version: v2 },
     ]);
     assert.deepEqual(first.continuation, b('s/2'));
     const last = await client.scan({ prefix: b('s/'), limit: 2, continuation: first.continuation });
-    assert.deepEqual(last.items, [{ key: b('s/3'), value: b('vs/3') }]);
+    assert.deepEqual(last.items, [{ key: b('s/3'), value: b('vs/3'), version: v3 }]);
     assert.deepEqual(last.continuation, EMPTY);
   });
 
@@ -292,14 +295,16 @@ describe('the kvs2.Kvs2 handlers over gRPC, in process', () => {
     test('streams PUT and DELETE events with tokens once subscribed (the response headers say so)', async () => {
       const watch = collect(client.watch({ prefix: b('watch/') }));
       await watch.subscribed;
-      await client.set({ key: b('watch/a'), value: b('1') });
-      await client.delete({ key: b('watch/a') });
+      const set = await client.set({ key: b('watch/a'), value: b('1') });
+      const deleted = await client.delete({ key: b('watch/a') });
       const events = await watch.changes(2);
+      // Each event's version is its record's position, the offset + 1 the write's token names.
+      const position = (token: Buffer) => [...decodeToken(token).offsets.values()][0];
       assert.deepEqual(
-        events.map((e) => [e.kind, e.key.toString(), e.value.toString()]),
+        events.map((e) => [e.kind, e.key.toString(), e.value.toString(), e.version]),
         [
-          [WatchEvent_Kind.PUT, 'watch/a', '1'],
-          [WatchEvent_Kind.DELETE, 'watch/a', ''],
+          [WatchEvent_Kind.PUT, 'watch/a', '1', position(set.token)],
+          [WatchEvent_Kind.DELETE, 'watch/a', '', position(deleted.token)],
         ],
       );
       assert.ok(events.every((e) => decodeToken(e.token).logTag.equals(node.service.currentLogTag())));

@@ -29,6 +29,10 @@ class CountedStore implements KeyValueReader, SnapshotSource {
     return this.store.get(key);
   }
 
+  get lastVersion(): number {
+    return this.store.lastVersion;
+  }
+
   scan(range: ScanRange): ScanPage {
     return this.store.scan(range);
   }

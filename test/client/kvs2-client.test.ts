@@ -224,7 +224,8 @@ describe('Kvs2Client over TLS', needsOpenssl(), () => {
       },
     });
     try {
-      assert.equal((await client.get({ key: b('k') })).data.toString(), 'value');
+      const reply = await client.get({ key: b('k') });
+      assert.deepEqual([reply.data.toString(), reply.version], ['value', 7]);
     } finally {
       client.close();
     }

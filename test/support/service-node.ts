@@ -104,7 +104,9 @@ export class SteppedReplica {
     try {
       for await (const batch of this.#log.read(this.watermark.appliedOffsets, stop.signal)) {
         const writes: StoreWrite[] = [];
-        for (const { key, value } of batch.records) if (key !== null) writes.push({ key, value });
+        for (const { key, value, offset } of batch.records) {
+          if (key !== null) writes.push({ key, value, version: offset + 1 });
+        }
         await this.#store.apply(writes, batch.nextOffsets, this.watermark.logIdentity);
         this.watermark.advance(batch.nextOffsets);
         this.changes.emit({ kind: 'applied', records: batch.records, nextOffsets: batch.nextOffsets });

@@ -28,7 +28,7 @@ export const STAND_IN_STATUS: StatusReply = {
 };
 
 const REPLIES: Readonly<Record<UnaryMethod, unknown>> = {
-  get: { status: ReadStatus.OK, data: Buffer.from('value'), token: EMPTY },
+  get: { status: ReadStatus.OK, data: Buffer.from('value'), token: EMPTY, version: 7 },
   multiGet: { parts: [], token: EMPTY },
   scan: { items: [], continuation: EMPTY, token: EMPTY },
   status: STAND_IN_STATUS,
