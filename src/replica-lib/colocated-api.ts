@@ -47,9 +47,11 @@ export interface ColocatedReaderStatus {
 export interface Kvs2ColocatedReader {
   /** The value the node has applied now, or undefined. INVALID_ARGUMENT for an empty or over-long key. */
   get(key: Uint8Array): Buffer | undefined;
+  /** Like get, with the key's version: the entry the node has applied now, or undefined. */
+  getEntry(key: Uint8Array): ReplicaEntry | undefined;
   /** The values applied now, one per key in order (undefined where absent). */
   getMany(keys: readonly Uint8Array[]): Array<Buffer | undefined>;
-  /** Keys and values in byte order as applied now, from one consistent LMDB snapshot; `limit`: most entries. */
+  /** Keys, values and versions in byte order as applied now, from one consistent LMDB snapshot; `limit`: most entries. */
   scan(range: ReplicaScanRange, limit?: number): ReplicaEntry[];
   /**
    * The value once the node has applied the writes the token(s) name (a Set's token from this node or any

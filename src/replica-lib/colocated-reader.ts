@@ -110,6 +110,10 @@ class ColocatedReader implements Kvs2ColocatedReader {
     return this.#reads.get(this.#readable(), key);
   }
 
+  getEntry(key: Uint8Array): ReplicaEntry | undefined {
+    return this.#reads.getEntry(this.#readable(), key);
+  }
+
   getMany(keys: readonly Uint8Array[]): Array<Buffer | undefined> {
     return this.#reads.getMany(this.#readable(), keys);
   }

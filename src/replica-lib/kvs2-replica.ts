@@ -176,6 +176,12 @@ export class InProcessReplica implements Kvs2Replica {
     return this.#parts.reads.get(this.#parts.store, key);
   }
 
+  /** Like get, with the key's version. */
+  getEntry(key: Uint8Array): ReplicaEntry | undefined {
+    this.#checkOpen();
+    return this.#parts.reads.getEntry(this.#parts.store, key);
+  }
+
   /** The values applied now, one per key in order (undefined where absent), read one after the other. */
   getMany(keys: readonly Uint8Array[]): Array<Buffer | undefined> {
     this.#checkOpen();
@@ -262,6 +268,7 @@ export class InProcessReplica implements Kvs2Replica {
             key: event.key,
             value: event.kind === 'put' ? event.value : undefined,
             token: event.token,
+            version: event.version,
           });
         }
       } catch (error) {

@@ -26,6 +26,14 @@ export class LocalReads {
     return store.get(k);
   }
 
+  /** The key with its value and version, or undefined. */
+  getEntry(store: KeyValueReader, key: Uint8Array): ReplicaEntry | undefined {
+    const k = asBuffer(key);
+    this.#checks.key(k, 'key');
+    const value = store.get(k);
+    return value === undefined ? undefined : { key: k, value, version: store.lastVersion };
+  }
+
   /** One value per key in order (undefined where absent), read one after the other. */
   getMany(store: KeyValueReader, keys: readonly Uint8Array[]): Array<Buffer | undefined> {
     const values: Array<Buffer | undefined> = new Array(keys.length);
@@ -64,7 +72,7 @@ export class LocalReads {
       maxBytes: Number.POSITIVE_INFINITY,
       keysOnly: false,
     });
-    return page.items.map((item) => ({ key: item.key, value: item.value ?? EMPTY }));
+    return page.items.map((item) => ({ key: item.key, value: item.value ?? EMPTY, version: item.version }));
   }
 }
 

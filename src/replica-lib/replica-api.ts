@@ -74,6 +74,11 @@ export type ReplicaScanRange =
 export interface ReplicaEntry {
   readonly key: Buffer;
   readonly value: Buffer;
+  /**
+   * The key's version: the log position of its last write (that record's offset + 1 in its partition), the
+   * same on every node and replica of the topic; a later write of the key has a higher one.
+   */
+  readonly version: number;
 }
 
 /** A change a watch delivers; `token` resumes a watch right after it (`{ after: token }`). */
@@ -83,6 +88,8 @@ export interface ReplicaChange {
   /** The new value; undefined for a delete. */
   readonly value: Buffer | undefined;
   readonly token: Buffer;
+  /** The change's position (offset + 1 in its partition): a put's is the key's new version. */
+  readonly version: number;
 }
 
 export interface ReplicaWatchOptions {
@@ -131,9 +138,11 @@ export interface Kvs2Replica {
   whenCaughtUp(signal?: AbortSignal): Promise<void>;
   /** The value applied now, or undefined. INVALID_ARGUMENT for an empty key or one longer than a store takes. */
   get(key: Uint8Array): Buffer | undefined;
+  /** Like get, with the key's version: the entry applied now, or undefined. */
+  getEntry(key: Uint8Array): ReplicaEntry | undefined;
   /** The values applied now, one per key in order (undefined where absent). */
   getMany(keys: readonly Uint8Array[]): Array<Buffer | undefined>;
-  /** Keys and values in byte order as applied now, from one consistent LMDB snapshot; `limit`: most entries. */
+  /** Keys, values and versions in byte order as applied now, from one consistent LMDB snapshot; `limit`: most entries. */
   scan(range: ReplicaScanRange, limit?: number): ReplicaEntry[];
   /**
    * The value once this replica has applied the writes the token(s) name: read-your-writes for a Set made

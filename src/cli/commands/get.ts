@@ -5,7 +5,7 @@ import { clientCommand, runClientCommand } from './client-command.js';
 import { EXIT_NOT_FOUND, EXIT_OK } from './exit-codes.js';
 import { readOptionsOf, withReadOptions } from './read-options.js';
 
-/** `kvs2 get KEY`: the value (text), or {key, value, token} (json); exit 1 when the key is not there. */
+/** `kvs2 get KEY`: the value (text), or {key, value, version, token} (json); exit 1 when the key is not there. */
 export function getCommand(): Command {
   return withReadOptions(clientCommand('get', 'Print the value of a key; exit 1 if there is none'))
     .argument('<key>')
@@ -16,8 +16,14 @@ export function getCommand(): Command {
           process.stderr.write(`kvs2 get: not found: ${key}\n`);
           return EXIT_NOT_FOUND;
         }
-        if (out.json) out.object({ key, value: formatBytes(reply.data, encoding), token: formatToken(reply.token) });
-        else out.line(textBytes(reply.data, encoding));
+        if (out.json) {
+          out.object({
+            key,
+            value: formatBytes(reply.data, encoding),
+            version: reply.version,
+            token: formatToken(reply.token),
+          });
+        } else out.line(textBytes(reply.data, encoding));
         return EXIT_OK;
       }),
     );

@@ -9,7 +9,7 @@ const TAB = Buffer.from('\t');
 
 /**
  * `kvs2 mget KEY...`: `key<TAB>value` per key found, in the order asked (keys not found are left out);
- * json: {key, found, value} per key asked.
+ * json: {key, found, value, version} per key asked ({key, found, version: 0} for one not found).
  */
 export function mgetCommand(): Command {
   return withReadOptions(clientCommand('mget', 'Print the values of several keys, read at one point of the log'))
@@ -22,7 +22,11 @@ export function mgetCommand(): Command {
           const found = part.status === ReadStatus.OK;
           if (out.json) {
             const key = formatBytes(part.key, encoding);
-            out.object(found ? { key, found, value: formatBytes(part.data, encoding) } : { key, found });
+            out.object(
+              found
+                ? { key, found, value: formatBytes(part.data, encoding), version: part.version }
+                : { key, found, version: 0 },
+            );
           } else if (found) {
             out.line(textBytes(part.key, encoding), TAB, textBytes(part.data, encoding));
           }

@@ -18,8 +18,8 @@ interface ScanFlags {
 }
 
 /**
- * `kvs2 scan [PREFIX]` or `--start/--end`: keys in order, `key<TAB>value` per line (json: {key, value} per
- * line), following the node's pages until the range or --limit is exhausted.
+ * `kvs2 scan [PREFIX]` or `--start/--end`: keys in order, `key<TAB>value` per line (json: {key, value,
+ * version} per line, {key, version} with --keys-only), following the node's pages until the range or --limit is exhausted.
  */
 export function scanCommand(): Command {
   return withReadOptions(clientCommand('scan', 'Print keys and values in key order, by prefix or range'))
@@ -38,7 +38,11 @@ export function scanCommand(): Command {
           for (const item of page.items.slice(0, Math.min(page.items.length, left))) {
             if (out.json) {
               const key = formatBytes(item.key, encoding);
-              out.object(flags.keysOnly ? { key } : { key, value: formatBytes(item.value, encoding) });
+              out.object(
+                flags.keysOnly
+                  ? { key, version: item.version }
+                  : { key, value: formatBytes(item.value, encoding), version: item.version },
+              );
             } else if (flags.keysOnly) {
               out.line(textBytes(item.key, encoding));
             } else {

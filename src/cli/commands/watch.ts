@@ -18,7 +18,7 @@ interface WatchFlags {
 
 /**
  * `kvs2 watch [KEY]` or `--prefix P`: prints changes as they are applied, until Ctrl-C (SIGINT) or SIGTERM,
- * which end it with exit 0. Text: `PUT<TAB>key<TAB>value` or `DELETE<TAB>key`; json: {kind, key, value, token},
+ * which end it with exit 0. Text: `PUT<TAB>key<TAB>value` or `DELETE<TAB>key`; json: {kind, key, value, version, token},
  * whose token resumes the watch with --after.
  */
 export function watchCommand(): Command {
@@ -79,6 +79,7 @@ function printEvent(event: WatchEvent, out: Output, encoding: BytesEncoding, pro
           kind: 'put',
           key: formatBytes(event.key, encoding),
           value: formatBytes(event.value, encoding),
+          version: event.version,
           token,
         });
       } else {
@@ -86,7 +87,8 @@ function printEvent(event: WatchEvent, out: Output, encoding: BytesEncoding, pro
       }
       return;
     case WatchEvent_Kind.DELETE:
-      if (out.json) out.object({ kind: 'delete', key: formatBytes(event.key, encoding), token });
+      if (out.json)
+        out.object({ kind: 'delete', key: formatBytes(event.key, encoding), version: event.version, token });
       else out.line('DELETE\t', textBytes(event.key, encoding));
       return;
     default:
