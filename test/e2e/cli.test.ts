@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { decodeToken } from '../../src/service/consistency-token.js';
 import { type CliOptions, CliProcess, type CliResult, runKvs2 } from '../support/cli-process.js';
 import { tempDir } from '../support/paths.js';
 import { ServerProcess } from '../support/server-process.js';
@@ -19,6 +20,10 @@ function ok(result: CliResult): string {
   assert.deepEqual([result.code, result.stderr], [0, ''], `stdout: ${result.stdout.toString()}`);
   return result.stdout.toString();
 }
+
+/** The version a write gives its key: the log position (offset + 1) its printed token names. */
+const versionOf = (token: string): number =>
+  [...decodeToken(Buffer.from(token, 'base64')).offsets.values()][0] as number;
 
 const jsonLines = (text: string): unknown[] =>
   text
@@ -51,6 +56,7 @@ describe('the kvs2 CLI against a real node', () => {
     const json = JSON.parse(ok(await kvs2(['get', 'greeting', '--after', token, '--output', 'json'])));
     assert.equal(json.key, 'greeting');
     assert.equal(json.value, 'héllo wörld');
+    assert.equal(json.version, versionOf(token));
     assert.match(json.token, TOKEN);
     // put --output json carries the same kind of token.
     const put = JSON.parse(ok(await kvs2(['put', 'greeting', 'again', '-o', 'json'])));
@@ -114,25 +120,31 @@ describe('the kvs2 CLI against a real node', () => {
       ok(await kvs2(['mget', 'm/b', 'm/missing', 'm/a', '--after', a, '--after', b, '-o', 'json'])),
     );
     assert.deepEqual(json, [
-      { key: 'm/b', found: true, value: '2' },
-      { key: 'm/missing', found: false },
-      { key: 'm/a', found: true, value: '1' },
+      { key: 'm/b', found: true, value: '2', version: versionOf(b) },
+      { key: 'm/missing', found: false, version: 0 },
+      { key: 'm/a', found: true, value: '1', version: versionOf(a) },
     ]);
   });
 
   test('scan: by prefix, by range, keys only, limited; json lines', async () => {
     let token = '';
-    for (const key of ['s/1', 's/2', 's/3', 's/4', 't/1'])
+    const versions: Record<string, number> = {};
+    for (const key of ['s/1', 's/2', 's/3', 's/4', 't/1']) {
       token = ok(await kvs2(['put', key, `v${key}`, '--wait'])).trim();
+      versions[key] = versionOf(token);
+    }
     assert.equal(ok(await kvs2(['scan', 's/', '--after', token])), 's/1\tvs/1\ns/2\tvs/2\ns/3\tvs/3\ns/4\tvs/4\n');
     assert.equal(ok(await kvs2(['scan', '--start', 's/2', '--end', 's/4', '--keys-only'])), 's/2\ns/3\n');
     assert.equal(ok(await kvs2(['scan', 's/', '--limit', '3', '--keys-only'])), 's/1\ns/2\ns/3\n');
     assert.deepEqual(jsonLines(ok(await kvs2(['scan', 's/', '--limit', '2', '-o', 'json']))), [
-      { key: 's/1', value: 'vs/1' },
-      { key: 's/2', value: 'vs/2' },
+      { key: 's/1', value: 'vs/1', version: versions['s/1'] },
+      { key: 's/2', value: 'vs/2', version: versions['s/2'] },
+    ]);
+    assert.deepEqual(jsonLines(ok(await kvs2(['scan', 's/', '--limit', '1', '--keys-only', '-o', 'json']))), [
+      { key: 's/1', version: versions['s/1'] },
     ]);
     assert.deepEqual(jsonLines(ok(await kvs2(['scan', '--hex', '732f33', '-o', 'json']))), [
-      { key: '732f33', value: Buffer.from('vs/3').toString('hex') },
+      { key: '732f33', value: Buffer.from('vs/3').toString('hex'), version: versions['s/3'] },
     ]);
   });
 
@@ -142,19 +154,19 @@ describe('the kvs2 CLI against a real node', () => {
     const watch = new CliProcess(['watch', '--prefix', 'w/', '--after', start, '-o', 'json'], {
       env: { KVS2_ENDPOINT: server.address },
     });
-    ok(await kvs2(['put', 'w/1', 'one']));
-    ok(await kvs2(['del', 'w/1']));
+    const put = ok(await kvs2(['put', 'w/1', 'one'])).trim();
+    const del = ok(await kvs2(['del', 'w/1'])).trim();
     ok(await kvs2(['put', 'elsewhere', 'not watched']));
     const seen = await watch.waitForStdout((text) => jsonLines(text).length >= 2);
     watch.child.kill('SIGINT');
     const ended = await watch.result;
     assert.deepEqual([ended.code, ended.signal, ended.stderr], [0, null, '']);
-    const events = jsonLines(seen) as Array<Record<string, string>>;
+    const events = jsonLines(seen) as Array<Record<string, string | number>>;
     assert.deepEqual(
-      events.map(({ kind, key, value }) => ({ kind, key, value })),
+      events.map(({ kind, key, value, version }) => ({ kind, key, value, version })),
       [
-        { kind: 'put', key: 'w/1', value: 'one' },
-        { kind: 'delete', key: 'w/1', value: undefined },
+        { kind: 'put', key: 'w/1', value: 'one', version: versionOf(put) },
+        { kind: 'delete', key: 'w/1', value: undefined, version: versionOf(del) },
       ],
     );
     for (const event of events) assert.match(event.token as string, TOKEN);

@@ -93,6 +93,9 @@ function writeMetaElsewhere(storeDir: string, key: string, value: number | null)
   assert.equal(result.status, 0, result.stderr);
 }
 
+/** The version a write gives its key: its log position, the offset + 1 its token names. */
+const positionOf = (token: Buffer): number => [...decodeToken(token).offsets.values()][0] as number;
+
 describe('the co-located reader beside a node on the embedded log', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
   before(async () => {
@@ -112,7 +115,7 @@ describe('the co-located reader beside a node on the embedded log', () => {
       const first = await client.set({ key: b('user/1'), value: b('one') });
       reader = await openColocatedReader({ dataDir });
       assert.equal(text(await reader.getAfter(b('user/1'), first.token, WAIT())), 'one');
-      await client.set({ key: b('user/2'), value: b('two') });
+      const second = await client.set({ key: b('user/2'), value: b('two') });
       const { token } = await client.set({ key: b('other'), value: b('x') });
       assert.deepEqual(
         (await reader.getManyAfter([b('user/1'), b('nope'), b('user/2')], [first.token, token])).map(text),
@@ -121,12 +124,17 @@ describe('the co-located reader beside a node on the embedded log', () => {
       // Synchronous now, in the same process: no RPC, no promise.
       assert.equal(text(reader.get(b('other'))), 'x');
       assert.deepEqual(
-        reader.scan({ prefix: b('user/') }).map((e) => [e.key.toString(), e.value.toString()]),
+        reader.scan({ prefix: b('user/') }).map((e) => [e.key.toString(), e.value.toString(), e.version]),
         [
-          ['user/1', 'one'],
-          ['user/2', 'two'],
+          ['user/1', 'one', positionOf(first.token)],
+          ['user/2', 'two', positionOf(second.token)],
         ],
       );
+      // Versions as the node answers them: its write's log position.
+      const entry = reader.getEntry(b('other'));
+      assert.deepEqual([entry?.value.toString(), entry?.version], ['x', positionOf(token)]);
+      assert.equal(entry?.version, (await client.get({ key: b('other') })).version);
+      assert.equal(reader.getEntry(b('nope')), undefined);
       assert.deepEqual(
         reader.scan({ start: b('other'), end: b('user/2') }).map((e) => e.key.toString()),
         ['other', 'user/1'],
@@ -360,7 +368,7 @@ describe('the co-located reader beside a node on the embedded log', () => {
     const dataDir = join(dir.path, 'in-place');
     const storeDir = join(dataDir, 'store');
     const store = LmdbStore.open(storeDir);
-    await (await store.apply([{ key: b('k'), value: b('v') }], new Map([[0, 1]]), 'log-1')).flushed;
+    await (await store.apply([{ key: b('k'), value: b('v'), version: 1 }], new Map([[0, 1]]), 'log-1')).flushed;
     await store.close();
     const reader = await openColocatedReader({ dataDir });
     try {
@@ -373,7 +381,7 @@ describe('the co-located reader beside a node on the embedded log', () => {
       assert.equal(reader.status().unavailable, null);
       assert.equal(text(reader.get(b('k'))), 'v');
 
-      writeMetaElsewhere(storeDir, STORE_FORMAT_KEY, 2);
+      writeMetaElsewhere(storeDir, STORE_FORMAT_KEY, 3);
       assert.equal(reader.status().unavailable?.code, 'DATA_FORMAT_UNSUPPORTED');
       assert.equal((await failureOf(() => reader.get(b('k')))).code, 'DATA_FORMAT_UNSUPPORTED');
       assert.equal(reader.status().reopened, 0);
@@ -399,7 +407,7 @@ describe('the co-located reader beside a node on the embedded log', () => {
     const loading = join(dir.path, 'loading');
     const store = LmdbStore.open(join(loading, 'store'));
     store.beginLoad();
-    store.appendLoaded([{ key: b('a'), value: b('1') }], undefined);
+    store.appendLoaded([{ key: b('a'), value: b('1'), version: 1 }], undefined);
     await store.close();
     const loadingBefore = writtenState(loading);
     const midLoad = await failureOf(openColocatedReader({ dataDir: loading }));
@@ -412,11 +420,11 @@ describe('the co-located reader beside a node on the embedded log', () => {
     const newer = join(dir.path, 'newer');
     await LmdbStore.open(join(newer, 'store')).close();
     const env = open({ path: join(newer, 'store'), maxDbs: 4 });
-    await env.openDB<unknown, string>({ name: 'meta' }).put(STORE_FORMAT_KEY, 2);
+    await env.openDB<unknown, string>({ name: 'meta' }).put(STORE_FORMAT_KEY, 3);
     await env.close();
     const unknownFormat = await failureOf(openColocatedReader({ dataDir: newer }));
     assert.deepEqual(
-      [unknownFormat.code, /format version 2/.test(unknownFormat.message)],
+      [unknownFormat.code, /format version 3/.test(unknownFormat.message)],
       ['DATA_FORMAT_UNSUPPORTED', true],
     );
 

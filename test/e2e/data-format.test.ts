@@ -9,6 +9,7 @@ import { LOG_FORMAT_FILE } from '../../src/log/embedded/log-format.js';
 import { LmdbStore } from '../../src/store/lmdb-store.js';
 import { STORE_FORMAT_KEY } from '../../src/store/store-format.js';
 import { KVS2_VERSION } from '../../src/version.js';
+import { rewriteAsFormatOne } from '../support/format-one-store.js';
 import { SeedClient } from '../support/grpc-clients.js';
 import { KVS2_BIN, tempDir } from '../support/paths.js';
 import { type LogLine, ServerProcess } from '../support/server-process.js';
@@ -59,7 +60,7 @@ describe('a node and the format version of its data dir', () => {
   test('a store in a newer format version: the node exits 1 with one fatal line naming it, never listening', async () => {
     const dataDir = `${dir.path}/newer-store`;
     await LmdbStore.open(join(dataDir, 'store')).close();
-    await setStoreFormat(join(dataDir, 'store'), 2);
+    await setStoreFormat(join(dataDir, 'store'), 3);
 
     const { code, lines } = await serveUntilExit(dataDir);
     assert.equal(code, 1, JSON.stringify(lines));
@@ -67,14 +68,14 @@ describe('a node and the format version of its data dir', () => {
     assert.equal(failures.length, 1, JSON.stringify(lines));
     assert.match(
       String(failures[0]?.msg),
-      /^kvs2 could not start: LMDB store in .*newer-store\/store is in format version 2, which this kvs2 \(.+\) cannot read: it reads store format version 1\./,
+      /^kvs2 could not start: LMDB store in .*newer-store\/store is in format version 3, which this kvs2 \(.+\) cannot read: it reads store format version 1, 2\./,
     );
     assert.equal((failures[0]?.err as { code?: unknown } | undefined)?.code, 'DATA_FORMAT_UNSUPPORTED');
     assert.equal(
       lines.some((line) => line.msg.startsWith('kvs2 listening')),
       false,
     );
-    assert.equal(await storeFormat(join(dataDir, 'store')), 2, 'the store is left as it was');
+    assert.equal(await storeFormat(join(dataDir, 'store')), 3, 'the store is left as it was');
   });
 
   test('an embedded log in a newer format version: the node exits 1 with one fatal line naming it', async () => {
@@ -94,15 +95,16 @@ describe('a node and the format version of its data dir', () => {
     assert.equal(readFileSync(join(dataDir, 'log', LOG_FORMAT_FILE), 'utf8'), '7\n');
   });
 
-  test('a data dir written before format versions serves its data and is adopted as format 1', async () => {
+  test('a data dir written before format versions serves its data: adopted as format 1, upgraded to 2', async () => {
     const dataDir = `${dir.path}/unversioned`;
     let server = await ServerProcess.start({ dataDir });
     let client = new SeedClient(server.address);
     await client.set(Buffer.from('kept'), Buffer.from('value'));
     client.close();
     assert.equal((await server.stop('SIGTERM')).code, 0);
-    // As the kvs2 before versions left it: no format entry in the store, no format file in the log.
-    await setStoreFormat(join(dataDir, 'store'), undefined);
+    // As the kvs2 before versions left it: values without versions, no format entry in the store, no
+    // format file in the log.
+    await rewriteAsFormatOne(join(dataDir, 'store'), undefined);
     rmSync(join(dataDir, 'log', LOG_FORMAT_FILE));
 
     server = await ServerProcess.start({ dataDir });
@@ -115,7 +117,7 @@ describe('a node and the format version of its data dir', () => {
       client.close();
       assert.equal((await server.stop('SIGTERM')).code, 0);
     }
-    assert.equal(await storeFormat(join(dataDir, 'store')), 1);
+    assert.equal(await storeFormat(join(dataDir, 'store')), 2);
     assert.equal(readFileSync(join(dataDir, 'log', LOG_FORMAT_FILE), 'utf8'), '1\n');
   });
 

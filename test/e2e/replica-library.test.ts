@@ -132,10 +132,18 @@ describe('the in-process replica (kvs2/replica) beside a node on Kafka', needsKa
       );
       assert.equal(replica.scan({ start: b('early/'), end: b('early0') }, 5).length, 5);
       // Each read runs right after the node acknowledged the write: only the token makes it see it.
+      const positions: number[] = [];
       for (let i = 0; i < 50; i++) {
         const { token } = await client.set({ key: b(`ryw/${i % 5}`), value: b(`${i}`) });
         assert.equal(text(await replica.getAfter(b(`ryw/${i % 5}`), token, WAIT())), `${i}`, `iteration ${i}`);
+        // The version is the write's position in its partition (offset + 1), as the node reports it.
+        positions[i % 5] = [...decodeToken(token).offsets.values()][0] as number;
+        assert.equal(replica.getEntry(b(`ryw/${i % 5}`))?.version, positions[i % 5], `version of iteration ${i}`);
       }
+      assert.deepEqual(
+        replica.scan({ prefix: b('ryw/') }).map((e) => e.version),
+        positions,
+      );
       const written = await client.set({ key: b('many/a'), value: b('A') });
       assert.deepEqual((await replica.getManyAfter([b('many/a'), b('early/0')], [written.token], WAIT())).map(text), [
         'A',
