@@ -13,6 +13,7 @@ import {
   type SavedProgress,
   toProgress,
   toSaved,
+  VERSIONS_UPGRADE_KEY,
 } from './saved-progress.js';
 import type {
   Applied,
@@ -40,11 +41,6 @@ const LOAD_BATCH_BYTES = 8 * 1024 * 1024;
 /** Values rewritten per transaction by an upgrade of a format-1 store. */
 const UPGRADE_BATCH_ENTRIES = 10_000;
 const UPGRADE_BATCH_BYTES = 8 * 1024 * 1024;
-/**
- * In `meta` while a format-1 store is upgraded with versions: the last key (hex) whose value has its version,
- * saved with each batch, so that an upgrade cut short resumes after it (the format says 1 until the end).
- */
-const UPGRADE_KEY = 'versions-upgraded-to';
 
 /** A snapshot being loaded into an empty store (LmdbStore.beginLoad()). */
 export interface StoreLoad {
@@ -440,7 +436,7 @@ export class LmdbStore implements Store, SnapshotSource {
       if (upgrade === 'clear') {
         this.#env.transactionSync(() => {
           this.#clearSync();
-          markers.removeSync(UPGRADE_KEY);
+          markers.removeSync(VERSIONS_UPGRADE_KEY);
           markers.putSync(STORE_FORMAT_KEY, STORE_FORMAT_VERSION);
         });
         this.#progress = toProgress(undefined);
@@ -451,7 +447,7 @@ export class LmdbStore implements Store, SnapshotSource {
       // write's; it does not change while the upgrade runs (or between an upgrade cut short and its
       // resumption), so every key gets the same one.
       const version = Math.max(1, this.#progress.appliedOffsets.get(0) ?? 0);
-      const saved = markers.get(UPGRADE_KEY);
+      const saved = markers.get(VERSIONS_UPGRADE_KEY);
       let after: Buffer | undefined = typeof saved === 'string' ? Buffer.from(saved, 'hex') : undefined;
       for (;;) {
         // Read outside the write transaction (values after `after` are still unversioned), then rewritten.
@@ -468,10 +464,10 @@ export class LmdbStore implements Store, SnapshotSource {
         this.#env.transactionSync(() => {
           for (const { key, value } of batch) this.#kv.putSync(key, this.#scratch.encode(version, value));
           if (last === undefined) {
-            markers.removeSync(UPGRADE_KEY);
+            markers.removeSync(VERSIONS_UPGRADE_KEY);
             markers.putSync(STORE_FORMAT_KEY, STORE_FORMAT_VERSION);
           } else {
-            markers.putSync(UPGRADE_KEY, last.key.toString('hex'));
+            markers.putSync(VERSIONS_UPGRADE_KEY, last.key.toString('hex'));
           }
         });
         if (last === undefined) break;

@@ -7,6 +7,12 @@ import type { StoreProgress } from './store.js';
 export const PROGRESS_KEY = 'progress';
 /** In `meta` while a snapshot is being loaded (LmdbStore.beginLoad()); never there in a store that is whole. */
 export const LOADING_KEY = 'loading-snapshot';
+/**
+ * In `meta` while a format-1 store is upgraded with versions (LmdbStore.upgradeUnversioned()): the last key
+ * (hex) whose value has its version, saved with each batch, so that an upgrade cut short resumes after it
+ * (the format says 1 until the end).
+ */
+export const VERSIONS_UPGRADE_KEY = 'versions-upgraded-to';
 
 /** Progress as saved in the meta database: plain data, so it survives format-agnostic encoding. */
 export interface SavedProgress {

@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { open } from 'lmdb';
 import { LmdbStore } from '../../src/store/lmdb-store.js';
 import { ReadOnlyStore } from '../../src/store/read-only-store.js';
+import { VERSIONS_UPGRADE_KEY } from '../../src/store/saved-progress.js';
 import type { ScanRange } from '../../src/store/store.js';
 import { STORE_FORMAT_KEY } from '../../src/store/store-format.js';
 import { writeFormatOneStore } from '../support/format-one-store.js';
@@ -166,6 +167,49 @@ describe('versions in the store (format 2)', () => {
     } finally {
       await store.close();
     }
+  });
+
+  test('an upgrade cut short (the process died between batches) resumes after its last batch, never versioning a value twice', async () => {
+    const path = `${dir.path}/format-one-resumed`;
+    const keys = Array.from({ length: 15_000 }, (_, i) => `key-${String(i).padStart(6, '0')}`);
+    await writeFormatOneStore(
+      path,
+      keys.map((key) => [key, `value of ${key}`]),
+      { appliedOffsets: [[0, 20_000]], format: 1 },
+    );
+    // The state the first batch's transaction leaves: its values versioned, the marker on its last key,
+    // the format still 1. Written with lmdb-js directly, as the upgrade writes it.
+    const env = open({ path, maxDbs: 4, mapSize: 64 * 1024 ** 3 });
+    try {
+      const kv = env.openDB<Buffer, Buffer>({ name: 'kv', keyEncoding: 'binary', encoding: 'binary' });
+      const meta = env.openDB<unknown, string>({ name: 'meta' });
+      await env.transaction(() => {
+        for (const key of keys.slice(0, 10_000)) {
+          const stored = Buffer.alloc(8 + `value of ${key}`.length);
+          stored.writeUInt32BE(0, 0);
+          stored.writeUInt32BE(20_000, 4);
+          stored.write(`value of ${key}`, 8);
+          kv.put(b(key), stored);
+        }
+        meta.put(VERSIONS_UPGRADE_KEY, b(keys[9_999] as string).toString('hex'));
+      });
+    } finally {
+      await env.close();
+    }
+    const store = LmdbStore.open(path);
+    try {
+      assert.equal(store.unversioned, true);
+      store.upgradeUnversioned('assign-applied-offset');
+      assert.deepEqual(readAll(store, ['key-000000', 'key-009999', 'key-010000', 'key-014999']), [
+        ['value of key-000000', 20_000],
+        ['value of key-009999', 20_000],
+        ['value of key-010000', 20_000],
+        ['value of key-014999', 20_000],
+      ]);
+    } finally {
+      await store.close();
+    }
+    assert.equal(await formatOf(path), 2);
   });
 
   test('a format-1 store upgraded by clearing holds nothing, not even progress: it is rebuilt from the log', async () => {
