@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { bootstrapFromPeers } from '../../src/replica/peer-bootstrap.js';
+import { compactDataDir } from '../../src/snapshot/data-dir-snapshot.js';
 import { SnapshotEncoder } from '../../src/snapshot/snapshot-encoder.js';
 import {
   encodeHeader,
@@ -17,6 +18,7 @@ import {
 } from '../../src/snapshot/snapshot-format.js';
 import { installSnapshot } from '../../src/snapshot/snapshot-install.js';
 import { LmdbStore } from '../../src/store/lmdb-store.js';
+import { writeFormatOneStore } from '../support/format-one-store.js';
 import { MemoryLog } from '../support/memory-log.js';
 import { tempDir } from '../support/paths.js';
 import { collect, fillStore } from './snapshot-support.js';
@@ -130,6 +132,36 @@ describe('versions in snapshots (format 2)', () => {
       ['a', 'one', 17],
       ['b', 'two', 17],
     ]);
+  });
+
+  test('kvs2 compact of a stopped embedded node with a format-1 store upgrades it; a Kafka node’s is refused', async () => {
+    const embedded = join(dir.path, 'compact-embedded');
+    await writeFormatOneStore(
+      join(embedded, 'store'),
+      [
+        ['a', 'one'],
+        ['b', 'two'],
+      ],
+      { appliedOffsets: [[0, 12]], logIdentity: EMBEDDED, format: 1 },
+    );
+    const compacted = await compactDataDir(embedded);
+    assert.equal(compacted.keys, 2);
+    assert.deepEqual(await versionsIn(join(embedded, 'store')), [
+      ['a', 'one', 12],
+      ['b', 'two', 12],
+    ]);
+
+    const kafka = join(dir.path, 'compact-kafka');
+    await writeFormatOneStore(join(kafka, 'store'), [['a', 'one']], {
+      appliedOffsets: [[0, 3]],
+      logIdentity: 'kafka:topic-id',
+      format: 1,
+    });
+    await assert.rejects(compactDataDir(kafka), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'DATA_FORMAT_UNSUPPORTED');
+      assert.match(error.message, /start this kvs2's node on it first/);
+      return true;
+    });
   });
 
   test('a format-1 snapshot of a Kafka node is refused: by a restore, and by a peer bootstrap (store left empty)', async () => {
