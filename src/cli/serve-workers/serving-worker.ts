@@ -31,7 +31,9 @@ async function main(): Promise<void> {
   // Messages that arrive while the worker starts wait here, in order.
   const early: ToWorker[] = [];
   let take: (message: ToWorker) => void = (message) => early.push(message);
-  port.on('message', (message: ToWorker) => take(message));
+  port.on('message', (messages: ToWorker[]) => {
+    for (const message of messages) take(message);
+  });
 
   let store: LmdbStore | undefined;
   let api: GrpcApi | undefined;
@@ -111,6 +113,7 @@ async function main(): Promise<void> {
       auth?.close();
       await openStore.close();
       link.send({ type: 'shutdown-done', graceful });
+      link.flush();
       port.close();
     };
     for (const message of early.splice(0)) take(message);
@@ -120,6 +123,7 @@ async function main(): Promise<void> {
     link.send({ type: 'listening', port: bound });
   } catch (error) {
     link.send({ type: 'fatal', error: toWireError(error) });
+    link.flush();
     await api?.shutdown(0).catch(() => {});
     service?.close();
     await store?.close().catch(() => {});

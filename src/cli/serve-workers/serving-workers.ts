@@ -8,6 +8,7 @@ import type { MetricsSource } from '../../metrics/metrics-listener.js';
 import type { Replica } from '../../replica/replica.js';
 import type { NodeHealth } from '../../service/node-health.js';
 import type { NodeStatusReport } from '../../service/node-status.js';
+import { MessageBatches } from './message-batches.js';
 import { asBuffer, packRecords } from './record-packing.js';
 import {
   type FromWorker,
@@ -169,6 +170,7 @@ class WorkerChannel {
   readonly listening: Promise<number>;
   readonly #index: number;
   readonly #worker: Worker;
+  readonly #out: MessageBatches<ToWorker>;
   readonly #options: ServingWorkersOptions;
   /** Appends, end-offset queries and history reads in flight, by the worker's request id. */
   readonly #requests = new Map<number, AbortController>();
@@ -184,14 +186,17 @@ class WorkerChannel {
     this.#index = index;
     this.#options = options;
     this.#worker = new Worker(WORKER_ENTRY, { workerData: settings });
+    this.#out = new MessageBatches((messages) => this.#worker.postMessage(messages));
     this.listening = new Promise<number>((resolve, reject) => {
-      this.#worker.on('message', (message: FromWorker) => {
-        if (message.type === 'listening') resolve(message.port);
-        else if (message.type === 'fatal') {
-          const error = new Kvs2Error(message.error.code, `serving worker ${index}: ${message.error.message}`);
-          reject(error);
-          if (this.#stopped === null) options.onFatal(error);
-        } else this.#take(message);
+      this.#worker.on('message', (messages: FromWorker[]) => {
+        for (const message of messages) {
+          if (message.type === 'listening') resolve(message.port);
+          else if (message.type === 'fatal') {
+            const error = new Kvs2Error(message.error.code, `serving worker ${index}: ${message.error.message}`);
+            reject(error);
+            if (this.#stopped === null) options.onFatal(error);
+          } else this.#take(message);
+        }
       });
       this.#worker.on('error', (error) => {
         const failure = new Kvs2Error(
@@ -219,7 +224,7 @@ class WorkerChannel {
   }
 
   post(message: ToWorker): void {
-    if (!this.#exited) this.#worker.postMessage(message);
+    if (!this.#exited) this.#out.queue(message);
   }
 
   metrics(): Promise<object[]> {
