@@ -418,7 +418,8 @@ function parseServeWorkers(text: string): number {
 /**
  * `--serve-workers auto`: the main thread (log, replica, the store's writer) keeps a core of its own, so
  * workers only from 4 cores on. Measured on 2 cores (docs/benchmarks.md, "Serving workers"): 2 workers
- * serve 1.8x the Gets but 0.85x the Sets at 64 in flight, the main thread sharing the cores with them.
+ * serve 2.1x the Gets, but a Set pays a hop (+0.2 ms; 0.77-0.95x the Sets at 64 in flight), the main thread
+ * sharing the cores with them.
  */
 export function serveWorkersFor(cores: number): number {
   return cores >= 4 ? Math.min(cores - 1, 8) : 0;
