@@ -18,7 +18,7 @@
  * writer, redis-benchmark, ghz and this script on the client core.
  *
  *   npm run build && node dist/bench/in-process-reads.js [--keys 1000000] [--duration 5] [--repetitions 3]
- *     [--writes-per-second 10000] [--in-flight 64] [--out bench/results] [--keep-data]
+ *     [--writes-per-second 10000] [--in-flight 64] [--probe-core 0] [--out bench/results] [--keep-data]
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -70,6 +70,17 @@ const options = new Command('in-process-reads')
   .option('--repetitions <n>', 'repetitions; the order alternates between them', positiveInt, 3)
   .option('--writes-per-second <n>', 'rate of the steady writer during the latency windows', positiveInt, 10_000)
   .option('--in-flight <n>', 'calls in flight of Redis GET and gRPC Get', positiveInt, 64)
+  .option(
+    '--probe-core <n>',
+    `core of the two measured processes (default ${SERVER_CORE}, with the servers; ${CLIENT_CORE}: with the writer and the load generators, which never run during their windows except the writer)`,
+    (text) => {
+      const core = Number(text);
+      if (core !== SERVER_CORE && core !== CLIENT_CORE)
+        throw new InvalidArgumentError(`expected ${SERVER_CORE} or ${CLIENT_CORE}`);
+      return core;
+    },
+    SERVER_CORE,
+  )
   .option('--out <dir>', 'where to write in-process-reads-<timestamp>.{md,json}', join(REPO_DIR, 'bench/results'))
   .option('--no-setup', 'do not run bench/setup.sh (the tools must be installed)')
   .option('--keep-data', 'keep the temporary folder (data, logs)', false)
@@ -81,6 +92,7 @@ const options = new Command('in-process-reads')
     repetitions: number;
     writesPerSecond: number;
     inFlight: number;
+    probeCore: number;
     out: string;
     setup: boolean;
     keepData: boolean;
@@ -183,7 +195,6 @@ async function main(): Promise<void> {
     logFile: logFile('kvs2-node'),
     // A read never involves the broker: the node's CPU per gRPC Get is the node's alone.
     kafka: { brokers: cluster.brokers, topic: TOPIC, extraPids: () => [] },
-    serverArgs: ['--log-level', 'warn'],
   });
   log(`loading ${options.keys} keys into the topic with kcat`);
   const { seconds: loaded } = await kcatProduce(cluster, TOPIC, kcatLines(options.keys, options.valueBytes));
@@ -212,6 +223,7 @@ async function main(): Promise<void> {
         ...probeArgs,
       ],
       readyTimeoutMs: 60 * 60_000,
+      core: options.probeCore,
     }),
     colocated: await Probe.start({
       name: 'colocated-probe',
@@ -220,6 +232,7 @@ async function main(): Promise<void> {
       logFile: logFile('colocated-probe'),
       args: ['--mode', 'colocated', '--data-dir', nodeDataDir, ...probeArgs],
       readyTimeoutMs: 60_000,
+      core: options.probeCore,
     }),
   };
   for (const name of READERS) {
@@ -349,6 +362,8 @@ interface LatencySummary {
   readonly gcCount: Spread;
   readonly gcMaxMs: Spread;
   readonly cpuPercent: Spread;
+  /** Share of the window's wall time spent inside the timed calls (the rest: event-loop turns, or off the core). */
+  readonly inCallsPercent: Spread;
 }
 
 function latencySummary(windows: readonly Window[]): LatencySummary {
@@ -364,6 +379,9 @@ function latencySummary(windows: readonly Window[]): LatencySummary {
     gcCount: spread(windows.map((w) => w.gc.count)),
     gcMaxMs: spread(windows.map((w) => w.gc.maxMs)),
     cpuPercent: spread(windows.map((w) => w.cpuPercent)),
+    inCallsPercent: spread(
+      windows.map((w) => (w.latencyNs ? ((w.latencyNs.mean * w.calls) / (w.seconds * 1e9)) * 100 : null)),
+    ),
   };
 }
 
@@ -451,13 +469,7 @@ function buildReport(
     },
     tools,
     options: { ...options, multiGetKeys: MULTI_GET_KEYS, warmUpSec: WARM_UP_SEC },
-    placement: {
-      serverCore: SERVER_CORE,
-      clientCore: CLIENT_CORE,
-      onServerCore:
-        'the Kafka broker, the kvs2 node, redis-server, and both measured processes (the replica probe, the co-located probe), all their threads',
-      onClientCore: 'this script (with the writer pacer), kcat (the writer), redis-benchmark, ghz',
-    },
+    placement: placement(),
     method: {
       latency:
         'process.hrtime.bigint() before and after every call, in the measured process; every call of the window kept, nearest-rank percentiles (no histogram)',
@@ -483,6 +495,25 @@ function buildReport(
   };
 }
 
+/** Which core runs what; the measured processes follow --probe-core (all their threads). */
+function placement() {
+  const probes = 'both measured processes (the replica probe and the co-located probe, all their threads)';
+  const onServer = ['the Kafka broker', 'the kvs2 node', 'redis-server'];
+  const onClient = ['this script (with the writer pacer)', 'kcat (the writer)', 'redis-benchmark', 'ghz'];
+  (options.probeCore === SERVER_CORE ? onServer : onClient).push(probes);
+  return {
+    serverCore: SERVER_CORE,
+    clientCore: CLIENT_CORE,
+    probeCore: options.probeCore,
+    onServerCore: onServer.join(', '),
+    onClientCore: onClient.join(', '),
+    convention:
+      options.probeCore === SERVER_CORE
+        ? "the suite's (measured process with the servers)"
+        : "not the suite's: --probe-core",
+  };
+}
+
 type Report = ReturnType<typeof buildReport>;
 
 const num = (n: number | null | undefined, digits = 0): string =>
@@ -504,7 +535,7 @@ function renderMarkdown(report: Report): string {
     '',
     machineLine(report.machine, report.tools),
     '',
-    `Pinning: core ${SERVER_CORE} runs ${report.placement.onServerCore}; core ${CLIENT_CORE} runs ${report.placement.onClientCore}.`,
+    `Pinning (${report.placement.convention}): core ${SERVER_CORE} runs ${report.placement.onServerCore}; core ${CLIENT_CORE} runs ${report.placement.onClientCore}.`,
     '',
     `Method: latency by ${report.method.latency}. The loop: ${report.method.loop}. Keys: ${report.method.keys}. ` +
       `Writer: ${report.method.writer}. The clock's own floor in the probe (two back-to-back reads): p50 ` +
@@ -522,10 +553,13 @@ function renderMarkdown(report: Report): string {
     '',
     `## Latency under ${writes}`,
     '',
-    `The writer handed kcat ${range(report.writer.handedToKcatPerSec)} records/s; "applied/s" is what the replica (or the node, for the co-located reader) applied during the window.`,
+    `The writer handed kcat ${range(report.writer.handedToKcatPerSec)} records/s; "applied/s" is what the replica (or ` +
+      'the node, for the co-located reader) applied during the window. "In calls %": the share of the window spent ' +
+      'inside the timed calls; "process CPU %": the probe\'s CPU time (all threads) over the window. A loop that has its ' +
+      'core shows the CPU near 100: well under it, other work on the core (or the host) took the core away.',
     '',
-    '| Reader | Call | calls/s | p50 µs | p99 µs | p99.9 µs | max µs | applied/s | GCs in window | longest GC ms | process CPU % |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| Reader | Call | calls/s | p50 µs | p99 µs | p99.9 µs | max µs | applied/s | GCs in window | longest GC ms | in calls % | process CPU % |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const name of READERS) {
     for (const [call, s] of [
@@ -534,7 +568,7 @@ function renderMarkdown(report: Report): string {
     ] as const) {
       out.push(
         `| ${READER_LABEL[name]} | ${call} | ${range(s.callsPerSec)} | ${range(s.p50Us, 1)} | ${range(s.p99Us, 1)} | ` +
-          `${range(s.p999Us, 1)} | ${range(s.maxUs, 0)} | ${range(s.appliedPerSec)} | ${range(s.gcCount)} | ${range(s.gcMaxMs, 1)} | ${range(s.cpuPercent)} |`,
+          `${range(s.p999Us, 1)} | ${range(s.maxUs, 0)} | ${range(s.appliedPerSec)} | ${range(s.gcCount)} | ${range(s.gcMaxMs, 1)} | ${range(s.inCallsPercent)} | ${range(s.cpuPercent)} |`,
       );
     }
   }

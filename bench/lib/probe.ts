@@ -33,11 +33,13 @@ export interface ProbeStart {
   readonly args: readonly string[];
   /** How long opening may take (a replica catches up with the whole topic first). */
   readonly readyTimeoutMs: number;
+  /** The core to pin it to (default: the server core, as the suite runs a server). */
+  readonly core?: number;
 }
 
 /**
- * The orchestrator's side of bench/in-process-probe.ts: the measured process, started pinned to the server
- * core, asked one thing at a time over its stdin, answering on its stdout.
+ * The orchestrator's side of bench/in-process-probe.ts: the measured process, started pinned to a core (the
+ * server core unless told), asked one thing at a time over its stdin, answering on its stdout.
  */
 export class Probe {
   readonly name: string;
@@ -53,7 +55,7 @@ export class Probe {
       process.execPath,
       [join(options.tree, 'dist/bench/in-process-probe.js'), ...options.args],
       {
-        core: SERVER_CORE,
+        core: options.core ?? SERVER_CORE,
         cwd: options.cwd,
         logFile: options.logFile,
         stdin: 'pipe',
