@@ -90,8 +90,13 @@ async function main(): Promise<void> {
       if (mirror.take(message)) return;
       switch (message.type) {
         case 'reload':
-          if (message.what === 'tls') reloadQuietly(() => tls?.reload(), 'TLS certificates', logger);
-          else reloadQuietly(() => auth?.reload(), 'auth file', logger);
+          try {
+            if (message.what === 'tls') tls?.reload();
+            else auth?.reload();
+            link.send({ type: 'reloaded', id: message.id, error: null });
+          } catch (error) {
+            link.send({ type: 'reloaded', id: message.id, error: toWireError(error) });
+          }
           return;
         case 'metrics-request':
           void (metrics?.registry.getMetricsAsJSON() ?? Promise.resolve([])).then((json) =>
@@ -128,15 +133,6 @@ async function main(): Promise<void> {
     service?.close();
     await store?.close().catch(() => {});
     port.close();
-  }
-}
-
-function reloadQuietly(reload: () => void, what: string, logger: ReturnType<typeof createLogger>): void {
-  try {
-    reload();
-  } catch (error) {
-    // The node has already reloaded the same files and said what is wrong with them; keep what works.
-    logger.debug({ err: error }, `${what} not reloaded in this worker`);
   }
 }
 

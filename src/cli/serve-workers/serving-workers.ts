@@ -19,6 +19,7 @@ import {
   toEntries,
   toOffsets,
   toWireError,
+  type WireError,
   type WorkerSettings,
 } from './worker-messages.js';
 
@@ -103,9 +104,12 @@ export class ServingWorkers {
     return new ServingWorkers(port, workers, unsubscribe, options.registry);
   }
 
-  /** SIGHUP: every worker re-reads the TLS files or the auth file (the node has checked them first). */
-  reload(what: 'tls' | 'auth'): void {
-    for (const worker of this.#workers) worker.post({ type: 'reload', what });
+  /**
+   * SIGHUP: every worker re-reads the TLS files or the auth file (the node has read them first). Resolves
+   * once all have; rejects if one could not (the file changed again in between), naming it.
+   */
+  async reload(what: 'tls' | 'auth'): Promise<void> {
+    await Promise.all(this.#workers.map((worker) => worker.reload(what)));
   }
 
   /** The node's metrics with every worker's call metrics added. */
@@ -178,6 +182,8 @@ class WorkerChannel {
   readonly #historyNext = new Map<number, () => void>();
   readonly #metricsWaiting = new Map<number, (metrics: object[]) => void>();
   #nextMetricsId = 1;
+  readonly #reloadsWaiting = new Map<number, (error: WireError | null) => void>();
+  #nextReloadId = 1;
   #stopped: Promise<boolean> | null = null;
   #onShutdownDone: ((graceful: boolean) => void) | null = null;
   #exited = false;
@@ -210,6 +216,8 @@ class WorkerChannel {
       this.#worker.on('exit', (code) => {
         this.#exited = true;
         this.#onShutdownDone?.(false);
+        for (const settle of this.#reloadsWaiting.values()) settle(null);
+        this.#reloadsWaiting.clear();
         for (const controller of this.#requests.values()) controller.abort();
         this.#requests.clear();
         if (this.#stopped === null) {
@@ -241,6 +249,18 @@ class WorkerChannel {
         resolve(metrics);
       });
       this.post({ type: 'metrics-request', id });
+    });
+  }
+
+  reload(what: 'tls' | 'auth'): Promise<void> {
+    if (this.#exited) return Promise.resolve();
+    const id = this.#nextReloadId++;
+    return new Promise((resolve, reject) => {
+      this.#reloadsWaiting.set(id, (error) => {
+        if (error === null) resolve();
+        else reject(new Kvs2Error(error.code, `serving worker ${this.#index}: ${error.message}`));
+      });
+      this.post({ type: 'reload', id, what });
     });
   }
 
@@ -306,6 +326,10 @@ class WorkerChannel {
         return;
       case 'shutdown-done':
         this.#onShutdownDone?.(message.graceful);
+        return;
+      case 'reloaded':
+        this.#reloadsWaiting.get(message.id)?.(message.error);
+        this.#reloadsWaiting.delete(message.id);
         return;
       default:
         return;

@@ -85,7 +85,7 @@ export type ToWorker =
   | { readonly type: 'status'; readonly id: number; readonly status: NodeStatus }
   | { readonly type: 'failed'; readonly id: number; readonly error: WireError }
   | { readonly type: 'metrics-request'; readonly id: number }
-  | { readonly type: 'reload'; readonly what: 'tls' | 'auth' }
+  | { readonly type: 'reload'; readonly id: number; readonly what: 'tls' | 'auth' }
   | { readonly type: 'shutdown'; readonly graceMs: number };
 
 export interface LogBatchMessage {
@@ -115,4 +115,6 @@ export type FromWorker =
   /** Gives up a request (append, end offsets, history) whose call ended: the node aborts it. */
   | { readonly type: 'cancel'; readonly id: number }
   | { readonly type: 'metrics'; readonly id: number; readonly metrics: unknown }
-  | { readonly type: 'shutdown-done'; readonly graceful: boolean };
+  | { readonly type: 'shutdown-done'; readonly graceful: boolean }
+  /** Answers `reload`: the worker re-read the files (or kept what it had, and says why). */
+  | { readonly type: 'reloaded'; readonly id: number; readonly error: WireError | null };
