@@ -267,6 +267,23 @@ describe('every read surface on one Kafka topic, with the same scenarios', needs
         },
       );
 
+      scenario(
+        'INVALID_ARGUMENT at once for no token at all, or an empty key, even beside a token not applied yet',
+        null,
+        async (s) => {
+          const k = key('invalid/k');
+          const { token } = await writer.set({ key: k, value: b('v') });
+          const far = laterToken(token, 1_000_000);
+          // Bounded well past the 300 ms waits above: a surface that waits instead of refusing ends in DEADLINE_EXCEEDED.
+          const bound = { timeoutMs: 5_000 };
+          assert.deepEqual(await failed(s.getAfter(k, [], bound)), MALFORMED);
+          assert.deepEqual(await failed(s.getManyAfter([k], [], bound)), MALFORMED);
+          assert.deepEqual(await failed(s.getAfter(Buffer.alloc(0), [token], bound)), MALFORMED);
+          assert.deepEqual(await failed(s.getAfter(Buffer.alloc(0), [far], bound)), MALFORMED);
+          assert.deepEqual(await failed(s.getManyAfter([k, Buffer.alloc(0)], [far], bound)), MALFORMED);
+        },
+      );
+
       const others = SURFACES.filter((other) => other.id !== id);
       scenario(
         `monotonic reads: the token of a read here, handed to ${others.map((o) => o.id).join(' and ')}, never reads an older value, while node A keeps writing`,
