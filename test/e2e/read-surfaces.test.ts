@@ -268,7 +268,7 @@ describe('every read surface on one Kafka topic, with the same scenarios', needs
       );
 
       scenario(
-        'INVALID_ARGUMENT at once for no token at all, or an empty key, even beside a token not applied yet',
+        'INVALID_ARGUMENT at once for no token at all, more than 1,000 tokens, or an empty key, even beside a token not applied yet',
         null,
         async (s) => {
           const k = key('invalid/k');
@@ -281,6 +281,8 @@ describe('every read surface on one Kafka topic, with the same scenarios', needs
           assert.deepEqual(await failed(s.getAfter(Buffer.alloc(0), [token], bound)), MALFORMED);
           assert.deepEqual(await failed(s.getAfter(Buffer.alloc(0), [far], bound)), MALFORMED);
           assert.deepEqual(await failed(s.getManyAfter([k, Buffer.alloc(0)], [far], bound)), MALFORMED);
+          // At most 1,000 tokens a call (README, "Limits and bad input").
+          assert.deepEqual(await failed(s.getAfter(k, new Array<Buffer>(1_001).fill(token), bound)), MALFORMED);
         },
       );
 
