@@ -1,4 +1,4 @@
-import type { Database } from 'lmdb';
+import type { Database, Transaction } from 'lmdb';
 import type { ScanPage, ScanRange } from './store.js';
 
 /**
@@ -7,12 +7,15 @@ import type { ScanPage, ScanRange } from './store.js';
  * lmdb-js's errors as they come; each caller says which store failed.
  */
 
+/** Reads in this read transaction; absent: lmdb-js's own, renewed at each turn of the event loop. */
+export type ReadAt = { readonly transaction: Transaction } | undefined;
+
 /** The value of `key`, in a Buffer of its own, or undefined. */
-export function readValue(kv: Database<Buffer, Buffer>, key: Buffer): Buffer | undefined {
+export function readValue(kv: Database<Buffer, Buffer>, key: Buffer, at?: ReadAt): Buffer | undefined {
   // getBinary() copies into a Buffer with its own ArrayBuffer, a native allocation per value.
   // getBinaryFast() answers in lmdb-js's reusable buffer (overwritten by the next read), so the value is
   // copied from it into a Buffer that small values share Node's pool for.
-  const shared = kv.getBinaryFast(key);
+  const shared = at === undefined ? kv.getBinaryFast(key) : getBinaryFastIn(kv, key, at);
   if (shared === undefined) return undefined;
   const size = shared.length;
   const value = Buffer.allocUnsafe(size);
@@ -20,8 +23,16 @@ export function readValue(kv: Database<Buffer, Buffer>, key: Buffer): Buffer | u
   return value;
 }
 
+/**
+ * getBinaryFast in a given read transaction: lmdb-js takes `{ transaction }` as get() does (read.js), its
+ * type declaration leaves the argument out.
+ */
+function getBinaryFastIn(kv: Database<Buffer, Buffer>, key: Buffer, at: NonNullable<ReadAt>): Buffer | undefined {
+  return (kv.getBinaryFast as (key: Buffer, options: NonNullable<ReadAt>) => Buffer | undefined).call(kv, key, at);
+}
+
 /** One page of a range, in key order, from one read transaction. */
-export function readPage(kv: Database<Buffer, Buffer>, range: ScanRange): ScanPage {
+export function readPage(kv: Database<Buffer, Buffer>, range: ScanRange, at?: ReadAt): ScanPage {
   const items: Array<{ key: Buffer; value: Buffer | undefined }> = [];
   let bytes = 0;
   // One more than the limit tells whether the range goes on (and one more skips an excluded start).
@@ -29,6 +40,7 @@ export function readPage(kv: Database<Buffer, Buffer>, range: ScanRange): ScanPa
     start: range.start,
     ...(range.end === undefined ? {} : { end: range.end }),
     limit: range.limit + (range.startExclusive ? 2 : 1),
+    ...(at === undefined ? {} : { transaction: at.transaction }),
   };
   const entries: Iterable<{ key: Buffer; value: Buffer | undefined }> = range.keysOnly
     ? kv.getKeys(options).map((key) => ({ key, value: undefined }))

@@ -4,7 +4,7 @@ import { type Database, open, type RootDatabase, type Transaction } from 'lmdb';
 import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import { type CommitPromise, untilFlushed } from '../lmdb/durability.js';
 import type { Offsets } from '../offsets.js';
-import { readPage, readValue } from './lmdb-reads.js';
+import { type ReadAt, readPage, readValue } from './lmdb-reads.js';
 import {
   LOADING_KEY,
   MAP_SIZE_BYTES,
@@ -91,6 +91,8 @@ export class LmdbStore implements Store, SnapshotSource {
   readonly clearedUnfinishedLoad: boolean;
   #loading = false;
   #closed = false;
+  /** The read transaction reads use since the last advanceReads(); before the first, lmdb-js's own. */
+  #readAt: ReadAt;
 
   private constructor(dir: string, env: RootDatabase, reader = false) {
     this.description = `LMDB store in ${dir}`;
@@ -126,7 +128,7 @@ export class LmdbStore implements Store, SnapshotSource {
   /**
    * Another thread of this process that serves reads from the store a node's replica writes (a serving
    * worker): the same LMDB environment (lmdb-js shares it within a process), its format checked, nothing
-   * written. Call refreshReads() after each commit the writer reports, before reading what it committed.
+   * written. Call advanceReads() after each commit the writer reports, before reading what it committed.
    */
   static openReader(dir: string): LmdbStore {
     let env: RootDatabase | undefined;
@@ -143,18 +145,18 @@ export class LmdbStore implements Store, SnapshotSource {
     }
   }
 
-  /**
-   * Drops this thread's cached read transaction, so that the next read sees every commit made so far. lmdb-js
-   * renews it on a timer; a commit by another thread that this thread learns of by a message can land
-   * between the two.
-   */
-  refreshReads(): void {
+  advanceReads(): void {
+    if (this.#closed) return;
+    const before = this.#readAt;
+    // A fresh read transaction, begun now: lmdb-js's current one may date from earlier in this turn.
     this.#env.resetReadTxn();
+    this.#readAt = { transaction: this.#env.useReadTransaction() };
+    before?.transaction.done();
   }
 
   get(key: Buffer): Buffer | undefined {
     try {
-      return readValue(this.#kv, key);
+      return readValue(this.#kv, key, this.#readAt);
     } catch (error) {
       throw this.#readError(error);
     }
@@ -162,7 +164,7 @@ export class LmdbStore implements Store, SnapshotSource {
 
   scan(range: ScanRange): ScanPage {
     try {
-      return readPage(this.#kv, range);
+      return readPage(this.#kv, range, this.#readAt);
     } catch (error) {
       throw this.#readError(error);
     }
@@ -359,6 +361,8 @@ export class LmdbStore implements Store, SnapshotSource {
     this.#closed = true;
     // An open transaction (and its cursor) must end before its environment closes.
     for (const snapshot of [...this.#snapshots]) snapshot.close();
+    this.#readAt?.transaction.done();
+    this.#readAt = undefined;
     await this.#env.flushed;
     await this.#env.close();
   }

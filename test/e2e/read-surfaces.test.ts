@@ -53,17 +53,6 @@ const LACKING: Readonly<Record<keyof SurfaceFeatures, string>> = {
   cancel: 'cannot be cancelled with an AbortSignal (Kvs2Client takes a deadline only for unary calls)',
 };
 
-/**
- * A defect these tests found, outside the surfaces' adapters: a read's token (a Get reply's, the replica's
- * token()) is the applied watermark, which moves only once the replica's LMDB commit has resolved on the
- * event loop, while lmdb-js reads see a commit as soon as it lands (each turn renews its read transaction).
- * So a read can return a value its own token does not cover, and another surface given that token may read
- * an older one. The monotonic-reads tests keep their assertions and run; `todo` keeps their failure from
- * failing the suite until the token is fixed (then remove it).
- */
-const READ_TOKEN_LAGS =
-  'known defect: a read token can name less than the value read (watermark moves after the LMDB commit resolves; reads see the commit earlier)';
-
 const DEADLINE: Failure = { status: 'DEADLINE_EXCEEDED', code: 'DEADLINE_EXCEEDED' };
 const CANCELLED: Failure = { status: 'CANCELLED', code: 'CANCELLED' };
 const OTHER_LOG: Failure = { status: 'FAILED_PRECONDITION', code: 'TOKEN_FROM_OTHER_LOG' };
@@ -160,17 +149,10 @@ describe('every read surface on one Kafka topic, with the same scenarios', needs
   for (const { id, name } of SURFACES) {
     describe(name, () => {
       /** A test of one scenario on this surface; not run, and named so, where the surface lacks `needs`. */
-      const scenario = (
-        title: string,
-        needs: keyof SurfaceFeatures | null,
-        run: (s: ReadSurface) => Promise<void>,
-        todo: string | false = false,
-      ) => {
+      const scenario = (title: string, needs: keyof SurfaceFeatures | null, run: (s: ReadSurface) => Promise<void>) => {
         const missing = needs !== null && !FEATURES[id][needs];
         const reason = missing ? `not run: ${id} ${LACKING[needs]}` : undefined;
-        test(reason === undefined ? title : `${title} (${reason})`, { skip: reason ?? false, todo }, () =>
-          run(surface(id)),
-        );
+        test(reason === undefined ? title : `${title} (${reason})`, { skip: reason ?? false }, () => run(surface(id)));
       };
       const key = (rest: string): Buffer => b(`${id}/${rest}`);
 
@@ -297,7 +279,6 @@ describe('every read surface on one Kafka topic, with the same scenarios', needs
             others.map((o) => surface(o.id)),
           );
         },
-        READ_TOKEN_LAGS,
       );
 
       const producers = others.filter((other) => FEATURES[other.id].readToken);
@@ -311,7 +292,6 @@ describe('every read surface on one Kafka topic, with the same scenarios', needs
             [s],
           );
         },
-        READ_TOKEN_LAGS,
       );
 
       scenario('a LATEST read sees every write acknowledged before it began, without a token', 'latest', async (s) => {

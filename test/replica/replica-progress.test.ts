@@ -18,6 +18,7 @@ function gatedStore(lmdb: LmdbStore) {
   const store: Store = {
     description: lmdb.description,
     get: (key) => lmdb.get(key),
+    advanceReads: () => lmdb.advanceReads(),
     scan: (range) => lmdb.scan(range),
     progress: () => lmdb.progress(),
     stats: () => lmdb.stats(),

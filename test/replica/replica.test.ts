@@ -175,6 +175,7 @@ function wrapStore(lmdb: LmdbStore, overrides: Partial<Pick<Store, 'apply'>>): S
   return {
     description: lmdb.description,
     get: (key) => lmdb.get(key),
+    advanceReads: () => lmdb.advanceReads(),
     scan: (range) => lmdb.scan(range),
     progress: () => lmdb.progress(),
     stats: () => lmdb.stats(),

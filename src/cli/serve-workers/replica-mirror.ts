@@ -9,16 +9,16 @@ import { type HealthState, type ReplicaState, type ToWorker, toOffsets } from '.
 export class ReplicaMirror implements NodeHealthView {
   readonly watermark: ReplicaWatermark;
   readonly #changes: ChangeBroadcaster;
-  /** Makes the next store read start a new LMDB read transaction (one begun before a commit misses it). */
-  readonly #refreshReads: () => void;
+  /** Moves the worker's reads to a read transaction begun now (LmdbStore.advanceReads). */
+  readonly #advanceReads: () => void;
   #health: HealthState;
   readonly #healthListeners = new Set<() => void>();
 
-  constructor(replica: ReplicaState, health: HealthState, refreshReads: () => void, logger: Logger) {
+  constructor(replica: ReplicaState, health: HealthState, advanceReads: () => void, logger: Logger) {
     this.watermark = new ReplicaWatermark(replica.identity);
     this.watermark.restart(toOffsets(replica.applied), replica.identity);
     this.#changes = new ChangeBroadcaster(() => this.watermark.appliedOffsets, logger);
-    this.#refreshReads = refreshReads;
+    this.#advanceReads = advanceReads;
     this.#health = health;
   }
 
@@ -30,9 +30,9 @@ export class ReplicaMirror implements NodeHealthView {
   take(message: ToWorker): boolean {
     switch (message.type) {
       case 'applied': {
-        // The commit is done (the node sent this after it): reads from now on must see it, so the read
-        // transaction lmdb-js keeps for this thread is dropped before any waiting read is woken.
-        this.#refreshReads();
+        // The commit is done (the node sent this after it): reads from now on see it, and only now, when the
+        // watermark (every read's token) names it; before any waiting read is woken.
+        this.#advanceReads();
         const next = toOffsets(message.next);
         this.watermark.advance(next);
         if (this.#changes.hasListeners) {
@@ -41,7 +41,7 @@ export class ReplicaMirror implements NodeHealthView {
         return true;
       }
       case 'restart':
-        this.#refreshReads();
+        this.#advanceReads();
         this.watermark.restart(toOffsets(message.replica.applied), message.replica.identity);
         return true;
       case 'reset':
