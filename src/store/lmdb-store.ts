@@ -145,6 +145,19 @@ export class LmdbStore implements Store, SnapshotSource {
     }
   }
 
+  /**
+   * The progress saved with the data reads see now (the read transaction of the last advanceReads()): what
+   * a reader beside the writer (a serving worker) may call applied, to the offset, whatever the writer has
+   * committed since.
+   */
+  progressOfReads(): StoreProgress {
+    try {
+      return toProgress(this.#meta.get(PROGRESS_KEY, this.#readAt));
+    } catch (error) {
+      throw this.#readError(error);
+    }
+  }
+
   advanceReads(): void {
     if (this.#closed) return;
     const before = this.#readAt;

@@ -51,7 +51,7 @@ async function main(): Promise<void> {
           });
     store = LmdbStore.openReader(settings.storeDir);
     const openStore = store;
-    const mirror = new ReplicaMirror(settings.replica, settings.health, () => openStore.advanceReads(), logger);
+    const mirror = new ReplicaMirror(store, settings.identity, settings.health, logger);
     const log = new NodeLog(link);
     service = new KvService({
       log,

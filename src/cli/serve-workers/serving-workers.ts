@@ -13,7 +13,6 @@ import { asBuffer, packRecords } from './record-packing.js';
 import {
   type FromWorker,
   type HealthState,
-  type ReplicaState,
   type ToWorker,
   toBatchMessage,
   toEntries,
@@ -86,7 +85,7 @@ export class ServingWorkers {
         if (change.kind === 'reset') broadcast({ type: 'reset', reason: change.reason });
         else broadcast({ type: 'applied', next: toEntries(change.nextOffsets), records: packRecords(change.records) });
       }).unsubscribe,
-      replica.onRestart(() => broadcast({ type: 'restart', replica: replicaState(replica) })),
+      replica.onRestart(() => broadcast({ type: 'restart', identity: replica.watermark.logIdentity })),
       health.onChange(() => broadcast({ type: 'health', health: healthState(health) })),
     ];
     let port = options.config.listen.port;
@@ -137,10 +136,6 @@ export class ServingWorkers {
   }
 }
 
-function replicaState(replica: Replica): ReplicaState {
-  return { identity: replica.watermark.logIdentity, applied: toEntries(replica.watermark.appliedOffsets) };
-}
-
 function healthState(health: NodeHealth): HealthState {
   return { live: health.live(), state: health.state() };
 }
@@ -164,7 +159,7 @@ function settingsOf(options: ServingWorkersOptions, index: number, port: number)
     authFile: config.authFile,
     logLevel: config.logLevel,
     metrics: options.registry !== null,
-    replica: replicaState(options.replica),
+    identity: options.replica.watermark.logIdentity,
     health: healthState(options.health),
   };
 }
