@@ -25,6 +25,8 @@ export interface SpawnOptions {
   readonly logFile?: string;
   /** Called with each stdout line. */
   readonly onLine?: (line: string) => void;
+  /** 'pipe' to write to the process's stdin (`child.stdin`); default: none. */
+  readonly stdin?: 'pipe';
 }
 
 export class ManagedProcess {
@@ -76,7 +78,7 @@ export function spawnManaged(name: string, command: string, args: readonly strin
   const child = spawn(file, argv, {
     cwd: options.cwd,
     env: options.env ?? process.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
   });
   const managed = new ManagedProcess(name, child);
   registry.add(managed);

@@ -257,14 +257,15 @@ export class KvsNode {
    * Re-reads the TLS certificate, key and client CA files (SIGHUP): new connections get them, open ones
    * keep theirs. If a file is unreadable or unusable the certificates in use stay, with a warning.
    */
-  reloadTls(): void {
+  async reloadTls(): Promise<void> {
     if (this.#tls === null) {
       this.#logger.info('SIGHUP: no TLS certificates to reload (serving plaintext)');
       return;
     }
     try {
       this.#tls.reload();
-      this.#workers?.reload('tls');
+      // Announced once every serving worker has them too: whoever reads the line may connect at once.
+      await this.#workers?.reload('tls');
       this.#logger.info('TLS certificates reloaded; new connections use them');
     } catch (error) {
       this.#logger.warn(
@@ -278,11 +279,11 @@ export class KvsNode {
    * Re-reads --auth-file (SIGHUP): later calls are checked against it and tokens are verified anew. A bad
    * file leaves the policy in force, with a warning.
    */
-  reloadAuth(): void {
+  async reloadAuth(): Promise<void> {
     if (this.#auth === null) return;
     try {
       this.#auth.reload();
-      this.#workers?.reload('auth');
+      await this.#workers?.reload('auth');
       this.#logger.info({ authFile: this.#auth.file, ...this.#auth.counts }, 'auth file reloaded');
     } catch (error) {
       this.#logger.warn(

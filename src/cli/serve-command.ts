@@ -40,8 +40,8 @@ export async function serve(config: Config): Promise<never> {
     });
   }
   process.on('SIGHUP', () => {
-    node?.reloadTls();
-    node?.reloadAuth();
+    void node?.reloadTls();
+    void node?.reloadAuth();
   });
   process.on('uncaughtException', (error) => crash(logger, error));
   process.on('unhandledRejection', (error) => crash(logger, error));

@@ -127,7 +127,12 @@ class ColocatedReader implements Kvs2ColocatedReader {
     after: ConsistencyToken | readonly ConsistencyToken[],
     signal?: AbortSignal,
   ): Promise<Buffer | undefined> {
-    return this.#readAfter(after, signal, (store) => this.#reads.get(store, key));
+    return this.#readAfter(
+      after,
+      signal,
+      () => this.#reads.checkKey(key, 'key'),
+      (store) => this.#reads.get(store, key),
+    );
   }
 
   getManyAfter(
@@ -135,7 +140,12 @@ class ColocatedReader implements Kvs2ColocatedReader {
     after: ConsistencyToken | readonly ConsistencyToken[],
     signal?: AbortSignal,
   ): Promise<ReadonlyArray<Buffer | undefined>> {
-    return this.#readAfter(after, signal, (store) => this.#reads.getMany(store, keys));
+    return this.#readAfter(
+      after,
+      signal,
+      () => this.#reads.checkKeys(keys),
+      (store) => this.#reads.getMany(store, keys),
+    );
   }
 
   status(): ColocatedReaderStatus {
@@ -183,9 +193,12 @@ class ColocatedReader implements Kvs2ColocatedReader {
   async #readAfter<T>(
     after: ConsistencyToken | readonly ConsistencyToken[],
     signal: AbortSignal | undefined,
+    checkKeys: () => void,
     read: (store: ReadOnlyStore) => T,
   ): Promise<T> {
     this.#checkOpen();
+    // A bad key is refused before any wait, as a node refuses the request: it never waits for its token first.
+    checkKeys();
     const tokens = tokensOf(after);
     this.#checks.readOptions({ consistency: 'at-least', after: tokens });
     // A malformed token is refused now, whether or not the store can name its log yet.

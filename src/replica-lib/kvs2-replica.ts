@@ -345,6 +345,9 @@ export class InProcessReplica implements Kvs2Replica {
   /** One service call as a node's handler makes it: with the caller's signal, ended when it answers. */
   async #call<T>(call: (context: CallContext) => T | Promise<T>, signal?: AbortSignal): Promise<T> {
     this.#checkOpen();
+    // A call whose deadline passed (or that was cancelled) before it began fails, as a node's does, even when
+    // its tokens are applied already: the service only looks at the signal while it waits.
+    if (signal?.aborted) throw abortError(signal, 'reading after a token');
     const ends: Array<() => void> = [];
     const callSignal =
       signal === undefined ? this.#closeSignal.signal : AbortSignal.any([signal, this.#closeSignal.signal]);

@@ -21,9 +21,7 @@ export class LocalReads {
   }
 
   get(store: KeyValueReader, key: Uint8Array): Buffer | undefined {
-    const k = asBuffer(key);
-    this.#checks.key(k, 'key');
-    return store.get(k);
+    return store.get(this.checkKey(key, 'key'));
   }
 
   /** The key with its value and version, or undefined. */
@@ -37,12 +35,20 @@ export class LocalReads {
   /** One value per key in order (undefined where absent), read one after the other. */
   getMany(store: KeyValueReader, keys: readonly Uint8Array[]): Array<Buffer | undefined> {
     const values: Array<Buffer | undefined> = new Array(keys.length);
-    for (let i = 0; i < keys.length; i++) {
-      const k = asBuffer(keys[i] as Uint8Array);
-      this.#checks.key(k, `keys[${i}]`);
-      values[i] = store.get(k);
-    }
+    for (let i = 0; i < keys.length; i++) values[i] = store.get(this.checkKey(keys[i] as Uint8Array, `keys[${i}]`));
     return values;
+  }
+
+  /** The key as a Buffer, checked as a node checks a request's key; INVALID_ARGUMENT naming `field`. */
+  checkKey(key: Uint8Array, field: string): Buffer {
+    const k = asBuffer(key);
+    this.#checks.key(k, field);
+    return k;
+  }
+
+  /** Checks every key of a getMany, without reading (a read that waits checks them before it waits). */
+  checkKeys(keys: readonly Uint8Array[]): void {
+    for (let i = 0; i < keys.length; i++) this.checkKey(keys[i] as Uint8Array, `keys[${i}]`);
   }
 
   /** Keys and values in byte order, from one consistent LMDB snapshot; `limit`: most entries. */

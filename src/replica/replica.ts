@@ -178,6 +178,7 @@ export class Replica {
   /** Takes the store's applied offsets as the place to read from, and the log's end as the catch-up target. */
   async #beginReading(logIdentity: string): Promise<void> {
     const progress = this.#store.progress();
+    this.#store.advanceReads();
     this.#watermark.restart(progress.appliedOffsets, logIdentity);
     if (progress.logIdentity === null && progress.caughtUpAt === null) {
       // An empty store misses nothing that is written from now on: its bootstrap starts the clock.
@@ -271,6 +272,8 @@ export class Replica {
       writes.push({ key: record.key, value: record.value, version: record.offset + 1 });
     }
     const applied = await this.#store.apply(writes, batch.nextOffsets, this.#watermark.logIdentity);
+    // Reads see the batch from here on, exactly when the watermark (every read's token) names it.
+    this.#store.advanceReads();
     this.#watermark.advance(batch.nextOffsets);
     this.#appliedRecords += writes.length;
     this.#checkCaughtUp();

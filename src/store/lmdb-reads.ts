@@ -1,4 +1,4 @@
-import type { Database } from 'lmdb';
+import type { Database, Transaction } from 'lmdb';
 import type { ScanItem, ScanPage, ScanRange } from './store.js';
 import { readVersion, VERSION_BYTES } from './versioned-value.js';
 
@@ -9,17 +9,25 @@ import { readVersion, VERSION_BYTES } from './versioned-value.js';
  * caller says which store failed.
  */
 
+/** Reads in this read transaction; absent: lmdb-js's own, renewed at each turn of the event loop. */
+export type ReadAt = { readonly transaction: Transaction } | undefined;
+
 /** Where readValue() leaves the version of what it read: one object per store, reused by every read. */
 export interface LastRead {
   version: number;
 }
 
 /** The value of `key`, in a Buffer of its own, or undefined; its version goes to `last` (0 if none). */
-export function readValue(kv: Database<Buffer, Buffer>, key: Buffer, last: LastRead): Buffer | undefined {
+export function readValue(
+  kv: Database<Buffer, Buffer>,
+  key: Buffer,
+  last: LastRead,
+  at?: ReadAt,
+): Buffer | undefined {
   // getBinary() copies into a Buffer with its own ArrayBuffer, a native allocation per value.
   // getBinaryFast() answers in lmdb-js's reusable buffer (overwritten by the next read), so the value is
   // copied from it into a Buffer that small values share Node's pool for, and the version read beside it.
-  const shared = kv.getBinaryFast(key);
+  const shared = at === undefined ? kv.getBinaryFast(key) : getBinaryFastIn(kv, key, at);
   if (shared === undefined) {
     last.version = 0;
     return undefined;
@@ -31,8 +39,16 @@ export function readValue(kv: Database<Buffer, Buffer>, key: Buffer, last: LastR
   return value;
 }
 
+/**
+ * getBinaryFast in a given read transaction: lmdb-js takes `{ transaction }` as get() does (read.js), its
+ * type declaration leaves the argument out.
+ */
+function getBinaryFastIn(kv: Database<Buffer, Buffer>, key: Buffer, at: NonNullable<ReadAt>): Buffer | undefined {
+  return (kv.getBinaryFast as (key: Buffer, options: NonNullable<ReadAt>) => Buffer | undefined).call(kv, key, at);
+}
+
 /** One page of a range, in key order, from one read transaction. */
-export function readPage(kv: Database<Buffer, Buffer>, range: ScanRange): ScanPage {
+export function readPage(kv: Database<Buffer, Buffer>, range: ScanRange, at?: ReadAt): ScanPage {
   const items: ScanItem[] = [];
   let bytes = 0;
   // One more than the limit tells whether the range goes on (and one more skips an excluded start).
@@ -40,11 +56,12 @@ export function readPage(kv: Database<Buffer, Buffer>, range: ScanRange): ScanPa
     start: range.start,
     ...(range.end === undefined ? {} : { end: range.end }),
     limit: range.limit + (range.startExclusive ? 2 : 1),
+    ...(at === undefined ? {} : { transaction: at.transaction }),
   };
   // A keys-only page still carries versions: each is read from the shared buffer of a lookup in the same
   // read transaction, without copying the value (which may be large) out of it.
   const entries: Iterable<ScanItem> = range.keysOnly
-    ? kv.getKeys(options).map((key) => ({ key, value: undefined, version: versionOf(kv, key) }))
+    ? kv.getKeys(options).map((key) => ({ key, value: undefined, version: versionOf(kv, key, at) }))
     : kv.getRange(options).map(({ key, value }) => ({
         key,
         value: value.subarray(VERSION_BYTES),
@@ -62,7 +79,7 @@ export function readPage(kv: Database<Buffer, Buffer>, range: ScanRange): ScanPa
   return { items, more: false };
 }
 
-function versionOf(kv: Database<Buffer, Buffer>, key: Buffer): number {
-  const shared = kv.getBinaryFast(key);
+function versionOf(kv: Database<Buffer, Buffer>, key: Buffer, at: ReadAt): number {
+  const shared = at === undefined ? kv.getBinaryFast(key) : getBinaryFastIn(kv, key, at);
   return shared === undefined ? 0 : readVersion(shared);
 }

@@ -4,7 +4,7 @@ import { type Database, open, type RootDatabase, type Transaction } from 'lmdb';
 import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import { type CommitPromise, untilFlushed } from '../lmdb/durability.js';
 import type { Offsets } from '../offsets.js';
-import { type LastRead, readPage, readValue } from './lmdb-reads.js';
+import { type LastRead, type ReadAt, readPage, readValue } from './lmdb-reads.js';
 import {
   LOADING_KEY,
   MAP_SIZE_BYTES,
@@ -127,6 +127,8 @@ export class LmdbStore implements Store, SnapshotSource {
   readonly clearedUnfinishedLoad: boolean;
   #loading = false;
   #closed = false;
+  /** The read transaction reads use since the last advanceReads(); before the first, lmdb-js's own. */
+  #readAt: ReadAt;
 
   private constructor(dir: string, env: RootDatabase, format: number, reader = false) {
     this.description = `LMDB store in ${dir}`;
@@ -167,7 +169,7 @@ export class LmdbStore implements Store, SnapshotSource {
   /**
    * Another thread of this process that serves reads from the store a node's replica writes (a serving
    * worker): the same LMDB environment (lmdb-js shares it within a process), its format checked, nothing
-   * written. Call refreshReads() after each commit the writer reports, before reading what it committed.
+   * written. Call advanceReads() after each commit the writer reports, before reading what it committed.
    * A store its writer has not upgraded to versions yet (format 1) is not ready: STORE_UNAVAILABLE.
    */
   static openReader(dir: string): LmdbStore {
@@ -192,12 +194,25 @@ export class LmdbStore implements Store, SnapshotSource {
   }
 
   /**
-   * Drops this thread's cached read transaction, so that the next read sees every commit made so far. lmdb-js
-   * renews it on a timer; a commit by another thread that this thread learns of by a message can land
-   * between the two.
+   * The progress saved with the data reads see now (the read transaction of the last advanceReads()): what
+   * a reader beside the writer (a serving worker) may call applied, to the offset, whatever the writer has
+   * committed since.
    */
-  refreshReads(): void {
+  progressOfReads(): StoreProgress {
+    try {
+      return toProgress(this.#meta.get(PROGRESS_KEY, this.#readAt));
+    } catch (error) {
+      throw this.#readError(error);
+    }
+  }
+
+  advanceReads(): void {
+    if (this.#closed) return;
+    const before = this.#readAt;
+    // A fresh read transaction, begun now: lmdb-js's current one may date from earlier in this turn.
     this.#env.resetReadTxn();
+    this.#readAt = { transaction: this.#env.useReadTransaction() };
+    before?.transaction.done();
   }
 
   get unversioned(): boolean {
@@ -207,7 +222,7 @@ export class LmdbStore implements Store, SnapshotSource {
   get(key: Buffer): Buffer | undefined {
     if (this.#unversioned) throw this.#notUpgraded();
     try {
-      return readValue(this.#kv, key, this.#lastRead);
+      return readValue(this.#kv, key, this.#lastRead, this.#readAt);
     } catch (error) {
       throw this.#readError(error);
     }
@@ -220,7 +235,7 @@ export class LmdbStore implements Store, SnapshotSource {
   scan(range: ScanRange): ScanPage {
     if (this.#unversioned) throw this.#notUpgraded();
     try {
-      return readPage(this.#kv, range);
+      return readPage(this.#kv, range, this.#readAt);
     } catch (error) {
       throw this.#readError(error);
     }
@@ -440,7 +455,7 @@ export class LmdbStore implements Store, SnapshotSource {
           markers.putSync(STORE_FORMAT_KEY, STORE_FORMAT_VERSION);
         });
         this.#progress = toProgress(undefined);
-        this.#unversioned = false;
+        this.#upgraded();
         return { upgrade, keys, version: null };
       }
       // The next offset the store would apply is at least every key's real version and below any later
@@ -473,12 +488,18 @@ export class LmdbStore implements Store, SnapshotSource {
         if (last === undefined) break;
         after = last.key;
       }
-      this.#env.resetReadTxn();
-      this.#unversioned = false;
+      this.#upgraded();
       return { upgrade, keys, version };
     } catch (error) {
       throw isKvs2Error(error) ? error : this.#writeError(error);
     }
+  }
+
+  /** Reads see the upgraded store from now on (a read transaction begun before would not). */
+  #upgraded(): void {
+    this.#unversioned = false;
+    this.#env.resetReadTxn();
+    if (this.#readAt !== undefined) this.advanceReads();
   }
 
   #notUpgraded(): Kvs2Error {
@@ -498,6 +519,8 @@ export class LmdbStore implements Store, SnapshotSource {
     this.#closed = true;
     // An open transaction (and its cursor) must end before its environment closes.
     for (const snapshot of [...this.#snapshots]) snapshot.close();
+    this.#readAt?.transaction.done();
+    this.#readAt = undefined;
     await this.#env.flushed;
     await this.#env.close();
   }

@@ -114,6 +114,13 @@ export interface Store extends KeyValueReader {
    * transaction is committed (visible to readers), with a promise for when it is also on disk.
    */
   apply(writes: readonly StoreWrite[], appliedOffsets: Offsets, logIdentity: string): Promise<Applied>;
+  /**
+   * Makes reads see everything committed so far, and nothing committed later until the next call. The
+   * replica calls it just before it publishes a new watermark: a read then never returns data its own
+   * token (the watermark) does not name. (lmdb-js alone renews its read transaction at each turn of the
+   * event loop, and an apply's commit lands on lmdb-js's writer thread before the replica hears of it.)
+   */
+  advanceReads(): void;
   /** Records that the replica was caught up at this time; saved with the next transaction. */
   markCaughtUp(at: number): Promise<void>;
   /** Resolves once every committed transaction is on disk. */

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
 import { describe, test } from 'node:test';
 import { inspect } from 'node:util';
-import { envVarOf, parseConfig } from '../../src/config/config.js';
+import { envVarOf, parseConfig, serveWorkersFor } from '../../src/config/config.js';
 import { ConfigError } from '../../src/config/config-error.js';
 
 describe('parseConfig', () => {
@@ -41,6 +42,16 @@ describe('parseConfig', () => {
     assert.equal(parseConfig({ 'kafka-brokers': 'k:9092', 'replication-factor': '2' }).kafka?.replicationFactor, 2);
     assert.deepEqual(config.listen, { host: '::1', port: 7000 });
     assert.equal(config.dataDir, '/var/lib/kvs2');
+  });
+
+  test('--serve-workers: a number from 0 to 64, or auto (one per core but one from 4 cores on, at most 8)', () => {
+    assert.equal(parseConfig({ 'serve-workers': '0' }).serveWorkers, 0);
+    assert.equal(parseConfig({ 'serve-workers': '3' }).serveWorkers, 3);
+    assert.equal(parseConfig({}).serveWorkers, serveWorkersFor(availableParallelism()));
+    assert.deepEqual([1, 2, 3, 4, 6, 9, 64].map(serveWorkersFor), [0, 0, 0, 3, 5, 8, 8]);
+    for (const bad of ['-1', '65', 'two', '1.5']) {
+      assert.throws(() => parseConfig({ 'serve-workers': bad }), /--serve-workers/, bad);
+    }
   });
 
   test('metrics are off unless --metrics-listen names an address', () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -225,6 +226,13 @@ describe('the kvs2 package, packed and installed into a fresh project', () => {
         ) && !/^dist\/src\/.+\.(js|d\.ts)$/.test(path),
     );
     assert.deepEqual(stray, []);
+    // A compiled file whose source is gone (left in dist/ by an earlier build) must not ship: the build
+    // starts from an empty dist/ (package.json), and this checks what was packed.
+    const orphans = paths
+      .filter((path) => /^dist\/src\/.+\.js$/.test(path))
+      .map((path) => path.replace(/^dist\//, '').replace(/\.js$/, '.ts'))
+      .filter((source) => !existsSync(join(REPO_ROOT, source)));
+    assert.deepEqual(orphans, []);
   });
 
   test('a TypeScript program importing kvs2/client and kvs2 type-checks (module NodeNext) and works against a node', async () => {

@@ -67,7 +67,7 @@ describe('a kvs2 node serving TLS (--tls-cert, --tls-key)', needsOpenssl(), () =
   test('a TLS client writes and reads; a plaintext client is UNAVAILABLE', async () => {
     const tls = { ca: ca.cert, serverName: 'kvs2.test' };
     await withClient(server.address, { tls }, async (client) => {
-      await client.set({ key: b('tls/k'), value: b('v') });
+      await client.set({ key: b('tls/k'), value: b('v'), waitForApply: true });
       assert.equal((await client.get({ key: b('tls/k') })).data.toString(), 'v');
     });
     await withClient(server.address, {}, async (client) => {
@@ -128,7 +128,7 @@ describe('a kvs2 node serving mutual TLS (--tls-client-ca)', needsOpenssl(), () 
     const trust = { ca: ca.cert, serverName: 'kvs2.test' };
     const good = ca.leaf('client.test');
     await withClient(server.address, { tls: { ...trust, ...good } }, async (client) => {
-      await client.set({ key: b('m/k'), value: b('v') });
+      await client.set({ key: b('m/k'), value: b('v'), waitForApply: true });
       assert.equal((await client.get({ key: b('m/k') })).data.toString(), 'v');
     });
     const stranger = otherCa.leaf('client.test');
@@ -195,7 +195,7 @@ describe('certificate rotation on SIGHUP', needsOpenssl(), () => {
     const trustNew = { ca: newCa.cert, serverName: 'kvs2.test' };
     const open = new Kvs2Client(server.address, { ownConnection: true, readRetries: false, tls: trustOld });
     try {
-      await open.set({ key: b('r/k'), value: b('before') });
+      await open.set({ key: b('r/k'), value: b('before'), waitForApply: true });
 
       install(newLeaf);
       const reloads = () => server.lines.filter((line) => line.msg.startsWith('TLS certificates reloaded')).length;
@@ -210,8 +210,9 @@ describe('certificate rotation on SIGHUP', needsOpenssl(), () => {
       await withClient(server.address, { tls: trustOld }, async (client) => {
         assert.equal((await failure(client.get({ key: b('r/k') }))).code, status.UNAVAILABLE);
       });
-      // The connection opened before the rotation still carries calls.
-      await open.set({ key: b('r/k'), value: b('after') });
+      // The connection opened before the rotation still carries calls (the write applied before it
+      // returns: a plain Set is acknowledged once the log has it, the read after it may come first).
+      await open.set({ key: b('r/k'), value: b('after'), waitForApply: true });
       assert.equal((await open.get({ key: b('r/k') })).data.toString(), 'after');
 
       // A reload that cannot read a usable pair keeps the one in use, and says so.

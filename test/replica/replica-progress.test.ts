@@ -25,6 +25,7 @@ function gatedStore(lmdb: LmdbStore) {
       return lmdb.unversioned;
     },
     upgradeUnversioned: (upgrade) => lmdb.upgradeUnversioned(upgrade),
+    advanceReads: () => lmdb.advanceReads(),
     scan: (range) => lmdb.scan(range),
     progress: () => lmdb.progress(),
     stats: () => lmdb.stats(),

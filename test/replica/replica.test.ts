@@ -182,6 +182,7 @@ function wrapStore(lmdb: LmdbStore, overrides: Partial<Pick<Store, 'apply'>>): S
       return lmdb.unversioned;
     },
     upgradeUnversioned: (upgrade) => lmdb.upgradeUnversioned(upgrade),
+    advanceReads: () => lmdb.advanceReads(),
     scan: (range) => lmdb.scan(range),
     progress: () => lmdb.progress(),
     stats: () => lmdb.stats(),

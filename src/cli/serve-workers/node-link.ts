@@ -1,5 +1,6 @@
 import type { MessagePort } from 'node:worker_threads';
 import { abortError, type Kvs2Error } from '../../errors.js';
+import { MessageBatches } from './message-batches.js';
 import { type FromWorker, fromWireError, type ToWorker } from './worker-messages.js';
 
 type Reply = Extract<ToWorker, { id: number }>;
@@ -15,17 +16,22 @@ interface Pending {
  * not yet handed to the log is never written (the Log contract).
  */
 export class NodeLink {
-  readonly #port: MessagePort;
+  readonly #out: MessageBatches<FromWorker>;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
   #closedWith: Kvs2Error | null = null;
 
   constructor(port: MessagePort) {
-    this.#port = port;
+    this.#out = new MessageBatches((messages) => port.postMessage(messages));
   }
 
   send(message: FromWorker): void {
-    this.#port.postMessage(message);
+    this.#out.queue(message);
+  }
+
+  /** Sends what is queued at once (the worker is about to stop). */
+  flush(): void {
+    this.#out.flush();
   }
 
   /**

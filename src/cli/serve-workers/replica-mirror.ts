@@ -2,24 +2,34 @@ import type { Logger } from '../../logger.js';
 import { ReplicaWatermark } from '../../replica/applied-watermark.js';
 import { ChangeBroadcaster, type ChangeFeed } from '../../replica/change-feed.js';
 import type { NodeHealthView, NodeStateName } from '../../service/node-health.js';
+import type { StoreProgress } from '../../store/store.js';
 import { unpackRecords } from './record-packing.js';
-import { type HealthState, type ReplicaState, type ToWorker, toOffsets } from './worker-messages.js';
+import { type HealthState, type ToWorker, toOffsets } from './worker-messages.js';
+
+/** The worker's view of the node's store. */
+export interface MirroredStore {
+  advanceReads(): void;
+  progressOfReads(): StoreProgress;
+}
 
 /** What a serving worker knows of the node's replica and health: the node's messages, applied in order. */
 export class ReplicaMirror implements NodeHealthView {
   readonly watermark: ReplicaWatermark;
   readonly #changes: ChangeBroadcaster;
-  /** Makes the next store read start a new LMDB read transaction (one begun before a commit misses it). */
-  readonly #refreshReads: () => void;
+  readonly #store: MirroredStore;
   #health: HealthState;
   readonly #healthListeners = new Set<() => void>();
 
-  constructor(replica: ReplicaState, health: HealthState, refreshReads: () => void, logger: Logger) {
-    this.watermark = new ReplicaWatermark(replica.identity);
-    this.watermark.restart(toOffsets(replica.applied), replica.identity);
+  /** The log the node's replica reads, as it last said. */
+  #nodeIdentity: string;
+
+  constructor(store: MirroredStore, identity: string, health: HealthState, logger: Logger) {
+    this.#store = store;
+    this.#nodeIdentity = identity;
+    this.watermark = new ReplicaWatermark('');
     this.#changes = new ChangeBroadcaster(() => this.watermark.appliedOffsets, logger);
-    this.#refreshReads = refreshReads;
     this.#health = health;
+    this.#sync();
   }
 
   get changes(): ChangeFeed {
@@ -30,19 +40,16 @@ export class ReplicaMirror implements NodeHealthView {
   take(message: ToWorker): boolean {
     switch (message.type) {
       case 'applied': {
-        // The commit is done (the node sent this after it): reads from now on must see it, so the read
-        // transaction lmdb-js keeps for this thread is dropped before any waiting read is woken.
-        this.#refreshReads();
+        this.#sync();
         const next = toOffsets(message.next);
-        this.watermark.advance(next);
         if (this.#changes.hasListeners) {
           this.#changes.emit({ kind: 'applied', records: unpackRecords(message.records), nextOffsets: next });
         }
         return true;
       }
       case 'restart':
-        this.#refreshReads();
-        this.watermark.restart(toOffsets(message.replica.applied), message.replica.identity);
+        this.#nodeIdentity = message.identity;
+        this.#sync();
         return true;
       case 'reset':
         this.watermark.abandonWaiters(message.reason);
@@ -55,6 +62,20 @@ export class ReplicaMirror implements NodeHealthView {
       default:
         return false;
     }
+  }
+
+  /**
+   * Moves reads to the store as committed now, and the watermark (every read's token) to the offsets saved
+   * with exactly that data: the node may have committed more than its messages have said so far, and a
+   * read must never return what its token does not name. Watches skip records they have passed.
+   */
+  #sync(): void {
+    this.#store.advanceReads();
+    const progress = this.#store.progressOfReads();
+    // A store that has applied nothing yet saved no identity; the node's replica already reads a log.
+    const identity = progress.logIdentity ?? this.#nodeIdentity;
+    if (identity !== this.watermark.logIdentity) this.watermark.restart(progress.appliedOffsets, identity);
+    this.watermark.advance(progress.appliedOffsets);
   }
 
   live(): boolean {

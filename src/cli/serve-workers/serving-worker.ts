@@ -31,7 +31,9 @@ async function main(): Promise<void> {
   // Messages that arrive while the worker starts wait here, in order.
   const early: ToWorker[] = [];
   let take: (message: ToWorker) => void = (message) => early.push(message);
-  port.on('message', (message: ToWorker) => take(message));
+  port.on('message', (messages: ToWorker[]) => {
+    for (const message of messages) take(message);
+  });
 
   let store: LmdbStore | undefined;
   let api: GrpcApi | undefined;
@@ -49,7 +51,7 @@ async function main(): Promise<void> {
           });
     store = LmdbStore.openReader(settings.storeDir);
     const openStore = store;
-    const mirror = new ReplicaMirror(settings.replica, settings.health, () => openStore.refreshReads(), logger);
+    const mirror = new ReplicaMirror(store, settings.identity, settings.health, logger);
     const log = new NodeLog(link);
     service = new KvService({
       log,
@@ -88,8 +90,13 @@ async function main(): Promise<void> {
       if (mirror.take(message)) return;
       switch (message.type) {
         case 'reload':
-          if (message.what === 'tls') reloadQuietly(() => tls?.reload(), 'TLS certificates', logger);
-          else reloadQuietly(() => auth?.reload(), 'auth file', logger);
+          try {
+            if (message.what === 'tls') tls?.reload();
+            else auth?.reload();
+            link.send({ type: 'reloaded', id: message.id, error: null });
+          } catch (error) {
+            link.send({ type: 'reloaded', id: message.id, error: toWireError(error) });
+          }
           return;
         case 'metrics-request':
           void (metrics?.registry.getMetricsAsJSON() ?? Promise.resolve([])).then((json) =>
@@ -111,6 +118,7 @@ async function main(): Promise<void> {
       auth?.close();
       await openStore.close();
       link.send({ type: 'shutdown-done', graceful });
+      link.flush();
       port.close();
     };
     for (const message of early.splice(0)) take(message);
@@ -120,19 +128,11 @@ async function main(): Promise<void> {
     link.send({ type: 'listening', port: bound });
   } catch (error) {
     link.send({ type: 'fatal', error: toWireError(error) });
+    link.flush();
     await api?.shutdown(0).catch(() => {});
     service?.close();
     await store?.close().catch(() => {});
     port.close();
-  }
-}
-
-function reloadQuietly(reload: () => void, what: string, logger: ReturnType<typeof createLogger>): void {
-  try {
-    reload();
-  } catch (error) {
-    // The node has already reloaded the same files and said what is wrong with them; keep what works.
-    logger.debug({ err: error }, `${what} not reloaded in this worker`);
   }
 }
 

@@ -8,16 +8,17 @@ import type { MetricsSource } from '../../metrics/metrics-listener.js';
 import type { Replica } from '../../replica/replica.js';
 import type { NodeHealth } from '../../service/node-health.js';
 import type { NodeStatusReport } from '../../service/node-status.js';
+import { MessageBatches } from './message-batches.js';
 import { asBuffer, packRecords } from './record-packing.js';
 import {
   type FromWorker,
   type HealthState,
-  type ReplicaState,
   type ToWorker,
   toBatchMessage,
   toEntries,
   toOffsets,
   toWireError,
+  type WireError,
   type WorkerSettings,
 } from './worker-messages.js';
 
@@ -84,7 +85,7 @@ export class ServingWorkers {
         if (change.kind === 'reset') broadcast({ type: 'reset', reason: change.reason });
         else broadcast({ type: 'applied', next: toEntries(change.nextOffsets), records: packRecords(change.records) });
       }).unsubscribe,
-      replica.onRestart(() => broadcast({ type: 'restart', replica: replicaState(replica) })),
+      replica.onRestart(() => broadcast({ type: 'restart', identity: replica.watermark.logIdentity })),
       health.onChange(() => broadcast({ type: 'health', health: healthState(health) })),
     ];
     let port = options.config.listen.port;
@@ -102,9 +103,12 @@ export class ServingWorkers {
     return new ServingWorkers(port, workers, unsubscribe, options.registry);
   }
 
-  /** SIGHUP: every worker re-reads the TLS files or the auth file (the node has checked them first). */
-  reload(what: 'tls' | 'auth'): void {
-    for (const worker of this.#workers) worker.post({ type: 'reload', what });
+  /**
+   * SIGHUP: every worker re-reads the TLS files or the auth file (the node has read them first). Resolves
+   * once all have; rejects if one could not (the file changed again in between), naming it.
+   */
+  async reload(what: 'tls' | 'auth'): Promise<void> {
+    await Promise.all(this.#workers.map((worker) => worker.reload(what)));
   }
 
   /** The node's metrics with every worker's call metrics added. */
@@ -132,10 +136,6 @@ export class ServingWorkers {
   }
 }
 
-function replicaState(replica: Replica): ReplicaState {
-  return { identity: replica.watermark.logIdentity, applied: toEntries(replica.watermark.appliedOffsets) };
-}
-
 function healthState(health: NodeHealth): HealthState {
   return { live: health.live(), state: health.state() };
 }
@@ -159,7 +159,7 @@ function settingsOf(options: ServingWorkersOptions, index: number, port: number)
     authFile: config.authFile,
     logLevel: config.logLevel,
     metrics: options.registry !== null,
-    replica: replicaState(options.replica),
+    identity: options.replica.watermark.logIdentity,
     health: healthState(options.health),
   };
 }
@@ -169,6 +169,7 @@ class WorkerChannel {
   readonly listening: Promise<number>;
   readonly #index: number;
   readonly #worker: Worker;
+  readonly #out: MessageBatches<ToWorker>;
   readonly #options: ServingWorkersOptions;
   /** Appends, end-offset queries and history reads in flight, by the worker's request id. */
   readonly #requests = new Map<number, AbortController>();
@@ -176,6 +177,8 @@ class WorkerChannel {
   readonly #historyNext = new Map<number, () => void>();
   readonly #metricsWaiting = new Map<number, (metrics: object[]) => void>();
   #nextMetricsId = 1;
+  readonly #reloadsWaiting = new Map<number, (error: WireError | null) => void>();
+  #nextReloadId = 1;
   #stopped: Promise<boolean> | null = null;
   #onShutdownDone: ((graceful: boolean) => void) | null = null;
   #exited = false;
@@ -184,14 +187,17 @@ class WorkerChannel {
     this.#index = index;
     this.#options = options;
     this.#worker = new Worker(WORKER_ENTRY, { workerData: settings });
+    this.#out = new MessageBatches((messages) => this.#worker.postMessage(messages));
     this.listening = new Promise<number>((resolve, reject) => {
-      this.#worker.on('message', (message: FromWorker) => {
-        if (message.type === 'listening') resolve(message.port);
-        else if (message.type === 'fatal') {
-          const error = new Kvs2Error(message.error.code, `serving worker ${index}: ${message.error.message}`);
-          reject(error);
-          if (this.#stopped === null) options.onFatal(error);
-        } else this.#take(message);
+      this.#worker.on('message', (messages: FromWorker[]) => {
+        for (const message of messages) {
+          if (message.type === 'listening') resolve(message.port);
+          else if (message.type === 'fatal') {
+            const error = new Kvs2Error(message.error.code, `serving worker ${index}: ${message.error.message}`);
+            reject(error);
+            if (this.#stopped === null) options.onFatal(error);
+          } else this.#take(message);
+        }
       });
       this.#worker.on('error', (error) => {
         const failure = new Kvs2Error(
@@ -205,6 +211,8 @@ class WorkerChannel {
       this.#worker.on('exit', (code) => {
         this.#exited = true;
         this.#onShutdownDone?.(false);
+        for (const settle of this.#reloadsWaiting.values()) settle(null);
+        this.#reloadsWaiting.clear();
         for (const controller of this.#requests.values()) controller.abort();
         this.#requests.clear();
         if (this.#stopped === null) {
@@ -219,7 +227,7 @@ class WorkerChannel {
   }
 
   post(message: ToWorker): void {
-    if (!this.#exited) this.#worker.postMessage(message);
+    if (!this.#exited) this.#out.queue(message);
   }
 
   metrics(): Promise<object[]> {
@@ -236,6 +244,18 @@ class WorkerChannel {
         resolve(metrics);
       });
       this.post({ type: 'metrics-request', id });
+    });
+  }
+
+  reload(what: 'tls' | 'auth'): Promise<void> {
+    if (this.#exited) return Promise.resolve();
+    const id = this.#nextReloadId++;
+    return new Promise((resolve, reject) => {
+      this.#reloadsWaiting.set(id, (error) => {
+        if (error === null) resolve();
+        else reject(new Kvs2Error(error.code, `serving worker ${this.#index}: ${error.message}`));
+      });
+      this.post({ type: 'reload', id, what });
     });
   }
 
@@ -301,6 +321,10 @@ class WorkerChannel {
         return;
       case 'shutdown-done':
         this.#onShutdownDone?.(message.graceful);
+        return;
+      case 'reloaded':
+        this.#reloadsWaiting.get(message.id)?.(message.error);
+        this.#reloadsWaiting.delete(message.id);
         return;
       default:
         return;

@@ -53,14 +53,9 @@ export interface WorkerSettings {
   readonly authFile: string | null;
   readonly logLevel: string;
   readonly metrics: boolean;
-  /** The replica as it is when the worker starts. */
-  readonly replica: ReplicaState;
-  readonly health: HealthState;
-}
-
-export interface ReplicaState {
+  /** The identity of the log the node's replica reads when the worker starts. */
   readonly identity: string;
-  readonly applied: OffsetEntries;
+  readonly health: HealthState;
 }
 
 export interface HealthState {
@@ -74,8 +69,11 @@ export type ToWorker =
    * a worker whose watches asked for them only after a batch went out could not get that batch back.
    */
   | { readonly type: 'applied'; readonly next: OffsetEntries; readonly records: PackedRecords }
-  /** The replica starts over from a store's offsets (at start, after a rebuild): the whole watermark. */
-  | { readonly type: 'restart'; readonly replica: ReplicaState }
+  /**
+   * The replica starts over from a store's offsets (at start, after a rebuild), without a batch; `identity`
+   * is the log it reads now (an empty store has none saved yet).
+   */
+  | { readonly type: 'restart'; readonly identity: string }
   /** The store was thrown away for a rebuild from a new log. */
   | { readonly type: 'reset'; readonly reason: string }
   | { readonly type: 'health'; readonly health: HealthState }
@@ -85,7 +83,7 @@ export type ToWorker =
   | { readonly type: 'status'; readonly id: number; readonly status: NodeStatus }
   | { readonly type: 'failed'; readonly id: number; readonly error: WireError }
   | { readonly type: 'metrics-request'; readonly id: number }
-  | { readonly type: 'reload'; readonly what: 'tls' | 'auth' }
+  | { readonly type: 'reload'; readonly id: number; readonly what: 'tls' | 'auth' }
   | { readonly type: 'shutdown'; readonly graceMs: number };
 
 export interface LogBatchMessage {
@@ -115,4 +113,6 @@ export type FromWorker =
   /** Gives up a request (append, end offsets, history) whose call ended: the node aborts it. */
   | { readonly type: 'cancel'; readonly id: number }
   | { readonly type: 'metrics'; readonly id: number; readonly metrics: unknown }
-  | { readonly type: 'shutdown-done'; readonly graceful: boolean };
+  | { readonly type: 'shutdown-done'; readonly graceful: boolean }
+  /** Answers `reload`: the worker re-read the files (or kept what it had, and says why). */
+  | { readonly type: 'reloaded'; readonly id: number; readonly error: WireError | null };
