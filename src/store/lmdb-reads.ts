@@ -18,12 +18,7 @@ export interface LastRead {
 }
 
 /** The value of `key`, in a Buffer of its own, or undefined; its version goes to `last` (0 if none). */
-export function readValue(
-  kv: Database<Buffer, Buffer>,
-  key: Buffer,
-  last: LastRead,
-  at?: ReadAt,
-): Buffer | undefined {
+export function readValue(kv: Database<Buffer, Buffer>, key: Buffer, last: LastRead, at?: ReadAt): Buffer | undefined {
   // getBinary() copies into a Buffer with its own ArrayBuffer, a native allocation per value.
   // getBinaryFast() answers in lmdb-js's reusable buffer (overwritten by the next read), so the value is
   // copied from it into a Buffer that small values share Node's pool for, and the version read beside it.
