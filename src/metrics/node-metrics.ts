@@ -25,6 +25,16 @@ export interface NodeMetricsSources {
  * Built before the log and the API (which report into it) and given the sources of its gauges once the
  * node's parts exist (`observe`).
  */
+/** kvs2.Kvs2 calls refused by --auth-file, in a node's registry or a serving worker's (summed when scraped). */
+export function authFailuresCounter(registry: Registry): Counter<'reason'> {
+  return new Counter({
+    name: 'kvs2_auth_failures_total',
+    help: 'kvs2.Kvs2 calls refused by --auth-file, by reason (no_token, bad_token, permission_denied, verification_overloaded).',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+}
+
 export class NodeMetrics {
   readonly registry = new Registry();
   /** The gRPC call observer, for the API. */
@@ -40,12 +50,7 @@ export class NodeMetrics {
       registers: [this.registry],
     }).set({ version }, 1);
     this.calls = new GrpcServerMetrics(this.registry);
-    this.#authFailures = new Counter({
-      name: 'kvs2_auth_failures_total',
-      help: 'kvs2.Kvs2 calls refused by --auth-file, by reason (no_token, bad_token, permission_denied, verification_overloaded).',
-      labelNames: ['reason'],
-      registers: [this.registry],
-    });
+    this.#authFailures = authFailuresCounter(this.registry);
   }
 
   readonly #authFailures: Counter<'reason'>;

@@ -1,5 +1,6 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import { type Counter, Gauge, Registry } from 'prom-client';
 import { GrpcServerMetrics } from './grpc-server-metrics.js';
+import { authFailuresCounter } from './node-metrics.js';
 
 /**
  * The metrics a serving worker keeps of its own calls, in a registry of its own: the node adds them to its
@@ -13,12 +14,7 @@ export class ServingWorkerMetrics {
 
   constructor() {
     this.calls = new GrpcServerMetrics(this.registry);
-    this.#authFailures = new Counter({
-      name: 'kvs2_auth_failures_total',
-      help: 'kvs2.Kvs2 calls refused by --auth-file, by reason (no_token, bad_token, permission_denied, verification_overloaded).',
-      labelNames: ['reason'],
-      registers: [this.registry],
-    });
+    this.#authFailures = authFailuresCounter(this.registry);
   }
 
   /** Where the worker's open watches are counted (kvs2_watches_open, summed over the node's workers). */

@@ -316,11 +316,11 @@ export class LmdbStore implements Store, SnapshotSource {
       transaction = this.#env.useReadTransaction();
       const storeFormat = this.#env.openDB<unknown, string>({ name: 'meta' }).get(STORE_FORMAT_KEY, { transaction });
       const progress = toProgress(this.#meta.get(PROGRESS_KEY, { transaction }));
-      // The count LMDB keeps in the tree's root, read in this turn from the current read transaction, which
-      // is the one useReadTransaction() just took (counting with a cursor would walk every key: ~100 ms per
-      // million on the main thread). Were they ever different, the encoder and every reader would refuse
-      // the snapshot for its count, never take it as whole.
-      const { entryCount: keys } = this.#kv.getStats() as { entryCount: number };
+      // Counted in the snapshot's own transaction (lmdb-js counts in native code: ~50 ms per million keys).
+      // The count LMDB keeps in the tree's root (getStats) is read outside any transaction we hold: a commit
+      // from the replica, on lmdb-js's writer thread or in the node beside a serving worker, could land in
+      // between, and the encoder would then refuse the snapshot it streams for its count (INCONSISTENT_STATE).
+      const keys = this.#kv.getKeysCount({ transaction });
       const snapshot: LmdbSnapshot = new LmdbSnapshot(this.description, this.#kv, transaction, {
         storeFormat: typeof storeFormat === 'number' ? storeFormat : STORE_FORMAT_VERSION,
         progress,

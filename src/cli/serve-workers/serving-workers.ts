@@ -352,15 +352,13 @@ class WorkerChannel {
     const controller = new AbortController();
     this.#requests.set(id, controller);
     const { signal } = controller;
+    // One listener for the whole replay: a cancel wakes the wait for the batch in hand.
+    signal.addEventListener('abort', () => this.#historyNext.get(id)?.(), { once: true });
     try {
       for await (const batch of this.#options.log.read(toOffsets(from), signal)) {
-        const taken = new Promise<void>((resolve) => {
-          this.#historyNext.set(id, resolve);
-          signal.addEventListener('abort', () => resolve(), { once: true });
-        });
+        const taken = new Promise<void>((resolve) => this.#historyNext.set(id, resolve));
         this.post({ type: 'history-batch', id, batch: toBatchMessage(batch) });
         await taken;
-        this.#historyNext.delete(id);
         if (signal.aborted) return;
       }
     } catch (error) {
