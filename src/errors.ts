@@ -12,6 +12,11 @@ export type Kvs2ErrorCode =
    * rejects, a broker too old): the node stops instead of waiting.
    */
   | 'LOG_MISCONFIGURED'
+  /**
+   * A conditional write's commit was sent but its answer is unknown (a lost answer, a fenced producer, a
+   * timeout); whoever wrote it learns the outcome by reading the log past the write's offset.
+   */
+  | 'LOG_OUTCOME_UNKNOWN'
   /** The log was deleted and recreated under a reader (Kafka: the topic id changed). */
   | 'LOG_RECREATED'
   /** A reader asked for records the log no longer has (removed by retention). */

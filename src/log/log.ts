@@ -32,6 +32,34 @@ export interface LogPosition {
   readonly offset: number;
 }
 
+/** One record of a conditional write: a null value deletes the key. */
+export interface LogWrite {
+  readonly key: Buffer;
+  readonly value: Buffer | null;
+}
+
+/**
+ * Records written to one partition of the log but not yet decided (a conditional write between its produce
+ * and its verdict). Readers see them only after commit(), never after abort(), and no reader of the
+ * partition gets past `offset` until one of the two: Kafka's read_committed readers stop at the first offset
+ * of the earliest open transaction (its last stable offset); the embedded log's single writer holds its end.
+ * So once a replica has applied everything below `offset`, no other write can land between what it reads
+ * there and this write: the basis of compare-and-set (docs/cas-on-kafka.md).
+ */
+export interface TentativeAppend {
+  readonly partition: number;
+  /** The first record's offset; record i of the append is at `offset + i`. */
+  readonly offset: number;
+  /**
+   * Makes the records visible. Resolves once the verdict is durable (Kafka: in the transaction log).
+   * Rejects with LOG_OUTCOME_UNKNOWN when it cannot tell whether the commit took effect (a lost answer, a
+   * fenced producer, a timeout): the caller learns the truth by reading the partition past `offset`.
+   */
+  commit(): Promise<void>;
+  /** Discards the records. Never rejects: an abort that cannot be sent is left to the transaction timeout. */
+  abort(): Promise<void>;
+}
+
 export interface Log {
   /** What this log is, for people: "embedded log in /var/lib/kvs2/log", "Kafka topic kvs2 at ...". */
   readonly description: string;
@@ -72,6 +100,17 @@ export interface Log {
    * is never written. One already handed over may still land: the caller cannot know (see the README).
    */
   append(key: Buffer, value: Buffer | null, signal: AbortSignal): Promise<LogPosition>;
+
+  /** The partition a key's records go to (every writer of the log must agree on it). */
+  partitionOf(key: Buffer): number;
+
+  /**
+   * Writes records that all go to one partition (partitionOf) tentatively: see TentativeAppend. Resolves
+   * once they have their offsets and hold the partition; rejects with a Kvs2Error (nothing was written, or
+   * what was written is aborted). The caller must call commit() or abort() promptly: the partition's readers
+   * wait meanwhile, and Kafka aborts a transaction left open past its timeout.
+   */
+  appendTentative(records: readonly LogWrite[], signal: AbortSignal): Promise<TentativeAppend>;
 
   /**
    * For every partition, the offset the next appended record will get: all before it are readable.

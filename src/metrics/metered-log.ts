@@ -1,5 +1,5 @@
 import { Counter, type Registry } from 'prom-client';
-import type { Log, LogBatch, LogPosition } from '../log/log.js';
+import type { Log, LogBatch, LogPosition, LogWrite, TentativeAppend } from '../log/log.js';
 import type { Offsets } from '../offsets.js';
 import { CountedHistogram, LatencyCounts } from './latency-histogram.js';
 
@@ -56,6 +56,15 @@ export class MeteredLog implements Log {
 
   reopen(signal?: AbortSignal): Promise<string> {
     return this.#log.reopen(signal);
+  }
+
+  partitionOf(key: Buffer): number {
+    return this.#log.partitionOf(key);
+  }
+
+  // Conditional writes are counted by outcome where they are decided (the service), not here.
+  appendTentative(records: readonly LogWrite[], signal: AbortSignal): Promise<TentativeAppend> {
+    return this.#log.appendTentative(records, signal);
   }
 
   async append(key: Buffer, value: Buffer | null, signal: AbortSignal): Promise<LogPosition> {

@@ -18,6 +18,7 @@ const EVERY_SERVER_CODE: Readonly<Record<Kvs2ErrorCode, true>> = {
   LOG_UNAVAILABLE: true,
   LOG_MISCONFIGURED: true,
   LOG_RECREATED: true,
+  LOG_OUTCOME_UNKNOWN: true,
   LOG_POSITION_LOST: true,
   TOKEN_FROM_OTHER_LOG: true,
   WATCHER_TOO_SLOW: true,

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { abortError, Kvs2Error } from '../../src/errors.js';
 import { murmur2 } from '../../src/log/kafka/murmur2-partitioner.js';
-import type { Log, LogBatch, LogPosition, LogRecord } from '../../src/log/log.js';
+import type { Log, LogBatch, LogPosition, LogRecord, LogWrite, TentativeAppend } from '../../src/log/log.js';
 import type { Offsets } from '../../src/offsets.js';
 
 export interface MemoryLogOptions {
@@ -41,6 +41,8 @@ export class MemoryLog implements Log {
   #failure: Kvs2Error | null = null;
   /** Readers parked until a record arrives, the log is recreated or it closes. */
   #wakeReaders: Array<() => void> = [];
+  /** Partitions held by an undecided conditional write: appends there wait for its verdict. */
+  readonly #holds = new Map<number, Promise<void>>();
 
   constructor(options: MemoryLogOptions = {}) {
     this.#partitionCount = options.partitions ?? 1;
@@ -69,11 +71,58 @@ export class MemoryLog implements Log {
     this.#usable();
     if (this.#failure !== null) throw this.#failure;
     const partition = this.partitionOf(key);
+    await this.#unheld(partition);
     const records = this.#partitions[partition] as LogRecord[];
     const offset = (this.#startOffsets[partition] as number) + records.length;
     records.push({ partition, offset, key: Buffer.from(key), value: value === null ? null : Buffer.from(value) });
     this.#wake();
     return { partition, offset };
+  }
+
+  /** Holds the partition, as the real logs do, until commit() appends the records or abort() drops them. */
+  async appendTentative(writes: readonly LogWrite[], signal: AbortSignal): Promise<TentativeAppend> {
+    this.#usable();
+    if (signal.aborted) throw abortError(signal, 'append');
+    if (this.#failure !== null) throw this.#failure;
+    const partition = this.partitionOf((writes[0] as LogWrite).key);
+    if (writes.some(({ key }) => this.partitionOf(key) !== partition)) {
+      throw new Kvs2Error('INVALID_ARGUMENT', 'the records of a conditional write must share a partition');
+    }
+    await this.#unheld(partition);
+    const released = Promise.withResolvers<void>();
+    this.#holds.set(partition, released.promise);
+    const records = this.#partitions[partition] as LogRecord[];
+    const offset = (this.#startOffsets[partition] as number) + records.length;
+    let decided = false;
+    const release = (): void => {
+      decided = true;
+      this.#holds.delete(partition);
+      released.resolve();
+    };
+    return {
+      partition,
+      offset,
+      commit: async () => {
+        if (decided) throw new Kvs2Error('LOG_UNAVAILABLE', 'the conditional write was already decided');
+        writes.forEach(({ key, value }, i) =>
+          records.push({
+            partition,
+            offset: offset + i,
+            key: Buffer.from(key),
+            value: value === null ? null : Buffer.from(value),
+          }),
+        );
+        release();
+        this.#wake();
+      },
+      abort: async () => {
+        if (!decided) release();
+      },
+    };
+  }
+
+  async #unheld(partition: number): Promise<void> {
+    for (let hold = this.#holds.get(partition); hold !== undefined; hold = this.#holds.get(partition)) await hold;
   }
 
   async endOffsets(): Promise<Offsets> {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { raceAbort } from '../../abort.js';
 import { abortError, describeError, isKvs2Error, Kvs2Error } from '../../errors.js';
 import type { Offsets } from '../../offsets.js';
-import type { Log, LogBatch, LogPosition, LogRecord } from '../log.js';
+import type { Log, LogBatch, LogPosition, LogRecord, LogWrite, TentativeAppend } from '../log.js';
 import { SignalGroups } from '../signal-groups.js';
 import { checkFrame, decodeFrameRecords, encodeFrame, type FrameRecordVisitor, isFrameFault } from './frame-codec.js';
 import { hasLmdbLog, migrateLmdbLog, removeLmdbLog } from './lmdb-log-migration.js';
@@ -14,12 +14,31 @@ import { listSegments, type SegmentIndex, scanSegment, segmentFileName } from '.
 
 /** An append waiting for its group commit. A promise settles once: an abort's early reject wins. */
 interface QueuedAppend {
+  readonly kind: 'append';
   readonly key: Buffer;
   readonly value: Buffer | null;
   readonly signal: AbortSignal;
   readonly resolve: (position: LogPosition) => void;
   readonly reject: (error: unknown) => void;
 }
+
+/** A conditional write waiting for the writer, which then holds the log's end for it until its verdict. */
+interface QueuedTentative {
+  readonly kind: 'tentative';
+  readonly records: readonly LogWrite[];
+  readonly signal: AbortSignal;
+  readonly resolve: (append: TentativeAppend) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+type Queued = QueuedAppend | QueuedTentative;
+
+/**
+ * How long the writer holds the log's end for an undecided conditional write before it discards it: what
+ * Kafka's transaction timeout is to a transactional producer that went quiet. A verdict takes a replica's
+ * catch-up and a store read, milliseconds; every append waits meanwhile.
+ */
+const DEFAULT_TENTATIVE_TIMEOUT_MS = 5000;
 
 /** A segment file and where its frames lie. The handle serves the writer (last segment) and every reader. */
 interface OpenSegment {
@@ -52,6 +71,8 @@ export interface EmbeddedLogOptions {
   readonly retainRecords?: number;
   /** A new segment file begins once the last one holds this many bytes (default 16 MiB). */
   readonly segmentBytes?: number;
+  /** How long a conditional write may stay undecided before it is discarded (default 5 s). */
+  readonly tentativeTimeoutMs?: number;
 }
 
 /**
@@ -79,6 +100,7 @@ export class EmbeddedLog implements Log {
   readonly #maxBatchBytes: number;
   readonly #retainRecords: number;
   readonly #segmentBytes: number;
+  readonly #tentativeTimeoutMs: number;
   /** Oldest first; the last one is written to. Empty until open() succeeds and after close(). */
   #segments: OpenSegment[] = [];
   /** Offset the next frame starts at. */
@@ -90,8 +112,8 @@ export class EmbeddedLog implements Log {
    * until all of its records are released. Not saved: after a restart the log starts at its first segment.
    */
   #releasedBefore = 0;
-  /** Appends not yet handed to the writer. */
-  #queue: QueuedAppend[] = [];
+  /** Appends and conditional writes not yet handed to the writer, in arrival order. */
+  #queue: Queued[] = [];
   /** The writer's run, while it has frames to write. */
   #writer: Promise<void> | undefined;
   /** Set once a write or sync failed: what reached the disk is then unknown, so nothing is written after. */
@@ -103,7 +125,7 @@ export class EmbeddedLog implements Log {
   readonly #opened = Promise.withResolvers<void>();
   #identity = '';
   /** Appends whose callers still wait, by signal: an abort rejects them at once. */
-  readonly #bySignal = new SignalGroups<QueuedAppend>((append, signal) =>
+  readonly #bySignal = new SignalGroups<Queued>((append, signal) =>
     append.reject(abortError(signal, `appending to ${this.description}`)),
   );
 
@@ -113,6 +135,7 @@ export class EmbeddedLog implements Log {
     this.#maxBatchBytes = options.maxBatchBytes ?? 16 * 1024 * 1024;
     this.#retainRecords = options.retainRecords ?? 10_000;
     this.#segmentBytes = options.segmentBytes ?? 16 * 1024 * 1024;
+    this.#tentativeTimeoutMs = options.tentativeTimeoutMs ?? DEFAULT_TENTATIVE_TIMEOUT_MS;
     this.description = `embedded log in ${options.dir}`;
     this.#opened.promise.catch(() => {});
   }
@@ -172,12 +195,38 @@ export class EmbeddedLog implements Log {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     if (this.#segments.length === 0) return this.#afterOpen(signal, () => this.append(key, value, signal));
     return new Promise<LogPosition>((resolve, reject) => {
-      const append: QueuedAppend = { key, value, signal, resolve, reject };
-      this.#bySignal.add(signal, append);
-      this.#queue.push(append);
-      // Started on the next turn of the event loop, so that every append of this turn shares the frame.
-      this.#writer ??= new Promise<void>((started) => setImmediate(started)).then(() => this.#write());
+      this.#enqueue({ kind: 'append', key, value, signal, resolve, reject });
     });
+  }
+
+  partitionOf(): number {
+    return PARTITION;
+  }
+
+  /**
+   * Queued like an append; when the writer reaches it, the records get the next offsets and the writer
+   * waits for the verdict before it writes anything else, so every record before them is durable and
+   * readable and nothing lands between. commit() writes them as one frame; abort() (or no verdict within
+   * the timeout) drops them, and the offsets go to whatever comes next: no reader ever saw them.
+   */
+  appendTentative(records: readonly LogWrite[], signal: AbortSignal): Promise<TentativeAppend> {
+    if (this.#closing) return Promise.reject(new Kvs2Error('SHUTTING_DOWN', `${this.description} is closing`));
+    if (signal.aborted) return Promise.reject(abortError(signal, `appending to ${this.description}`));
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    if (records.length === 0) {
+      return Promise.reject(new Kvs2Error('INVALID_ARGUMENT', 'a conditional write needs at least one record'));
+    }
+    if (this.#segments.length === 0) return this.#afterOpen(signal, () => this.appendTentative(records, signal));
+    return new Promise<TentativeAppend>((resolve, reject) => {
+      this.#enqueue({ kind: 'tentative', records, signal, resolve, reject });
+    });
+  }
+
+  #enqueue(queued: Queued): void {
+    this.#bySignal.add(queued.signal, queued);
+    this.#queue.push(queued);
+    // Started on the next turn of the event loop, so that every append of this turn shares the frame.
+    this.#writer ??= new Promise<void>((started) => setImmediate(started)).then(() => this.#write());
   }
 
   async endOffsets(signal: AbortSignal): Promise<Offsets> {
@@ -192,28 +241,102 @@ export class EmbeddedLog implements Log {
     return then();
   }
 
-  /** Writes frames until the queue is empty: each takes all appends that queued while the last one synced. */
+  /**
+   * Writes frames until the queue is empty: each takes all appends that queued while the last one synced,
+   * up to the next conditional write, for which the writer stops until its verdict.
+   */
   async #write(): Promise<void> {
     while (this.#queue.length > 0) {
       const taken = this.#queue;
       this.#queue = [];
       // The callers of aborted appends were told already; their records are never written.
-      const live = taken.filter((append) => !append.signal.aborted);
-      if (live.length === 0) continue;
-      const baseOffset = this.#nextOffset;
-      try {
-        if (this.#failure !== undefined) throw this.#failure;
-        await this.#writeFrame(encodeFrame(baseOffset, live), live.length);
-      } catch (error) {
-        this.#fail(error, live);
-        continue;
+      let run: QueuedAppend[] = [];
+      for (const queued of taken) {
+        if (queued.signal.aborted) continue;
+        if (queued.kind === 'append') {
+          run.push(queued);
+          continue;
+        }
+        await this.#writeAppends(run);
+        run = [];
+        await this.#holdFor(queued);
       }
-      live.forEach((append, i) => {
-        this.#bySignal.delete(append.signal, append);
-        append.resolve({ partition: PARTITION, offset: baseOffset + i });
-      });
+      await this.#writeAppends(run);
     }
     this.#writer = undefined;
+  }
+
+  async #writeAppends(appends: readonly QueuedAppend[]): Promise<void> {
+    if (appends.length === 0) return;
+    const baseOffset = this.#nextOffset;
+    try {
+      if (this.#failure !== undefined) throw this.#failure;
+      await this.#writeFrame(encodeFrame(baseOffset, appends), appends.length);
+    } catch (error) {
+      this.#fail(error, appends);
+      return;
+    }
+    appends.forEach((append, i) => {
+      this.#bySignal.delete(append.signal, append);
+      append.resolve({ partition: PARTITION, offset: baseOffset + i });
+    });
+  }
+
+  /** Hands a conditional write its offsets, then holds the log's end until commit(), abort() or the timeout. */
+  async #holdFor(tentative: QueuedTentative): Promise<void> {
+    this.#bySignal.delete(tentative.signal, tentative);
+    if (this.#failure !== undefined) {
+      tentative.reject(this.#failure);
+      return;
+    }
+    const offset = this.#nextOffset;
+    const verdict = Promise.withResolvers<boolean>();
+    const committed = Promise.withResolvers<void>();
+    committed.promise.catch(() => {});
+    let decided = false;
+    const decide = (commit: boolean): void => {
+      decided = true;
+      verdict.resolve(commit);
+    };
+    const timer = setTimeout(() => decide(false), this.#tentativeTimeoutMs);
+    tentative.resolve({
+      partition: PARTITION,
+      offset,
+      commit: () => {
+        if (decided) {
+          return Promise.reject(
+            new Kvs2Error(
+              'LOG_UNAVAILABLE',
+              `${this.description}: the conditional write at offset ${offset} was discarded, not decided within ${this.#tentativeTimeoutMs} ms`,
+            ),
+          );
+        }
+        decide(true);
+        return committed.promise;
+      },
+      abort: () => {
+        if (!decided) decide(false);
+        return Promise.resolve();
+      },
+    });
+    const commit = await verdict.promise;
+    clearTimeout(timer);
+    if (!commit) return;
+    try {
+      if (this.#failure !== undefined) throw this.#failure;
+      await this.#writeFrame(encodeFrame(offset, tentative.records), tentative.records.length);
+      committed.resolve();
+    } catch (error) {
+      this.#fail(error, []);
+      // The frame may be on disk in part or whole: a restart keeps it if it is whole.
+      committed.reject(
+        new Kvs2Error(
+          'LOG_OUTCOME_UNKNOWN',
+          `${this.description}: writing the conditional write at offset ${offset} failed: ${describeError(error)}`,
+          { cause: error },
+        ),
+      );
+    }
   }
 
   async #writeFrame(frame: Buffer, count: number): Promise<void> {

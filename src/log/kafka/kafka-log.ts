@@ -3,7 +3,7 @@ import { FetchIsolationLevels } from '@platformatic/kafka';
 import { pause, raceAbort } from '../../abort.js';
 import { describeError, Kvs2Error } from '../../errors.js';
 import type { Offsets } from '../../offsets.js';
-import type { Log, LogBatch, LogPosition } from '../log.js';
+import type { Log, LogBatch, LogPosition, LogWrite, TentativeAppend } from '../log.js';
 import { AppendBatcher } from './append-batcher.js';
 import { type ClientTarget, createAdmin, createConsumer, type Kvs2Consumer } from './kafka-clients.js';
 import { describeKafkaError, isPermanentKafkaError } from './kafka-errors.js';
@@ -127,6 +127,15 @@ export class KafkaLog implements Log {
     if (this.#topicId === undefined) return this.#afterOpen(signal, () => this.append(key, value, signal));
     return this.#batcher.append({ key, value, partition: partitionForKey(key, this.#producer.partitionCount) }, signal);
   }
+  partitionOf(key: Buffer): number {
+    return partitionForKey(key, this.#producer.partitionCount);
+  }
+
+  // TODO(cas): transactional producers (helper branch cas-kafka replaces this before merge).
+  appendTentative(_records: readonly LogWrite[], _signal: AbortSignal): Promise<TentativeAppend> {
+    return Promise.reject(new Kvs2Error('LOG_UNAVAILABLE', 'conditional writes on Kafka are not built yet'));
+  }
+
 
   endOffsets(signal: AbortSignal): Promise<Offsets> {
     if (this.#topicId === undefined) return this.#afterOpen(signal, () => this.endOffsets(signal));
