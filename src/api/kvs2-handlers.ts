@@ -38,9 +38,12 @@ import { snapshotHandler } from './snapshot-handler.js';
 import { toStatusError } from './status-mapping.js';
 import {
   batchReplyOf,
+  batchRequestOf,
   consistencyOf,
+  deleteRequestOf,
   getReplyOf,
   multiGetReplyOf,
+  putRequestOf,
   scanReplyOf,
   statusReplyOf,
   writeReplyOf,
@@ -206,7 +209,7 @@ export function kvs2Handlers({
         observed.set,
         call,
         callback,
-        (r, scope) => service.set(r, scope),
+        (r, scope) => service.set(putRequestOf(r), scope),
         writeReplyOf,
         'Set',
         (r) => ({
@@ -221,7 +224,7 @@ export function kvs2Handlers({
         observed.delete,
         call,
         callback,
-        (r, scope) => service.delete(r, scope),
+        (r, scope) => service.delete(deleteRequestOf(r), scope),
         writeReplyOf,
         'Delete',
         (r) => ({
@@ -237,7 +240,7 @@ export function kvs2Handlers({
         observed.write,
         call,
         callback,
-        (r, scope) => service.write(r, scope),
+        (r, scope) => service.write(batchRequestOf(r), scope),
         batchReplyOf,
         'Write',
         (r) => ({

@@ -1,5 +1,7 @@
 import { Kvs2Error } from '../errors.js';
 import {
+  type Condition,
+  ConditionKind,
   Consistency,
   type GetReply,
   type MultiGetReply,
@@ -8,19 +10,27 @@ import {
   ReadStatus,
   type ScanReply,
   type SetReply,
+  type SetRequest,
   SetStatus,
   type StatusReply,
+  type DeleteRequest as WireDeleteRequest,
   type WriteReply,
+  type WriteRequest,
 } from '../gen/kvs2.js';
 import type { NodeStateName } from '../service/node-health.js';
 import type { NodeStatus } from '../service/node-status.js';
 import type {
+  BatchRequest,
   BatchResult,
+  DeleteRequest,
   GetResult,
   MultiGetResult,
+  PutRequest,
   ReadConsistency,
   ScanResult,
+  WriteCondition,
   WriteResult,
+  WriteStatus,
 } from '../service/requests.js';
 import { toStatusError } from './status-mapping.js';
 
@@ -45,6 +55,57 @@ export function consistencyOf(value: Consistency): ReadConsistency {
   }
   return consistency;
 }
+
+/** A wire Condition as the service knows it; unset (or CONDITION_NONE) is no condition. */
+export function conditionOf(condition: Condition | undefined, field: string): WriteCondition | null {
+  if (condition === undefined) return null;
+  const { kind, version } = condition;
+  if (kind === ConditionKind.CONDITION_VERSION) return { kind: 'version', version };
+  if (version !== 0) {
+    throw new Kvs2Error(
+      'INVALID_ARGUMENT',
+      `${field} gives version ${version} with kind ${kind}; a version is compared only with CONDITION_VERSION`,
+    );
+  }
+  switch (kind) {
+    case ConditionKind.CONDITION_NONE:
+      return null;
+    case ConditionKind.CONDITION_ABSENT:
+      return { kind: 'absent' };
+    case ConditionKind.CONDITION_PRESENT:
+      return { kind: 'present' };
+    default:
+      throw new Kvs2Error('INVALID_ARGUMENT', `${field}.kind ${kind} is not a known ConditionKind value`);
+  }
+}
+
+export function putRequestOf(request: SetRequest): PutRequest {
+  const { key, value, waitForApply } = request;
+  return { key, value, waitForApply, condition: conditionOf(request.condition, 'condition') };
+}
+
+export function deleteRequestOf(request: WireDeleteRequest): DeleteRequest {
+  const { key, waitForApply } = request;
+  return { key, waitForApply, condition: conditionOf(request.condition, 'condition') };
+}
+
+export function batchRequestOf(request: WriteRequest): BatchRequest {
+  return {
+    waitForApply: request.waitForApply,
+    mutations: request.mutations.map(({ key, value, delete: isDelete, condition }, i) => ({
+      key,
+      value,
+      delete: isDelete,
+      condition: conditionOf(condition, `mutations[${i}].condition`),
+    })),
+  };
+}
+
+const SET_STATUS: Readonly<Record<WriteStatus, SetStatus>> = {
+  published: SetStatus.PUBLISHED,
+  applied: SetStatus.APPLIED,
+  conflict: SetStatus.CONFLICT,
+};
 
 export function getReplyOf(result: GetResult): GetReply {
   return result.value === undefined
@@ -74,16 +135,16 @@ export function scanReplyOf(result: ScanResult): ScanReply {
 }
 
 export function writeReplyOf(result: WriteResult): SetReply {
-  return { status: SetStatus.PUBLISHED, token: result.token };
+  return { status: SET_STATUS[result.status], token: result.token, version: result.version };
 }
 
 export function batchReplyOf(result: BatchResult): WriteReply {
   const results = result.outcomes.map((outcome) => {
-    if (outcome.ok) return { code: 0, message: '', token: outcome.token };
+    if (outcome.ok) return { code: 0, message: '', token: outcome.token, version: outcome.version };
     const error = toStatusError(outcome.error);
-    return { code: error.code, message: error.details, token: EMPTY };
+    return { code: error.code, message: error.details, token: EMPTY, version: 0 };
   });
-  return { results, token: result.token ?? EMPTY };
+  return { results, token: result.token ?? EMPTY, status: SET_STATUS[result.status] };
 }
 
 const NODE_STATE: Readonly<Record<NodeStateName, NodeState>> = {

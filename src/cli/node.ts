@@ -16,6 +16,7 @@ import { bootstrapIfEmpty } from '../replica/peer-bootstrap.js';
 import { Replica } from '../replica/replica.js';
 import { startReplica } from '../replica/start-replica.js';
 import { peerSnapshotStream } from '../replica-lib/peer-snapshots.js';
+import { ConditionalWrites } from '../service/conditional-writes.js';
 import { KvService } from '../service/kv-service.js';
 import { NodeHealth } from '../service/node-health.js';
 import { NodeStatusReport } from '../service/node-status.js';
@@ -106,8 +107,10 @@ export class KvsNode {
         (r) => r.stop(),
       );
       const nodeHealth = new NodeHealth({ progress: replica.progress, maxReadyLag: config.maxReadyLag });
+      const conditional = new ConditionalWrites({ log, applied: replica.watermark, feed: replica.changes, store });
       const service = new KvService({
         log,
+        conditional,
         store,
         applied: replica.watermark,
         changes: { feed: replica.changes, history: log },
@@ -179,6 +182,7 @@ export class KvsNode {
       if (api !== null) port = await api.listen(config.listen.host, config.listen.port);
       else {
         const started = await ServingWorkers.start({
+          conditional,
           count: config.serveWorkers,
           config,
           storeDir,

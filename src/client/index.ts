@@ -1,6 +1,7 @@
 // The public surface of `kvs2/client` (package.json exports): the promise client, its options and errors,
 // and the protobuf message types its methods take and return. Everything else in the package is private.
 export type {
+  Condition,
   DeleteReply,
   DeleteRequest,
   GetReply,

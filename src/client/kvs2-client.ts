@@ -25,7 +25,7 @@ import { Kvs2ClientOptionError, type Kvs2ClientOptions, wholeNumberOption } from
 import { readRetryChannelOptions } from './read-retries.js';
 import { channelCredentialsOf, serverNameOption } from './tls-credentials.js';
 
-export { Consistency, NodeState, ReadStatus, SetStatus, WatchEvent_Kind } from '../gen/kvs2.js';
+export { ConditionKind, Consistency, NodeState, ReadStatus, SetStatus, WatchEvent_Kind } from '../gen/kvs2.js';
 export { Kvs2ClientError, type Kvs2ErrorCode } from './client-error.js';
 export {
   Kvs2ClientOptionError,

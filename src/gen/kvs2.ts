@@ -48,8 +48,25 @@ export enum Consistency {
   UNRECOGNIZED = -1,
 }
 
+export enum ConditionKind {
+  /** CONDITION_NONE - No condition: the write is unconditional. */
+  CONDITION_NONE = 0,
+  /** CONDITION_VERSION - The key exists with exactly `version`: nobody wrote it since it was read. */
+  CONDITION_VERSION = 1,
+  /** CONDITION_ABSENT - The key does not exist (never written, or deleted): create-if-absent. */
+  CONDITION_ABSENT = 2,
+  /** CONDITION_PRESENT - The key exists, whatever its version: update-if-present. */
+  CONDITION_PRESENT = 3,
+  UNRECOGNIZED = -1,
+}
+
 export enum SetStatus {
+  /** PUBLISHED - An unconditional write is in the log (a server that does not know conditions answers this to any write). */
   PUBLISHED = 0,
+  /** APPLIED - The condition held and the write is in the log. */
+  APPLIED = 1,
+  /** CONFLICT - The condition did not hold: nothing was written. `version` is the key's current version (0: absent). */
+  CONFLICT = 2,
   UNRECOGNIZED = -1,
 }
 
@@ -78,12 +95,32 @@ export interface SetRequest {
   value: Buffer;
   /** Reply only once this node has applied the write, so reads on this node see it. */
   waitForApply: boolean;
+  /** Write only if the key's current state meets this (compare-and-set); unset: write unconditionally. */
+  condition?: Condition | undefined;
+}
+
+/**
+ * What a compare-and-set requires of a key. Checked against every write before it in the log, atomically
+ * with the write: no other write of the key can land in between (README "Conditional writes").
+ */
+export interface Condition {
+  kind: ConditionKind;
+  /** With CONDITION_VERSION: the version the key must have (GetReply.version), at least 1. */
+  version: number;
 }
 
 export interface SetReply {
   status: SetStatus;
-  /** Where the write landed in the log; pass it in `after` to read it on any node. */
+  /**
+   * Where the write landed in the log; pass it in `after` to read it on any node. With CONFLICT: what the
+   * node had applied when it decided, so a read after it sees the version that won.
+   */
   token: Buffer;
+  /**
+   * PUBLISHED and APPLIED: the version this write gave the key (0 after a delete); CONFLICT: its version that failed the
+   * condition (0: absent).
+   */
+  version: number;
 }
 
 export interface GetRequest {
@@ -128,11 +165,15 @@ export interface MultiGetReply {
 export interface DeleteRequest {
   key: Buffer;
   waitForApply: boolean;
+  /** Delete only if the key's current state meets this; unset: delete unconditionally. */
+  condition?: Condition | undefined;
 }
 
 export interface DeleteReply {
   status: SetStatus;
   token: Buffer;
+  /** As in SetReply: 0 once deleted; with CONFLICT, the version that failed the condition. */
+  version: number;
 }
 
 /** One change of a Write: a put of `value`, or a delete when `delete` is set. */
@@ -140,6 +181,12 @@ export interface Mutation {
   key: Buffer;
   value: Buffer;
   delete: boolean;
+  /**
+   * A Write in which any mutation has a condition is one conditional write: all its mutations happen
+   * together if every condition holds, none otherwise. Its keys must all go to one partition of the log
+   * (README "Conditional writes": hash tags); it is refused with INVALID_ARGUMENT otherwise.
+   */
+  condition?: Condition | undefined;
 }
 
 export interface WriteRequest {
@@ -153,12 +200,16 @@ export interface MutationResult {
   code: number;
   message: string;
   token: Buffer;
+  /** As SetReply.version for this mutation's key. */
+  version: number;
 }
 
 export interface WriteReply {
   results: MutationResult[];
   /** All published mutations' tokens merged: pass it in `after` to see the whole batch. */
   token: Buffer;
+  /** PUBLISHED for a Write without conditions; APPLIED (all mutations written) or CONFLICT (none) for one with. */
+  status: SetStatus;
 }
 
 export interface ScanRequest {
@@ -271,7 +322,7 @@ export interface SnapshotChunk {
 }
 
 function createBaseSetRequest(): SetRequest {
-  return { key: EMPTY_BYTES, value: EMPTY_BYTES, waitForApply: false };
+  return { key: EMPTY_BYTES, value: EMPTY_BYTES, waitForApply: false, condition: undefined };
 }
 
 export const SetRequest: MessageFns<SetRequest> = {
@@ -284,6 +335,9 @@ export const SetRequest: MessageFns<SetRequest> = {
     }
     if (message.waitForApply !== false) {
       writer.uint32(24).bool(message.waitForApply);
+    }
+    if (message.condition !== undefined) {
+      Condition.encode(message.condition, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -325,6 +379,71 @@ export const SetRequest: MessageFns<SetRequest> = {
             message.waitForApply = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.condition = Condition.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseCondition(): Condition {
+  return { kind: 0, version: 0 };
+}
+
+export const Condition: MessageFns<Condition> = {
+  encode(message: Condition, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.version !== 0) {
+      writer.uint32(16).uint64(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Condition {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCondition();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -339,7 +458,7 @@ export const SetRequest: MessageFns<SetRequest> = {
 };
 
 function createBaseSetReply(): SetReply {
-  return { status: 0, token: EMPTY_BYTES };
+  return { status: 0, token: EMPTY_BYTES, version: 0 };
 }
 
 export const SetReply: MessageFns<SetReply> = {
@@ -349,6 +468,9 @@ export const SetReply: MessageFns<SetReply> = {
     }
     if (message.token.length !== 0) {
       writer.uint32(18).bytes(message.token);
+    }
+    if (message.version !== 0) {
+      writer.uint32(24).uint64(message.version);
     }
     return writer;
   },
@@ -380,6 +502,14 @@ export const SetReply: MessageFns<SetReply> = {
             }
 
             message.token = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
             continue;
           }
         }
@@ -747,7 +877,7 @@ export const MultiGetReply: MessageFns<MultiGetReply> = {
 };
 
 function createBaseDeleteRequest(): DeleteRequest {
-  return { key: EMPTY_BYTES, waitForApply: false };
+  return { key: EMPTY_BYTES, waitForApply: false, condition: undefined };
 }
 
 export const DeleteRequest: MessageFns<DeleteRequest> = {
@@ -757,6 +887,9 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
     }
     if (message.waitForApply !== false) {
       writer.uint32(16).bool(message.waitForApply);
+    }
+    if (message.condition !== undefined) {
+      Condition.encode(message.condition, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -790,6 +923,14 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
             message.waitForApply = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.condition = Condition.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -804,7 +945,7 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
 };
 
 function createBaseDeleteReply(): DeleteReply {
-  return { status: 0, token: EMPTY_BYTES };
+  return { status: 0, token: EMPTY_BYTES, version: 0 };
 }
 
 export const DeleteReply: MessageFns<DeleteReply> = {
@@ -814,6 +955,9 @@ export const DeleteReply: MessageFns<DeleteReply> = {
     }
     if (message.token.length !== 0) {
       writer.uint32(18).bytes(message.token);
+    }
+    if (message.version !== 0) {
+      writer.uint32(24).uint64(message.version);
     }
     return writer;
   },
@@ -847,6 +991,14 @@ export const DeleteReply: MessageFns<DeleteReply> = {
             message.token = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -861,7 +1013,7 @@ export const DeleteReply: MessageFns<DeleteReply> = {
 };
 
 function createBaseMutation(): Mutation {
-  return { key: EMPTY_BYTES, value: EMPTY_BYTES, delete: false };
+  return { key: EMPTY_BYTES, value: EMPTY_BYTES, delete: false, condition: undefined };
 }
 
 export const Mutation: MessageFns<Mutation> = {
@@ -874,6 +1026,9 @@ export const Mutation: MessageFns<Mutation> = {
     }
     if (message.delete !== false) {
       writer.uint32(24).bool(message.delete);
+    }
+    if (message.condition !== undefined) {
+      Condition.encode(message.condition, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -913,6 +1068,14 @@ export const Mutation: MessageFns<Mutation> = {
             }
 
             message.delete = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.condition = Condition.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -986,7 +1149,7 @@ export const WriteRequest: MessageFns<WriteRequest> = {
 };
 
 function createBaseMutationResult(): MutationResult {
-  return { code: 0, message: "", token: EMPTY_BYTES };
+  return { code: 0, message: "", token: EMPTY_BYTES, version: 0 };
 }
 
 export const MutationResult: MessageFns<MutationResult> = {
@@ -999,6 +1162,9 @@ export const MutationResult: MessageFns<MutationResult> = {
     }
     if (message.token.length !== 0) {
       writer.uint32(26).bytes(message.token);
+    }
+    if (message.version !== 0) {
+      writer.uint32(32).uint64(message.version);
     }
     return writer;
   },
@@ -1040,6 +1206,14 @@ export const MutationResult: MessageFns<MutationResult> = {
             message.token = Buffer.from(reader.bytes());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1054,7 +1228,7 @@ export const MutationResult: MessageFns<MutationResult> = {
 };
 
 function createBaseWriteReply(): WriteReply {
-  return { results: [], token: EMPTY_BYTES };
+  return { results: [], token: EMPTY_BYTES, status: 0 };
 }
 
 export const WriteReply: MessageFns<WriteReply> = {
@@ -1064,6 +1238,9 @@ export const WriteReply: MessageFns<WriteReply> = {
     }
     if (message.token.length !== 0) {
       writer.uint32(18).bytes(message.token);
+    }
+    if (message.status !== 0) {
+      writer.uint32(24).int32(message.status);
     }
     return writer;
   },
@@ -1095,6 +1272,14 @@ export const WriteReply: MessageFns<WriteReply> = {
             }
 
             message.token = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
             continue;
           }
         }

@@ -8,6 +8,7 @@ import type { PeerSnapshotStream } from '../replica/peer-bootstrap.js';
 import { bootstrapIfEmpty } from '../replica/peer-bootstrap.js';
 import { Replica } from '../replica/replica.js';
 import { startReplica } from '../replica/start-replica.js';
+import { ConditionalWrites } from '../service/conditional-writes.js';
 import { KvService } from '../service/kv-service.js';
 import { RequestChecks } from '../service/request-checks.js';
 import type { CallContext, ReadOptions } from '../service/requests.js';
@@ -82,6 +83,7 @@ export async function openInProcessReplica(options: ReplicaOptions): Promise<Kvs
     );
     const service = new KvService({
       log,
+      conditional: new ConditionalWrites({ log, applied: replica.watermark, feed: replica.changes, store }),
       store,
       applied: replica.watermark,
       changes: { feed: replica.changes, history: log },

@@ -6,6 +6,7 @@ import type { AppliedWatermark } from '../replica/applied-watermark.js';
 import { SnapshotEncoder } from '../snapshot/snapshot-encoder.js';
 import type { KeyValueReader } from '../store/store.js';
 import type { SnapshotSource } from '../store/store-snapshot.js';
+import type { ConditionalMutation, ConditionalVerdict, ConditionalWriter } from './conditional-writes.js';
 import { encodeToken, logTagOf, mergeTokens } from './consistency-token.js';
 import { ReplyBudget } from './reply-budget.js';
 import { RequestChecks } from './request-checks.js';
@@ -25,6 +26,7 @@ import type {
   ScanRequest,
   ScanResult,
   WatchRequest,
+  WriteCondition,
   WriteResult,
 } from './requests.js';
 import { scanBounds } from './scan-range.js';
@@ -38,6 +40,8 @@ export interface LogAppender {
 
 export interface KvServiceOptions {
   readonly log: LogAppender;
+  /** Where conditional writes are decided (on the node that owns the log and the replica). */
+  readonly conditional: ConditionalWriter;
   /** Reads, and consistent snapshots of the whole store (the Snapshot RPC). */
   readonly store: KeyValueReader & SnapshotSource;
   /** Where the replica is, and a way to wait for it. */
@@ -77,6 +81,7 @@ const SNAPSHOT_MAX_CHUNK_BYTES = 1024 * 1024;
  */
 export class KvService {
   readonly #log: LogAppender;
+  readonly #conditional: ConditionalWriter;
   readonly #store: KeyValueReader & SnapshotSource;
   readonly #applied: AppliedWatermark;
   readonly #changes: ChangeSource;
@@ -89,6 +94,7 @@ export class KvService {
 
   constructor(options: KvServiceOptions) {
     this.#log = options.log;
+    this.#conditional = options.conditional;
     this.#store = options.store;
     this.#applied = options.applied;
     this.#changes = options.changes;
@@ -157,12 +163,15 @@ export class KvService {
   set(request: PutRequest, context: CallContext): Promise<WriteResult> {
     this.#checks.key(request.key, 'key');
     this.#checks.value(request.value, 'value');
+    if (request.condition)
+      return this.#writeOneIf(request.key, request.value, request.condition, request, context.signal);
     return this.#publish(request.key, request.value, request.waitForApply, context.signal);
   }
 
   /** Publishes a tombstone for the key. */
   delete(request: DeleteRequest, context: CallContext): Promise<WriteResult> {
     this.#checks.key(request.key, 'key');
+    if (request.condition) return this.#writeOneIf(request.key, null, request.condition, request, context.signal);
     return this.#publish(request.key, null, request.waitForApply, context.signal);
   }
 
@@ -175,6 +184,7 @@ export class KvService {
   async write(request: BatchRequest, context: CallContext): Promise<BatchResult> {
     this.#checks.mutations(request.mutations);
     const { signal } = context;
+    if (request.mutations.some(({ condition }) => condition)) return this.#writeBatchIf(request, signal);
     this.#checkWritable(signal);
     type Appended =
       | { readonly ok: true; readonly position: LogPosition }
@@ -199,8 +209,16 @@ export class KvService {
     }
     if (request.waitForApply) await this.#applied.waitFor(reached, signal);
     return {
+      status: 'published',
       outcomes: results.map(
-        (result): MutationOutcome => (result.ok ? { ok: true, token: this.#tokenFor(result.position) } : result),
+        (result, i): MutationOutcome =>
+          result.ok
+            ? {
+                ok: true,
+                token: this.#tokenFor(result.position),
+                version: request.mutations[i]?.delete ? 0 : result.position.offset + 1,
+              }
+            : result,
       ),
       // From the positions themselves: merging the mutations' tokens would decode each of them again.
       token: reached.size > 0 ? encodeToken(this.currentLogTag(), reached) : null,
@@ -368,7 +386,68 @@ export class KvService {
     this.#checkWritable(signal);
     const position = await this.#log.append(key, value, signal);
     if (waitForApply) await this.#applied.waitFor(new Map([[position.partition, position.offset + 1]]), signal);
-    return { token: this.#tokenFor(position) };
+    return { status: 'published', token: this.#tokenFor(position), version: value === null ? 0 : position.offset + 1 };
+  }
+
+  async #writeOneIf(
+    key: Buffer,
+    value: Buffer | null,
+    condition: WriteCondition,
+    request: { readonly waitForApply: boolean },
+    signal: AbortSignal,
+  ): Promise<WriteResult> {
+    this.#checks.condition(condition, 'condition');
+    const verdict = await this.#decide([{ key, value, condition }], request.waitForApply, signal);
+    return { status: verdict.status, token: verdict.token, version: verdict.versions[0] as number };
+  }
+
+  /** A batch with conditions: one conditional write, all of it or nothing. */
+  async #writeBatchIf(request: BatchRequest, signal: AbortSignal): Promise<BatchResult> {
+    request.mutations.forEach(({ condition }, i) =>
+      this.#checks.condition(condition ?? null, `mutations[${i}].condition`),
+    );
+    const verdict = await this.#decide(
+      request.mutations.map(({ key, value, delete: isDelete, condition }) => ({
+        key,
+        value: isDelete ? null : value,
+        condition: condition ?? null,
+      })),
+      request.waitForApply,
+      signal,
+    );
+    const { partition, offset } = verdict.position;
+    return {
+      status: verdict.status,
+      outcomes: verdict.versions.map((version, i) => ({
+        ok: true,
+        version,
+        token:
+          verdict.status === 'applied'
+            ? this.#tokenFor({ partition, offset: offset + i })
+            : encodeToken(this.currentLogTag(), new Map([[partition, offset]])),
+      })),
+      token: verdict.token,
+    };
+  }
+
+  async #decide(
+    mutations: readonly ConditionalMutation[],
+    waitForApply: boolean,
+    signal: AbortSignal,
+  ): Promise<{ status: 'applied' | 'conflict'; token: Buffer; versions: readonly number[]; position: LogPosition }> {
+    this.#checkWritable(signal);
+    const verdict: ConditionalVerdict = await this.#conditional.writeIf(mutations, signal);
+    const { partition, offset } = verdict.position;
+    // Applied: read up to just past its last record. Not applied: up to where it was decided, so that a read
+    // with this token sees the version that won.
+    const reached = new Map([[partition, offset + verdict.records]]);
+    if (verdict.applied && waitForApply) await this.#applied.waitFor(reached, signal);
+    return {
+      status: verdict.applied ? 'applied' : 'conflict',
+      token: encodeToken(this.currentLogTag(), reached),
+      versions: verdict.versions,
+      position: verdict.position,
+    };
   }
 
   #checkWritable(signal: AbortSignal): void {

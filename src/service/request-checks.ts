@@ -1,7 +1,7 @@
 import type { Limits } from '../config/config.js';
 import { STORE_MAX_KEY_BYTES } from '../config/limits.js';
 import { Kvs2Error } from '../errors.js';
-import type { MutationRequest, ReadOptions, WatchRequest } from './requests.js';
+import type { MutationRequest, ReadOptions, WatchRequest, WriteCondition } from './requests.js';
 
 /** Most tokens one read may wait for. */
 export const MAX_TOKENS_PER_CALL = 1000;
@@ -62,6 +62,17 @@ export class RequestChecks {
         throw invalid(`mutations[${i}] is a delete with a value; give a value or delete, not both`);
       }
       this.value(value, `mutations[${i}].value`);
+    }
+  }
+
+  /** A version to compare with must be one a write can have: 1 or more (absent is CONDITION_ABSENT). */
+  condition(condition: WriteCondition | null, field: string): void {
+    if (condition?.kind !== 'version') return;
+    const { version } = condition;
+    if (!Number.isSafeInteger(version) || version < 1) {
+      throw invalid(
+        `${field}.version is ${version}; a version is at least 1 (to require that the key is absent, use CONDITION_ABSENT)`,
+      );
     }
   }
 

@@ -35,6 +35,15 @@ export interface ScanRequest extends ReadOptions {
   readonly continuation: Buffer;
 }
 
+/**
+ * What a conditional write requires of its key's state just before it in the log (compare-and-set). A
+ * deleted key is absent, like one never written: nodes that did and did not see a since-compacted
+ * tombstone agree.
+ */
+export type WriteCondition =
+  /** The key exists with exactly this version (at least 1). */
+  { readonly kind: 'version'; readonly version: number } | { readonly kind: 'absent' } | { readonly kind: 'present' };
+
 export interface WriteOptions {
   /** Answer only once this node has applied the write. */
   readonly waitForApply: boolean;
@@ -43,10 +52,13 @@ export interface WriteOptions {
 export interface PutRequest extends WriteOptions {
   readonly key: Buffer;
   readonly value: Buffer;
+  /** Absent or null: unconditional. */
+  readonly condition?: WriteCondition | null;
 }
 
 export interface DeleteRequest extends WriteOptions {
   readonly key: Buffer;
+  readonly condition?: WriteCondition | null;
 }
 
 /** One change of a batch as a caller gives it: a put of `value`, or a delete when `delete` is set. */
@@ -54,6 +66,8 @@ export interface MutationRequest {
   readonly key: Buffer;
   readonly value: Buffer;
   readonly delete: boolean;
+  /** A batch with any condition is one conditional write: all of it or nothing. */
+  readonly condition?: WriteCondition | null;
 }
 
 export interface BatchRequest extends WriteOptions {
@@ -103,16 +117,26 @@ export interface ScanResult {
   readonly token: Buffer;
 }
 
+/**
+ * `published`: an unconditional write is in the log; `applied`: a conditional one's conditions held and it is
+ * in the log; `conflict`: they did not, nothing was written.
+ */
+export type WriteStatus = 'published' | 'applied' | 'conflict';
+
 export interface WriteResult {
-  /** Where the write landed in the log. */
+  readonly status: WriteStatus;
+  /** Where the write landed in the log; for a conflict, the position it was decided at. */
   readonly token: Buffer;
+  /** The version the write gave the key (0 for a delete); for a conflict, the key's current version. */
+  readonly version: number;
 }
 
 export type MutationOutcome =
-  | { readonly ok: true; readonly token: Buffer }
+  | { readonly ok: true; readonly token: Buffer; readonly version: number }
   | { readonly ok: false; readonly error: Kvs2Error };
 
 export interface BatchResult {
+  readonly status: WriteStatus;
   /** Each mutation's outcome, in request order. */
   readonly outcomes: readonly MutationOutcome[];
   /** All published mutations' positions in one token; null when nothing was published. */

@@ -16,6 +16,7 @@ import {
 import { Kvs2Error } from '../../src/errors.js';
 import type { WatchEvent } from '../../src/gen/kvs2.js';
 import type { Replica } from '../../src/replica/replica.js';
+import { ConditionalWrites } from '../../src/service/conditional-writes.js';
 import { decodeToken, encodeToken, logTagOf } from '../../src/service/consistency-token.js';
 import { KvService } from '../../src/service/kv-service.js';
 import { NodeHealth } from '../../src/service/node-health.js';
@@ -391,6 +392,12 @@ describe('the handlers at the edges of a call: deadline, shutdown', () => {
     // Its own service, so that closing it ends nothing else.
     service = new KvService({
       log: node.log,
+      conditional: new ConditionalWrites({
+        log: node.log,
+        applied: node.replica.watermark,
+        feed: node.replica.changes,
+        store: node.store,
+      }),
       store: node.store,
       applied: node.replica.watermark,
       changes: { feed: node.replica.changes, history: node.log },

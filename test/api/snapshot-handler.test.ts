@@ -5,6 +5,7 @@ import { GrpcApi } from '../../src/api/grpc-server.js';
 import { HealthService } from '../../src/api/health.js';
 import { Kvs2Client, Kvs2ClientError } from '../../src/client/kvs2-client.js';
 import type { Replica } from '../../src/replica/replica.js';
+import { ConditionalWrites } from '../../src/service/conditional-writes.js';
 import { KvService } from '../../src/service/kv-service.js';
 import { NodeHealth } from '../../src/service/node-health.js';
 import { NodeStatusReport } from '../../src/service/node-status.js';
@@ -75,6 +76,12 @@ describe('the Snapshot RPC, in process', () => {
     store = new CountedStore(node.store);
     service = new KvService({
       log: node.log,
+      conditional: new ConditionalWrites({
+        log: node.log,
+        applied: node.replica.watermark,
+        feed: node.replica.changes,
+        store: node.store,
+      }),
       store,
       applied: node.replica.watermark,
       changes: { feed: node.replica.changes, history: node.log },

@@ -71,7 +71,7 @@ export class MemoryLog implements Log {
     this.#usable();
     if (this.#failure !== null) throw this.#failure;
     const partition = this.partitionOf(key);
-    await this.#unheld(partition);
+    for (let hold = this.#holds.get(partition); hold !== undefined; hold = this.#holds.get(partition)) await hold;
     const records = this.#partitions[partition] as LogRecord[];
     const offset = (this.#startOffsets[partition] as number) + records.length;
     records.push({ partition, offset, key: Buffer.from(key), value: value === null ? null : Buffer.from(value) });
@@ -88,7 +88,8 @@ export class MemoryLog implements Log {
     if (writes.some(({ key }) => this.partitionOf(key) !== partition)) {
       throw new Kvs2Error('INVALID_ARGUMENT', 'the records of a conditional write must share a partition');
     }
-    await this.#unheld(partition);
+    // Checked and taken in one turn: an await between them would let two writes take the same offset.
+    for (let hold = this.#holds.get(partition); hold !== undefined; hold = this.#holds.get(partition)) await hold;
     const released = Promise.withResolvers<void>();
     this.#holds.set(partition, released.promise);
     const records = this.#partitions[partition] as LogRecord[];
@@ -119,10 +120,6 @@ export class MemoryLog implements Log {
         if (!decided) release();
       },
     };
-  }
-
-  async #unheld(partition: number): Promise<void> {
-    for (let hold = this.#holds.get(partition); hold !== undefined; hold = this.#holds.get(partition)) await hold;
   }
 
   async endOffsets(): Promise<Offsets> {

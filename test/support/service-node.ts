@@ -5,6 +5,7 @@ import { hasReached } from '../../src/offsets.js';
 import { type AppliedWatermark, ReplicaWatermark } from '../../src/replica/applied-watermark.js';
 import { ChangeBroadcaster, type ChangeFeed } from '../../src/replica/change-feed.js';
 import { Replica } from '../../src/replica/replica.js';
+import { ConditionalWrites } from '../../src/service/conditional-writes.js';
 import { KvService, type LogAppender } from '../../src/service/kv-service.js';
 import { LmdbStore } from '../../src/store/lmdb-store.js';
 import type { StoreWrite } from '../../src/store/store.js';
@@ -139,6 +140,7 @@ async function start<R>(
     const { replica, watermark, feed, stop } = await applier(log, store, await log.open());
     const service = new KvService({
       log: options.appender?.(log) ?? log,
+      conditional: new ConditionalWrites({ log, applied: watermark, feed, store }),
       store,
       applied: watermark,
       changes: { feed, history: log },

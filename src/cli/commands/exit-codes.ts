@@ -8,6 +8,8 @@ export const EXIT_USAGE = 2;
 export const EXIT_UNAVAILABLE = 3;
 export const EXIT_REFUSED = 4;
 export const EXIT_INTERNAL = 5;
+/** A conditional put or del whose condition did not hold: nothing was written. */
+export const EXIT_CONFLICT = 6;
 
 export const EXIT_CODES_HELP = `
 Exit codes of get, put, del, mget, scan, watch and status:
@@ -18,6 +20,8 @@ Exit codes of get, put, del, mget, scan, watch and status:
   4  refused by the node: an invalid argument, a value or reply too large, overloaded, a token from
      another log or too old, an RPC the node does not have, no or a wrong --token, not permitted
   5  internal: the node failed, or something unexpected happened
+  6  conflict: put or del with --if-version, --if-absent or --if-present whose condition did not
+     hold; nothing was written (the key's current version is printed)
 Failures print one line on stderr: "kvs2 <command>: <code>: <message>".`;
 
 /** The exit code of a failed call, from its gRPC status (the kvs2 code refines the message, not the class). */

@@ -1,6 +1,7 @@
 import { abortError, type Kvs2Error } from '../../errors.js';
 import type { LogBatch, LogPosition } from '../../log/log.js';
 import type { Offsets } from '../../offsets.js';
+import type { ConditionalMutation, ConditionalVerdict, ConditionalWriter } from '../../service/conditional-writes.js';
 import type { LogAppender } from '../../service/kv-service.js';
 import type { LogHistory } from '../../service/watch-session.js';
 import type { NodeLink } from './node-link.js';
@@ -12,7 +13,7 @@ import { fromBatchMessage, fromWireError, toEntries, toOffsets } from './worker-
  * owns the one log (the embedded log has one writer; a Kafka client per thread would multiply connections
  * and the client's 0.4 s start). Signals keep their meaning: an aborted append is given up at the node.
  */
-export class NodeLog implements LogAppender, LogHistory {
+export class NodeLog implements LogAppender, LogHistory, ConditionalWriter {
   readonly #link: NodeLink;
 
   constructor(link: NodeLink) {
@@ -28,6 +29,26 @@ export class NodeLog implements LogAppender, LogHistory {
       },
       signal,
       'appending to the log',
+    );
+  }
+
+  writeIf(mutations: readonly ConditionalMutation[], signal: AbortSignal): Promise<ConditionalVerdict> {
+    return this.#link.request(
+      (id) => ({
+        type: 'write-if',
+        id,
+        mutations: mutations.map(({ key, value, condition }) => ({
+          key: ownBytes(key),
+          value: value === null ? null : ownBytes(value),
+          condition,
+        })),
+      }),
+      (reply) => {
+        if (reply.type !== 'written-if') throw new Error(`unexpected reply ${reply.type} to a conditional write`);
+        return reply.verdict;
+      },
+      signal,
+      'writing conditionally',
     );
   }
 

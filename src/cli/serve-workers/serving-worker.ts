@@ -55,6 +55,7 @@ async function main(): Promise<void> {
     const log = new NodeLog(link);
     service = new KvService({
       log,
+      conditional: log,
       store,
       applied: mirror.watermark,
       changes: { feed: mirror.changes, history: log },

@@ -6,6 +6,7 @@ import type { Log } from '../../log/log.js';
 import type { Logger } from '../../logger.js';
 import type { MetricsSource } from '../../metrics/metrics-listener.js';
 import type { Replica } from '../../replica/replica.js';
+import type { ConditionalWriter } from '../../service/conditional-writes.js';
 import type { NodeHealth } from '../../service/node-health.js';
 import type { NodeStatusReport } from '../../service/node-status.js';
 import { MessageBatches } from './message-batches.js';
@@ -27,6 +28,8 @@ export interface ServingWorkersOptions {
   readonly config: Config;
   readonly storeDir: string;
   readonly log: Log;
+  /** Decides the conditional writes the workers pass on. */
+  readonly conditional: ConditionalWriter;
   readonly replica: Replica;
   readonly health: NodeHealth;
   readonly status: NodeStatusReport;
@@ -282,8 +285,20 @@ class WorkerChannel {
   }
 
   #take(message: FromWorker): void {
-    const { log, status } = this.#options;
+    const { log, status, conditional } = this.#options;
     switch (message.type) {
+      case 'write-if': {
+        const { id } = message;
+        const mutations = message.mutations.map(({ key, value, condition }) => ({
+          key: asBuffer(key),
+          value: value === null ? null : asBuffer(value),
+          condition,
+        }));
+        this.#answer(id, (signal) =>
+          conditional.writeIf(mutations, signal).then((verdict) => ({ type: 'written-if', id, verdict })),
+        );
+        return;
+      }
       case 'append': {
         const { id } = message;
         const value = message.value === null ? null : asBuffer(message.value);

@@ -8,8 +8,10 @@ import type { Limits } from '../../config/config.js';
 import { Kvs2Error, type Kvs2ErrorCode } from '../../errors.js';
 import type { LogBatch, LogPosition } from '../../log/log.js';
 import type { Offsets } from '../../offsets.js';
+import type { ConditionalVerdict } from '../../service/conditional-writes.js';
 import type { NodeStateName } from '../../service/node-health.js';
 import type { NodeStatus } from '../../service/node-status.js';
+import type { WriteCondition } from '../../service/requests.js';
 import { type PackedRecords, packRecords, unpackRecords } from './record-packing.js';
 
 /** Offsets as they cross a thread: a Map would clone too, but entries are plainer to read in a trace. */
@@ -78,6 +80,7 @@ export type ToWorker =
   | { readonly type: 'reset'; readonly reason: string }
   | { readonly type: 'health'; readonly health: HealthState }
   | { readonly type: 'appended'; readonly id: number; readonly position: LogPosition }
+  | { readonly type: 'written-if'; readonly id: number; readonly verdict: ConditionalVerdict }
   | { readonly type: 'end-offsets'; readonly id: number; readonly offsets: OffsetEntries }
   | { readonly type: 'history-batch'; readonly id: number; readonly batch: LogBatchMessage }
   | { readonly type: 'status'; readonly id: number; readonly status: NodeStatus }
@@ -99,12 +102,21 @@ export function fromBatchMessage(message: LogBatchMessage): LogBatch {
   return { records: unpackRecords(message.records), nextOffsets: toOffsets(message.next) };
 }
 
+/** Key and value in ArrayBuffers of their own (see record-packing.ts). */
+export interface ConditionalMutationMessage {
+  readonly key: Uint8Array;
+  readonly value: Uint8Array | null;
+  readonly condition: WriteCondition | null;
+}
+
 export type FromWorker =
   | { readonly type: 'listening'; readonly port: number }
   /** The worker could not start or failed for good. */
   | { readonly type: 'fatal'; readonly error: WireError }
   /** Key and value in ArrayBuffers of their own (see record-packing.ts). */
   | { readonly type: 'append'; readonly id: number; readonly key: Uint8Array; readonly value: Uint8Array | null }
+  /** A conditional write, decided by the node (it owns the log and the replica). */
+  | { readonly type: 'write-if'; readonly id: number; readonly mutations: readonly ConditionalMutationMessage[] }
   | { readonly type: 'end-offsets'; readonly id: number }
   /** Reads the log from these offsets (a watch's replay); each batch waits for `history-next`. */
   | { readonly type: 'history'; readonly id: number; readonly from: OffsetEntries }

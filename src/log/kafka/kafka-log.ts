@@ -136,7 +136,6 @@ export class KafkaLog implements Log {
     return Promise.reject(new Kvs2Error('LOG_UNAVAILABLE', 'conditional writes on Kafka are not built yet'));
   }
 
-
   endOffsets(signal: AbortSignal): Promise<Offsets> {
     if (this.#topicId === undefined) return this.#afterOpen(signal, () => this.endOffsets(signal));
     return this.#listOffsets(-1n, 'end', signal);
