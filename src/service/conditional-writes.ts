@@ -175,5 +175,5 @@ function holds(condition: WriteCondition | null, version: number): boolean {
 
 function sameRecord(record: { key: Buffer | null; value: Buffer | null }, write: LogWrite): boolean {
   if (record.key === null || !record.key.equals(write.key)) return false;
-  return write.value === null ? record.value === null : record.value !== null && record.value.equals(write.value);
+  return write.value === null ? record.value === null : record.value?.equals(write.value) === true;
 }

@@ -403,9 +403,9 @@ export class KvService {
 
   /** A batch with conditions: one conditional write, all of it or nothing. */
   async #writeBatchIf(request: BatchRequest, signal: AbortSignal): Promise<BatchResult> {
-    request.mutations.forEach(({ condition }, i) =>
-      this.#checks.condition(condition ?? null, `mutations[${i}].condition`),
-    );
+    request.mutations.forEach(({ condition }, i) => {
+      this.#checks.condition(condition ?? null, `mutations[${i}].condition`);
+    });
     const verdict = await this.#decide(
       request.mutations.map(({ key, value, delete: isDelete, condition }) => ({
         key,
