@@ -46,7 +46,7 @@ if [ "$whole" = true ]; then
     dist/test/e2e/kv-api.test.js dist/test/e2e/contract.test.js dist/test/e2e/node-status.test.js \
     dist/test/e2e/lifecycle.test.js dist/test/e2e/metrics.test.js dist/test/e2e/auth.test.js \
     dist/test/e2e/server-tls.test.js dist/test/e2e/watch-stalled.test.js dist/test/e2e/overload.test.js \
-    dist/test/e2e/request-limits.test.js dist/test/e2e/snapshot-remote.test.js \
+    dist/test/e2e/request-limits.test.js dist/test/e2e/snapshot-remote.test.js dist/test/e2e/conditional-writes.test.js \
     dist/test/e2e/kafka-consistency.test.js dist/test/e2e/kafka-readiness.test.js || status=$?
 fi
 exit "$status"

@@ -50,7 +50,7 @@ describe('the extended KV API on the embedded log', () => {
       const read = await client.get({ key: b('t1'), consistency: Consistency.CONSISTENCY_AT_LEAST, after: [token] });
       assert.deepEqual([read.status, read.data.toString()], [ReadStatus.OK, 'v1']);
       // The read's token covers what the node had applied, the write included.
-      assert.ok(decodeToken(read.token).offsets.get(0) ?? 0 >= (decodeToken(token).offsets.get(0) ?? 0));
+      assert.ok((decodeToken(read.token).offsets.get(0) ?? 0) >= (decodeToken(token).offsets.get(0) ?? 0));
 
       await client.set({ key: b('t2'), value: b('v2'), waitForApply: true });
       assert.equal((await client.get({ key: b('t2') })).data.toString(), 'v2');
