@@ -40,6 +40,9 @@ describe('conditional writes on a node (embedded log)', () => {
     assert.equal((await client.get({ key: b('plain') })).version, reply.version);
     const deleted = await client.delete({ key: b('plain'), waitForApply: true });
     assert.deepEqual([deleted.status, deleted.version], [SetStatus.PUBLISHED, 0]);
+    // Deleted is absent: an update-if-present conflicts with version 0.
+    const update = await client.set({ key: b('plain'), value: b('w'), condition: IF_PRESENT });
+    assert.deepEqual([update.status, update.version], [SetStatus.CONFLICT, 0]);
   });
 
   test('create-if-absent races: exactly one of many concurrent creators wins', async () => {
