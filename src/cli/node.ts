@@ -107,7 +107,8 @@ export class KvsNode {
         (r) => r.stop(),
       );
       const nodeHealth = new NodeHealth({ progress: replica.progress, maxReadyLag: config.maxReadyLag });
-      const conditional = new ConditionalWrites({ log, applied: replica.watermark, feed: replica.changes, store });
+      const decider = new ConditionalWrites({ log, applied: replica.watermark, feed: replica.changes, store });
+      const conditional = metrics === null ? decider : metrics.meterConditionalWrites(decider);
       const service = new KvService({
         log,
         conditional,

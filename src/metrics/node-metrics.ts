@@ -2,9 +2,11 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type { KafkaClientMetrics } from '../log/kafka/kafka-clients.js';
 import type { Log } from '../log/log.js';
 import type { ReplicaProgressView } from '../replica/replica-progress.js';
+import type { ConditionalWriter } from '../service/conditional-writes.js';
 import type { NodeHealthView } from '../service/node-health.js';
 import type { StoreStats } from '../store/store.js';
 import { GrpcServerMetrics } from './grpc-server-metrics.js';
+import { MeteredConditionalWriter } from './metered-conditional-writer.js';
 import { MeteredLog } from './metered-log.js';
 import { registerReplicaGauges } from './replica-gauges.js';
 
@@ -63,6 +65,11 @@ export class NodeMetrics {
   /** The log, counting and timing its appends. */
   meterLog(log: Log): Log {
     return new MeteredLog(log, this.registry);
+  }
+
+  /** The node's decider of conditional writes, counting them by outcome and timing them. */
+  meterConditionalWrites(writer: ConditionalWriter): ConditionalWriter {
+    return new MeteredConditionalWriter(writer, this.registry);
   }
 
   /**

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { KvsNode } from '../../src/cli/node.js';
-import { Kvs2Client } from '../../src/client/kvs2-client.js';
+import { ConditionKind, Kvs2Client, SetStatus } from '../../src/client/kvs2-client.js';
 import { parseConfig } from '../../src/config/config.js';
 import { createLogger } from '../../src/logger.js';
 import { eventually, SeedClient } from '../support/grpc-clients.js';
@@ -128,6 +128,30 @@ describe('metrics and probes on --metrics-listen', () => {
     assert.ok((sampleValue(after, 'process_cpu_user_seconds_total') ?? 0) > 0);
     assert.ok(sampleValue(after, 'nodejs_eventloop_lag_seconds') !== undefined);
     assert.ok((sampleValue(after, 'nodejs_heap_size_used_bytes') ?? 0) > 0);
+  });
+
+  test('conditional writes are counted by outcome and timed', async () => {
+    const before = await scrape(port);
+    const count = (page: Scrape, outcome: string): number =>
+      sampleValue(page, 'kvs2_conditional_writes_total', { outcome }) ?? Number.NaN;
+    const client = new Kvs2Client(server.address);
+    const key = Buffer.from(`cas-metrics-${randomUUID()}`);
+    const absent = { kind: ConditionKind.CONDITION_ABSENT, version: 0 };
+    try {
+      assert.equal((await client.set({ key, value: Buffer.from('1'), condition: absent })).status, SetStatus.APPLIED);
+      assert.equal((await client.set({ key, value: Buffer.from('2'), condition: absent })).status, SetStatus.CONFLICT);
+      assert.equal((await client.set({ key, value: Buffer.from('3'), condition: absent })).status, SetStatus.CONFLICT);
+    } finally {
+      client.close();
+    }
+    const after = await scrape(port);
+    assert.equal(count(after, 'applied'), count(before, 'applied') + 1);
+    assert.equal(count(after, 'conflict'), count(before, 'conflict') + 2);
+    assert.equal(count(after, 'error'), count(before, 'error'));
+    assert.equal(
+      sampleValue(after, 'kvs2_conditional_write_seconds_count'),
+      (sampleValue(before, 'kvs2_conditional_write_seconds_count') ?? Number.NaN) + 3,
+    );
   });
 
   test('open watches are a gauge, and a cancelled watch is handled with Canceled', async () => {
