@@ -104,14 +104,14 @@ export class MemoryLog implements Log {
       offset,
       commit: async () => {
         if (decided) throw new Kvs2Error('LOG_UNAVAILABLE', 'the conditional write was already decided');
-        writes.forEach(({ key, value }, i) =>
+        writes.forEach(({ key, value }, i) => {
           records.push({
             partition,
             offset: offset + i,
             key: Buffer.from(key),
             value: value === null ? null : Buffer.from(value),
-          }),
-        );
+          });
+        });
         release();
         this.#wake();
       },
