@@ -281,6 +281,29 @@ describe('KafkaLog.appendTentative: conditional writes in Kafka transactions (is
     t.diagnostic(`the frozen writer's commit: ${report.code}: ${report.message}`);
   });
 
+  test('a commit refused because another KafkaLog took the transactional id over is of unknown outcome', async () => {
+    const prefix = `kvs2-test-${randomUUID().slice(0, 8)}`;
+    const registry = new Registry();
+    const metrics = { registry, client: { Counter, Gauge, Histogram, Registry } };
+    const { log, topic } = await openLog({ transactionalIdPrefix: prefix, transactionalPoolSize: 1, metrics });
+    const follower = follow(log);
+    const fenced = await log.appendTentative(writes(['fenced', 'f']), within());
+    // A second log with the same prefix (a node started twice on one identity) aborts it at open().
+    await openLog({ transactionalIdPrefix: prefix, transactionalPoolSize: 1 }, topic);
+    await assert.rejects(fenced.commit(), hasCode('LOG_OUTCOME_UNKNOWN'));
+    const plain = await appendPlain(log, 'plain', 'p');
+    await follower.waitFor(() => follower.records.some((r) => r.offset === plain), WAIT_MS, 'the plain record');
+    assert.deepEqual(
+      follower.records.map((r) => r.key?.toString()),
+      ['plain'],
+    );
+    const counted = await registry.getSingleMetric('kvs2_kafka_transactions')?.get();
+    assert.deepEqual(
+      (counted?.values ?? []).map((v) => [v.labels.outcome, v.value]),
+      [['unknown', 1]],
+    );
+  });
+
   test('calls beyond the pool wait for a transactional id; one that gives up meanwhile writes nothing', async () => {
     const { log, raw } = await openLog({ transactionalPoolSize: 1 });
     const follower = follow(log);
