@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ConnectionOptions } from 'node:tls';
 import { Admin, type BaseOptions, Consumer, FetchIsolationLevels, ProduceAcks, Producer } from '@platformatic/kafka';
+import { hasBrokerError } from './kafka-errors.js';
 
 /**
  * How kvs2 builds its Kafka clients, and why each timeout and retry count is what it is.
@@ -14,6 +15,7 @@ import { Admin, type BaseOptions, Consumer, FetchIsolationLevels, ProduceAcks, P
 
 export type Kvs2Producer = Producer<Buffer, Buffer | null, Buffer, Buffer>;
 export type Kvs2Consumer = Consumer<Buffer, Buffer | null, Buffer, Buffer>;
+export type Kvs2Transaction = Awaited<ReturnType<Kvs2Producer['beginTransaction']>>;
 
 /** Where the client library reports its own metrics: a prom-client registry and prom-client itself. */
 export type KafkaClientMetrics = NonNullable<BaseOptions['metrics']>;
@@ -92,6 +94,61 @@ export function createProducer(target: ClientTarget): Kvs2Producer {
     requestTimeout: PRODUCE_REQUEST_TIMEOUT_MS,
     // Leaders move when a broker fails: with a 1 s cache (and a refresh after every failed request),
     // retries follow a leader that moved within about a second. One metadata request a second at most.
+    metadataMaxAge: PRODUCER_METADATA_MAX_AGE_MS,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    autocreateTopics: false,
+    ...commonOf(target),
+  });
+}
+
+/**
+ * The transaction timeout of conditional writes: the coordinator aborts a transaction still open this long
+ * after its first AddPartitionsToTxn. It bounds how long a writer that died mid-transaction stalls its
+ * partition's readers (this + the broker's transaction.abort.timed.out.transaction.cleanup.interval.ms), and
+ * a conditional write must reach its verdict within it (a CAS cycle takes a few ms; waiting behind another
+ * writer's open transaction can take up to this). The library has no option of its own for it: it sends its
+ * `timeout` (also the produce acknowledgement timeout) as the transaction timeout, so the two are one value,
+ * the plain producer's 5 s (docs/cas-on-kafka.md, claim 5).
+ */
+export const TRANSACTION_TIMEOUT_MS = PRODUCE_ACK_TIMEOUT_MS;
+
+/** Retries of each transactional request: enough to ride out a coordinator busy for a second or two. */
+const TRANSACTION_RETRIES = 50;
+/** Between retries of anything else than CONCURRENT_TRANSACTIONS (a coordinator moving, a broker down). */
+const TRANSACTION_RETRY_MS = 250;
+
+/**
+ * The coordinator answers CONCURRENT_TRANSACTIONS while it completes the id's previous transaction (its
+ * markers, a few ms after a commit answered) or aborts the one a restarted node left open (~100-200 ms):
+ * retry at once, then less eagerly (5, 10, ... 50 ms); the library's default 1 s would cost every
+ * conditional write that reuses an id right after its commit a second.
+ */
+function transactionRetryDelay(
+  _client: unknown,
+  _operation: string,
+  attempt: number,
+  _retries: number,
+  error: Error,
+): number {
+  return hasBrokerError(error, 'CONCURRENT_TRANSACTIONS') ? Math.min(5 * attempt, 50) : TRANSACTION_RETRY_MS;
+}
+
+/**
+ * A producer for one transactional id (conditional writes, docs/cas-on-kafka.md). Unlike the plain producer
+ * it retries by itself: every request of a transaction is safe to repeat (a produce keeps its sequence
+ * numbers, a repeated EndTxn is answered like the first), and the pool cuts a producer short by closing it.
+ */
+export function createTransactionalProducer(target: ClientTarget, transactionalId: string): Kvs2Producer {
+  return new Producer<Buffer, Buffer | null, Buffer, Buffer>({
+    clientId: target.clientId,
+    bootstrapBrokers: [...target.brokers],
+    idempotent: true,
+    transactionalId,
+    acks: ProduceAcks.ALL,
+    retries: TRANSACTION_RETRIES,
+    retryDelay: transactionRetryDelay,
+    timeout: TRANSACTION_TIMEOUT_MS,
+    requestTimeout: PRODUCE_REQUEST_TIMEOUT_MS,
     metadataMaxAge: PRODUCER_METADATA_MAX_AGE_MS,
     connectTimeout: CONNECT_TIMEOUT_MS,
     autocreateTopics: false,

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { STORE_MAX_KEY_BYTES } from '../../config/limits.js';
 import type { Logger } from '../../logger.js';
 import type { KafkaClientMetrics, KafkaConnectionSecurity } from './kafka-clients.js';
@@ -39,6 +40,17 @@ export interface KafkaLogOptions {
   readonly metrics?: KafkaClientMetrics;
   /** TLS and SASL to the brokers (default: plaintext, no authentication). */
   readonly security?: KafkaConnectionSecurity;
+  /**
+   * Names this node's transactional producers, which make conditional writes: `<prefix>-0` up to
+   * `<prefix>-<pool size - 1>`. It must be stable across restarts and belong to this node alone: open() then
+   * takes every id over, which aborts at once whatever a previous run left open (another node with the same
+   * prefix would be fenced off the same way). Default: `<clientId>-<random>`, fresh for each KafkaLog, so that
+   * logs opened without a node identity (the replica library, tests) never fence anyone; what a crashed run
+   * left open is then aborted only by the transaction timeout.
+   */
+  readonly transactionalIdPrefix?: string;
+  /** Conditional writes undecided at once (default 4); more wait for one to end. */
+  readonly transactionalPoolSize?: number;
 }
 
 /** Options with every default filled in. */
@@ -57,6 +69,10 @@ export interface KafkaLogSettings {
   readonly logger: KafkaLogLogger | undefined;
   readonly metrics: KafkaClientMetrics | undefined;
   readonly security: KafkaConnectionSecurity | undefined;
+  readonly transactionalIdPrefix: string;
+  /** Whether the prefix was given, so that open() takes its ids over from a previous run. */
+  readonly fenceAtOpen: boolean;
+  readonly transactionalPoolSize: number;
 }
 
 /**
@@ -64,12 +80,13 @@ export interface KafkaLogSettings {
  * nothing here is input from outside, so nothing is checked again.
  */
 export function resolveKafkaLogOptions(options: KafkaLogOptions): KafkaLogSettings {
+  const clientId = options.clientId ?? 'kvs2';
   return Object.freeze({
     brokers: [...options.brokers],
     topic: options.topic,
     partitions: options.partitions ?? 12,
     replicationFactor: options.replicationFactor,
-    clientId: options.clientId ?? 'kvs2',
+    clientId,
     maxKeyBytes: options.maxKeyBytes ?? STORE_MAX_KEY_BYTES,
     maxValueBytes: options.maxValueBytes ?? 1024 * 1024,
     lingerMs: options.lingerMs ?? 0,
@@ -79,5 +96,8 @@ export function resolveKafkaLogOptions(options: KafkaLogOptions): KafkaLogSettin
     logger: options.logger,
     metrics: options.metrics,
     security: options.security,
+    transactionalIdPrefix: options.transactionalIdPrefix ?? `${clientId}-${randomUUID().slice(0, 8)}`,
+    fenceAtOpen: options.transactionalIdPrefix !== undefined,
+    transactionalPoolSize: options.transactionalPoolSize ?? 4,
   });
 }

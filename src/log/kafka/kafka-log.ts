@@ -1,7 +1,7 @@
 import type { Admin, Broker } from '@platformatic/kafka';
 import { FetchIsolationLevels } from '@platformatic/kafka';
 import { pause, raceAbort } from '../../abort.js';
-import { describeError, Kvs2Error } from '../../errors.js';
+import { abortError, describeError, Kvs2Error } from '../../errors.js';
 import type { Offsets } from '../../offsets.js';
 import type { Log, LogBatch, LogPosition, LogWrite, TentativeAppend } from '../log.js';
 import { AppendBatcher } from './append-batcher.js';
@@ -14,9 +14,13 @@ import { createTopicIfMissing, keepsEveryKey, readTopicSettings, type TopicSetti
 import { fetchTopicLayout, metadataCandidates, parseBrokers, type TopicLayout } from './topic-metadata.js';
 import { TopicProducer } from './topic-producer.js';
 import { TopicReader } from './topic-reader.js';
+import { TransactionalWriters } from './transactional-writers.js';
 
 /** Room for the record batch header and one record's framing around its key and value. */
 const RECORD_FRAMING_BYTES = 1024;
+/** A record batch's header, and (at most, rounded up) each record's framing inside it: length, deltas, sizes. */
+const BATCH_HEADER_BYTES = 61;
+const BATCHED_RECORD_FRAMING_BYTES = 64;
 /** Most record bytes one produce request carries, unless a single record is larger. */
 const MAX_SEND_BYTES = 16 * 1024 * 1024;
 /** While records flow, a fetch returns once this much has gathered, or after fetchFlowingWaitMs. */
@@ -32,7 +36,8 @@ const NEW_TOPIC_READY_TIMEOUT_MS = 30_000;
  *
  * An append goes top to bottom: append() picks the partition, the AppendBatcher groups it with others
  * and retries failed requests while its caller's signal allows, the TopicProducer makes each produce
- * request and reads the offsets from the answer.
+ * request and reads the offsets from the answer. A conditional write's records (appendTentative) go in a
+ * transaction of their own, through a pool of transactional producers (TransactionalWriters).
  */
 export class KafkaLog implements Log {
   readonly description: string;
@@ -43,6 +48,7 @@ export class KafkaLog implements Log {
   readonly #admin: Admin;
   readonly #producer: TopicProducer;
   readonly #batcher: AppendBatcher;
+  readonly #writers: TransactionalWriters;
   /** Answers endOffsets() and startOffsets(); each read() has a consumer of its own. */
   readonly #offsetsConsumer: Kvs2Consumer;
   /** Aborted by close(): ends every read. */
@@ -67,6 +73,15 @@ export class KafkaLog implements Log {
       description: this.description,
     });
     this.#offsetsConsumer = createConsumer(target, 'offsets', this.#settings.fetchMaxWaitMs);
+    this.#writers = new TransactionalWriters({
+      target,
+      topic: this.#settings.topic,
+      idPrefix: this.#settings.transactionalIdPrefix,
+      size: this.#settings.transactionalPoolSize,
+      description: this.description,
+      logger: this.#settings.logger,
+      metrics: this.#settings.metrics,
+    });
     this.#opened.promise.catch(() => {});
   }
 
@@ -131,9 +146,47 @@ export class KafkaLog implements Log {
     return partitionForKey(key, this.#producer.partitionCount);
   }
 
-  // TODO(cas): transactional producers (helper branch cas-kafka replaces this before merge).
-  appendTentative(_records: readonly LogWrite[], _signal: AbortSignal): Promise<TentativeAppend> {
-    return Promise.reject(new Kvs2Error('LOG_UNAVAILABLE', 'conditional writes on Kafka are not built yet'));
+  /** The transactional ids this log's conditional writes use (`<transactionalIdPrefix>-<i>`). */
+  get transactionalIds(): string[] {
+    return this.#writers.ids;
+  }
+
+  /**
+   * The records in one transaction of their own, produced in one request (acks=all); resolves with the
+   * batch's base offset once the brokers acknowledged it. Readers of the partition (read_committed) stop at
+   * that offset until commit() or abort(); commit() resolves once the transaction coordinator has the
+   * verdict (the records become readable a few ms later, once its markers are written).
+   */
+  appendTentative(records: readonly LogWrite[], signal: AbortSignal): Promise<TentativeAppend> {
+    if (this.#closing.signal.aborted) {
+      return Promise.reject(new Kvs2Error('SHUTTING_DOWN', `${this.description} is closing`));
+    }
+    if (signal.aborted) return Promise.reject(abortError(signal, `writing to ${this.description}`));
+    if (this.#topicId === undefined) return this.#afterOpen(signal, () => this.appendTentative(records, signal));
+    const first = records[0];
+    if (first === undefined) {
+      return Promise.reject(new Kvs2Error('INVALID_ARGUMENT', 'a conditional write needs at least one record'));
+    }
+    const partition = this.partitionOf(first.key);
+    let bytes = BATCH_HEADER_BYTES;
+    for (const { key, value } of records) {
+      if (this.partitionOf(key) !== partition) {
+        return Promise.reject(
+          new Kvs2Error('INVALID_ARGUMENT', 'the records of a conditional write must all go to one partition'),
+        );
+      }
+      bytes += key.length + (value?.length ?? 0) + BATCHED_RECORD_FRAMING_BYTES;
+    }
+    // One batch: the topic's max.message.bytes bounds it whole.
+    if (records.length > 1 && bytes > this.#producer.maxPartitionBytes) {
+      return Promise.reject(
+        new Kvs2Error(
+          'INVALID_ARGUMENT',
+          `a conditional write of ${records.length} records takes about ${bytes} bytes, more than the ${this.#producer.maxPartitionBytes} one batch may hold (max.message.bytes)`,
+        ),
+      );
+    }
+    return this.#writers.append(partition, records, signal);
   }
 
   endOffsets(signal: AbortSignal): Promise<Offsets> {
@@ -199,6 +252,8 @@ export class KafkaLog implements Log {
     this.#checkSettings(topicSettings);
     this.#tombstoneRetentionMs = topicSettings.deleteRetentionMs;
     this.#producer.adopt(layout.partitions.length, topicSettings.maxMessageBytes);
+    // Takes this node's transactional ids over, aborting what its previous run left open (once per log).
+    if (settings.fenceAtOpen) await this.#writers.fence();
     this.#topicId = layout.topicId;
     this.#opened.resolve();
     return identityOf(layout.topicId);
@@ -309,6 +364,7 @@ export class KafkaLog implements Log {
     this.#closing.abort(closing);
     this.#opened.reject(closing);
     await this.#batcher.close();
+    await this.#writers.close();
     const results = await Promise.allSettled([
       this.#producer.close(),
       this.#offsetsConsumer.close(),

@@ -7,12 +7,15 @@ import { loadKafkaSecurity } from './kafka-security.js';
 /**
  * The log on Kafka as configured (brokers, topic, TLS/SASL): what a node and the in-process replica library
  * both read. Reads the security files now, so that an unreadable one fails here, before anything connects.
+ * A node passes its transactional id prefix (stable and its own, e.g. `kvs2-<node id>`), so that open()
+ * aborts what its previous run left open; without one, the ids are fresh (see KafkaLogOptions).
  */
 export function openKafkaLog(
   kafka: KafkaConfig,
   limits: Pick<Limits, 'maxKeyBytes' | 'maxValueBytes'>,
   logger: Logger,
   metrics?: KafkaClientMetrics,
+  transactionalIdPrefix?: string,
 ): KafkaLog {
   const { brokers, topic, partitions, replicationFactor, security } = kafka;
   logger.info(
@@ -34,5 +37,6 @@ export function openKafkaLog(
     maxValueBytes: limits.maxValueBytes,
     logger,
     ...(metrics === undefined ? {} : { metrics }),
+    ...(transactionalIdPrefix === undefined ? {} : { transactionalIdPrefix }),
   });
 }

@@ -87,6 +87,57 @@ describe('KafkaLog through a broker outage', needsKafka(), () => {
       await log.close();
     }
   });
+
+  test('conditional writes through an outage: a commit that cannot reach the broker is of unknown outcome, and the pool recovers', async (t) => {
+    const log = new KafkaLog({
+      brokers: cluster.brokers.split(','),
+      topic: `kvs2-test-${randomUUID().slice(0, 8)}`,
+      partitions: 1,
+      clientId: 'kvs2-test-outage-cas',
+      transactionalIdPrefix: `kvs2-test-${randomUUID().slice(0, 8)}`,
+      transactionalPoolSize: 1,
+    });
+    await log.open();
+    const received: LogRecord[] = [];
+    const stopReading = new AbortController();
+    const reading = (async () => {
+      for await (const batch of log.read(new Map(), stopReading.signal)) received.push(...batch.records);
+    })().catch(() => {});
+    const write = (key: string) => [{ key: Buffer.from(key), value: Buffer.from('v') }];
+    try {
+      const before = await log.appendTentative(write('before'), AbortSignal.timeout(15_000));
+      await before.commit();
+      const stranded = await log.appendTentative(write('stranded'), AbortSignal.timeout(15_000));
+
+      await cluster.stopBroker(1);
+      const commit = await settle(stranded.commit());
+      assert.ok(
+        !commit.ok && isKvs2Error(commit.error) && commit.error.code === 'LOG_OUTCOME_UNKNOWN',
+        `a commit the coordinator never answered has an unknown outcome: ${commit.ok || String(commit.error)}`,
+      );
+      const during = await settle(log.appendTentative(write('during'), AbortSignal.timeout(2_000)));
+      assert.ok(
+        !during.ok && isKvs2Error(during.error) && during.error.code === 'DEADLINE_EXCEEDED',
+        `a conditional write while the broker is down fails within its deadline: ${during.ok || String(during.error)}`,
+      );
+
+      await cluster.startBroker(1);
+      const restarted = Date.now();
+      const after = await log.appendTentative(write('after'), AbortSignal.timeout(30_000));
+      await after.commit();
+      t.diagnostic(`a conditional write committed ${Date.now() - restarted} ms after the restart`);
+      await waitFor(() => received.some((r) => r.offset === after.offset), 20_000);
+      assert.deepEqual(
+        received.map((r) => r.key?.toString()),
+        ['before', 'after'],
+        'the stranded and the failed writes are never delivered',
+      );
+    } finally {
+      stopReading.abort();
+      await reading;
+      await log.close();
+    }
+  });
 });
 
 /** The first append after a restart may meet the broker still starting up: it has a deadline of 20 s. */
@@ -94,7 +145,7 @@ function appendOnceBack(log: KafkaLog, key: Buffer, value: Buffer): Promise<LogP
   return log.append(key, value, AbortSignal.timeout(20_000));
 }
 
-async function settle(append: Promise<LogPosition>): Promise<{ ok: true } | { ok: false; error: unknown }> {
+async function settle(append: Promise<unknown>): Promise<{ ok: true } | { ok: false; error: unknown }> {
   try {
     await append;
     return { ok: true };
