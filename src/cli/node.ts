@@ -23,6 +23,7 @@ import { NodeStatusReport } from '../service/node-status.js';
 import { LmdbStore } from '../store/lmdb-store.js';
 import { KVS2_VERSION } from '../version.js';
 import { MemoryRelease } from './memory-release.js';
+import { nodeIdOf } from './node-id.js';
 import { ServingWorkers } from './serve-workers/serving-workers.js';
 
 export interface NodeOptions {
@@ -334,5 +335,12 @@ async function openLog(config: Config, logger: Logger, metrics: NodeMetrics | nu
   // Loaded only for Kafka: the client compiles its option validators when imported, which takes
   // ~0.4 s, more than half of an embedded node's start.
   const { openKafkaLog } = await import('../log/kafka/open-kafka-log.js');
-  return openKafkaLog(config.kafka, config.limits, logger, metrics?.kafkaClientMetrics);
+  // The node's own transactional ids: a restart takes them back and aborts what its last run left open.
+  return openKafkaLog(
+    config.kafka,
+    config.limits,
+    logger,
+    metrics?.kafkaClientMetrics,
+    `kvs2-${nodeIdOf(config.dataDir)}`,
+  );
 }
