@@ -19,8 +19,13 @@ export interface KafkaConfig {
   readonly partitions: number;
   /** Replication factor of the topic when kvs2 creates it; null means min(3, brokers in the cluster). */
   readonly replicationFactor: number | null;
+  /** How keys are spread over partitions: Kafka's murmur2 of the whole key, or of its hash tag if it has one. */
+  readonly partitioner: KafkaPartitioner;
   readonly security: KafkaSecurity;
 }
+
+export const KAFKA_PARTITIONERS = ['murmur2', 'hash-tags'] as const;
+export type KafkaPartitioner = (typeof KAFKA_PARTITIONERS)[number];
 
 export const KAFKA_SECURITY_PROTOCOLS = ['PLAINTEXT', 'SSL', 'SASL_PLAINTEXT', 'SASL_SSL'] as const;
 export type KafkaSecurityProtocol = (typeof KAFKA_SECURITY_PROTOCOLS)[number];
@@ -172,6 +177,14 @@ export const SETTINGS = [
     valueName: 'n',
     description: 'partitions of the Kafka topic when kvs2 creates it',
     defaultValue: '12',
+  },
+  {
+    name: 'kafka-partitioner',
+    valueName: 'name',
+    description:
+      "murmur2 (Kafka producers' default: the whole key), or hash-tags (a key with {tag} goes where its tag does, " +
+      'so a conditional Write may span keys sharing a tag); every node and producer of the topic must agree',
+    defaultValue: 'murmur2',
   },
   {
     name: 'replication-factor',
@@ -387,6 +400,7 @@ export function parseConfig(
           topic,
           partitions,
           replicationFactor,
+          partitioner: parsePartitioner(required('kafka-partitioner')),
           security,
         },
     limits: { maxKeyBytes, maxValueBytes, maxBatchKeys, maxReplyBytes },
@@ -634,6 +648,17 @@ function parseTopic(text: string): string {
     );
   }
   return text;
+}
+
+function parsePartitioner(text: string): KafkaPartitioner {
+  const partitioner = KAFKA_PARTITIONERS.find((p) => p === text.trim().toLowerCase());
+  if (partitioner === undefined) {
+    throw new ConfigError(
+      flagOf('kafka-partitioner'),
+      `expected one of ${KAFKA_PARTITIONERS.join(', ')}, got '${text}'`,
+    );
+  }
+  return partitioner;
 }
 
 function parseLogLevel(text: string): LogLevel {

@@ -94,6 +94,10 @@ export class ConditionalWrites implements ConditionalWriter {
       return { applied: false, versions: current, position, records: 0 };
     }
     await this.#commit(tentative, records[0] as LogWrite, signal);
+    // Kafka answers a commit before it writes the transaction's markers: until then the records are not
+    // readable anywhere, and a CONSISTENCY_LATEST read on any node (which waits for the log's stable end) would
+    // not see them. Answer once this node's replica has applied them, as `wait_for_apply` does.
+    await this.#applied.waitFor(new Map([[partition, offset + records.length]]), signal);
     return {
       applied: true,
       versions: mutations.map(({ value }, i) => (value === null ? 0 : offset + i + 1)),

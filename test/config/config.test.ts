@@ -37,9 +37,14 @@ describe('parseConfig', () => {
       topic: 'orders.v1',
       partitions: 12,
       replicationFactor: null,
+      partitioner: 'murmur2',
       security: { protocol: 'PLAINTEXT', tls: null, sasl: null },
     });
     assert.equal(parseConfig({ 'kafka-brokers': 'k:9092', 'replication-factor': '2' }).kafka?.replicationFactor, 2);
+    assert.equal(
+      parseConfig({ 'kafka-brokers': 'k:9092', 'kafka-partitioner': 'Hash-Tags' }).kafka?.partitioner,
+      'hash-tags',
+    );
     assert.deepEqual(config.listen, { host: '::1', port: 7000 });
     assert.equal(config.dataDir, '/var/lib/kvs2');
   });
@@ -199,6 +204,7 @@ describe('parseConfig', () => {
     ['--request-timeout-ms', { 'request-timeout-ms': '0' }],
     ['--partitions', { partitions: '0' }],
     ['--replication-factor', { 'replication-factor': 'three' }],
+    ['--kafka-partitioner', { 'kafka-brokers': 'k:9092', 'kafka-partitioner': 'crc32' }],
     ['--max-ready-lag', { 'max-ready-lag': '-1' }],
     ['--metrics-listen', { 'metrics-listen': '9464' }],
     ['--metrics-listen', { 'metrics-listen': '127.0.0.1:99999' }],

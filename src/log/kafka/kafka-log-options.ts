@@ -11,6 +11,8 @@ export interface KafkaLogOptions {
   readonly topic: string;
   /** Partitions of the topic if open() creates it (default 12). */
   readonly partitions?: number;
+  /** Whether keys with a hash tag (`{tag}`) are partitioned by their tag alone (default false: whole keys). */
+  readonly hashTags?: boolean;
   /** Replication factor if open() creates the topic (default min(3, brokers in the cluster)). */
   readonly replicationFactor?: number;
   /** Names this node's connections in broker logs and quotas (default "kvs2"). */
@@ -58,6 +60,7 @@ export interface KafkaLogSettings {
   readonly brokers: readonly string[];
   readonly topic: string;
   readonly partitions: number;
+  readonly hashTags: boolean;
   readonly replicationFactor: number | undefined;
   readonly clientId: string;
   readonly maxKeyBytes: number;
@@ -85,6 +88,7 @@ export function resolveKafkaLogOptions(options: KafkaLogOptions): KafkaLogSettin
     brokers: [...options.brokers],
     topic: options.topic,
     partitions: options.partitions ?? 12,
+    hashTags: options.hashTags ?? false,
     replicationFactor: options.replicationFactor,
     clientId,
     maxKeyBytes: options.maxKeyBytes ?? STORE_MAX_KEY_BYTES,

@@ -140,10 +140,10 @@ export class KafkaLog implements Log {
 
   append(key: Buffer, value: Buffer | null, signal: AbortSignal): Promise<LogPosition> {
     if (this.#topicId === undefined) return this.#afterOpen(signal, () => this.append(key, value, signal));
-    return this.#batcher.append({ key, value, partition: partitionForKey(key, this.#producer.partitionCount) }, signal);
+    return this.#batcher.append({ key, value, partition: this.partitionOf(key) }, signal);
   }
   partitionOf(key: Buffer): number {
-    return partitionForKey(key, this.#producer.partitionCount);
+    return partitionForKey(key, this.#producer.partitionCount, this.#settings.hashTags);
   }
 
   /** The transactional ids this log's conditional writes use (`<transactionalIdPrefix>-<i>`). */

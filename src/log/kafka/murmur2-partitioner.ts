@@ -47,7 +47,25 @@ export function toPositive(n: number): number {
   return n & 0x7fffffff;
 }
 
-/** The partition Kafka's Java producer picks for a record with this key. */
-export function partitionForKey(key: Buffer, partitions: number): number {
-  return toPositive(murmur2(key)) % partitions;
+/**
+ * A key's hash tag (Redis Cluster's rule): the bytes between its first `{` and the first `}` after it, if
+ * there is at least one; null otherwise (`{}` anywhere first, or no braces). `{user:42}:cart` and
+ * `{user:42}:orders` share the tag `user:42`.
+ */
+export function hashTagOf(key: Buffer): Buffer | null {
+  const open = key.indexOf(0x7b);
+  if (open < 0) return null;
+  const close = key.indexOf(0x7d, open + 1);
+  return close > open + 1 ? key.subarray(open + 1, close) : null;
+}
+
+/**
+ * The partition Kafka's Java producer picks for a record with this key; with `hashTags`, a key with a hash
+ * tag goes where its tag alone would (so keys sharing a tag share a partition, and a conditional write may
+ * span them). Hash tags are a topic-wide choice: every node and every other producer of the topic must
+ * partition tagged keys the same way (README "Conditional writes").
+ */
+export function partitionForKey(key: Buffer, partitions: number, hashTags = false): number {
+  const hashed = hashTags ? (hashTagOf(key) ?? key) : key;
+  return toPositive(murmur2(hashed)) % partitions;
 }

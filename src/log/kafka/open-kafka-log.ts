@@ -17,7 +17,7 @@ export function openKafkaLog(
   metrics?: KafkaClientMetrics,
   transactionalIdPrefix?: string,
 ): KafkaLog {
-  const { brokers, topic, partitions, replicationFactor, security } = kafka;
+  const { brokers, topic, partitions, replicationFactor, security, partitioner } = kafka;
   logger.info(
     {
       brokers,
@@ -32,6 +32,7 @@ export function openKafkaLog(
     brokers,
     topic,
     partitions,
+    hashTags: partitioner === 'hash-tags',
     ...(replicationFactor === null ? {} : { replicationFactor }),
     maxKeyBytes: limits.maxKeyBytes,
     maxValueBytes: limits.maxValueBytes,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { murmur2, partitionForKey, toPositive } from '../../../src/log/kafka/murmur2-partitioner.js';
+import { hashTagOf, murmur2, partitionForKey, toPositive } from '../../../src/log/kafka/murmur2-partitioner.js';
 
 /** Kafka's own vectors: clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java, testMurmur2. */
 const KAFKA_UTILS_TEST_VECTORS: ReadonlyArray<[string, number]> = [
@@ -78,5 +78,33 @@ describe('murmur2 partitioner', () => {
   test('reads keys that are views into a larger buffer at any alignment', () => {
     const backing = Buffer.concat([Buffer.from('xyz'), Buffer.from('foobar')]);
     assert.equal(murmur2(backing.subarray(3)), -790332482);
+  });
+
+  test("hash tags follow Redis Cluster's rule: the first {…} with something inside", () => {
+    const tag = (key: string): string | null => hashTagOf(Buffer.from(key))?.toString() ?? null;
+    assert.equal(tag('{user1000}.following'), 'user1000');
+    assert.equal(tag('foo{}{bar}'), null);
+    assert.equal(tag('foo{{bar}}zap'), '{bar');
+    assert.equal(tag('foo{bar}{zap}'), 'bar');
+    assert.equal(tag('no-braces'), null);
+    assert.equal(tag('open{only'), null);
+    assert.equal(tag('}{x}'), 'x');
+  });
+
+  test('with hash tags, keys sharing a tag share a partition; untagged keys and murmur2 without tags are unchanged', () => {
+    for (const partitions of [3, 12, 97]) {
+      const cart = partitionForKey(Buffer.from('{user:42}:cart'), partitions, true);
+      assert.equal(partitionForKey(Buffer.from('{user:42}:orders'), partitions, true), cart);
+      assert.equal(partitionForKey(Buffer.from('user:42'), partitions), cart);
+      for (const [hex, , p3, p12] of JAVA_VECTORS) {
+        const key = Buffer.from(hex, 'hex');
+        if (hashTagOf(key) !== null) continue;
+        if (partitions === 3) assert.equal(partitionForKey(key, 3, true), p3);
+        if (partitions === 12) assert.equal(partitionForKey(key, 12, true), p12);
+      }
+    }
+    // Without hash tags a tagged key is an ordinary key: Kafka's producers place it the same way.
+    const tagged = Buffer.from('{user:42}:cart');
+    assert.equal(partitionForKey(tagged, 12, false), toPositive(murmur2(tagged)) % 12);
   });
 });
