@@ -1,5 +1,7 @@
 import { type CallOptions, type ClientReadableStream, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import {
+  type Condition,
+  ConditionKind,
   type DeleteReply,
   type DeleteRequest,
   Kvs2Client as GeneratedClient,
@@ -11,6 +13,7 @@ import {
   type ScanRequest,
   type SetReply,
   type SetRequest,
+  SetStatus,
   type SnapshotChunk,
   type StatusReply,
   type StatusRequest,
@@ -105,16 +108,30 @@ export class Kvs2Client {
     return this.#call(this.#client.multiGet, { consistency: 0, after: [], ...request }, timeoutMs);
   }
 
-  set(request: Partial<SetRequest> & Pick<SetRequest, 'key' | 'value'>, timeoutMs?: number): Promise<SetReply> {
-    return this.#call(this.#client.set, { waitForApply: false, ...request }, timeoutMs);
+  /**
+   * With a `condition`, the reply is `APPLIED` or `CONFLICT` (README "Conditional writes"); a node too old to
+   * know conditions answers `PUBLISHED` after writing unconditionally, which rejects here (FAILED_PRECONDITION)
+   * so that it is never mistaken for a compare-and-set.
+   */
+  async set(request: Partial<SetRequest> & Pick<SetRequest, 'key' | 'value'>, timeoutMs?: number): Promise<SetReply> {
+    const reply = await this.#call(this.#client.set, { waitForApply: false, ...request }, timeoutMs);
+    return checkConditional(hasCondition(request.condition), reply);
   }
 
-  delete(request: Partial<DeleteRequest> & Pick<DeleteRequest, 'key'>, timeoutMs?: number): Promise<DeleteReply> {
-    return this.#call(this.#client.delete, { waitForApply: false, ...request }, timeoutMs);
+  async delete(request: Partial<DeleteRequest> & Pick<DeleteRequest, 'key'>, timeoutMs?: number): Promise<DeleteReply> {
+    const reply = await this.#call(this.#client.delete, { waitForApply: false, ...request }, timeoutMs);
+    return checkConditional(hasCondition(request.condition), reply);
   }
 
-  write(request: Partial<WriteRequest> & Pick<WriteRequest, 'mutations'>, timeoutMs?: number): Promise<WriteReply> {
-    return this.#call(this.#client.write, { waitForApply: false, ...request }, timeoutMs);
+  async write(
+    request: Partial<WriteRequest> & Pick<WriteRequest, 'mutations'>,
+    timeoutMs?: number,
+  ): Promise<WriteReply> {
+    const reply = await this.#call(this.#client.write, { waitForApply: false, ...request }, timeoutMs);
+    return checkConditional(
+      request.mutations.some((m) => hasCondition(m.condition)),
+      reply,
+    );
   }
 
   scan(request: Partial<ScanRequest>, timeoutMs?: number): Promise<ScanReply> {
@@ -198,6 +215,24 @@ export class Kvs2Client {
       );
     });
   }
+}
+
+function hasCondition(condition: Condition | undefined): boolean {
+  return condition !== undefined && condition.kind !== ConditionKind.CONDITION_NONE;
+}
+
+/** A conditional write answered PUBLISHED: the node ignored the condition (it predates them). */
+function checkConditional<Reply extends { status: SetStatus }>(conditional: boolean, reply: Reply): Reply {
+  if (!conditional || reply.status !== SetStatus.PUBLISHED) return reply;
+  const details =
+    'the node does not know conditional writes (an older kvs2): it ignored the condition and wrote unconditionally';
+  throw new Kvs2ClientError(
+    Object.assign(new Error(`${status.FAILED_PRECONDITION} FAILED_PRECONDITION: ${details}`), {
+      code: status.FAILED_PRECONDITION,
+      details,
+      metadata: new Metadata(),
+    }),
+  );
 }
 
 /** A grpc-js call error (what a stream's iteration throws), as opposed to a bug in this code. */

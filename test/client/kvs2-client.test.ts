@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { credentials, ServerCredentials, status } from '@grpc/grpc-js';
-import { Kvs2Client, Kvs2ClientError, Kvs2ClientOptionError, type Kvs2ClientOptions } from '../../src/client/index.js';
+import {
+  ConditionKind,
+  Kvs2Client,
+  Kvs2ClientError,
+  Kvs2ClientOptionError,
+  type Kvs2ClientOptions,
+  SetStatus,
+} from '../../src/client/index.js';
 import { tempDir } from '../support/paths.js';
 import { ServerProcess } from '../support/server-process.js';
 import { STAND_IN_STATUS, StandInNode, type UnaryMethod } from '../support/stand-in-node.js';
@@ -159,6 +166,42 @@ describe('Kvs2Client retries of reads', () => {
     } finally {
       nowhere.close();
     }
+  });
+});
+
+describe('Kvs2Client against a node that predates conditional writes', () => {
+  let node: StandInNode;
+  let client: Kvs2Client;
+  before(async () => {
+    // The stand-in answers every write PUBLISHED and knows nothing of conditions, as a kvs2 before them did.
+    node = await StandInNode.start(ServerCredentials.createInsecure());
+    client = new Kvs2Client(node.address);
+  });
+  after(async () => {
+    client.close();
+    await node.close();
+  });
+
+  const absent = { kind: ConditionKind.CONDITION_ABSENT, version: 0 };
+  const conditional: Readonly<Record<'set' | 'delete' | 'write', () => Promise<unknown>>> = {
+    set: () => client.set({ key: b('k'), value: b('v'), condition: absent }),
+    delete: () => client.delete({ key: b('k'), condition: absent }),
+    write: () => client.write({ mutations: [{ key: b('k'), value: b('v'), delete: false, condition: absent }] }),
+  };
+  for (const [method, call] of Object.entries(conditional)) {
+    test(`a conditional ${method} answered PUBLISHED rejects FAILED_PRECONDITION, never passing for a compare-and-set`, async () => {
+      const error = await rejection(call());
+      assert.equal(error.code, status.FAILED_PRECONDITION);
+      assert.match(error.message, /does not know conditional writes/);
+    });
+  }
+
+  test('writes without a condition (or CONDITION_NONE) are answered as before', async () => {
+    assert.equal((await client.set({ key: b('k'), value: b('v') })).status, SetStatus.PUBLISHED);
+    const none = { kind: ConditionKind.CONDITION_NONE, version: 0 };
+    assert.equal((await client.set({ key: b('k'), value: b('v'), condition: none })).status, SetStatus.PUBLISHED);
+    const written = await client.write({ mutations: [{ key: b('k'), value: b('v'), delete: false }] });
+    assert.equal(written.status, SetStatus.PUBLISHED);
   });
 });
 

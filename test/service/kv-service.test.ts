@@ -137,7 +137,7 @@ describe('KvService reads and writes (live replica)', () => {
 
   test('a Write of no mutations publishes nothing and has no token', async () => {
     const result = await node.service.write({ mutations: [], waitForApply: true }, noDeadline());
-    assert.deepEqual(result, { outcomes: [], token: null });
+    assert.deepEqual(result, { status: 'published', outcomes: [], token: null });
   });
 
   describe('every field is checked, and the error names it', () => {

@@ -32,9 +32,9 @@ const REPLIES: Readonly<Record<UnaryMethod, unknown>> = {
   multiGet: { parts: [], token: EMPTY },
   scan: { items: [], continuation: EMPTY, token: EMPTY },
   status: STAND_IN_STATUS,
-  set: { status: 0, token: EMPTY },
-  delete: { status: 0, token: EMPTY },
-  write: { results: [], token: EMPTY },
+  set: { status: 0, token: EMPTY, version: 0 },
+  delete: { status: 0, token: EMPTY, version: 0 },
+  write: { results: [], token: EMPTY, status: 0 },
 };
 
 /** What the stand-in's Snapshot call sends: these chunks, then the end (OK) or this failure. */

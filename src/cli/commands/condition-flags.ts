@@ -1,5 +1,5 @@
 import { type Command, Option } from 'commander';
-import { type Condition, ConditionKind, type SetReply, SetStatus } from '../../gen/kvs2.js';
+import { type Condition, ConditionKind, type SetReply, SetStatus } from '../../client/index.js';
 import { formatToken } from './bytes-encoding.js';
 import { EXIT_CONFLICT, EXIT_OK } from './exit-codes.js';
 import type { Output } from './output.js';
