@@ -94,38 +94,52 @@ function watchValues(client: Kvs2Client, key: Buffer, after: Buffer) {
   };
 }
 
+/** Nodes on one Kafka topic family and a client of each, all closed together. */
+class Fleet {
+  readonly #nodes: ServerProcess[] = [];
+  readonly #clients: Kvs2Client[] = [];
+
+  constructor(
+    private readonly dir: string,
+    private readonly brokers: string,
+  ) {}
+
+  /** A node caught up with `topic` (`args` after the Kafka flags), and a client with a connection of its own. */
+  async start(name: string, topic: string, args: string[]): Promise<{ node: ServerProcess; client: Kvs2Client }> {
+    const node = await ServerProcess.start({
+      dataDir: `${this.dir}/${name}`,
+      args: ['--kafka-brokers', this.brokers, '--topic', topic, ...args],
+    });
+    this.#nodes.push(node);
+    await node.waitUntilCaughtUp(30_000);
+    const client = new Kvs2Client(node.address, { ownConnection: true });
+    this.#clients.push(client);
+    return { node, client };
+  }
+
+  async close(): Promise<void> {
+    for (const client of this.#clients) client.close();
+    await Promise.all(this.#nodes.map((node) => node.stop()));
+  }
+}
+
 /** Compare-and-set on Kafka with several nodes (validate-then-commit, docs/cas-on-kafka.md). */
 describe('conditional writes on Kafka, several nodes', needsKafka(), () => {
   let brokers: string;
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let plain: PlainKafka;
-  const running: ServerProcess[] = [];
-  const clients: Kvs2Client[] = [];
-
-  const startNode = async (
-    name: string,
-    topic: string,
-    extra: string[] = [],
-  ): Promise<{ node: ServerProcess; client: Kvs2Client }> => {
-    const node = await ServerProcess.start({
-      dataDir: `${dir.path}/${name}`,
-      args: ['--kafka-brokers', brokers, '--topic', topic, '--partitions', '3', ...extra],
-    });
-    running.push(node);
-    await node.waitUntilCaughtUp(30_000);
-    const client = new Kvs2Client(node.address, { ownConnection: true });
-    clients.push(client);
-    return { node, client };
-  };
+  let fleet: Fleet;
+  const startNode = (name: string, topic: string, extra: string[] = []) =>
+    fleet.start(name, topic, ['--partitions', '3', ...extra]);
 
   before(async () => {
     brokers = kafkaBrokers().join(',');
     dir = await tempDir('kafka-cas');
     plain = new PlainKafka(brokers);
+    fleet = new Fleet(dir.path, brokers);
   });
   after(async () => {
-    for (const client of clients) client.close();
-    await Promise.all(running.map((node) => node.stop()));
+    await fleet.close();
     await plain.close();
     await dir.remove();
   });
@@ -268,32 +282,19 @@ describe('conditional writes on Kafka, several nodes', needsKafka(), () => {
 
 /** A writer stopped or killed in the middle of conditional writes. */
 describe('conditional writes on Kafka when a writer dies or stalls mid-transaction', needsKafka(), () => {
-  let brokers: string;
   let dir: Awaited<ReturnType<typeof tempDir>>;
-  const running: ServerProcess[] = [];
-  const clients: Kvs2Client[] = [];
-
-  const startNode = async (name: string, topic: string): Promise<{ node: ServerProcess; client: Kvs2Client }> => {
-    const node = await ServerProcess.start({
-      dataDir: `${dir.path}/${name}`,
-      // A call may wait behind a dead writer's transaction for its 5 s timeout and the brokers' check: a
-      // deadline longer than that gives every call a definite answer.
-      args: ['--kafka-brokers', brokers, '--topic', topic, '--partitions', '1', '--request-timeout-ms', '30000'],
-    });
-    running.push(node);
-    await node.waitUntilCaughtUp(30_000);
-    const client = new Kvs2Client(node.address, { ownConnection: true });
-    clients.push(client);
-    return { node, client };
-  };
+  let fleet: Fleet;
+  // A call may wait behind a dead writer's transaction for its 5 s timeout and the brokers' check: a deadline
+  // longer than that gives every call a definite answer.
+  const startNode = (name: string, topic: string) =>
+    fleet.start(name, topic, ['--partitions', '1', '--request-timeout-ms', '30000']);
 
   before(async () => {
-    brokers = kafkaBrokers().join(',');
     dir = await tempDir('kafka-cas-faults');
+    fleet = new Fleet(dir.path, kafkaBrokers().join(','));
   });
   after(async () => {
-    for (const client of clients) client.close();
-    await Promise.all(running.map((node) => node.stop()));
+    await fleet.close();
     await dir.remove();
   });
 
