@@ -3,6 +3,7 @@ import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import { Kvs2Service } from '../gen/kvs2.js';
 import { readDescriptorSet } from './descriptor-set.js';
+import { EncodedReply } from './multi-get-encoding.js';
 import { findMalformation, type WireShape, wireShapeOf } from './wire-format.js';
 
 /** A request body that is not a valid encoding of its message: the handler answers INVALID_ARGUMENT. */
@@ -31,8 +32,12 @@ export function strictKvs2Definition(): ServiceDefinition {
     const shape = shapes.get(method.path);
     if (shape === undefined) throw new Error(`the embedded descriptors lack ${method.path}; run npm run generate`);
     const decode: (bytes: Buffer) => unknown = method.requestDeserialize;
+    const encode: (reply: never) => Buffer = method.responseSerialize;
     definition[name] = {
       ...method,
+      // A handler may answer with bytes already encoded (multi-get-encoding.ts).
+      responseSerialize: (reply: unknown): Buffer =>
+        reply instanceof EncodedReply ? reply.bytes : encode(reply as never),
       requestDeserialize: (bytes: Buffer): unknown => {
         const malformation = findMalformation(bytes, shape);
         if (malformation !== null) return new MalformedRequest(malformation);

@@ -34,6 +34,7 @@ import { type CallGuard, type CallNeeds, EVERY_KEY, keyTarget, scanTarget } from
 import type { GrpcCallObserver, MethodCallObserver } from './call-observer.js';
 import { CallScope } from './call-scope.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
+import { type EncodedReply, encodeMultiGetReply } from './multi-get-encoding.js';
 import { snapshotHandler } from './snapshot-handler.js';
 import { toStatusError } from './status-mapping.js';
 import {
@@ -42,7 +43,6 @@ import {
   consistencyOf,
   deleteRequestOf,
   getReplyOf,
-  multiGetReplyOf,
   putRequestOf,
   scanReplyOf,
   statusReplyOf,
@@ -71,7 +71,7 @@ export interface Kvs2HandlerOptions {
 /** The kvs2.Kvs2 handlers, over requests checked by the strict definition (kvs2-definition.ts). */
 export interface Kvs2Handlers extends UntypedServiceImplementation {
   get: handleUnaryCall<Received<GetRequest>, GetReply>;
-  multiGet: handleUnaryCall<Received<MultiGetRequest>, MultiGetReply>;
+  multiGet: handleUnaryCall<Received<MultiGetRequest>, MultiGetReply | EncodedReply>;
   scan: handleUnaryCall<Received<ScanRequest>, ScanReply>;
   set: handleUnaryCall<Received<SetRequest>, SetReply>;
   delete: handleUnaryCall<Received<DeleteRequest>, DeleteReply>;
@@ -186,7 +186,7 @@ export function kvs2Handlers({
         callback,
         (r, scope) =>
           service.multiGet({ keys: r.keys, consistency: consistencyOf(r.consistency), after: r.after }, scope),
-        (result, r) => multiGetReplyOf(r.keys, result),
+        (result, r) => encodeMultiGetReply(r.keys, result),
         'MultiGet',
         (r) => ({ access: 'read', targets: r.keys.map(keyTarget) }),
       );

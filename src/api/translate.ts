@@ -4,8 +4,6 @@ import {
   ConditionKind,
   Consistency,
   type GetReply,
-  type MultiGetReply,
-  type MultiGetResponsePart,
   NodeState,
   ReadStatus,
   type ScanReply,
@@ -24,7 +22,6 @@ import type {
   BatchResult,
   DeleteRequest,
   GetResult,
-  MultiGetResult,
   PutRequest,
   ReadConsistency,
   ScanResult,
@@ -111,19 +108,6 @@ export function getReplyOf(result: GetResult): GetReply {
   return result.value === undefined
     ? { status: ReadStatus.NOT_FOUND, data: EMPTY, token: result.token, version: 0 }
     : { status: ReadStatus.OK, data: result.value, token: result.token, version: result.version };
-}
-
-export function multiGetReplyOf(keys: readonly Buffer[], result: MultiGetResult): MultiGetReply {
-  const { values, versions } = result;
-  const parts: MultiGetResponsePart[] = new Array(keys.length);
-  for (let i = 0; i < keys.length; i++) {
-    const value = values[i];
-    parts[i] =
-      value === undefined
-        ? { key: keys[i] as Buffer, status: ReadStatus.NOT_FOUND, data: EMPTY, version: 0 }
-        : { key: keys[i] as Buffer, status: ReadStatus.OK, data: value, version: versions[i] ?? 0 };
-  }
-  return { parts, token: result.token };
 }
 
 export function scanReplyOf(result: ScanResult): ScanReply {
