@@ -12,6 +12,7 @@ import {
   type SetReply,
   type SetRequest,
   type SnapshotChunk,
+  SnapshotFormat,
   type StatusReply,
   type StatusRequest,
   type WatchEvent,
@@ -55,6 +56,13 @@ export interface Kvs2SnapshotOptions {
    * should be paced (`kvs2 snapshot save --endpoint` sends 4 MiB/s by default).
    */
   readonly maxBytesPerSecond?: number;
+  /**
+   * 'portable' (the default): a snapshot file any later kvs2 reads (docs/snapshot-format.md), for backups.
+   * 'store-image': a copy of the node's LMDB file behind a header, for a new node of the same kvs2 to
+   * install as its store (what --bootstrap-from asks for). A node older than store images sends the
+   * portable format whatever is asked: a reader tells them apart by their first bytes.
+   */
+  readonly format?: 'portable' | 'store-image';
 }
 
 /**
@@ -153,12 +161,21 @@ export class Kvs2Client {
    * says: a stream broken half-way cannot be resumed, only taken again. Failures throw Kvs2ClientError.
    */
   async *snapshot(options: Kvs2SnapshotOptions = {}): AsyncIterable<Buffer> {
-    const { signal, timeoutMs, maxBytesPerSecond = 0 } = options;
+    const { signal, timeoutMs, maxBytesPerSecond = 0, format = 'portable' } = options;
     if (timeoutMs !== undefined) wholeNumberOption('timeoutMs', timeoutMs, 0, 1, 2 ** 31 - 1);
     wholeNumberOption('maxBytesPerSecond', maxBytesPerSecond, 0, 0, Number.MAX_SAFE_INTEGER);
     if (signal?.aborted) throw cancelledError('the snapshot was cancelled before it began');
+    if (format !== 'portable' && format !== 'store-image') {
+      throw new Kvs2ClientOptionError('format', `is ${JSON.stringify(format)}, not 'portable' or 'store-image'`);
+    }
     const call = this.#client.snapshot(
-      { maxBytesPerSecond },
+      {
+        maxBytesPerSecond,
+        format:
+          format === 'store-image'
+            ? SnapshotFormat.SNAPSHOT_FORMAT_STORE_IMAGE
+            : SnapshotFormat.SNAPSHOT_FORMAT_PORTABLE,
+      },
       this.#metadata(),
       timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs },
     );
