@@ -142,7 +142,8 @@ export async function installStoreImage(
     if (facts.loading) throw invalidImage('its file holds a snapshot load that never finished');
     differs('store format', facts.storeFormat, metadata.storeFormat);
     differs('log', facts.progress.logIdentity, metadata.logIdentity);
-    differs('applied offsets', [...facts.progress.appliedOffsets], [...metadata.appliedOffsets]);
+    const sorted = (offsets: ReadonlyMap<number, number>) => [...offsets].sort((a, b) => a[0] - b[0]);
+    differs('applied offsets', sorted(facts.progress.appliedOffsets), sorted(metadata.appliedOffsets));
     differs('caught up at', facts.progress.caughtUpAt, metadata.caughtUpAt);
     differs('keys', facts.keys, metadata.keys);
     if (signal?.aborted) throw abortError(signal, 'installing a store image');
