@@ -40,6 +40,10 @@ export interface PeerBootstrapResult {
   readonly format: 'store-image' | 'portable';
   readonly keys: number;
   readonly progress: StoreProgress;
+  /** Bytes of the store image's file; null for a portable snapshot. */
+  readonly bytes: number | null;
+  /** From asking to the first bytes: the peer's wait for its replica, and its copy for a store image. */
+  readonly firstByteMs: number;
 }
 
 /** The facts of a snapshot a bootstrap judges it by, whatever its format. */
@@ -98,7 +102,9 @@ export async function bootstrapFromPeers(options: PeerBootstrapOptions): Promise
           peer,
           format: result.format,
           keys: result.keys,
+          bytes: result.bytes,
           appliedOffsets: offsetsForLog(result.progress.appliedOffsets),
+          firstByteMs: Math.round(result.firstByteMs),
           tookMs: now() - started,
         },
         `bootstrapped from peer ${peer}: ${result.keys} keys (${result.format}); the log is read from the snapshot's offsets on`,
@@ -135,14 +141,17 @@ async function installFrom(
   options.signal.addEventListener('abort', onAbort, { once: true });
   let sniffed: SniffedSnapshot | undefined;
   try {
+    const asked = performance.now();
     sniffed = await sniffSnapshot(options.stream(peer, stop.signal));
+    const firstByteMs = performance.now() - asked;
     if (sniffed.format === 'store-image') {
       const { metadata } = await installStoreImage(sniffed.chunks, {
         dataDir: options.dataDir,
         accept: (image) => accept({ ...image, unversioned: false }),
         signal: options.signal,
       });
-      return { peer, format: 'store-image', keys: metadata.keys, progress: progressOf(metadata) };
+      const progress = progressOf(metadata);
+      return { peer, format: 'store-image', keys: metadata.keys, progress, bytes: metadata.bytes, firstByteMs };
     }
     const installed = await installSnapshot(sniffed.chunks, {
       dataDir: options.dataDir,
@@ -152,7 +161,8 @@ async function installFrom(
         accept({ ...metadata, unversioned: metadata.snapshotFormat === UNVERSIONED_SNAPSHOT_FORMAT }),
       signal: options.signal,
     });
-    return { peer, format: 'portable', keys: installed.keys, progress: progressOf(installed.metadata) };
+    const progress = progressOf(installed.metadata);
+    return { peer, format: 'portable', keys: installed.keys, progress, bytes: null, firstByteMs };
   } finally {
     stop.abort();
     options.signal.removeEventListener('abort', onAbort);
