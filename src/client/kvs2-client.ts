@@ -1,17 +1,27 @@
-import { type CallOptions, type ClientReadableStream, Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  type ClientOptions,
+  type ClientReadableStream,
+  Metadata,
+  makeGenericClientConstructor,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
 import {
   type DeleteReply,
   type DeleteRequest,
-  Kvs2Client as GeneratedClient,
+  type Kvs2Client as GeneratedClient,
   type GetReply,
   type GetRequest,
+  Kvs2Service,
   type MultiGetReply,
   type MultiGetRequest,
   type ScanReply,
   type ScanRequest,
   type SetReply,
   type SetRequest,
-  type SnapshotChunk,
+  SnapshotChunk,
   SnapshotFormat,
   type StatusReply,
   type StatusRequest,
@@ -43,6 +53,38 @@ type Unary<Req, Reply> = (
 ) => unknown;
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * The generated client, but a SnapshotChunk's `data` is a view of the received message, not a copy (the
+ * generated decoder copies it): a store image brings hundreds of MiB in 1 MiB chunks. Anything but the one
+ * field goes through the generated decoder.
+ */
+const GeneratedClientClass = makeGenericClientConstructor(
+  { ...Kvs2Service, snapshot: { ...Kvs2Service.snapshot, responseDeserialize: readSnapshotChunk } },
+  'kvs2.Kvs2',
+) as unknown as new (
+  address: string,
+  credentials: ChannelCredentials,
+  options?: Partial<ClientOptions>,
+) => GeneratedClient;
+
+function readSnapshotChunk(bytes: Buffer): SnapshotChunk {
+  if (bytes.length === 0) return { data: EMPTY };
+  if (bytes[0] === 0x0a) {
+    let length = 0;
+    let scale = 1;
+    for (let at = 1; at < 6 && at < bytes.length; at++) {
+      const byte = bytes[at] as number;
+      length += (byte & 0x7f) * scale;
+      scale *= 128;
+      if ((byte & 0x80) === 0) {
+        if (at + 1 + length === bytes.length) return { data: bytes.subarray(at + 1) };
+        break;
+      }
+    }
+  }
+  return SnapshotChunk.decode(bytes);
+}
 
 /** How a snapshot stream may be ended early. */
 export interface Kvs2SnapshotOptions {
@@ -93,7 +135,7 @@ export class Kvs2Client {
     this.#token = options.token;
     this.#timeoutMs = wholeNumberOption('timeoutMs', options.timeoutMs, 10_000, 1, 2 ** 31 - 1);
     const maxReceive = wholeNumberOption('maxReceiveBytes', options.maxReceiveBytes, 64 * 1024 * 1024, 1, 2 ** 31 - 1);
-    this.#client = new GeneratedClient(endpoint, channelCredentialsOf(options), {
+    this.#client = new GeneratedClientClass(endpoint, channelCredentialsOf(options), {
       'grpc.max_receive_message_length': maxReceive,
       'grpc.max_send_message_length': maxReceive,
       ...(options.ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {}),
