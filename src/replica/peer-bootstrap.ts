@@ -191,9 +191,10 @@ export async function bootstrapIfEmpty(options: {
 }): Promise<PeerBootstrapResult | null> {
   if (!(await holdsEmptyStore(options.dataDir))) return null;
   const { log, logger, signal } = options;
-  const logIdentity = await untilLogAnswers(logger, signal, () => log.open(signal));
-  if (logIdentity === null) return null;
-  return bootstrapFromPeers({ ...options, logIdentity });
+  // The log's start offsets are asked for too before the first peer: a broker gone meanwhile is waited for.
+  return untilLogAnswers(logger, signal, async () =>
+    bootstrapFromPeers({ ...options, logIdentity: await log.open(signal) }),
+  );
 }
 
 async function holdsEmptyStore(dataDir: string): Promise<boolean> {
