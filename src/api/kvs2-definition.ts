@@ -1,7 +1,7 @@
 import { createFileRegistry, fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import { Kvs2Service } from '../gen/kvs2.js';
+import { Kvs2Service, type SnapshotChunk } from '../gen/kvs2.js';
 import { readDescriptorSet } from './descriptor-set.js';
 import { EncodedReply } from './multi-get-encoding.js';
 import { findMalformation, type WireShape, wireShapeOf } from './wire-format.js';
@@ -49,7 +49,32 @@ export function strictKvs2Definition(): ServiceDefinition {
           return new MalformedRequest(error instanceof Error ? error.message : String(error));
         }
       },
+      ...(name === 'snapshot' ? { responseSerialize: serializeSnapshotChunk } : {}),
     };
   }
   return definition;
+}
+
+/**
+ * SnapshotChunk's encoding (field 1, `data`, length-delimited), byte for byte what the generated encoder
+ * writes, in one allocation and one copy: a store image streams hundreds of MiB in 1 MiB chunks, and the
+ * generic writer grows and copies its buffer for each (a second of CPU and most of the garbage collection
+ * on the sender for 200 MiB here).
+ */
+function serializeSnapshotChunk(chunk: SnapshotChunk): Buffer {
+  const data = chunk.data;
+  if (data.length === 0) return Buffer.alloc(0);
+  let lengthBytes = 1;
+  for (let n = data.length; n >= 0x80; n = Math.floor(n / 128)) lengthBytes++;
+  const out = Buffer.allocUnsafe(1 + lengthBytes + data.length);
+  out[0] = 0x0a;
+  let at = 1;
+  let n = data.length;
+  while (n >= 0x80) {
+    out[at++] = (n & 0x7f) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  out[at++] = n;
+  out.set(data, at);
+  return out;
 }

@@ -1,7 +1,7 @@
 import { type ServerWritableStream, status } from '@grpc/grpc-js';
 import { pause } from '../abort.js';
 import { isKvs2Error, Kvs2Error } from '../errors.js';
-import type { SnapshotChunk, SnapshotRequest } from '../gen/kvs2.js';
+import { type SnapshotChunk, SnapshotFormat, type SnapshotRequest } from '../gen/kvs2.js';
 import type { KvService } from '../service/kv-service.js';
 import { type CallGuard, type CallNeeds, EVERY_KEY } from './call-auth.js';
 import type { MethodCallObserver } from './call-observer.js';
@@ -37,10 +37,12 @@ const MIN_BYTES_PER_SECOND = 64 * 1024;
 type SnapshotCall = ServerWritableStream<Received<SnapshotRequest>, SnapshotChunk>;
 
 /**
- * Streams a snapshot of the node's store (service.snapshot()) at the client's pace: it asks the encoder
- * for the next chunk only while the stream takes data, so a slow client holds the snapshot's read
- * transaction longer, never more memory. The encoder (and its read transaction, which pins LMDB pages
- * while open) is closed when the stream ends, fails, is cancelled or is ended by shutdown.
+ * Streams a snapshot of the node's store at the client's pace, in the format asked for: portable
+ * (service.snapshot()) or a store image (service.storeImage(), a copy of the store's file). It asks for
+ * the next chunk only while the stream takes data, so a slow client holds the snapshot's read transaction
+ * (or the image's copy on disk) longer, never more memory. The encoder (and its read transaction, which
+ * pins LMDB pages while open) or the image (and its copy) is closed when the stream ends, fails, is
+ * cancelled or is ended by shutdown.
  */
 export function snapshotHandler({ service, open, observer, guard }: SnapshotHandlerOptions) {
   return (call: SnapshotCall): void => {
@@ -91,11 +93,22 @@ async function stream(
   // With auth on, no snapshot is taken before the caller is known and allowed.
   await guard?.(call, 'Snapshot', NEEDS);
   throwIfAborted(signal);
-  const encoder = await service.snapshot(signal);
-  try {
-    await pump(call, encoder, request.maxBytesPerSecond, signal);
-  } finally {
-    encoder.close();
+  if (request.format === SnapshotFormat.SNAPSHOT_FORMAT_STORE_IMAGE) {
+    // The copy is made before the first byte goes out; it is removed however the stream ends.
+    const image = await service.storeImage(signal);
+    try {
+      await pump(call, image, request.maxBytesPerSecond, signal);
+    } finally {
+      await image.close();
+    }
+  } else {
+    // Any other value (one a later kvs2 may define) gets the portable format, which every reader reads.
+    const encoder = await service.snapshot(signal);
+    try {
+      await pump(call, encoder, request.maxBytesPerSecond, signal);
+    } finally {
+      encoder.close();
+    }
   }
   call.end();
 }

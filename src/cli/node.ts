@@ -20,6 +20,7 @@ import { ConditionalWrites } from '../service/conditional-writes.js';
 import { KvService } from '../service/kv-service.js';
 import { NodeHealth } from '../service/node-health.js';
 import { NodeStatusReport } from '../service/node-status.js';
+import { removeLeftoverImages } from '../snapshot/store-image.js';
 import { LmdbStore } from '../store/lmdb-store.js';
 import { KVS2_VERSION } from '../version.js';
 import { MemoryRelease } from './memory-release.js';
@@ -34,10 +35,11 @@ export interface NodeOptions {
 }
 
 /**
- * One kvs2 node: store, log, replica, service and gRPC API. Each part is registered on one stack beside the
+ * One kvs2 node: log, store, replica, service and gRPC API. Each part is registered on one stack beside the
  * line that opens it, so closing (the stack, in reverse) can never disagree with opening: the start-up
- * stops waiting, writes are refused, calls in flight drain, the replica stops, the log flushes and closes,
- * the store closes.
+ * stops waiting, writes are refused, calls in flight drain, the replica stops, the store closes, the log
+ * flushes and closes. The log comes first because a bootstrap from peers judges their snapshots against
+ * it before the store is opened on one.
  */
 export class KvsNode {
   readonly port: number;
@@ -81,16 +83,31 @@ export class KvsNode {
       const auth =
         config.authFile === null ? null : stack.adopt(loadAuth(config.authFile, logger, metrics), (a) => a.close());
       const memory = stack.adopt(new MemoryRelease({ logger }), (m) => m.close());
+      // Read now: an unreadable --bootstrap-token-file is a usage error, before anything connects.
+      const peerSnapshots = config.bootstrap === null ? null : peerSnapshotStream(config.bootstrap, config.tls);
+      const log = stack.adopt(await createLog(config, logger, metrics), (l) => l.close());
       const storeDir = join(config.dataDir, 'store');
+      // Copies of the store that store images a crash interrupted left behind (snapshot/store-image.ts).
+      await removeLeftoverImages(storeDir);
+      if (config.bootstrap !== null && peerSnapshots !== null) {
+        // Before the store opens: a peer's snapshot is installed as the store's whole file, which nothing
+        // may have open (serving workers open it too). The node listens once it is in place. Nothing stops
+        // it but the process's end (a signal during start-up exits at once; the next start clears up).
+        await bootstrapIfEmpty({
+          dataDir: config.dataDir,
+          peers: config.bootstrap.peers,
+          stream: peerSnapshots,
+          log,
+          logger,
+          signal: new AbortController().signal,
+        });
+      }
       const store = stack.adopt(LmdbStore.open(storeDir), (s) => s.close());
       if (store.clearedUnfinishedLoad) {
         logger.warn(
           'the store held a snapshot load that never finished (the node died during it): cleared, starting over',
         );
       }
-      // Read now: an unreadable --bootstrap-token-file is a usage error, before anything connects.
-      const peerSnapshots = config.bootstrap === null ? null : peerSnapshotStream(config.bootstrap, config.tls);
-      const log = stack.adopt(await createLog(config, logger, metrics), (l) => l.close());
       let caughtUpBefore = false;
       const replica = stack.adopt(
         new Replica({
@@ -238,12 +255,7 @@ export class KvsNode {
         );
       }
       const stopStarting = new AbortController();
-      const bootstrap = config.bootstrap;
-      const loadFromPeer =
-        bootstrap === null || peerSnapshots === null
-          ? null
-          : bootstrapIfEmpty({ peers: bootstrap.peers, stream: peerSnapshots, store, log, logger });
-      const starting = startReplica(log, replica, logger, onFatal, stopStarting.signal, loadFromPeer);
+      const starting = startReplica(log, replica, logger, onFatal, stopStarting.signal);
       stack.defer(async () => {
         stopStarting.abort();
         // A replica still starting waits on the log with its own signal, which only stop() aborts.

@@ -1,12 +1,22 @@
-import { type CallOptions, type ClientReadableStream, Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  type ClientOptions,
+  type ClientReadableStream,
+  Metadata,
+  makeGenericClientConstructor,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
 import {
   type Condition,
   ConditionKind,
   type DeleteReply,
   type DeleteRequest,
-  Kvs2Client as GeneratedClient,
+  type Kvs2Client as GeneratedClient,
   type GetReply,
   type GetRequest,
+  Kvs2Service,
   type MultiGetReply,
   type MultiGetRequest,
   type ScanReply,
@@ -14,7 +24,8 @@ import {
   type SetReply,
   type SetRequest,
   SetStatus,
-  type SnapshotChunk,
+  SnapshotChunk,
+  SnapshotFormat,
   type StatusReply,
   type StatusRequest,
   type WatchEvent,
@@ -46,6 +57,38 @@ type Unary<Req, Reply> = (
 
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * The generated client, but a SnapshotChunk's `data` is a view of the received message, not a copy (the
+ * generated decoder copies it): a store image brings hundreds of MiB in 1 MiB chunks. Anything but the one
+ * field goes through the generated decoder.
+ */
+const GeneratedClientClass = makeGenericClientConstructor(
+  { ...Kvs2Service, snapshot: { ...Kvs2Service.snapshot, responseDeserialize: readSnapshotChunk } },
+  'kvs2.Kvs2',
+) as unknown as new (
+  address: string,
+  credentials: ChannelCredentials,
+  options?: Partial<ClientOptions>,
+) => GeneratedClient;
+
+function readSnapshotChunk(bytes: Buffer): SnapshotChunk {
+  if (bytes.length === 0) return { data: EMPTY };
+  if (bytes[0] === 0x0a) {
+    let length = 0;
+    let scale = 1;
+    for (let at = 1; at < 6 && at < bytes.length; at++) {
+      const byte = bytes[at] as number;
+      length += (byte & 0x7f) * scale;
+      scale *= 128;
+      if ((byte & 0x80) === 0) {
+        if (at + 1 + length === bytes.length) return { data: bytes.subarray(at + 1) };
+        break;
+      }
+    }
+  }
+  return SnapshotChunk.decode(bytes);
+}
+
 /** How a snapshot stream may be ended early. */
 export interface Kvs2SnapshotOptions {
   /** Cancels the stream: the iteration throws Kvs2ClientError (GRPC_CANCELLED). */
@@ -58,6 +101,13 @@ export interface Kvs2SnapshotOptions {
    * should be paced (`kvs2 snapshot save --endpoint` sends 4 MiB/s by default).
    */
   readonly maxBytesPerSecond?: number;
+  /**
+   * 'portable' (the default): a snapshot file any later kvs2 reads (docs/snapshot-format.md), for backups.
+   * 'store-image': a copy of the node's LMDB file behind a header, for a new node of the same kvs2 to
+   * install as its store (what --bootstrap-from asks for). A node older than store images sends the
+   * portable format whatever is asked: a reader tells them apart by their first bytes.
+   */
+  readonly format?: 'portable' | 'store-image';
 }
 
 /**
@@ -88,7 +138,7 @@ export class Kvs2Client {
     this.#token = options.token;
     this.#timeoutMs = wholeNumberOption('timeoutMs', options.timeoutMs, 10_000, 1, 2 ** 31 - 1);
     const maxReceive = wholeNumberOption('maxReceiveBytes', options.maxReceiveBytes, 64 * 1024 * 1024, 1, 2 ** 31 - 1);
-    this.#client = new GeneratedClient(endpoint, channelCredentialsOf(options), {
+    this.#client = new GeneratedClientClass(endpoint, channelCredentialsOf(options), {
       'grpc.max_receive_message_length': maxReceive,
       'grpc.max_send_message_length': maxReceive,
       ...(options.ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {}),
@@ -170,12 +220,21 @@ export class Kvs2Client {
    * says: a stream broken half-way cannot be resumed, only taken again. Failures throw Kvs2ClientError.
    */
   async *snapshot(options: Kvs2SnapshotOptions = {}): AsyncIterable<Buffer> {
-    const { signal, timeoutMs, maxBytesPerSecond = 0 } = options;
+    const { signal, timeoutMs, maxBytesPerSecond = 0, format = 'portable' } = options;
     if (timeoutMs !== undefined) wholeNumberOption('timeoutMs', timeoutMs, 0, 1, 2 ** 31 - 1);
     wholeNumberOption('maxBytesPerSecond', maxBytesPerSecond, 0, 0, Number.MAX_SAFE_INTEGER);
     if (signal?.aborted) throw cancelledError('the snapshot was cancelled before it began');
+    if (format !== 'portable' && format !== 'store-image') {
+      throw new Kvs2ClientOptionError('format', `is ${JSON.stringify(format)}, not 'portable' or 'store-image'`);
+    }
     const call = this.#client.snapshot(
-      { maxBytesPerSecond },
+      {
+        maxBytesPerSecond,
+        format:
+          format === 'store-image'
+            ? SnapshotFormat.SNAPSHOT_FORMAT_STORE_IMAGE
+            : SnapshotFormat.SNAPSHOT_FORMAT_PORTABLE,
+      },
       this.#metadata(),
       timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs },
     );

@@ -226,7 +226,7 @@ export const SETTINGS = [
     name: 'bootstrap-from',
     valueName: 'host:port,...',
     description:
-      "peers whose store snapshot an empty node loads first, then reading the topic only from the snapshot's offsets (Kafka only; default: read the whole topic)",
+      "peers whose store an empty node installs first (a copy of the peer's store file), then reading the topic only from the snapshot's offsets (Kafka only; default: read the whole topic)",
   },
   {
     name: 'bootstrap-tls-ca',

@@ -90,6 +90,21 @@ export enum NodeState {
   UNRECOGNIZED = -1,
 }
 
+/**
+ * What a snapshot stream carries (docs/snapshot-format.md). A node that predates this field ignores it and
+ * sends the portable format: a reader tells the two apart by their first bytes.
+ */
+export enum SnapshotFormat {
+  /** SNAPSHOT_FORMAT_PORTABLE - Every entry encoded on its own, readable by any later kvs2: for backups (`kvs2 snapshot save`). */
+  SNAPSHOT_FORMAT_PORTABLE = 0,
+  /**
+   * SNAPSHOT_FORMAT_STORE_IMAGE - A compacted copy of the node's LMDB file, streamed as it lies on disk: for a new node of the same kvs2
+   * (`--bootstrap-from`), which installs it as its store without decoding a single entry.
+   */
+  SNAPSHOT_FORMAT_STORE_IMAGE = 1,
+  UNRECOGNIZED = -1,
+}
+
 export interface SetRequest {
   key: Buffer;
   value: Buffer;
@@ -311,6 +326,7 @@ export interface SnapshotRequest {
    * the node's CPU (encoding runs on the thread that serves them); 0: as fast as the client takes them.
    */
   maxBytesPerSecond: number;
+  format: SnapshotFormat;
 }
 
 /**
@@ -2003,13 +2019,16 @@ export const StatusReply: MessageFns<StatusReply> = {
 };
 
 function createBaseSnapshotRequest(): SnapshotRequest {
-  return { maxBytesPerSecond: 0 };
+  return { maxBytesPerSecond: 0, format: 0 };
 }
 
 export const SnapshotRequest: MessageFns<SnapshotRequest> = {
   encode(message: SnapshotRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.maxBytesPerSecond !== 0) {
       writer.uint32(8).uint64(message.maxBytesPerSecond);
+    }
+    if (message.format !== 0) {
+      writer.uint32(16).int32(message.format);
     }
     return writer;
   },
@@ -2033,6 +2052,14 @@ export const SnapshotRequest: MessageFns<SnapshotRequest> = {
             }
 
             message.maxBytesPerSecond = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.format = reader.int32() as any;
             continue;
           }
         }
@@ -2180,9 +2207,10 @@ export const Kvs2Service = {
   /**
    * A consistent copy of this node's whole store (every key and value, in key order, with the log
    * positions it holds), for backups (`kvs2 snapshot save --endpoint`) and for a new node to start from.
-   * The chunks' data concatenated are exactly a snapshot file (docs/snapshot-format.md); how the stream is
-   * cut carries no meaning. The node keeps serving reads and applying the log meanwhile. Needs read
-   * permission on every key.
+   * The chunks' data concatenated are exactly a snapshot file (docs/snapshot-format.md), or, when asked for
+   * with SNAPSHOT_FORMAT_STORE_IMAGE, a store image (the store's own LMDB file, for a new node of the same
+   * kvs2); how the stream is cut carries no meaning. The node keeps serving reads and applying the log
+   * meanwhile. Needs read permission on every key.
    */
   snapshot: {
     path: "/kvs2.Kvs2/Snapshot" as const,
@@ -2216,9 +2244,10 @@ export interface Kvs2Server extends UntypedServiceImplementation {
   /**
    * A consistent copy of this node's whole store (every key and value, in key order, with the log
    * positions it holds), for backups (`kvs2 snapshot save --endpoint`) and for a new node to start from.
-   * The chunks' data concatenated are exactly a snapshot file (docs/snapshot-format.md); how the stream is
-   * cut carries no meaning. The node keeps serving reads and applying the log meanwhile. Needs read
-   * permission on every key.
+   * The chunks' data concatenated are exactly a snapshot file (docs/snapshot-format.md), or, when asked for
+   * with SNAPSHOT_FORMAT_STORE_IMAGE, a store image (the store's own LMDB file, for a new node of the same
+   * kvs2); how the stream is cut carries no meaning. The node keeps serving reads and applying the log
+   * meanwhile. Needs read permission on every key.
    */
   snapshot: handleServerStreamingCall<SnapshotRequest, SnapshotChunk>;
 }
@@ -2331,9 +2360,10 @@ export interface Kvs2Client extends Client {
   /**
    * A consistent copy of this node's whole store (every key and value, in key order, with the log
    * positions it holds), for backups (`kvs2 snapshot save --endpoint`) and for a new node to start from.
-   * The chunks' data concatenated are exactly a snapshot file (docs/snapshot-format.md); how the stream is
-   * cut carries no meaning. The node keeps serving reads and applying the log meanwhile. Needs read
-   * permission on every key.
+   * The chunks' data concatenated are exactly a snapshot file (docs/snapshot-format.md), or, when asked for
+   * with SNAPSHOT_FORMAT_STORE_IMAGE, a store image (the store's own LMDB file, for a new node of the same
+   * kvs2); how the stream is cut carries no meaning. The node keeps serving reads and applying the log
+   * meanwhile. Needs read permission on every key.
    */
   snapshot(request: SnapshotRequest, options?: Partial<CallOptions>): ClientReadableStream<SnapshotChunk>;
   snapshot(

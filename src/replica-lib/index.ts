@@ -31,7 +31,9 @@ export type {
  * Opens an in-process replica of a kvs2 topic on Kafka: its store in `dataDir`, the topic, and the replica
  * that applies one to the other, assembled as a node assembles them, with the same start-up retries
  * (brokers that are down are waited for). Resolves once the store is open: reads answer at once from what
- * it holds, and `whenCaughtUp()` says when it holds everything the topic did. Kafka only: refuses
+ * it holds, and `whenCaughtUp()` says when it holds everything the topic did. With `bootstrapFrom` and an
+ * empty store, a peer's store is installed first (the topic is then opened before this resolves, waiting
+ * for brokers that are down). Kafka only: refuses
  * (INVALID_ARGUMENT) options without it and a data dir holding a node's embedded log; DATA_DIR_IN_USE when
  * another process (a node) has the store open.
  */

@@ -53,11 +53,22 @@ export async function openInProcessReplica(options: ReplicaOptions): Promise<Kvs
   const peerSnapshots = peers === null ? null : await peerStream(peers);
   const stack = new AsyncDisposableStack();
   try {
+    const log = stack.adopt(openKafkaLog(config.kafka, config.limits, logger), (l) => l.close());
+    if (peers !== null && peerSnapshots !== null) {
+      // Before the store opens, as a node does: a peer's store image becomes the store's whole file.
+      await bootstrapIfEmpty({
+        dataDir,
+        peers: peers.peers,
+        stream: peerSnapshots,
+        log,
+        logger,
+        signal: new AbortController().signal,
+      });
+    }
     const store = stack.adopt(LmdbStore.open(storeDirOf(dataDir)), (s) => s.close());
     if (store.clearedUnfinishedLoad) {
       logger.warn('the store held a snapshot load that never finished: cleared, starting over');
     }
-    const log = stack.adopt(openKafkaLog(config.kafka, config.limits, logger), (l) => l.close());
     const failed = Promise.withResolvers<never>();
     // Observed, so that a failure nobody waits for is no unhandled rejection.
     failed.promise.catch(() => {});
@@ -94,11 +105,7 @@ export async function openInProcessReplica(options: ReplicaOptions): Promise<Kvs
     stack.defer(() => service.close());
     const stopStarting = new AbortController();
     let started = false;
-    const loadFromPeer =
-      peers === null || peerSnapshots === null
-        ? null
-        : bootstrapIfEmpty({ peers: peers.peers, stream: peerSnapshots, store, log, logger });
-    const starting = startReplica(log, replica, logger, onFatal, stopStarting.signal, loadFromPeer).then(() => {
+    const starting = startReplica(log, replica, logger, onFatal, stopStarting.signal).then(() => {
       started = !stopStarting.signal.aborted && failure === null;
     });
     stack.defer(async () => {

@@ -28,7 +28,8 @@ export function peerSnapshotStream(config: PeerBootstrapConfig, serverTls: TlsFi
         ...(token === undefined ? {} : { token }),
       });
       try {
-        yield* client.snapshot({ signal });
+        // A peer of this kvs2 sends its store's file; an older one the portable format (told apart on arrival).
+        yield* client.snapshot({ signal, format: 'store-image' });
       } finally {
         client.close();
       }

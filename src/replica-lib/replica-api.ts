@@ -44,8 +44,9 @@ export interface ReplicaOptions {
   /** A pino logger (e.g. `logger.child({ component: 'kvs2' })`); default: silent. */
   readonly logger?: Logger;
   /**
-   * Peers (`host:port` of running nodes' gRPC) whose store snapshot an empty replica loads first, then
-   * reading the topic only from the snapshot's offsets; as a node's `--bootstrap-from`.
+   * Peers (`host:port` of running nodes' gRPC) whose store an empty replica installs first (a copy of the
+   * peer's LMDB file; the portable snapshot from a peer before those), then reading the topic only from the
+   * snapshot's offsets; as a node's `--bootstrap-from`.
    */
   readonly bootstrapFrom?: {
     readonly peers: readonly string[];

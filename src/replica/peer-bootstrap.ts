@@ -1,27 +1,30 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { describeError, Kvs2Error } from '../errors.js';
 import type { Log } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import { offsetsForLog } from '../offsets.js';
-import { decodeSnapshot } from '../snapshot/snapshot-decoder.js';
-import { type SnapshotMetadata, UNVERSIONED_SNAPSHOT_FORMAT } from '../snapshot/snapshot-format.js';
-import type { StoreLoad } from '../store/lmdb-store.js';
-import type { Store, StoreProgress } from '../store/store.js';
+import { storeDirOf } from '../snapshot/data-dir.js';
+import { installStoreImage, type SniffedSnapshot, sniffSnapshot } from '../snapshot/image-install.js';
+import { UNVERSIONED_SNAPSHOT_FORMAT } from '../snapshot/snapshot-format.js';
+import { installSnapshot } from '../snapshot/snapshot-install.js';
+import type { StoreProgress } from '../store/store.js';
+import { readStoreFile } from '../store/store-file.js';
 import { planResume } from './resume-plan.js';
+import { untilLogAnswers } from './start-replica.js';
 
-/** Where snapshots of peers' stores come from: the Snapshot RPC of each peer (cli/node.ts builds it). */
+/**
+ * Where snapshots of peers' stores come from: the Snapshot RPC of each peer, asking for a store image
+ * (cli/node.ts builds it). A peer may answer in either format: the bootstrap tells them apart.
+ */
 export type PeerSnapshotStream = (peer: string, signal: AbortSignal) => AsyncIterable<Uint8Array>;
-
-/** The part of the store a bootstrap fills: an empty store that loads a snapshot. */
-export interface LoadableStore {
-  readonly description: string;
-  beginLoad(): StoreLoad;
-}
 
 export interface PeerBootstrapOptions {
   /** Peers to ask, in order, `host:port` each; the next is tried when one fails. */
   readonly peers: readonly string[];
   readonly stream: PeerSnapshotStream;
-  readonly store: LoadableStore;
+  /** The node's data dir, whose store nothing has open yet: a snapshot is installed as its store. */
+  readonly dataDir: string;
   /** The log this node reads, already opened: a snapshot must be of it, and recent enough for it. */
   readonly log: Log;
   readonly logIdentity: string;
@@ -33,19 +36,33 @@ export interface PeerBootstrapOptions {
 /** What a bootstrap installed, or null when no peer could give a usable snapshot. */
 export interface PeerBootstrapResult {
   readonly peer: string;
+  /** What the peer sent: its store's file (a store image), or every entry (a peer before store images). */
+  readonly format: 'store-image' | 'portable';
   readonly keys: number;
   readonly progress: StoreProgress;
+  /** Bytes of the store image's file; null for a portable snapshot. */
+  readonly bytes: number | null;
+  /** From asking to the first bytes: the peer's wait for its replica, and its copy for a store image. */
+  readonly firstByteMs: number;
+}
+
+/** The facts of a snapshot a bootstrap judges it by, whatever its format. */
+interface SnapshotFacts extends StoreProgress {
+  /** Whether its entries lack versions (a portable snapshot of format 1, from a kvs2 before them). */
+  readonly unversioned: boolean;
 }
 
 /**
- * Fills an empty store from a peer's snapshot (LinkedIn Venice's blob transfer, etcd's snapshot to a new
- * member), so that a new node reads from the log only what came after it instead of the whole topic. The
- * snapshot is checked before a single entry is loaded, with the very rule a returning node follows
- * (resume-plan.ts): it must be of this log (not another topic, not one since recreated), hold no offset the
- * log has already removed, and have been caught up within the topic's delete.retention.ms, or deletes it
- * never saw may have been compacted away. A refused snapshot, a peer that cannot be reached or dies
- * mid-stream, or a damaged stream leaves the store empty again, and the next peer is tried. When none works
- * the caller reads the log from its start, as without peers.
+ * Installs a peer's snapshot as the store of a new node (LinkedIn Venice's blob transfer, etcd's snapshot
+ * to a new member), so that it reads from the log only what came after it instead of the whole topic. A
+ * peer of this kvs2 sends a store image, its LMDB file as LMDB's compacting copy wrote it, which becomes
+ * the store in one rename; an older peer sends the portable format, loaded entry by entry into a new store
+ * that replaces the empty one the same way. Either is checked before it is used, with the very rule a
+ * returning node follows (resume-plan.ts): it must be of this log (not another topic, not one since
+ * recreated), hold no offset the log has already removed, and have been caught up within the topic's
+ * delete.retention.ms, or deletes it never saw may have been compacted away. A refused snapshot, a peer
+ * that cannot be reached or dies mid-stream, or a damaged stream leaves the data dir as it was, and the
+ * next peer is tried. When none works the caller reads the log from its start, as without peers.
  */
 export async function bootstrapFromPeers(options: PeerBootstrapOptions): Promise<PeerBootstrapResult | null> {
   const { peers, logger, log } = options;
@@ -57,34 +74,40 @@ export async function bootstrapFromPeers(options: PeerBootstrapOptions): Promise
     tombstoneRetentionMs: log.tombstoneRetentionMs,
     startOffsets: await log.startOffsets(options.signal),
   };
+  const refusal = (snapshot: SnapshotFacts): string | null => {
+    if (snapshot.logIdentity === null) return 'its store holds nothing yet';
+    if (snapshot.unversioned) {
+      return (
+        `it is in snapshot format ${UNVERSIONED_SNAPSHOT_FORMAT}, without versions (the peer runs a kvs2 ` +
+        "before them), and this node needs each key's offset as its version"
+      );
+    }
+    if (snapshot.logIdentity !== options.logIdentity) {
+      return `it is a snapshot of log ${snapshot.logIdentity}, and this node reads ${log.description} (log ${options.logIdentity})`;
+    }
+    const plan = planResume(snapshot, facts, now());
+    return plan.kind === 'resume' ? null : plan.reason;
+  };
   for (const peer of peers) {
     if (options.signal.aborted) return null;
     const started = now();
     logger.info({ peer }, `bootstrapping from peer ${peer}: asking for a snapshot of its store`);
     try {
-      const result = await loadFrom(peer, options, (metadata) => {
-        const progress = progressOf(metadata);
-        if (metadata.logIdentity === null) return 'its store holds nothing yet';
-        if (metadata.snapshotFormat === UNVERSIONED_SNAPSHOT_FORMAT) {
-          return (
-            `it is in snapshot format ${UNVERSIONED_SNAPSHOT_FORMAT}, without versions (the peer runs a kvs2 ` +
-            "before them), and this node needs each key's offset as its version"
-          );
-        }
-        if (metadata.logIdentity !== options.logIdentity) {
-          return `it is a snapshot of log ${metadata.logIdentity}, and this node reads ${log.description} (log ${options.logIdentity})`;
-        }
-        const plan = planResume(progress, facts, now());
-        return plan.kind === 'resume' ? null : plan.reason;
+      const result = await installFrom(peer, options, (snapshot) => {
+        const why = refusal(snapshot);
+        if (why !== null) throw new Kvs2Error('SNAPSHOT_INVALID', `the snapshot of ${peer} cannot be used: ${why}`);
       });
       logger.info(
         {
           peer,
+          format: result.format,
           keys: result.keys,
+          bytes: result.bytes,
           appliedOffsets: offsetsForLog(result.progress.appliedOffsets),
+          firstByteMs: Math.round(result.firstByteMs),
           tookMs: now() - started,
         },
-        `bootstrapped from peer ${peer}: ${result.keys} keys; the log is read from the snapshot's offsets on`,
+        `bootstrapped from peer ${peer}: ${result.keys} keys (${result.format}); the log is read from the snapshot's offsets on`,
       );
       return result;
     } catch (error) {
@@ -103,70 +126,82 @@ export async function bootstrapFromPeers(options: PeerBootstrapOptions): Promise
 }
 
 /**
- * Streams one peer's snapshot into the store. `refusal` says why a snapshot cannot be used (null: it can),
- * from its metadata, before anything is loaded.
+ * Streams one peer's snapshot into the data dir's store. `accept` throws to refuse a snapshot, from its
+ * metadata, before its content is taken.
  */
-async function loadFrom(
+async function installFrom(
   peer: string,
   options: PeerBootstrapOptions,
-  refusal: (metadata: SnapshotMetadata) => string | null,
+  accept: (snapshot: SnapshotFacts) => void,
 ): Promise<PeerBootstrapResult> {
-  // Ends the peer's stream whatever happens here: a refused or failed snapshot must not keep its
-  // read transaction open on the peer.
+  // Ends the peer's stream whatever happens here: a refused or failed snapshot must not keep the peer
+  // copying or reading for nobody.
   const stop = new AbortController();
   const onAbort = (): void => stop.abort();
   options.signal.addEventListener('abort', onAbort, { once: true });
-  let load: StoreLoad | undefined;
-  let metadata: SnapshotMetadata | undefined;
+  let sniffed: SniffedSnapshot | undefined;
   try {
-    for await (const part of decodeSnapshot(options.stream(peer, stop.signal))) {
-      if (part.kind === 'metadata') {
-        const why = refusal(part.metadata);
-        if (why !== null) throw new Kvs2Error('SNAPSHOT_INVALID', `the snapshot of ${peer} cannot be used: ${why}`);
-        metadata = part.metadata;
-        load = options.store.beginLoad();
-      } else if (part.kind === 'entries') {
-        load?.add(part.entries);
-      } else if (load !== undefined && metadata !== undefined) {
-        const progress = progressOf(metadata);
-        await load.finish(progress);
-        load = undefined;
-        return { peer, keys: part.keys, progress };
-      }
+    const asked = performance.now();
+    sniffed = await sniffSnapshot(options.stream(peer, stop.signal));
+    const firstByteMs = performance.now() - asked;
+    if (sniffed.format === 'store-image') {
+      const { metadata } = await installStoreImage(sniffed.chunks, {
+        dataDir: options.dataDir,
+        accept: (image) => accept({ ...image, unversioned: false }),
+        signal: options.signal,
+      });
+      const progress = progressOf(metadata);
+      return { peer, format: 'store-image', keys: metadata.keys, progress, bytes: metadata.bytes, firstByteMs };
     }
-    throw new Kvs2Error('SNAPSHOT_INVALID', `the snapshot stream of ${peer} ended without its metadata`);
-  } catch (error) {
-    await load?.abandon();
-    throw error;
+    const installed = await installSnapshot(sniffed.chunks, {
+      dataDir: options.dataDir,
+      // The store there is empty (bootstrapIfEmpty()), or holds only a load an older kvs2 never finished.
+      force: true,
+      accept: (metadata) =>
+        accept({ ...metadata, unversioned: metadata.snapshotFormat === UNVERSIONED_SNAPSHOT_FORMAT }),
+      signal: options.signal,
+    });
+    const progress = progressOf(installed.metadata);
+    return { peer, format: 'portable', keys: installed.keys, progress, bytes: null, firstByteMs };
   } finally {
     stop.abort();
     options.signal.removeEventListener('abort', onAbort);
+    // Ends the stream (and its client) also when an install gave up before reading it.
+    await sniffed?.chunks[Symbol.asyncIterator]().return?.();
   }
 }
 
-function progressOf(metadata: SnapshotMetadata): StoreProgress {
-  return {
-    logIdentity: metadata.logIdentity,
-    appliedOffsets: metadata.appliedOffsets,
-    caughtUpAt: metadata.caughtUpAt,
-  };
+function progressOf(facts: StoreProgress): StoreProgress {
+  return { logIdentity: facts.logIdentity, appliedOffsets: facts.appliedOffsets, caughtUpAt: facts.caughtUpAt };
 }
 
 /**
- * What the start-up runs between opening the log and starting the replica when peers are given: a bootstrap,
- * but only into an empty store. A store that bootstrapped (or read the log) before resumes as usual.
+ * What the start-up runs before it opens the store when peers are given: a bootstrap, but only into an
+ * empty store (none yet, one that never applied anything, or one a load cut short). A store that
+ * bootstrapped (or read the log) before resumes as usual. The log is opened first, waiting for it as the
+ * replica would: a snapshot is judged against it. Returns what was installed, or null.
  */
-export function bootstrapIfEmpty(options: {
+export async function bootstrapIfEmpty(options: {
+  readonly dataDir: string;
   readonly peers: readonly string[];
   readonly stream: PeerSnapshotStream;
-  readonly store: LoadableStore & Pick<Store, 'progress' | 'stats'>;
   readonly log: Log;
   readonly logger: Logger;
-}): (logIdentity: string, signal: AbortSignal) => Promise<void> {
-  const { store } = options;
-  return async (logIdentity, signal) => {
-    const { logIdentity: applied, appliedOffsets } = store.progress();
-    if (applied !== null || appliedOffsets.size > 0 || store.stats().keys > 0) return;
-    await bootstrapFromPeers({ ...options, logIdentity, signal });
-  };
+  readonly signal: AbortSignal;
+}): Promise<PeerBootstrapResult | null> {
+  if (!(await holdsEmptyStore(options.dataDir))) return null;
+  const { log, logger, signal } = options;
+  // The log's start offsets are asked for too before the first peer: a broker gone meanwhile is waited for.
+  return untilLogAnswers(logger, signal, async () =>
+    bootstrapFromPeers({ ...options, logIdentity: await log.open(signal) }),
+  );
+}
+
+async function holdsEmptyStore(dataDir: string): Promise<boolean> {
+  const storeDir = storeDirOf(dataDir);
+  if (!existsSync(join(storeDir, 'data.mdb'))) return true;
+  const facts = await readStoreFile(storeDir);
+  if (facts.loading) return true;
+  const { logIdentity, appliedOffsets, caughtUpAt } = facts.progress;
+  return logIdentity === null && appliedOffsets.size === 0 && caughtUpAt === null && facts.keys === 0;
 }

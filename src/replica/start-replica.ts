@@ -19,26 +19,42 @@ export async function startReplica(
   logger: Logger,
   onFatal: (error: Kvs2Error) => void,
   signal: AbortSignal,
-  loadFromPeer: ((logIdentity: string, signal: AbortSignal) => Promise<void>) | null,
 ): Promise<void> {
   let identity: string | undefined;
-  for (let attempt = 0; !signal.aborted; attempt++) {
-    try {
+  try {
+    await untilLogAnswers(logger, signal, async () => {
       // After a failed start, reopen() adopts the log as it is now (a topic recreated meanwhile).
-      identity = identity === undefined ? await log.open(signal) : await log.reopen(signal);
-      await loadFromPeer?.(identity, signal);
-      await replica.start(identity);
-      return;
+      const opened = identity === undefined ? await log.open(signal) : await log.reopen(signal);
+      identity = opened;
+      await replica.start(opened);
+    });
+  } catch (error) {
+    if (signal.aborted) return;
+    logger.fatal({ err: error }, `kvs2 cannot start: ${describeError(error)}`);
+    onFatal(isKvs2Error(error) ? error : new Kvs2Error('INCONSISTENT_STATE', describeError(error)));
+  }
+}
+
+/**
+ * Runs `attempt` until it succeeds, pausing with backoff after each failure the log may get over
+ * (LOG_UNAVAILABLE, LOG_RECREATED), with a warning; any other error is thrown. Returns null once the
+ * signal aborts.
+ */
+export async function untilLogAnswers<T>(
+  logger: Logger,
+  signal: AbortSignal,
+  attempt: () => Promise<T>,
+): Promise<T | null> {
+  for (let attempts = 0; !signal.aborted; attempts++) {
+    try {
+      return await attempt();
     } catch (error) {
-      if (signal.aborted) return;
-      if (!isKvs2Error(error) || (error.code !== 'LOG_UNAVAILABLE' && error.code !== 'LOG_RECREATED')) {
-        logger.fatal({ err: error }, `kvs2 cannot start: ${describeError(error)}`);
-        onFatal(isKvs2Error(error) ? error : new Kvs2Error('INCONSISTENT_STATE', describeError(error)));
-        return;
-      }
-      const waitMs = backoffMs(attempt, START_RETRY_MIN_MS, START_RETRY_MAX_MS);
+      if (signal.aborted) return null;
+      if (!isKvs2Error(error) || (error.code !== 'LOG_UNAVAILABLE' && error.code !== 'LOG_RECREATED')) throw error;
+      const waitMs = backoffMs(attempts, START_RETRY_MIN_MS, START_RETRY_MAX_MS);
       logger.warn({ err: error, waitMs }, `waiting for the log, retrying in ${waitMs} ms: ${error.message}`);
       await pause(waitMs, signal);
     }
   }
+  return null;
 }

@@ -4,8 +4,9 @@ import type { LogPosition } from '../log/log.js';
 import { hasReached, type Offsets } from '../offsets.js';
 import type { AppliedWatermark } from '../replica/applied-watermark.js';
 import { SnapshotEncoder } from '../snapshot/snapshot-encoder.js';
+import { StoreImage } from '../snapshot/store-image.js';
 import type { KeyValueReader } from '../store/store.js';
-import type { SnapshotSource } from '../store/store-snapshot.js';
+import type { SnapshotSource, StoreFileSource } from '../store/store-snapshot.js';
 import type { ConditionalMutation, ConditionalVerdict, ConditionalWriter } from './conditional-writes.js';
 import { encodeToken, logTagOf, mergeTokens } from './consistency-token.js';
 import { ReplyBudget } from './reply-budget.js';
@@ -42,8 +43,8 @@ export interface KvServiceOptions {
   readonly log: LogAppender;
   /** Where conditional writes are decided (on the node that owns the log and the replica). */
   readonly conditional: ConditionalWriter;
-  /** Reads, and consistent snapshots of the whole store (the Snapshot RPC). */
-  readonly store: KeyValueReader & SnapshotSource;
+  /** Reads, and consistent snapshots and copies of the whole store (the Snapshot RPC). */
+  readonly store: KeyValueReader & SnapshotSource & StoreFileSource;
   /** Where the replica is, and a way to wait for it. */
   readonly applied: AppliedWatermark;
   /** What watches follow. */
@@ -82,7 +83,7 @@ const SNAPSHOT_MAX_CHUNK_BYTES = 1024 * 1024;
 export class KvService {
   readonly #log: LogAppender;
   readonly #conditional: ConditionalWriter;
-  readonly #store: KeyValueReader & SnapshotSource;
+  readonly #store: KeyValueReader & SnapshotSource & StoreFileSource;
   readonly #applied: AppliedWatermark;
   readonly #changes: ChangeSource;
   readonly #limits: Limits;
@@ -258,6 +259,42 @@ export class KvService {
    * the age of the snapshot (and refuse it against the topic's delete.retention.ms).
    */
   async snapshot(signal: AbortSignal): Promise<SnapshotEncoder> {
+    const { identity, askedAt, end } = await this.#catchUpForSnapshot(signal);
+    const snapshot = this.#store.snapshot();
+    // Its offsets come from the same read transaction as its entries; the end was asked of the log the
+    // replica read then. Both the same log and every partition reached: every write before askedAt is in it.
+    const caughtUp =
+      end !== null &&
+      snapshot.progress.logIdentity === identity &&
+      this.#applied.logIdentity === identity &&
+      hasReached(snapshot.progress.appliedOffsets, end);
+    return new SnapshotEncoder(snapshot, {
+      maxChunkBytes: Math.min(SNAPSHOT_MAX_CHUNK_BYTES, this.#limits.maxReplyBytes),
+      ...(caughtUp ? { caughtUpAt: askedAt } : {}),
+    });
+  }
+
+  /**
+   * A store image (snapshot/store-image.ts): a compacted copy of the store's file, for a new node of the
+   * same kvs2 to install as its store. Waits for the replica as snapshot() does, for the same reason; the
+   * copy records the time asked as its catch-up time if its offsets reach the log's end then. The caller
+   * streams it and must close it (it removes the copy).
+   */
+  async storeImage(signal: AbortSignal): Promise<StoreImage> {
+    const { identity, askedAt, end } = await this.#catchUpForSnapshot(signal);
+    return StoreImage.take(this.#store, {
+      maxChunkBytes: Math.min(SNAPSHOT_MAX_CHUNK_BYTES, this.#limits.maxReplyBytes),
+      ...(end === null || this.#applied.logIdentity !== identity ? {} : { caughtUp: { at: askedAt, end, identity } }),
+    });
+  }
+
+  /**
+   * Waits, for at most SNAPSHOT_CATCH_UP_WAIT_MS, until the replica has applied what the log held now:
+   * returns that end (null when not reached in time, or the log could not say) with the log and the time.
+   */
+  async #catchUpForSnapshot(
+    signal: AbortSignal,
+  ): Promise<{ readonly identity: string; readonly askedAt: number; readonly end: Offsets | null }> {
     this.#checkOpen(signal, 'snapshot');
     const identity = this.#applied.logIdentity;
     const askedAt = Date.now();
@@ -273,18 +310,7 @@ export class KvService {
       // this node holds, as old as its store says.
     }
     this.#checkOpen(signal, 'snapshot');
-    const snapshot = this.#store.snapshot();
-    // Its offsets come from the same read transaction as its entries; the end was asked of the log the
-    // replica read then. Both the same log and every partition reached: every write before askedAt is in it.
-    const caughtUp =
-      end !== null &&
-      snapshot.progress.logIdentity === identity &&
-      this.#applied.logIdentity === identity &&
-      hasReached(snapshot.progress.appliedOffsets, end);
-    return new SnapshotEncoder(snapshot, {
-      maxChunkBytes: Math.min(SNAPSHOT_MAX_CHUNK_BYTES, this.#limits.maxReplyBytes),
-      ...(caughtUp ? { caughtUpAt: askedAt } : {}),
-    });
+    return { identity, askedAt, end };
   }
 
   /** A token for what this node has applied now: hand it to another node to read no older state. */

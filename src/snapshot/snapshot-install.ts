@@ -77,9 +77,10 @@ export async function installSnapshot(
       if (options.signal?.aborted) throw abortError(options.signal, 'installing a snapshot');
       if (part.kind === 'metadata') {
         metadata = part.metadata;
+        // The caller's judgement first: a bootstrap refuses a snapshot without versions in its own words.
+        await options.accept?.(metadata);
         checkLogOffsets(metadata);
         standIn = standInVersion(metadata);
-        await options.accept?.(metadata);
         loader = await StoreLoader.create(join(staging, 'store'));
       } else if (part.kind === 'entries') {
         const version = standIn;

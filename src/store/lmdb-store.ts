@@ -33,7 +33,7 @@ import {
   STORE_FORMAT_VERSION,
   UNVERSIONED_STORE_FORMAT,
 } from './store-format.js';
-import type { SnapshotSource, StoreEntry, StoreSnapshot } from './store-snapshot.js';
+import type { SnapshotSource, StoreEntry, StoreFileSource, StoreSnapshot } from './store-snapshot.js';
 import { readVersion, StoredValueScratch, storedLength, VERSION_BYTES, writeVersion } from './versioned-value.js';
 
 /** Entries gathered before one load transaction: each commit is synced, so few large ones. */
@@ -110,8 +110,9 @@ function toBuffer(bytes: Uint8Array): Buffer {
  *
  * Reads are synchronous: LMDB is memory-mapped, and a read costs less than a trip through the event loop.
  */
-export class LmdbStore implements Store, SnapshotSource {
+export class LmdbStore implements Store, SnapshotSource, StoreFileSource {
   readonly description: string;
+  readonly dir: string;
   readonly #dataFile: string;
   readonly #env: RootDatabase;
   readonly #kv: Database<Buffer, Buffer>;
@@ -123,6 +124,8 @@ export class LmdbStore implements Store, SnapshotSource {
   #unversioned: boolean;
   /** Snapshots not yet closed: closing the store ends their read transactions first. */
   readonly #snapshots = new Set<LmdbSnapshot>();
+  /** Copies of the store's file under way (copyCompacted()). */
+  readonly #copies = new Set<Promise<void>>();
   /** Whether opening found a snapshot load that never finished, and cleared the store (see beginLoad()). */
   readonly clearedUnfinishedLoad: boolean;
   #loading = false;
@@ -132,6 +135,7 @@ export class LmdbStore implements Store, SnapshotSource {
 
   private constructor(dir: string, env: RootDatabase, format: number, reader = false) {
     this.description = `LMDB store in ${dir}`;
+    this.dir = dir;
     this.#dataFile = join(dir, 'data.mdb');
     this.#env = env;
     this.#kv = env.openDB<Buffer, Buffer>({ name: 'kv', keyEncoding: 'binary', encoding: 'binary' });
@@ -335,6 +339,23 @@ export class LmdbStore implements Store, SnapshotSource {
     }
   }
 
+  async copyCompacted(target: string): Promise<void> {
+    if (this.#closed) throw new Kvs2Error('STORE_UNAVAILABLE', `${this.description} is closed`);
+    if (this.#unversioned) throw this.#notUpgraded();
+    const copy = this.#env.backup(target, true);
+    // The copy runs on a thread of its own with the environment: close() waits for it before closing that.
+    this.#copies.add(copy);
+    try {
+      await copy;
+    } catch (error) {
+      throw new Kvs2Error('STORE_UNAVAILABLE', `${this.description}: copying it failed: ${describeError(error)}`, {
+        cause: error,
+      });
+    } finally {
+      this.#copies.delete(copy);
+    }
+  }
+
   async markCaughtUp(at: number): Promise<void> {
     const progress: StoreProgress = { ...this.#progress, caughtUpAt: at };
     this.#progress = progress;
@@ -521,6 +542,7 @@ export class LmdbStore implements Store, SnapshotSource {
     for (const snapshot of [...this.#snapshots]) snapshot.close();
     this.#readAt?.transaction.done();
     this.#readAt = undefined;
+    await Promise.allSettled(this.#copies);
     await this.#env.flushed;
     await this.#env.close();
   }

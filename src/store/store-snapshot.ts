@@ -36,3 +36,15 @@ export interface SnapshotSource {
   /** A consistent snapshot of the whole store; the caller closes it. STORE_UNAVAILABLE once closed. */
   snapshot(): StoreSnapshot;
 }
+
+/** What can copy its own file (LmdbStore): the part of a store a store image (the Snapshot RPC's other format) needs. */
+export interface StoreFileSource {
+  /** The folder the store's data.mdb lies in (a copy is made in a folder inside it). */
+  readonly dir: string;
+  /**
+   * Writes a consistent, compacted copy of the store (LMDB's mdb_env_copy2 with MDB_CP_COMPACT: pages in
+   * key order, no free pages) as `<target>/data.mdb`; `target` must exist and hold no data.mdb. Runs off the
+   * event loop, from one read transaction: reads and the replica go on meanwhile.
+   */
+  copyCompacted(target: string): Promise<void>;
+}

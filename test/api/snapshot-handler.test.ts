@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { GrpcApi } from '../../src/api/grpc-server.js';
@@ -9,22 +11,35 @@ import { ConditionalWrites } from '../../src/service/conditional-writes.js';
 import { KvService } from '../../src/service/kv-service.js';
 import { NodeHealth } from '../../src/service/node-health.js';
 import { NodeStatusReport } from '../../src/service/node-status.js';
+import { installStoreImage, sniffSnapshot } from '../../src/snapshot/image-install.js';
 import { verifySnapshot } from '../../src/snapshot/snapshot-install.js';
-import type { LmdbStore } from '../../src/store/lmdb-store.js';
+import { LmdbStore } from '../../src/store/lmdb-store.js';
 import type { KeyValueReader, ScanPage, ScanRange } from '../../src/store/store.js';
-import type { SnapshotSource, StoreSnapshot } from '../../src/store/store-snapshot.js';
+import type { SnapshotSource, StoreFileSource, StoreSnapshot } from '../../src/store/store-snapshot.js';
 import { KVS2_VERSION } from '../../src/version.js';
 import { eventually } from '../support/grpc-clients.js';
+import { tempDir } from '../support/paths.js';
 import { END_GROUP_BYTE } from '../support/protobuf-wire.js';
 import { RawGrpcClient } from '../support/raw-grpc-client.js';
 import { b, noDeadline } from '../support/service-calls.js';
 import { type ServiceNode, startLiveNode } from '../support/service-node.js';
 
 /** The node's store, counting the snapshots taken of it that are not closed yet (each holds a read transaction). */
-class CountedStore implements KeyValueReader, SnapshotSource {
+class CountedStore implements KeyValueReader, SnapshotSource, StoreFileSource {
   open = 0;
   taken = 0;
+  /** Copies of the store's file made for store images. */
+  copies = 0;
   constructor(readonly store: LmdbStore) {}
+
+  get dir(): string {
+    return this.store.dir;
+  }
+
+  copyCompacted(target: string): Promise<void> {
+    this.copies++;
+    return this.store.copyCompacted(target);
+  }
 
   get(key: Buffer): Buffer | undefined {
     return this.store.get(key);
@@ -117,6 +132,9 @@ describe('the Snapshot RPC, in process', () => {
       await service.write({ mutations, waitForApply: true }, noDeadline());
     }
   });
+  /** The folders a store image copies the node's store into, that exist now. */
+  const imageCopies = (): string[] => readdirSync(node.store.dir).filter((name) => name.startsWith('.store-image-'));
+
   after(async () => {
     client.close();
     await api.shutdown(0);
@@ -224,6 +242,84 @@ describe('the Snapshot RPC, in process', () => {
     assert.equal(error.kvs2Code, 'GRPC_DEADLINE_EXCEEDED');
   });
 
+  test('a store image installs as a store holding every key at the node’s offsets; its copy is removed', async () => {
+    const copies = store.copies;
+    const target = await tempDir('image-install');
+    try {
+      const sniffed = await sniffSnapshot(client.snapshot({ format: 'store-image' }));
+      assert.equal(sniffed.format, 'store-image');
+      let accepted = 0;
+      const installed = await installStoreImage(sniffed.chunks, { dataDir: target.path, accept: () => accepted++ });
+      assert.equal(accepted, 1);
+      assert.equal(installed.metadata.keys, KEYS);
+      assert.notEqual(installed.metadata.caughtUpAt, null, 'a caught-up node dates its image');
+      assert.deepEqual(readdirSync(target.path), ['store'], 'no staging folder is left');
+      const copy = LmdbStore.open(join(target.path, 'store'));
+      try {
+        assert.equal(copy.stats().keys, KEYS);
+        assert.deepEqual(node.store.get(b('k/00007')), VALUE);
+        const version = node.store.lastVersion;
+        assert.deepEqual(copy.get(b('k/00007')), VALUE);
+        assert.equal(copy.lastVersion, version, 'the key keeps its version');
+        assert.deepEqual(copy.progress().appliedOffsets, node.store.progress().appliedOffsets);
+        assert.equal(copy.progress().caughtUpAt, installed.metadata.caughtUpAt);
+      } finally {
+        await copy.close();
+      }
+    } finally {
+      await target.remove();
+    }
+    assert.equal(store.copies, copies + 1);
+    assert.deepEqual(imageCopies(), []);
+    // A portable snapshot is still what a client gets by default.
+    const portable = await sniffSnapshot(client.snapshot());
+    assert.equal(portable.format, 'portable');
+    await portable.chunks[Symbol.asyncIterator]().return?.();
+    await eventually(() => api.openSnapshots === 0 && store.open === 0, 10_000, 'the unread stream to end');
+  });
+
+  test('a store image damaged, cut short or followed by bytes is refused, and nothing is installed', async () => {
+    const image: Buffer[] = [];
+    for await (const chunk of client.snapshot({ format: 'store-image' })) image.push(chunk);
+    const whole = Buffer.concat(image);
+    const flipped = Buffer.from(whole);
+    const at = Math.floor(flipped.length / 2);
+    flipped[at] = (flipped[at] as number) ^ 0x01;
+    const cases: Array<[string, Buffer, RegExp]> = [
+      ['a flipped bit', flipped, /its CRC-32 does not match its content/],
+      ['cut at half', whole.subarray(0, at), /it ends after \d+ of the file's \d+ bytes, without its trailer/],
+      ['cut inside its trailer', whole.subarray(0, whole.length - 3), /it ends inside its trailer/],
+      ['bytes after it', Buffer.concat([whole, Buffer.from('x')]), /bytes follow its trailer/],
+    ];
+    for (const [name, bytes, why] of cases) {
+      const target = await tempDir('image-refused');
+      try {
+        await assert.rejects(
+          installStoreImage(pieces(bytes), { dataDir: target.path, accept: () => {} }),
+          (error: Error & { code?: string }) => {
+            assert.equal(error.code, 'SNAPSHOT_INVALID', `${name}: ${error.message}`);
+            assert.match(error.message, why, name);
+            return true;
+          },
+        );
+        assert.deepEqual(readdirSync(target.path), [], `${name}: nothing is left in the data dir`);
+        assert.equal(existsSync(join(target.path, 'store', 'data.mdb')), false);
+      } finally {
+        await target.remove();
+      }
+    }
+    await eventually(() => api.openSnapshots === 0 && imageCopies().length === 0, 10_000, 'the stream to end');
+  });
+
+  test('a client that stops reading a store image half-way: the stream ends and the copy is removed', async () => {
+    const chunks = client.snapshot({ format: 'store-image' })[Symbol.asyncIterator]();
+    assert.equal((await chunks.next()).done, false);
+    assert.equal(api.openSnapshots, 1);
+    assert.equal(imageCopies().length, 1, 'the copy exists while the image streams');
+    await chunks.return?.();
+    await eventually(() => api.openSnapshots === 0 && imageCopies().length === 0, 10_000, 'the copy to be removed');
+  });
+
   test('shutdown ends an open snapshot stream with UNAVAILABLE and SHUTTING_DOWN, closing its transaction', async () => {
     const chunks = client.snapshot()[Symbol.asyncIterator]();
     assert.equal((await chunks.next()).done, false);
@@ -234,6 +330,11 @@ describe('the Snapshot RPC, in process', () => {
     assert.deepEqual([error.code, error.kvs2Code], [status.UNAVAILABLE, 'SHUTTING_DOWN']);
   });
 });
+
+/** Chunks of 64 KiB, as a stream brings them. */
+async function* pieces(bytes: Buffer): AsyncGenerator<Buffer> {
+  for (let at = 0; at < bytes.length; at += 64 * 1024) yield bytes.subarray(at, at + 64 * 1024);
+}
 
 /** Reads the rest of a stream that must fail, and returns its failure. */
 async function drain(chunks: AsyncIterator<Buffer>): Promise<Kvs2ClientError> {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { Kvs2Client } from '../../src/client/index.js';
@@ -66,6 +67,30 @@ describe('a new node bootstrapping from a peer', needsKafka(), () => {
     return { peer, token };
   };
   const deletedEvery7th = (i: number): boolean => i % 7 === 0;
+  /** Every key of the dataset has the same version on `node` as on `source`. */
+  const sameVersions = async (node: ServerProcess, source: ServerProcess, token: Buffer) => {
+    const keys = Array.from({ length: KEYS }, (_, i) => keyOf(i));
+    const [mine, theirs] = await Promise.all(
+      [node, source].map(async (n) => (await client(n).multiGet({ keys, after: [token] })).parts.map((p) => p.version)),
+    );
+    assert.deepEqual(mine, theirs);
+    assert.ok((mine as number[]).some((version) => version > 0));
+  };
+  /** A store image of `node`, as --bootstrap-from asks for it. */
+  const imageOf = async (node: ServerProcess): Promise<Buffer> => {
+    const parts: Buffer[] = [];
+    for await (const chunk of client(node).snapshot({ format: 'store-image' })) parts.push(chunk);
+    return Buffer.concat(parts);
+  };
+  /** Temporary files a snapshot left in a data dir: staging folders of a receiver, copies of a sender. */
+  const leftovers = (name: string): string[] => {
+    const dataDir = `${dir.path}/${name}`;
+    const storeDir = `${dataDir}/store`;
+    return [
+      ...readdirSync(dataDir).filter((entry) => entry.startsWith('.snapshot-')),
+      ...(existsSync(storeDir) ? readdirSync(storeDir).filter((entry) => entry.startsWith('.store-image-')) : []),
+    ];
+  };
 
   before(async () => {
     brokers = kafkaBrokers().join(',');
@@ -86,6 +111,7 @@ describe('a new node bootstrapping from a peer', needsKafka(), () => {
     const fresh = await startNode('fresh', topic, ['--bootstrap-from', peer.address]);
     const loaded = await fresh.waitForLine((l) => l.msg.startsWith('bootstrapped from peer'), 60_000);
     assert.equal(loaded.peer, peer.address);
+    assert.equal(loaded.format, 'store-image', 'a peer of this kvs2 sends its store’s file');
     assert.equal(loaded.keys, KEYS - Math.ceil(KEYS / 7));
     const loadedOffsets = loaded.appliedOffsets as Record<string, number>;
     const total = Object.values(loadedOffsets).reduce((sum, n) => sum + n, 0);
@@ -99,6 +125,9 @@ describe('a new node bootstrapping from a peer', needsKafka(), () => {
     assert.deepEqual(starting.appliedOffsets, loadedOffsets);
     await fresh.waitUntilCaughtUp(30_000);
     await holdsDataset(fresh, token, deletedEvery7th);
+    await sameVersions(fresh, peer, token);
+    assert.deepEqual(leftovers('fresh'), [], 'the receiver’s staging folder is gone');
+    await eventually(async () => leftovers('source').length === 0, 10_000, 'the peer to remove its copy');
 
     // Later writes, through either node, reach both.
     const later = await client(peer).set({ key: b('after-bootstrap'), value: b('from the source') });
@@ -156,6 +185,49 @@ describe('a new node bootstrapping from a peer', needsKafka(), () => {
     assert.equal(dying.calls, 2);
   });
 
+  test('a damaged or cut-short store image is refused and the next peer is used; a peer before store images still serves its portable snapshot', async () => {
+    const topic = `kvs2-test-${randomUUID()}`;
+    const { peer, token } = await peerWithDataset('imaged', topic);
+    const image = await imageOf(peer);
+    assert.equal(image.subarray(0, 8).toString('latin1'), 'KVS2IMAG');
+    const flipped = Buffer.from(image);
+    const middle = Math.floor(image.length / 2);
+    flipped[middle] = (flipped[middle] as number) ^ 0x01;
+    const damaged = await SnapshotPeer.start(flipped);
+    const dying = await SnapshotPeer.start(image, { cutAfterBytes: middle });
+    peers.push(damaged, dying);
+
+    const node = await startNode('after-bad-images', topic, [
+      '--bootstrap-from',
+      `${damaged.address},${dying.address},${peer.address}`,
+    ]);
+    const refused = await node.waitForLine((l) => l.msg.startsWith(`bootstrap from peer ${damaged.address} failed`));
+    assert.match(refused.msg, /its CRC-32 does not match its content/);
+    await node.waitForLine((l) => l.msg.startsWith(`bootstrap from peer ${dying.address} failed`));
+    const loaded = await node.waitForLine((l) => l.msg.startsWith('bootstrapped from peer'), 60_000);
+    assert.deepEqual([loaded.peer, loaded.format], [peer.address, 'store-image']);
+    await node.waitUntilCaughtUp(30_000);
+    await holdsDataset(node, token, deletedEvery7th);
+    await sameVersions(node, peer, token);
+    assert.deepEqual(leftovers('after-bad-images'), []);
+    assert.deepEqual([damaged.calls, dying.calls], [1, 1]);
+
+    // A peer of a kvs2 before store images ignores the format asked for and sends the portable snapshot.
+    const portable: Buffer[] = [];
+    for await (const chunk of client(peer).snapshot()) portable.push(chunk);
+    const older = await SnapshotPeer.start(Buffer.concat(portable));
+    peers.push(older);
+    const fromOlder = await startNode('from-older-peer', topic, ['--bootstrap-from', older.address]);
+    const loadedOld = await fromOlder.waitForLine((l) => l.msg.startsWith('bootstrapped from peer'), 60_000);
+    assert.deepEqual([loadedOld.peer, loadedOld.format], [older.address, 'portable']);
+    assert.equal(loadedOld.keys, KEYS - Math.ceil(KEYS / 7));
+    await fromOlder.waitUntilCaughtUp(30_000);
+    await holdsDataset(fromOlder, token, deletedEvery7th);
+    await sameVersions(fromOlder, peer, token);
+    assert.deepEqual(leftovers('from-older-peer'), []);
+    await eventually(async () => leftovers('imaged').length === 0, 10_000, 'the peer to remove its copies');
+  });
+
   test('a snapshot of another topic is refused, and so is one older than the topic’s delete.retention.ms', async () => {
     const topic = `kvs2-test-${randomUUID()}`;
     const { peer } = await peerWithDataset('other-topic', topic);
@@ -175,6 +247,9 @@ describe('a new node bootstrapping from a peer', needsKafka(), () => {
     await old.waitUntilCaughtUp(30_000);
     const { token } = await client(old).set({ key: b('k'), value: b('v') });
     await client(old).get({ key: b('k'), after: [token] });
+    // Its store image too, dated when it was taken (the node was caught up then).
+    const oldImage = await imageOf(old);
+    const imageTakenAt = Date.now();
     assert.equal((await old.stop()).code, 0);
     const file = `${dir.path}/old.snapshot`;
     const saved = await runKvs2(['snapshot', 'save', file, '--data-dir', `${dir.path}/old`]);
@@ -193,5 +268,20 @@ describe('a new node bootstrapping from a peer', needsKafka(), () => {
     assert.match(tooOld.msg, /delete\.retention\.ms = 1000/);
     await late.waitUntilCaughtUp(30_000);
     assert.equal((await client(late).get({ key: b('k'), after: [token] })).data.toString(), 'v');
+
+    // The store image, served as old: refused by the same rule, before its file is taken.
+    const staleImage = await SnapshotPeer.start(oldImage);
+    peers.push(staleImage);
+    await eventually(async () => Date.now() - imageTakenAt > 1500, 10_000, 'the retention to pass');
+    const lateToo = await startNode('late-image', retained, ['--bootstrap-from', staleImage.address]);
+    const imageTooOld = await lateToo.waitForLine(
+      (l) => l.msg.startsWith(`bootstrap from peer ${staleImage.address} failed`),
+      60_000,
+    );
+    assert.match(imageTooOld.msg, /delete\.retention\.ms = 1000/);
+    await lateToo.waitForLine((l) => l.msg.startsWith('no peer gave a usable snapshot'));
+    await lateToo.waitUntilCaughtUp(30_000);
+    assert.equal((await client(lateToo).get({ key: b('k'), after: [token] })).data.toString(), 'v');
+    assert.deepEqual(leftovers('late-image'), []);
   });
 });

@@ -280,6 +280,7 @@ describe('the in-process replica (kvs2/replica) beside a node on Kafka', needsKa
       );
       assert.ok(loaded, `no bootstrap in ${JSON.stringify(lines.map((line) => line.msg))}`);
       assert.equal(loaded.peer, node.address);
+      assert.equal(loaded.format, 'store-image', "the node's store file, installed before the store opened");
       assert.equal(text(await replica.getAfter(b('boot/x'), token, WAIT())), 'from the snapshot or the topic');
       const later = await client.set({ key: b('boot/later'), value: b('from the topic') });
       assert.equal(text(await replica.getAfter(b('boot/later'), later.token, WAIT())), 'from the topic');
