@@ -309,7 +309,8 @@ describe('Kvs2Client against a real node serving mutual TLS', {
     const client = new Kvs2Client(server.address, { tls: { ...trust, ...ca.leaf('client.test') } });
     const anonymous = new Kvs2Client(server.address, { tls: trust, readRetries: false, ownConnection: true });
     try {
-      await client.set({ key: b('c/k'), value: b('v') });
+      // Applied before the read: a plain Set is acknowledged once the log has it, before this node applies it.
+      await client.set({ key: b('c/k'), value: b('v'), waitForApply: true });
       assert.equal((await client.get({ key: b('c/k') })).data.toString(), 'v');
       assert.equal((await rejection(anonymous.get({ key: b('c/k') }))).code, status.UNAVAILABLE);
     } finally {
