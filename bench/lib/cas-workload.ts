@@ -23,13 +23,26 @@ export interface CasRunResult {
   /** From the first call to the last reply: calls under way when the time is up finish and count. */
   readonly seconds: number;
   /** Latency of the conditional write alone (applied or conflicting), ms, nearest rank. */
-  readonly writeLatencyMs: {
-    readonly mean: number | null;
-    readonly p50: number | null;
-    readonly p99: number | null;
-    readonly p999: number | null;
-  };
+  readonly writeLatencyMs: LatencyMs;
+  /** Latency of the read before it (kvs2: it waits for the worker's last write to be applied). */
+  readonly readLatencyMs: LatencyMs;
   readonly check: CasCheck;
+}
+
+export interface LatencyMs {
+  readonly mean: number | null;
+  readonly p50: number | null;
+  readonly p99: number | null;
+  readonly p999: number | null;
+}
+
+function latencyOf(sorted: readonly number[]): LatencyMs {
+  return {
+    mean: sorted.length ? sorted.reduce((a, b) => a + b, 0) / sorted.length : null,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    p999: percentile(sorted, 99.9),
+  };
 }
 
 /**
@@ -56,6 +69,7 @@ export async function runCasWorkload(target: CasTarget, workload: CasWorkload): 
   const applied = new Array<number>(workload.keys).fill(0);
   const unknown = new Array<number>(workload.keys).fill(0);
   const latencies: number[] = [];
+  const readLatencies: number[] = [];
   let conflicts = 0;
   let errors = 0;
   let firstError: string | undefined;
@@ -68,7 +82,9 @@ export async function runCasWorkload(target: CasTarget, workload: CasWorkload): 
     while (performance.now() < deadline) {
       let writing = false;
       try {
+        const r0 = performance.now();
         const current = await target.read(w, key);
+        readLatencies.push(performance.now() - r0);
         writing = true;
         const t0 = performance.now();
         const written = await target.conditionalWrite(w, key, current.counter + 1, current.version);
@@ -98,6 +114,7 @@ export async function runCasWorkload(target: CasTarget, workload: CasWorkload): 
     }
   }
   latencies.sort((a, b) => a - b);
+  readLatencies.sort((a, b) => a - b);
   const successes = applied.reduce((sum, n) => sum + n, 0);
   return {
     successes,
@@ -105,12 +122,8 @@ export async function runCasWorkload(target: CasTarget, workload: CasWorkload): 
     errors,
     ...(firstError === undefined ? {} : { firstError }),
     seconds,
-    writeLatencyMs: {
-      mean: latencies.length ? latencies.reduce((a, b) => a + b, 0) / latencies.length : null,
-      p50: percentile(latencies, 50),
-      p99: percentile(latencies, 99),
-      p999: percentile(latencies, 99.9),
-    },
+    writeLatencyMs: latencyOf(latencies),
+    readLatencyMs: latencyOf(readLatencies),
     check: { ok: mismatches.length === 0, expected: successes, found, mismatches: mismatches.slice(0, 5) },
   };
 }

@@ -181,6 +181,13 @@ export interface BaselineResult {
   readonly comparisons: BaselineComparison[];
 }
 
+export interface LatencyMs {
+  readonly mean: number | null;
+  readonly p50: number | null;
+  readonly p99: number | null;
+  readonly p999: number | null;
+}
+
 /** One repetition of a conditional-write point (bench/lib/cas-load.ts). */
 export interface CasSample {
   readonly successes: number;
@@ -191,12 +198,9 @@ export interface CasSample {
   readonly incrementsPerSec: number;
   readonly conflictsPerSuccess: number | null;
   /** The conditional write alone (applied or conflicting), ms. */
-  readonly writeLatencyMs: {
-    readonly mean: number | null;
-    readonly p50: number | null;
-    readonly p99: number | null;
-    readonly p999: number | null;
-  };
+  readonly writeLatencyMs: LatencyMs;
+  /** The read before it. */
+  readonly readLatencyMs: LatencyMs;
   readonly serverCpuSecPer1kIncrements: number | null;
   readonly coreBusyPercent: number[];
   readonly loadAverage1m: number;
@@ -224,6 +228,9 @@ export interface CasPoint {
   readonly p50Ms: Spread | null;
   readonly p99Ms: Spread | null;
   readonly p999Ms: Spread | null;
+  /** The read's p50 and p99. */
+  readonly readP50Ms: Spread | null;
+  readonly readP99Ms: Spread | null;
   readonly serverCpuSecPer1kIncrements: Spread | null;
   readonly errors: number;
   /** Every repetition's counters added up. */

@@ -106,7 +106,8 @@ async function casPoints(ctx: RunContext, system: GrpcSystem, kind: CasLoadSpec[
     const f = (n: number | undefined, digits = 2) => (n === undefined ? '-' : n.toFixed(digits));
     ctx.log(
       `${label}: ${f(point.incrementsPerSec?.median, 0)} increments/s, ${f(point.conflictsPerSuccess?.median)} ` +
-        `conflicts per success, conditional call p50 ${f(point.p50Ms?.median)} ms p99 ${f(point.p99Ms?.median)} ms` +
+        `conflicts per success, conditional call p50 ${f(point.p50Ms?.median)} ms p99 ${f(point.p99Ms?.median)} ms, ` +
+        `read p50 ${f(point.readP50Ms?.median)} ms` +
         (point.errors ? `, ${point.errors} errors (${point.samples.find((s) => s.firstError)?.firstError})` : ''),
     );
     if (!point.checked) {
@@ -158,6 +159,7 @@ async function casPoint(
       incrementsPerSec: r.seconds > 0 ? r.successes / r.seconds : 0,
       conflictsPerSuccess: r.successes > 0 ? r.conflicts / r.successes : null,
       writeLatencyMs: r.writeLatencyMs,
+      readLatencyMs: r.readLatencyMs,
       serverCpuSecPer1kIncrements: r.successes > 0 ? (output.serverCpuSec / r.successes) * 1000 : null,
       coreBusyPercent: output.coreBusyPercent,
       loadAverage1m: Math.round((loadavg()[0] ?? 0) * 100) / 100,
@@ -184,6 +186,8 @@ async function casPoint(
     p50Ms: spread(samples.map((s) => s.writeLatencyMs.p50)),
     p99Ms: spread(samples.map((s) => s.writeLatencyMs.p99)),
     p999Ms: spread(samples.map((s) => s.writeLatencyMs.p999)),
+    readP50Ms: spread(samples.map((s) => s.readLatencyMs.p50)),
+    readP99Ms: spread(samples.map((s) => s.readLatencyMs.p99)),
     serverCpuSecPer1kIncrements: spread(samples.map((s) => s.serverCpuSecPer1kIncrements)),
     errors: samples.reduce((sum, s) => sum + s.errors, 0),
     checked: samples.every((s) => s.check.ok),

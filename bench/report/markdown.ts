@@ -254,7 +254,7 @@ export function casSection(points: readonly CasPoint[]): string[] {
     '',
     "Each worker loops: read its counter and the counter's version, then write the counter + 1 on condition that " +
       'the version is unchanged; a conflict is retried with a new read. Increments/s counts applied writes; the ' +
-      'latency is the conditional call alone (applied or conflicting). After every repetition the counters, read ' +
+      'latency is the conditional call alone (applied or conflicting), the read beside it. After every repetition the counters, read ' +
       'back, must add up to the applied increments (Check). Generator: bench/lib/cas-load.ts (Node, grpc-js) on ' +
       'the client core.',
     '',
@@ -267,8 +267,8 @@ export function casSection(points: readonly CasPoint[]): string[] {
   }
   rows.push(
     '',
-    '| System | Load | Increments/s median (min–max) | Conflicts per success | p50 ms | p99 ms | p99.9 ms | Server CPU s per 1k increments | Cores busy % | Errors | Check |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| System | Load | Increments/s median (min–max) | Conflicts per success | Conditional call p50 ms | p99 ms | p99.9 ms | Read p50 ms | Read p99 ms | Server CPU s per 1k increments | Cores busy % | Errors | Check |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   );
   for (const p of points) {
     out(rows, [
@@ -279,6 +279,8 @@ export function casSection(points: readonly CasPoint[]): string[] {
       ms(p.p50Ms),
       ms(p.p99Ms),
       ms(p.p999Ms),
+      ms(p.readP50Ms ?? null),
+      ms(p.readP99Ms ?? null),
       p.serverCpuSecPer1kIncrements ? p.serverCpuSecPer1kIncrements.median.toFixed(3) : '–',
       p.samples[0]?.coreBusyPercent.map((b) => b.toFixed(0)).join('/') ?? '',
       String(p.errors),

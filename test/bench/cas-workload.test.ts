@@ -125,6 +125,7 @@ function casPoint(system: string, incrementsPerSec: number, p99: number, checked
         incrementsPerSec,
         conflictsPerSuccess: 0,
         writeLatencyMs: { mean: p99 / 2, p50: p99 / 2, p99, p999: p99 },
+        readLatencyMs: { mean: 1, p50: 1, p99: 2, p999: 2 },
         serverCpuSecPer1kIncrements: 0.5,
         coreBusyPercent: [90, 50],
         loadAverage1m: 1,
@@ -136,6 +137,8 @@ function casPoint(system: string, incrementsPerSec: number, p99: number, checked
     p50Ms: spread(p99 / 2),
     p99Ms: spread(p99),
     p999Ms: spread(p99),
+    readP50Ms: spread(1),
+    readP99Ms: spread(2),
     serverCpuSecPer1kIncrements: spread(0.5),
     errors: 0,
     checked,
@@ -148,7 +151,10 @@ test('cas report: every system in the table, kvs2 ÷ etcd point by point, a fail
     casPoint('kvs2-kafka', 500, 40, false),
     casPoint('etcd', 1_000, 10),
   ]).join('\n');
-  assert.match(text, /\| kvs2 \| 16 workers, a counter each \| 2,000 \(2,000–2,000\) \| 0\.00 \|/);
+  assert.match(
+    text,
+    /\| kvs2 \| 16 workers, a counter each \| 2,000 \(2,000–2,000\) \| 0\.00 \| 4\.00 \| 8\.00 \| 8\.00 \| 1\.00 \| 2\.00 \|/,
+  );
   assert.match(text, /\| kvs2-kafka \| .* \| FAILED \|/);
   assert.match(text, /\| Load \| kvs2 ÷ etcd increments\/s \| kvs2-kafka ÷ etcd increments\/s \|/);
   assert.match(text, /\| 16 workers, a counter each \| 2\.00 \| 0\.50 \| 0\.80 \| 4\.00 \|/);
