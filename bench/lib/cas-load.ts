@@ -31,6 +31,8 @@ export interface CasLoadOutput {
   readonly warmUp: CasRunResult | null;
   /** User + system seconds of the server's processes over the measured run (the final check included). */
   readonly serverCpuSec: number;
+  /** The same for each of `serverPids`, in their order (kvs2 on Kafka: the node, then the broker). */
+  readonly serverCpuSecByProcess: number[];
   readonly coreBusyPercent: number[];
 }
 
@@ -49,13 +51,15 @@ async function main(): Promise<void> {
       spec.warmUpSec > 0
         ? await runCasWorkload(target, { ...workload, durationSec: spec.warmUpSec, keyPrefix: `${spec.keyPrefix}w:` })
         : null;
-    const cpuBefore = spec.serverPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+    const cpuBefore = spec.serverPids.map((pid) => cpuSeconds(pid));
     const coresBefore = coreTimes();
     const run = await runCasWorkload(target, { ...workload, keyPrefix: `${spec.keyPrefix}m:` });
+    const byProcess = spec.serverPids.map((pid, i) => cpuSeconds(pid) - (cpuBefore[i] ?? 0));
     const output: CasLoadOutput = {
       run,
       warmUp,
-      serverCpuSec: spec.serverPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) - cpuBefore,
+      serverCpuSec: byProcess.reduce((sum, cpu) => sum + cpu, 0),
+      serverCpuSecByProcess: byProcess,
       coreBusyPercent: coreBusyPercent(coresBefore, coreTimes()),
     };
     process.stdout.write(`${JSON.stringify(output)}\n`);

@@ -202,6 +202,8 @@ export interface CasSample {
   /** The read before it. */
   readonly readLatencyMs: LatencyMs;
   readonly serverCpuSecPer1kIncrements: number | null;
+  /** The same per server process (kvs2 on Kafka: the node, then the broker). */
+  readonly serverCpuSecPer1kIncrementsByProcess?: number[];
   readonly coreBusyPercent: number[];
   readonly loadAverage1m: number;
   /** The counters read at the end against the increments applied (README "Conditional writes"). */

@@ -18,67 +18,66 @@ export class CasCheckError extends Error {
 /** Connections each generator opens, as ghz does for the other points (up to 4). */
 const MAX_CONNECTIONS = 4;
 
+/** A system under test and the client the generator uses on it. */
+interface CasSystem {
+  readonly system: GrpcSystem;
+  readonly kind: CasLoadSpec['system'];
+}
+
 /**
  * Scenario `cas`: read-modify-write increments on kvs2's embedded log, on kvs2 over one Kafka broker and on
- * etcd, each a fresh system with no data loaded (every run's counters start absent). Per system and worker
- * count: one counter per worker (uncontended), then every worker on a few shared counters (contended).
+ * etcd, each a fresh system with no data loaded (every run's counters start absent). Per worker count: one
+ * counter per worker (uncontended), then every worker on a few shared counters (contended).
+ *
+ * All the systems stay up together on the server core (idle but for the one measured), and each point's
+ * repetitions alternate between them, in turn forward and backward (kvs2, etcd, kvs2-kafka, then kvs2-kafka,
+ * etcd, kvs2, ...), like the paired Get: a slow minute of the host weighs on every side of a ratio alike.
  */
 export async function casPhase(ctx: RunContext): Promise<void> {
-  const systems: Array<[string, () => Promise<void>]> = [['kvs2', () => casOnKvs2(ctx)]];
-  if (ctx.peers.has('etcd')) systems.push(['etcd', () => casOnEtcd(ctx)]);
-  if (ctx.peers.has('kafka')) systems.push(['kvs2-kafka', () => casOnKafka(ctx)]);
-  for (const [name, measure] of systems) {
-    try {
-      await measure();
-    } catch (error) {
-      if (error instanceof CasCheckError) throw error;
-      ctx.skip(`cas on ${name}`, error instanceof Error ? (error.stack ?? error.message) : String(error));
+  const systems: CasSystem[] = [];
+  const stops: Array<() => Promise<void>> = [];
+  try {
+    ctx.log('starting kvs2 (embedded log) for conditional writes');
+    const node = await startKvs2({ name: 'kvs2', dataDir: ctx.dir('kvs2-cas'), logFile: ctx.logFile('kvs2-cas') });
+    stops.push(() => node.stop());
+    ctx.results.systems.kvs2 = { durability: node.durability };
+    systems.push({ system: node, kind: 'kvs2' });
+    if (ctx.peers.has('etcd')) {
+      try {
+        ctx.log('starting etcd for conditional writes');
+        const etcd = await startEtcd(ctx.dir('etcd-cas'), ctx.logFile('etcd-cas'));
+        stops.push(() => etcd.stop());
+        ctx.results.systems.etcd = { durability: etcd.durability };
+        systems.push({ system: etcd, kind: 'etcd' });
+      } catch (error) {
+        ctx.skip('cas on etcd', error instanceof Error ? error.message : String(error));
+      }
     }
-  }
-}
-
-async function casOnKvs2(ctx: RunContext): Promise<void> {
-  ctx.log('starting kvs2 (embedded log) for conditional writes');
-  const node = await startKvs2({ name: 'kvs2', dataDir: ctx.dir('kvs2-cas'), logFile: ctx.logFile('kvs2-cas') });
-  ctx.results.systems.kvs2 = { durability: node.durability };
-  try {
-    await casPoints(ctx, node, 'kvs2');
-  } finally {
-    await node.stop();
-  }
-}
-
-async function casOnEtcd(ctx: RunContext): Promise<void> {
-  ctx.log('starting etcd for conditional writes');
-  const etcd = await startEtcd(ctx.dir('etcd-cas'), ctx.logFile('etcd-cas'));
-  ctx.results.systems.etcd = { durability: etcd.durability };
-  try {
-    await casPoints(ctx, etcd, 'etcd');
-  } finally {
-    await etcd.stop();
-  }
-}
-
-async function casOnKafka(ctx: RunContext): Promise<void> {
-  ctx.log('starting Kafka (one broker) for conditional writes');
-  const cluster = await kafkaUp(ctx.dir('kafka-cas-state'));
-  try {
-    ctx.results.systems.kafka = { durability: 'acks=all, 1 broker, no fsync per write (Kafka default)' };
-    const node = await startKvs2({
-      name: 'kvs2-kafka',
-      dataDir: ctx.dir('kvs2-kafka-cas'),
-      logFile: ctx.logFile('kvs2-kafka-cas'),
-      kafka: { brokers: cluster.brokers, topic: 'kvs2-cas', extraPids: () => cluster.brokerPids() },
-    });
-    ctx.results.systems['kvs2-kafka'] = { durability: node.durability, notes: 'server CPU counts kvs2 and the broker' };
-    try {
-      await casPoints(ctx, node, 'kvs2');
-    } finally {
-      await node.stop();
+    if (ctx.peers.has('kafka')) {
+      try {
+        ctx.log('starting Kafka (one broker) and kvs2 on it for conditional writes');
+        const cluster = await kafkaUp(ctx.dir('kafka-cas-state'));
+        stops.push(() => cluster.down());
+        ctx.results.systems.kafka = { durability: 'acks=all, 1 broker, no fsync per write (Kafka default)' };
+        const onKafka = await startKvs2({
+          name: 'kvs2-kafka',
+          dataDir: ctx.dir('kvs2-kafka-cas'),
+          logFile: ctx.logFile('kvs2-kafka-cas'),
+          kafka: { brokers: cluster.brokers, topic: 'kvs2-cas', extraPids: () => cluster.brokerPids() },
+        });
+        stops.push(() => onKafka.stop());
+        ctx.results.systems['kvs2-kafka'] = {
+          durability: onKafka.durability,
+          notes: 'server CPU counts kvs2 and the broker',
+        };
+        systems.push({ system: onKafka, kind: 'kvs2' });
+      } catch (error) {
+        ctx.skip('cas on kvs2-kafka', error instanceof Error ? error.message : String(error));
+      }
     }
+    for (const shape of casShapes(ctx.plan)) await casShapePoints(ctx, systems, shape.concurrency, shape.keys);
   } finally {
-    ctx.log('stopping Kafka');
-    await cluster.down();
+    for (const stop of stops.reverse()) await stop().catch(() => {});
   }
 }
 
@@ -90,82 +89,100 @@ export function casShapes(plan: RunContext['plan']): Array<{ concurrency: number
   ]);
 }
 
-async function casPoints(ctx: RunContext, system: GrpcSystem, kind: CasLoadSpec['system']): Promise<void> {
-  for (const shape of casShapes(ctx.plan)) {
-    const label = `cas ${system.name} ${shape.concurrency} workers on ${shape.keys} counter${shape.keys === 1 ? '' : 's'}`;
-    let point: CasPoint;
-    try {
-      point = await casPoint(ctx, system, kind, shape.concurrency, shape.keys);
-    } catch (error) {
-      if (error instanceof CasCheckError) throw error;
-      ctx.skip(label, error instanceof Error ? error.message : String(error));
-      continue;
+/** One shape on every system, repetitions alternated; records a point per system, then checks them. */
+async function casShapePoints(
+  ctx: RunContext,
+  systems: readonly CasSystem[],
+  concurrency: number,
+  keys: number,
+): Promise<void> {
+  const label = (s: CasSystem) =>
+    `cas ${s.system.name} ${concurrency} workers on ${keys} counter${keys === 1 ? '' : 's'}`;
+  const samples = new Map<CasSystem, CasSample[]>(systems.map((s) => [s, []]));
+  const failed = new Set<CasSystem>();
+  for (let rep = 0; rep < ctx.plan.repetitions; rep++) {
+    const order = rep % 2 === 0 ? systems : [...systems].reverse();
+    for (const s of order) {
+      if (failed.has(s)) continue;
+      try {
+        samples.get(s)?.push(await casSample(ctx, s, concurrency, keys, rep === 0 ? ctx.plan.warmUpSec : 0));
+      } catch (error) {
+        if (error instanceof CasCheckError) throw error;
+        failed.add(s);
+        ctx.skip(label(s), error instanceof Error ? error.message : String(error));
+      }
     }
+  }
+  for (const s of systems) {
+    const mine = samples.get(s) ?? [];
+    if (failed.has(s) || mine.length === 0) continue;
+    const point = casPointOf(s, concurrency, keys, mine);
     ctx.results.cas ??= [];
     ctx.results.cas.push(point);
     const f = (n: number | undefined, digits = 2) => (n === undefined ? '-' : n.toFixed(digits));
     ctx.log(
-      `${label}: ${f(point.incrementsPerSec?.median, 0)} increments/s, ${f(point.conflictsPerSuccess?.median)} ` +
+      `${label(s)}: ${f(point.incrementsPerSec?.median, 0)} increments/s, ${f(point.conflictsPerSuccess?.median)} ` +
         `conflicts per success, conditional call p50 ${f(point.p50Ms?.median)} ms p99 ${f(point.p99Ms?.median)} ms, ` +
         `read p50 ${f(point.readP50Ms?.median)} ms` +
-        (point.errors ? `, ${point.errors} errors (${point.samples.find((s) => s.firstError)?.firstError})` : ''),
+        (point.errors ? `, ${point.errors} errors (${point.samples.find((x) => x.firstError)?.firstError})` : ''),
     );
     if (!point.checked) {
-      const bad = point.samples
-        .filter((s) => !s.check.ok)
-        .map((s) => `${s.check.found} found, ${s.check.expected} applied`);
-      throw new CasCheckError(`${label}: the counters do not add up to the applied increments (${bad.join('; ')})`);
+      const bad = mine.filter((x) => !x.check.ok).map((x) => `${x.check.found} found, ${x.check.expected} applied`);
+      throw new CasCheckError(`${label(s)}: the counters do not add up to the applied increments (${bad.join('; ')})`);
     }
   }
 }
 
 let runCounter = 0;
 
-async function casPoint(
+/** One repetition: a generator process (after a warm-up when asked), its counters checked. */
+async function casSample(
   ctx: RunContext,
-  system: GrpcSystem,
-  kind: CasLoadSpec['system'],
+  { system, kind }: CasSystem,
   concurrency: number,
   keys: number,
-): Promise<CasPoint> {
-  const connections = Math.min(concurrency, MAX_CONNECTIONS);
-  const samples: CasSample[] = [];
-  for (let rep = 0; rep < ctx.plan.repetitions; rep++) {
-    const spec: CasLoadSpec = {
-      system: kind,
-      target: system.target,
-      ...(kind === 'etcd' ? { etcdProto: treePath('bench/proto/etcd-kv.proto') } : {}),
-      connections,
-      concurrency,
-      keys,
-      durationSec: ctx.plan.durationSec,
-      warmUpSec: rep === 0 ? ctx.plan.warmUpSec : 0,
-      keyPrefix: `cas:${++runCounter}:`,
-      serverPids: system.serverPids(),
-    };
-    const output = await runGenerator(spec);
-    const r = output.run;
-    if (output.warmUp && !output.warmUp.check.ok) {
-      throw new CasCheckError(
-        `${system.name} warm-up: the counters add up to ${output.warmUp.check.found}, ${output.warmUp.check.expected} applied`,
-      );
-    }
-    samples.push({
-      successes: r.successes,
-      conflicts: r.conflicts,
-      errors: r.errors,
-      ...(r.firstError === undefined ? {} : { firstError: r.firstError }),
-      seconds: r.seconds,
-      incrementsPerSec: r.seconds > 0 ? r.successes / r.seconds : 0,
-      conflictsPerSuccess: r.successes > 0 ? r.conflicts / r.successes : null,
-      writeLatencyMs: r.writeLatencyMs,
-      readLatencyMs: r.readLatencyMs,
-      serverCpuSecPer1kIncrements: r.successes > 0 ? (output.serverCpuSec / r.successes) * 1000 : null,
-      coreBusyPercent: output.coreBusyPercent,
-      loadAverage1m: Math.round((loadavg()[0] ?? 0) * 100) / 100,
-      check: { ok: r.check.ok, expected: r.check.expected, found: r.check.found },
-    });
+  warmUpSec: number,
+): Promise<CasSample> {
+  const spec: CasLoadSpec = {
+    system: kind,
+    target: system.target,
+    ...(kind === 'etcd' ? { etcdProto: treePath('bench/proto/etcd-kv.proto') } : {}),
+    connections: Math.min(concurrency, MAX_CONNECTIONS),
+    concurrency,
+    keys,
+    durationSec: ctx.plan.durationSec,
+    warmUpSec,
+    keyPrefix: `cas:${++runCounter}:`,
+    serverPids: system.serverPids(),
+  };
+  const output = await runGenerator(spec);
+  const r = output.run;
+  if (output.warmUp && !output.warmUp.check.ok) {
+    throw new CasCheckError(
+      `${system.name} warm-up: the counters add up to ${output.warmUp.check.found}, ${output.warmUp.check.expected} applied`,
+    );
   }
+  return {
+    successes: r.successes,
+    conflicts: r.conflicts,
+    errors: r.errors,
+    ...(r.firstError === undefined ? {} : { firstError: r.firstError }),
+    seconds: r.seconds,
+    incrementsPerSec: r.seconds > 0 ? r.successes / r.seconds : 0,
+    conflictsPerSuccess: r.successes > 0 ? r.conflicts / r.successes : null,
+    writeLatencyMs: r.writeLatencyMs,
+    readLatencyMs: r.readLatencyMs,
+    serverCpuSecPer1kIncrements: r.successes > 0 ? (output.serverCpuSec / r.successes) * 1000 : null,
+    ...(r.successes > 0
+      ? { serverCpuSecPer1kIncrementsByProcess: output.serverCpuSecByProcess.map((cpu) => (cpu / r.successes) * 1000) }
+      : {}),
+    coreBusyPercent: output.coreBusyPercent,
+    loadAverage1m: Math.round((loadavg()[0] ?? 0) * 100) / 100,
+    check: { ok: r.check.ok, expected: r.check.expected, found: r.check.found },
+  };
+}
+
+function casPointOf({ system, kind }: CasSystem, concurrency: number, keys: number, samples: CasSample[]): CasPoint {
   return {
     system: system.name,
     contended: keys < concurrency,
@@ -179,7 +196,7 @@ async function casPoint(
       kind === 'etcd'
         ? 'Txn: compare mod_revision = the one read (0: absent), success put, failure range'
         : 'Set with CONDITION_VERSION (CONDITION_ABSENT for the first increment)',
-    connections,
+    connections: Math.min(concurrency, MAX_CONNECTIONS),
     samples,
     incrementsPerSec: spread(samples.map((s) => s.incrementsPerSec)),
     conflictsPerSuccess: spread(samples.map((s) => s.conflictsPerSuccess)),

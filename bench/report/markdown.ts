@@ -243,6 +243,14 @@ function baselineSection(baseline: BaselineResult, commit: string): string[] {
 
 const CAS_OURS = ['kvs2', 'kvs2-kafka'];
 
+/** Server CPU per 1k increments; with several server processes (kvs2 on Kafka), each one's in the first repetition. */
+function cpuCell(p: CasPoint): string {
+  if (!p.serverCpuSecPer1kIncrements) return '–';
+  const parts = p.samples[0]?.serverCpuSecPer1kIncrementsByProcess ?? [];
+  const split = parts.length > 1 ? ` (${parts.map((c) => c.toFixed(2)).join(' + ')})` : '';
+  return `${p.serverCpuSecPer1kIncrements.median.toFixed(3)}${split}`;
+}
+
 /** The conditional-write points: every system's table, then kvs2 ÷ etcd point by point. */
 export function casSection(points: readonly CasPoint[]): string[] {
   const shape = (p: CasPoint) =>
@@ -254,9 +262,11 @@ export function casSection(points: readonly CasPoint[]): string[] {
     '',
     "Each worker loops: read its counter and the counter's version, then write the counter + 1 on condition that " +
       'the version is unchanged; a conflict is retried with a new read. Increments/s counts applied writes; the ' +
-      'latency is the conditional call alone (applied or conflicting), the read beside it. After every repetition the counters, read ' +
-      'back, must add up to the applied increments (Check). Generator: bench/lib/cas-load.ts (Node, grpc-js) on ' +
-      'the client core.',
+      'latency is the conditional call alone (applied or conflicting), the read beside it. After every ' +
+      'repetition the counters, read back, must add up to the applied increments (Check). Generator: ' +
+      'bench/lib/cas-load.ts (Node, grpc-js) on the client core. Every system is up on the server core for the ' +
+      "whole scenario, idle but for the one measured, and each point's repetitions alternate between them " +
+      '(forward, then backward), so a slow minute of the host weighs on both sides of a ratio.',
     '',
   ];
   for (const system of [...new Set(points.map((p) => p.system))]) {
@@ -267,7 +277,7 @@ export function casSection(points: readonly CasPoint[]): string[] {
   }
   rows.push(
     '',
-    '| System | Load | Increments/s median (min–max) | Conflicts per success | Conditional call p50 ms | p99 ms | p99.9 ms | Read p50 ms | Read p99 ms | Server CPU s per 1k increments | Cores busy % | Errors | Check |',
+    '| System | Load | Increments/s median (min–max) | Conflicts per success | Conditional call p50 ms | p99 ms | p99.9 ms | Read p50 ms | Read p99 ms | Server CPU s per 1k increments (node + broker) | Cores busy % | Errors | Check |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   );
   for (const p of points) {
@@ -281,7 +291,7 @@ export function casSection(points: readonly CasPoint[]): string[] {
       ms(p.p999Ms),
       ms(p.readP50Ms ?? null),
       ms(p.readP99Ms ?? null),
-      p.serverCpuSecPer1kIncrements ? p.serverCpuSecPer1kIncrements.median.toFixed(3) : '–',
+      cpuCell(p),
       p.samples[0]?.coreBusyPercent.map((b) => b.toFixed(0)).join('/') ?? '',
       String(p.errors),
       p.checked ? `ok (${int(p.samples.reduce((sum, s) => sum + s.check.expected, 0))} increments)` : 'FAILED',
