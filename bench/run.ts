@@ -250,7 +250,8 @@ async function main(): Promise<number> {
   results.notes.push(
     `Servers run on core ${SERVER_CORE}, load generators on core ${CLIENT_CORE} (taskset); "Cores busy %" is core 0/core 1 during the first repetition: a load-generator core near 100% means the client, not the server, set the pace.`,
   );
-  if (!baselineSides)
+  // Notes on the ghz and redis-benchmark points, which a run of conditional writes alone has none of.
+  if (!baselineSides && [...scenarios].some((s) => s !== 'cas'))
     results.notes.push(
       'Fixed-rate points use the same absolute rates for every contender: fractions of the best closed-loop rate kvs2 reached in this run. ghz spreads the rate over 64 workers; a contender that cannot keep up shows a lower achieved rate.',
       'etcd MultiGet is a Range over 100 consecutive keys (one B-tree scan), kvs2 MultiGet and Redis MGET read 100 random keys.',

@@ -21,11 +21,16 @@ export function renderMarkdown(results: Results, plotFile: string | null): strin
   const vb = Number((results.options as { valueBytes?: number }).valueBytes ?? 100);
   const kind = opts.quick ? 'quick run' : results.baseline ? 'comparison with a baseline tree' : 'full run';
   out.push(`# kvs2 benchmark: ${kind} of ${results.startedAt}`, '');
+  // A run of the conditional-write points alone loads no data and uses its own generator.
+  const casOnly = results.points.length === 0 && results.loads.length === 0 && (results.cas ?? []).length > 0;
   out.push(
-    `${int(opts.keys ?? 0)} keys of 16 B with ${vb} B values; each point ${opts.repetitions} × ${opts.durationSec} s ` +
-      `after a warm-up, median (min–max) of the repetitions. Wall time ${int(results.wallSeconds)} s. ` +
-      'Load generators: ghz (gRPC), redis-benchmark (Redis), kcat and Kafka ProducerPerformance (Kafka), ' +
-      'pinned to the other core than the server.',
+    `${casOnly ? 'No data loaded (the counters start absent)' : `${int(opts.keys ?? 0)} keys of 16 B with ${vb} B values`}; ` +
+      `each point ${opts.repetitions} × ${opts.durationSec} s after a warm-up, median (min–max) of the repetitions. ` +
+      `Wall time ${int(results.wallSeconds)} s. ` +
+      (casOnly
+        ? 'Load generator: bench/lib/cas-load.ts (Node, grpc-js), pinned to the other core than the servers.'
+        : 'Load generators: ghz (gRPC), redis-benchmark (Redis), kcat and Kafka ProducerPerformance (Kafka), ' +
+          'pinned to the other core than the server.'),
     '',
   );
   const m = results.machine as Record<string, string | number>;
