@@ -1,7 +1,9 @@
 /** What a run measures: data sizes, points and timings, for a full run and for `--quick`. */
 
-export const SCENARIOS = ['get', 'multiget', 'set', 'bootstrap', 'memory'] as const;
+export const SCENARIOS = ['get', 'multiget', 'set', 'bootstrap', 'memory', 'cas'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
+/** What a run measures when `--scenario` is not given: `cas` (conditional writes) is asked for by name. */
+export const DEFAULT_SCENARIOS: readonly ScenarioName[] = ['get', 'multiget', 'set', 'bootstrap', 'memory'];
 
 export const PEERS = ['etcd', 'redis', 'noop', 'kafka'] as const;
 export type PeerName = (typeof PEERS)[number];
@@ -35,6 +37,9 @@ export interface Plan {
   /** Concurrency of the large-value points. */
   readonly largeConcurrency: number;
   readonly kafkaProducerRecords: number;
+  /** Conditional writes: workers (each point runs at every one), and the shared counters of the contended points. */
+  readonly casConcurrency: readonly number[];
+  readonly casSharedKeys: readonly number[];
 }
 
 export interface PlanOverrides {
@@ -72,5 +77,7 @@ export function makePlan(quick: boolean, overrides: PlanOverrides): Plan {
     writeConcurrency: inFlight(quick ? [4] : [1, 4, 16]),
     largeConcurrency: 64,
     kafkaProducerRecords: quick ? 100_000 : 1_000_000,
+    casConcurrency: inFlight(quick ? [16] : [16, 64]),
+    casSharedKeys: quick ? [1] : [1, 8],
   };
 }

@@ -3,7 +3,7 @@
  * not kvs2's code (ghz, redis-benchmark, kcat, Kafka's ProducerPerformance). Writes
  * <out>/<timestamp>.json, <out>/latest.json, <out>/latest.md and a latency/throughput plot.
  *
- *   npm run bench -- [--quick] [--scenario get,multiget,set,bootstrap,memory] [--peers etcd,redis,noop,kafka]
+ *   npm run bench -- [--quick] [--scenario get,multiget,set,bootstrap,memory,cas] [--peers etcd,redis,noop,kafka]
  *                    [--duration 5s] [--repetitions 3] [--keys 1000000] [--in-flight 64,256] [--out bench/results]
  *                    [--baseline <another built kvs2 checkout, or . for this one>]
  *                    [--args "<kvs2 serve flags of this tree>"] [--baseline-args "<kvs2 serve flags of the baseline>"]
@@ -29,10 +29,11 @@ import type { Results } from './lib/results.js';
 import { parseServerArgs } from './lib/server-args.js';
 import { REPO_DIR, snapshotOtherTree, snapshotTree } from './lib/tree.js';
 import { type BaselineSides, baselineEmbeddedPhase, baselineKafkaPhase } from './phases/baseline.js';
+import { CasCheckError, casPhase } from './phases/cas.js';
 import { kafkaPhase } from './phases/kafka.js';
 import { kvs2Phase } from './phases/kvs2.js';
 import { etcdPhase, noopPhase, redisPhase } from './phases/peers.js';
-import { makePlan, PEERS, type PeerName, SCENARIOS, type ScenarioName } from './plan.js';
+import { DEFAULT_SCENARIOS, makePlan, PEERS, type PeerName, SCENARIOS, type ScenarioName } from './plan.js';
 import { renderMarkdown } from './report/markdown.js';
 import { renderPlot } from './report/plot.js';
 
@@ -124,7 +125,7 @@ const plan = makePlan(options.quick, {
   ...(options.largeValueBytes === undefined ? {} : { largeValueBytes: options.largeValueBytes }),
   ...(options.inFlight === undefined ? {} : { inFlight: options.inFlight }),
 });
-const scenarios = new Set<ScenarioName>(options.scenario ?? SCENARIOS);
+const scenarios = new Set<ScenarioName>(options.scenario ?? DEFAULT_SCENARIOS);
 // A comparison with a baseline tree runs kvs2 twice and no peer; `kafka` adds the comparison on Kafka.
 const peers = new Set<PeerName>(
   options.peers ?? (options.baseline !== undefined ? [] : options.quick ? ['noop', 'redis'] : PEERS),
@@ -241,7 +242,7 @@ async function main(): Promise<number> {
     profile: null,
   };
   const ctx = new RunContext({ plan, scenarios, peers, workDir, results, profile: options.profile && !plan.quick });
-  for (const scenario of ['bootstrap', 'memory'] as const) {
+  for (const scenario of ['bootstrap', 'memory', 'cas'] as const) {
     if (baselineSides && scenarios.has(scenario))
       ctx.skip(scenario, 'a comparison with --baseline runs Get, MultiGet, Set');
   }
@@ -249,7 +250,8 @@ async function main(): Promise<number> {
   results.notes.push(
     `Servers run on core ${SERVER_CORE}, load generators on core ${CLIENT_CORE} (taskset); "Cores busy %" is core 0/core 1 during the first repetition: a load-generator core near 100% means the client, not the server, set the pace.`,
   );
-  if (!baselineSides)
+  // Notes on the ghz and redis-benchmark points, which a run of conditional writes alone has none of.
+  if (!baselineSides && [...scenarios].some((s) => s !== 'cas'))
     results.notes.push(
       'Fixed-rate points use the same absolute rates for every contender: fractions of the best closed-loop rate kvs2 reached in this run. ghz spreads the rate over 64 workers; a contender that cannot keep up shows a lower achieved rate.',
       'etcd MultiGet is a Range over 100 consecutive keys (one B-tree scan), kvs2 MultiGet and Redis MGET read 100 random keys.',
@@ -267,7 +269,12 @@ async function main(): Promise<number> {
         ['kafka', peers.has('kafka'), () => baselineKafkaPhase(ctx, baselineSides)],
       ]
     : [
-        ['kvs2', true, () => kvs2Phase(ctx)],
+        // The conditional-write points start systems of their own, with no data loaded.
+        [
+          'kvs2',
+          ['get', 'multiget', 'set', 'memory'].some((s) => scenarios.has(s as ScenarioName)),
+          () => kvs2Phase(ctx),
+        ],
         ['noop', peers.has('noop'), () => noopPhase(ctx)],
         [
           'etcd',
@@ -277,6 +284,7 @@ async function main(): Promise<number> {
         ],
         ['redis', peers.has('redis'), () => redisPhase(ctx)],
         ['kafka', peers.has('kafka'), () => kafkaPhase(ctx)],
+        ['cas', scenarios.has('cas'), () => casPhase(ctx)],
       ];
   const needs: Record<string, string[]> = {
     etcd: ['etcd'],
@@ -295,7 +303,8 @@ async function main(): Promise<number> {
       try {
         await phase();
       } catch (error) {
-        failed ||= name === 'kvs2';
+        // A lost update in the conditional-write points fails the run loudly, whatever else it measured.
+        failed ||= name === 'kvs2' || error instanceof CasCheckError;
         ctx.skip(`${name} (phase failed)`, error instanceof Error ? (error.stack ?? error.message) : String(error));
       } finally {
         await stopAll();
@@ -316,6 +325,7 @@ async function main(): Promise<number> {
   // A run that measured nothing failed; bootstrap and memory have results of their own, not points.
   const measured =
     results.points.length > 0 ||
+    (results.cas?.length ?? 0) > 0 ||
     results.memory.length > 0 ||
     results.bootstrap !== null ||
     (results.baseline?.comparisons.length ?? 0) > 0;
@@ -327,26 +337,26 @@ function writeResults(results: Results): void {
   mkdirSync(outDir, { recursive: true });
   const quick = results.options.quick === true;
   // Quick runs and comparisons with a baseline are not full runs: their files never replace latest.*.
-  const suffix = quick ? '-quick' : results.baseline ? '-baseline' : '';
+  const ran = new Set(Array.isArray(results.options.scenarios) ? results.options.scenarios : []);
+  // A run of the conditional-write points alone has files of its own: it never replaces a full run's latest.*.
+  const casOnly = ran.size === 1 && ran.has('cas');
+  const suffix = quick ? '-quick' : results.baseline ? '-baseline' : casOnly ? '-cas' : '';
   const stamp = results.startedAt.replace(/\.\d+Z$/, 'Z').replaceAll(':', '-');
   // The plot of a full run of every scenario into the default folder goes into docs/ (docs/benchmarks.md
   // shows it); any other run's plot stays with its results, so a partial run cannot replace the published one.
-  const ran = new Set(Array.isArray(results.options.scenarios) ? results.options.scenarios : []);
   const publishes =
-    !quick && outDir === resolve(REPO_DIR, 'bench/results') && SCENARIOS.every((scenario) => ran.has(scenario));
+    !quick && outDir === resolve(REPO_DIR, 'bench/results') && DEFAULT_SCENARIOS.every((scenario) => ran.has(scenario));
   const plotPath = publishes ? join(REPO_DIR, 'docs/benchmarks-latency.svg') : join(outDir, `latest${suffix}.svg`);
-  // A comparison with a baseline has no points to plot.
-  if (!results.baseline) {
+  // A comparison with a baseline, or a run of conditional writes alone, has no points to plot.
+  const plots = !results.baseline && results.points.length > 0;
+  if (plots) {
     mkdirSync(join(plotPath, '..'), { recursive: true });
     writeFileSync(plotPath, renderPlot(results, Number(results.options.valueBytes)));
   }
   const json = `${JSON.stringify(results, null, 2)}\n`;
   writeFileSync(join(outDir, `${stamp}${suffix}.json`), json);
   writeFileSync(join(outDir, `latest${suffix}.json`), json);
-  writeFileSync(
-    join(outDir, `latest${suffix}.md`),
-    renderMarkdown(results, results.baseline ? null : relative(outDir, plotPath)),
-  );
+  writeFileSync(join(outDir, `latest${suffix}.md`), renderMarkdown(results, plots ? relative(outDir, plotPath) : null));
   if (!quick) copyFileSync(join(outDir, `latest${suffix}.md`), join(outDir, `${stamp}${suffix}.md`));
   process.stderr.write(
     `[bench] wrote ${join(outDir, `latest${suffix}.md`)} and ${join(outDir, `${stamp}${suffix}.json`)}\n`,

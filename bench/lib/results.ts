@@ -181,6 +181,64 @@ export interface BaselineResult {
   readonly comparisons: BaselineComparison[];
 }
 
+export interface LatencyMs {
+  readonly mean: number | null;
+  readonly p50: number | null;
+  readonly p99: number | null;
+  readonly p999: number | null;
+}
+
+/** One repetition of a conditional-write point (bench/lib/cas-load.ts). */
+export interface CasSample {
+  readonly successes: number;
+  readonly conflicts: number;
+  readonly errors: number;
+  readonly firstError?: string;
+  readonly seconds: number;
+  readonly incrementsPerSec: number;
+  readonly conflictsPerSuccess: number | null;
+  /** The conditional write alone (applied or conflicting), ms. */
+  readonly writeLatencyMs: LatencyMs;
+  /** The read before it. */
+  readonly readLatencyMs: LatencyMs;
+  readonly serverCpuSecPer1kIncrements: number | null;
+  /** The same per server process (kvs2 on Kafka: the node, then the broker). */
+  readonly serverCpuSecPer1kIncrementsByProcess?: number[];
+  readonly coreBusyPercent: number[];
+  readonly loadAverage1m: number;
+  /** The counters read at the end against the increments applied (README "Conditional writes"). */
+  readonly check: { readonly ok: boolean; readonly expected: number; readonly found: number };
+}
+
+/**
+ * Read-modify-write increments on one system: `concurrency` workers on `keys` counters (one each when
+ * `keys` = `concurrency`: uncontended), each a read then a conditional write, retried on conflict.
+ */
+export interface CasPoint {
+  /** kvs2 (embedded log), kvs2-kafka, etcd. */
+  readonly system: string;
+  readonly contended: boolean;
+  readonly concurrency: number;
+  readonly keys: number;
+  /** How each side reads and writes (its read's consistency, its conditional call). */
+  readonly read: string;
+  readonly write: string;
+  readonly connections: number;
+  readonly samples: readonly CasSample[];
+  readonly incrementsPerSec: Spread | null;
+  readonly conflictsPerSuccess: Spread | null;
+  readonly p50Ms: Spread | null;
+  readonly p99Ms: Spread | null;
+  readonly p999Ms: Spread | null;
+  /** The read's p50 and p99. */
+  readonly readP50Ms: Spread | null;
+  readonly readP99Ms: Spread | null;
+  readonly serverCpuSecPer1kIncrements: Spread | null;
+  readonly errors: number;
+  /** Every repetition's counters added up. */
+  readonly checked: boolean;
+}
+
 export interface Results {
   readonly suite: 'kvs2-bench';
   readonly version: 1;
@@ -198,6 +256,8 @@ export interface Results {
   bootstrap: BootstrapResult | null;
   /** Absent in results written before the paired Get existed. */
   readonly pairedGet?: PairedGetResult[];
+  /** Conditional-write points (scenario cas); absent in results written before it existed. */
+  cas?: CasPoint[];
   /** Only in runs with --baseline, which measure nothing else. */
   baseline?: BaselineResult;
   /** Peers or scenarios that could not run, and why. */

@@ -1,4 +1,4 @@
-import type { BaselineResult, Point, Results, Spread } from '../lib/results.js';
+import type { BaselineResult, CasPoint, Point, Results, Spread } from '../lib/results.js';
 import { describeServerArgs } from '../lib/server-args.js';
 import { closed, evaluateTargets } from './targets.js';
 
@@ -21,11 +21,16 @@ export function renderMarkdown(results: Results, plotFile: string | null): strin
   const vb = Number((results.options as { valueBytes?: number }).valueBytes ?? 100);
   const kind = opts.quick ? 'quick run' : results.baseline ? 'comparison with a baseline tree' : 'full run';
   out.push(`# kvs2 benchmark: ${kind} of ${results.startedAt}`, '');
+  // A run of the conditional-write points alone loads no data and uses its own generator.
+  const casOnly = results.points.length === 0 && results.loads.length === 0 && (results.cas ?? []).length > 0;
   out.push(
-    `${int(opts.keys ?? 0)} keys of 16 B with ${vb} B values; each point ${opts.repetitions} × ${opts.durationSec} s ` +
-      `after a warm-up, median (min–max) of the repetitions. Wall time ${int(results.wallSeconds)} s. ` +
-      'Load generators: ghz (gRPC), redis-benchmark (Redis), kcat and Kafka ProducerPerformance (Kafka), ' +
-      'pinned to the other core than the server.',
+    `${casOnly ? 'No data loaded (the counters start absent)' : `${int(opts.keys ?? 0)} keys of 16 B with ${vb} B values`}; ` +
+      `each point ${opts.repetitions} × ${opts.durationSec} s after a warm-up, median (min–max) of the repetitions. ` +
+      `Wall time ${int(results.wallSeconds)} s. ` +
+      (casOnly
+        ? 'Load generator: bench/lib/cas-load.ts (Node, grpc-js), pinned to the other core than the servers.'
+        : 'Load generators: ghz (gRPC), redis-benchmark (Redis), kcat and Kafka ProducerPerformance (Kafka), ' +
+          'pinned to the other core than the server.'),
     '',
   );
   const m = results.machine as Record<string, string | number>;
@@ -44,7 +49,7 @@ export function renderMarkdown(results: Results, plotFile: string | null): strin
   out.push('');
 
   if (results.baseline) out.push(...baselineSection(results.baseline, String(m.gitCommit)));
-  else {
+  else if (results.points.length > 0 || results.bootstrap !== null || results.memory.length > 0) {
     out.push('## Targets', '', '| Target | Measured | Met |', '| --- | --- | --- |');
     for (const t of evaluateTargets(results, vb)) {
       out.push(`| ${t.target} | ${t.measured} | ${t.met === null ? '–' : t.met ? 'yes' : 'no'} |`);
@@ -92,6 +97,8 @@ export function renderMarkdown(results: Results, plotFile: string | null): strin
     if (points.length === 0) continue;
     out.push(`## ${title}`, '', ...pointsTable(points), '');
   }
+
+  if ((results.cas ?? []).length > 0) out.push(...casSection(results.cas ?? []));
 
   const paired = results.pairedGet ?? [];
   if (paired.length > 0) {
@@ -236,6 +243,86 @@ function baselineSection(baseline: BaselineResult, commit: string): string[] {
     ]);
   }
   rows.push('');
+  return rows;
+}
+
+const CAS_OURS = ['kvs2', 'kvs2-kafka'];
+
+/** Server CPU per 1k increments; with several server processes (kvs2 on Kafka), each one's in the first repetition. */
+function cpuCell(p: CasPoint): string {
+  if (!p.serverCpuSecPer1kIncrements) return '–';
+  const parts = p.samples[0]?.serverCpuSecPer1kIncrementsByProcess ?? [];
+  const split = parts.length > 1 ? ` (${parts.map((c) => c.toFixed(2)).join(' + ')})` : '';
+  return `${p.serverCpuSecPer1kIncrements.median.toFixed(3)}${split}`;
+}
+
+/** The conditional-write points: every system's table, then kvs2 ÷ etcd point by point. */
+export function casSection(points: readonly CasPoint[]): string[] {
+  const shape = (p: CasPoint) =>
+    p.contended
+      ? `${p.concurrency} workers on ${p.keys} shared counter${p.keys === 1 ? '' : 's'}`
+      : `${p.concurrency} workers, a counter each`;
+  const rows = [
+    '## Conditional writes: read-modify-write increments',
+    '',
+    "Each worker loops: read its counter and the counter's version, then write the counter + 1 on condition that " +
+      'the version is unchanged; a conflict is retried with a new read. Increments/s counts applied writes; the ' +
+      'latency is the conditional call alone (applied or conflicting), the read beside it. After every ' +
+      'repetition the counters, read back, must add up to the applied increments (Check). Generator: ' +
+      'bench/lib/cas-load.ts (Node, grpc-js) on the client core. Every system is up on the server core for the ' +
+      "whole scenario, idle but for the one measured, and each point's repetitions alternate between them " +
+      '(forward, then backward), so a slow minute of the host weighs on both sides of a ratio.',
+    '',
+  ];
+  for (const system of [...new Set(points.map((p) => p.system))]) {
+    const mine = points.filter((p) => p.system === system);
+    const first = mine[0];
+    const connections = Math.max(...mine.map((p) => p.connections));
+    if (first) rows.push(`- ${system}: read: ${first.read}; write: ${first.write}; up to ${connections} connections.`);
+  }
+  rows.push(
+    '',
+    '| System | Load | Increments/s median (min–max) | Conflicts per success | Conditional call p50 ms | p99 ms | p99.9 ms | Read p50 ms | Read p99 ms | Server CPU s per 1k increments (node + broker) | Cores busy % | Errors | Check |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  );
+  for (const p of points) {
+    out(rows, [
+      p.system,
+      shape(p),
+      rate(p.incrementsPerSec),
+      p.conflictsPerSuccess ? p.conflictsPerSuccess.median.toFixed(2) : '–',
+      ms(p.p50Ms),
+      ms(p.p99Ms),
+      ms(p.p999Ms),
+      ms(p.readP50Ms ?? null),
+      ms(p.readP99Ms ?? null),
+      cpuCell(p),
+      p.samples[0]?.coreBusyPercent.map((b) => b.toFixed(0)).join('/') ?? '',
+      String(p.errors),
+      p.checked ? `ok (${int(p.samples.reduce((sum, s) => sum + s.check.expected, 0))} increments)` : 'FAILED',
+    ]);
+  }
+  rows.push('');
+  const etcd = points.filter((p) => p.system === 'etcd');
+  const ours = CAS_OURS.filter((system) => points.some((p) => p.system === system));
+  if (etcd.length > 0 && ours.length > 0) {
+    rows.push(
+      `| Load | ${ours.map((o) => `${o} ÷ etcd increments/s`).join(' | ')} | ${ours.map((o) => `${o} ÷ etcd p99`).join(' | ')} |`,
+      `| --- |${ours.map(() => ' --- |').join('')}${ours.map(() => ' --- |').join('')}`,
+    );
+    for (const e of etcd) {
+      const same = (o: string) =>
+        points.find((p) => p.system === o && p.concurrency === e.concurrency && p.keys === e.keys);
+      const ratio = (a: Spread | null | undefined, b: Spread | null) =>
+        a && b && b.median > 0 ? (a.median / b.median).toFixed(2) : '–';
+      out(rows, [
+        shape(e),
+        ...ours.map((o) => ratio(same(o)?.incrementsPerSec, e.incrementsPerSec)),
+        ...ours.map((o) => ratio(same(o)?.p99Ms, e.p99Ms)),
+      ]);
+    }
+    rows.push('');
+  }
   return rows;
 }
 
