@@ -117,7 +117,7 @@ export class ConditionalWrites implements ConditionalWriter {
         throw new Kvs2Error(
           'INVALID_ARGUMENT',
           `a conditional write's keys must share a partition of the log: mutations[0] goes to partition ${partition}, ` +
-            `mutations[${i}] to partition ${other} (give them one hash tag, README "Conditional writes")`,
+            `mutations[${i}] to partition ${other} (on Kafka with --kafka-partitioner hash-tags, keys sharing a {tag} share a partition: README "Conditional writes")`,
         );
       }
     });
