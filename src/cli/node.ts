@@ -18,7 +18,7 @@ import { startReplica } from '../replica/start-replica.js';
 import { peerSnapshotStream } from '../replica-lib/peer-snapshots.js';
 import { ConditionalWrites } from '../service/conditional-writes.js';
 import { KvService } from '../service/kv-service.js';
-import { NodeHealth } from '../service/node-health.js';
+import { HealthBeforeStart, NodeHealth } from '../service/node-health.js';
 import { NodeStatusReport } from '../service/node-status.js';
 import { removeLeftoverImages } from '../snapshot/store-image.js';
 import { LmdbStore } from '../store/lmdb-store.js';
@@ -79,6 +79,33 @@ export class KvsNode {
       // Without --metrics-listen there is no registry at all, and the log and the API observe nothing.
       const metricsAt = config.metricsListen;
       const metrics = metricsAt === null ? null : new NodeMetrics(KVS2_VERSION);
+      // With serving workers, /metrics adds theirs to the node's (they exist only once they listen, below).
+      let workers: ServingWorkers | null = null;
+      const registry = metrics?.registry ?? null;
+      const metricsSource: MetricsSource | null =
+        registry === null
+          ? null
+          : {
+              contentType: registry.contentType,
+              metrics: () => (workers === null ? registry.metrics() : workers.metrics.metrics()),
+            };
+      // Probes answer from the start: `starting` while the log opens and a bootstrap from a peer runs (before
+      // the store opens), then the node's own health. Closed last, so that they answer "stopping" meanwhile.
+      const healthBeforeStart = new HealthBeforeStart();
+      const metricsListener =
+        metricsSource === null || metricsAt === null
+          ? null
+          : stack.adopt(
+              new MetricsListener({ registry: metricsSource, health: healthBeforeStart, ...metricsAt }),
+              (l) => l.close(),
+            );
+      const metricsPort = (await metricsListener?.listen()) ?? null;
+      if (metricsListener !== null) {
+        logger.info(
+          { metricsAddress: metricsListener.url, metricsPort },
+          `metrics and probes on ${metricsListener.url}/metrics, /livez, /readyz`,
+        );
+      }
       // A bad auth file is a usage error too, before any data is opened.
       const auth =
         config.authFile === null ? null : stack.adopt(loadAuth(config.authFile, logger, metrics), (a) => a.close());
@@ -146,23 +173,7 @@ export class KvsNode {
         store,
         appliedToken: () => service.appliedToken(),
       });
-      // With serving workers, /metrics adds theirs to the node's (they exist only once they listen, below).
-      let workers: ServingWorkers | null = null;
-      const registry = metrics?.registry ?? null;
-      const metricsSource: MetricsSource | null =
-        registry === null
-          ? null
-          : {
-              contentType: registry.contentType,
-              metrics: () => (workers === null ? registry.metrics() : workers.metrics.metrics()),
-            };
-      // Closed once calls have drained, so that probes answer "stopping" meanwhile.
-      const metricsListener =
-        metricsSource === null || metricsAt === null
-          ? null
-          : stack.adopt(new MetricsListener({ registry: metricsSource, health: nodeHealth, ...metricsAt }), (l) =>
-              l.close(),
-            );
+      healthBeforeStart.follow(nodeHealth);
       const drainCalls = async (graceful: boolean): Promise<void> => {
         if (!graceful) {
           logger.warn(
@@ -196,7 +207,6 @@ export class KvsNode {
         store,
         openWatches: () => api?.openWatches ?? 0,
       });
-      const metricsPort = (await metricsListener?.listen()) ?? null;
       let port: number;
       if (api !== null) port = await api.listen(config.listen.host, config.listen.port);
       else {
@@ -248,12 +258,6 @@ export class KvsNode {
         `kvs2 listening on ${config.listen.host}:${port} (version ${KVS2_VERSION}), ${log.description}, data in ${config.dataDir}` +
           (config.serveWorkers > 0 ? `, served by ${config.serveWorkers} worker threads` : ''),
       );
-      if (metricsListener !== null) {
-        logger.info(
-          { metricsAddress: metricsListener.url, metricsPort },
-          `metrics and probes on ${metricsListener.url}/metrics, /livez, /readyz`,
-        );
-      }
       const stopStarting = new AbortController();
       const starting = startReplica(log, replica, logger, onFatal, stopStarting.signal);
       stack.defer(async () => {

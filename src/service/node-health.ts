@@ -103,3 +103,41 @@ export class NodeHealth implements NodeHealthView {
     for (const listener of this.#listeners) listener();
   }
 }
+
+/**
+ * The node's health before its parts exist: live and `starting`, so that probes answer while the node opens
+ * its log and, with --bootstrap-from, installs a peer's store (which happens before the store opens, so before
+ * the node's NodeHealth can exist); from follow() on, whatever the node's NodeHealth says.
+ */
+export class HealthBeforeStart implements NodeHealthView {
+  #real: NodeHealthView | null = null;
+  readonly #listeners = new Set<() => void>();
+
+  live(): boolean {
+    return this.#real?.live() ?? true;
+  }
+
+  ready(): boolean {
+    return this.#real?.ready() ?? false;
+  }
+
+  state(): NodeStateName {
+    return this.#real?.state() ?? 'starting';
+  }
+
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** From now on, answers as `real` does (and passes its changes on). */
+  follow(real: NodeHealthView): void {
+    this.#real = real;
+    real.onChange(() => this.#notify());
+    this.#notify();
+  }
+
+  #notify(): void {
+    for (const listener of this.#listeners) listener();
+  }
+}

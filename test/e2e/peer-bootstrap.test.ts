@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Kvs2Client } from '../../src/client/index.js';
 import { runKvs2 } from '../support/cli-process.js';
@@ -9,6 +10,7 @@ import { eventually } from '../support/grpc-clients.js';
 import { kafkaBrokers, needsKafka } from '../support/kafka-env.js';
 import { tempDir } from '../support/paths.js';
 import { PlainKafka } from '../support/plain-kafka.js';
+import { httpGet } from '../support/prometheus-text.js';
 import { ServerProcess } from '../support/server-process.js';
 import { SnapshotPeer } from '../support/snapshot-peer.js';
 
@@ -16,6 +18,15 @@ const b = (text: string): Buffer => Buffer.from(text);
 const KEYS = 2_000;
 const keyOf = (i: number): Buffer => b(`key-${String(i).padStart(5, '0')}`);
 const valueFor = (i: number, round = 0): Buffer => b(`value ${i} of round ${round} `.padEnd(100, '.'));
+
+/** A loopback port nothing listens on now (the node is given it for its metrics listener). */
+async function unusedPort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
 
 /** --bootstrap-from on a real Kafka topic: a new node loads a peer's snapshot, then reads only what followed. */
 describe('a new node bootstrapping from a peer', needsKafka(), () => {
@@ -103,6 +114,45 @@ describe('a new node bootstrapping from a peer', needsKafka(), () => {
     await Promise.all(peers.map((peer) => peer.close()));
     await plain.close();
     await dir.remove();
+  });
+
+  test('while it waits for a peer, a new node answers probes (live, not ready); when the peer fails it reads the topic', async () => {
+    const topic = `kvs2-test-${randomUUID()}`;
+    // A "peer" that accepts connections and never says a word: the bootstrap waits on it.
+    const held = new Set<Socket>();
+    const silent = createServer((socket) => {
+      held.add(socket);
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const silentPort = (silent.address() as AddressInfo).port;
+    const metricsPort = await unusedPort();
+    const starting = startNode('probed-while-bootstrapping', topic, [
+      '--bootstrap-from',
+      `127.0.0.1:${silentPort}`,
+      '--metrics-listen',
+      `127.0.0.1:${metricsPort}`,
+    ]);
+    try {
+      await eventually(
+        async () => (await httpGet(metricsPort, '/livez').catch(() => null))?.status === 200,
+        20_000,
+        '/livez answering while the node waits for its peer',
+      );
+      await eventually(() => held.size > 0, 20_000, 'the node asking the silent peer for its store');
+      assert.equal((await httpGet(metricsPort, '/livez')).status, 200);
+      assert.deepEqual(await httpGet(metricsPort, '/readyz'), {
+        status: 503,
+        contentType: 'text/plain; charset=utf-8',
+        body: 'starting\n',
+      });
+    } finally {
+      for (const socket of held) socket.destroy();
+      silent.close();
+    }
+    const node = await starting;
+    await node.waitUntilCaughtUp(30_000);
+    await eventually(async () => (await httpGet(metricsPort, '/readyz')).status === 200, 20_000, 'ready');
   });
 
   test('loads the peer’s snapshot, reads the topic only from its offsets on, and takes later writes', async () => {
