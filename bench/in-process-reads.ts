@@ -14,11 +14,15 @@
  *  2. quiet: the writer stopped and both readers caught up, each probe's `get` loop, Redis GET at 64 in
  *     flight (redis-benchmark) and the node's gRPC Get at 64 in flight (ghz).
  * Within each half the order alternates (reversed every other repetition). Tables give the median and the
- * min–max of the repetitions. The broker, the node, Redis and both probes run on the server core, the
- * writer, redis-benchmark, ghz and this script on the client core.
+ * min–max of the repetitions. The other probe is stopped (SIGSTOP) through each window. By default the
+ * measured processes run on the client core, as an application with a core of its own; the broker, the
+ * node, Redis, the writer and this script on the server core; redis-benchmark and ghz on the client core
+ * (during their own windows). `--probe-core 0 --writer-core 1` is the suite's usual placement instead
+ * (measured processes beside the servers).
  *
  *   npm run build && node dist/bench/in-process-reads.js [--keys 1000000] [--duration 5] [--repetitions 3]
- *     [--writes-per-second 10000] [--in-flight 64] [--probe-core 0] [--out bench/results] [--keep-data]
+ *     [--writes-per-second 10000] [--in-flight 64] [--probe-core 1] [--writer-core 0] [--out bench/results]
+ *     [--keep-data]
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -72,13 +76,16 @@ const options = new Command('in-process-reads')
   .option('--in-flight <n>', 'calls in flight of Redis GET and gRPC Get', positiveInt, 64)
   .option(
     '--probe-core <n>',
-    `core of the two measured processes (default ${SERVER_CORE}, with the servers; ${CLIENT_CORE}: with the writer and the load generators, which never run during their windows except the writer)`,
-    (text) => {
-      const core = Number(text);
-      if (core !== SERVER_CORE && core !== CLIENT_CORE)
-        throw new InvalidArgumentError(`expected ${SERVER_CORE} or ${CLIENT_CORE}`);
-      return core;
-    },
+    `core of the two measured processes (default ${CLIENT_CORE}, where the load generators run in their own windows only; ${SERVER_CORE}: beside the servers)`,
+    coreNumber,
+    CLIENT_CORE,
+  )
+  .option(
+    '--writer-core <n>',
+    `core of the steady writer (kcat) and of this script, whose pacer feeds it (default ${SERVER_CORE}, so that ` +
+      'with the default --probe-core the measured process has its core to itself during its windows, as an ' +
+      `application with a core of its own would; ${CLIENT_CORE}: beside the load generators, the suite's usual place)`,
+    coreNumber,
     SERVER_CORE,
   )
   .option('--out <dir>', 'where to write in-process-reads-<timestamp>.{md,json}', join(REPO_DIR, 'bench/results'))
@@ -93,10 +100,18 @@ const options = new Command('in-process-reads')
     writesPerSecond: number;
     inFlight: number;
     probeCore: number;
+    writerCore: number;
     out: string;
     setup: boolean;
     keepData: boolean;
   }>();
+
+function coreNumber(text: string): number {
+  const core = Number(text);
+  if (core !== SERVER_CORE && core !== CLIENT_CORE)
+    throw new InvalidArgumentError(`expected ${SERVER_CORE} or ${CLIENT_CORE}`);
+  return core;
+}
 
 type ReaderName = 'replica' | 'colocated';
 const READERS: readonly ReaderName[] = ['replica', 'colocated'];
@@ -134,11 +149,41 @@ function setUpTools(): Record<string, string> {
   return tools;
 }
 
-async function probeWindow(probe: Probe, kind: 'get' | 'getMany', perCall: boolean, sec: number): Promise<Window> {
-  const before = coreTimes();
-  const window = await probe.measure(kind, sec, perCall);
-  if (window.misses > 0) throw new Error(`${probe.name}: ${window.misses} reads of loaded keys found nothing`);
-  return { ...window, coreBusyPercent: coreBusyPercent(before, coreTimes()) };
+/**
+ * One measured window of `name`'s probe, the other probe stopped meanwhile (SIGSTOP): both share a core,
+ * and each window measures one reader with that core to itself. A replica stopped through the other's
+ * window first catches up with the node, so that its own window applies the writer's rate and no backlog.
+ */
+async function probeWindow(
+  probes: Record<ReaderName, Probe>,
+  name: ReaderName,
+  kind: 'get' | 'getMany',
+  perCall: boolean,
+  sec: number,
+): Promise<Window> {
+  const probe = probes[name];
+  if (name === 'replica') await replicaCaughtUp(probes);
+  const others = READERS.filter((other) => other !== name).map((other) => probes[other]);
+  for (const other of others) other.pause();
+  try {
+    const before = coreTimes();
+    const window = await probe.measure(kind, sec, perCall);
+    if (window.misses > 0) throw new Error(`${probe.name}: ${window.misses} reads of loaded keys found nothing`);
+    return { ...window, coreBusyPercent: coreBusyPercent(before, coreTimes()) };
+  } finally {
+    for (const other of others) other.resume();
+  }
+}
+
+/** Waits until the replica has applied what the node had applied when asked (the writer may go on). */
+async function replicaCaughtUp(probes: Record<ReaderName, Probe>): Promise<void> {
+  const { records: target } = await probes.colocated.applied();
+  await waitFor(
+    'the replica to catch up with the node',
+    async () => (await probes.replica.applied()).records >= target,
+    5 * 60_000,
+    20,
+  );
 }
 
 /** Waits until both readers have applied the same records and nothing moves: the writer's backlog is applied. */
@@ -172,8 +217,9 @@ async function main(): Promise<void> {
     throw new Error(`kvs2 needs Node 24 (this is ${process.version}): run node_modules/.bin/node or through npm`);
   }
   const machine = describeMachine(REPO_DIR); // before pinning ourselves: nproc honours affinity
-  // This script (and the writer's pacer in it) stays off the server core, as the suite's orchestrator does.
-  execFileSync('taskset', ['-a', '-p', '-c', String(CLIENT_CORE), String(process.pid)], { stdio: 'ignore' });
+  // This script (and the writer's pacer in it) runs beside the writer: by default off the server core, as the
+  // suite's orchestrator does. The load generators it starts are pinned to the client core either way.
+  execFileSync('taskset', ['-a', '-p', '-c', String(options.writerCore), String(process.pid)], { stdio: 'ignore' });
   const tools = setUpTools();
   // The build runs from a copy, so that a rebuild in the working tree cannot change what is measured.
   const tree = join(work, 'tree');
@@ -272,6 +318,7 @@ async function main(): Promise<void> {
     valueBytes: options.valueBytes,
     recordsPerSec: options.writesPerSecond,
     seed: 1_000,
+    core: options.writerCore,
   });
   for (const name of READERS) {
     await probes[name].measure('get', WARM_UP_SEC, true);
@@ -290,23 +337,24 @@ async function main(): Promise<void> {
       valueBytes: options.valueBytes,
       recordsPerSec: options.writesPerSecond,
       seed: 1_001 + rep,
+      core: options.writerCore,
     });
     // Both readers apply the stream before anything is measured.
     await sleep(1_000);
     const steps: Array<() => Promise<Window>> = [];
     for (const name of READERS) {
       steps.push(
-        () => probeWindow(probes[name], 'get', true, sec),
-        () => probeWindow(probes[name], 'getMany', true, sec),
-        () => probeWindow(probes[name], 'get', false, sec),
+        () => probeWindow(probes, name, 'get', true, sec),
+        () => probeWindow(probes, name, 'getMany', true, sec),
+        () => probeWindow(probes, name, 'get', false, sec),
       );
     }
     const w = await alternated(rep, steps);
     const written = await writer.stop();
     await untilSettled(probes);
     const [replicaQuiet, colocatedQuiet, redisSample, grpcSample] = await alternated<Window | Sample>(rep, [
-      () => probeWindow(probes.replica, 'get', false, sec),
-      () => probeWindow(probes.colocated, 'get', false, sec),
+      () => probeWindow(probes, 'replica', 'get', false, sec),
+      () => probeWindow(probes, 'colocated', 'get', false, sec),
       () => measure(redisGet, load, `redis-${rep}`),
       () => measure(grpc, load, `grpc-${rep}`),
     ]);
@@ -473,7 +521,7 @@ function buildReport(
     method: {
       latency:
         'process.hrtime.bigint() before and after every call, in the measured process; every call of the window kept, nearest-rank percentiles (no histogram)',
-      loop: 'one loop on the main thread; it yields to the event loop (setImmediate) after each 1 ms of calls, where the replica applies what Kafka delivered; calls/s is over the whole window, turns included; no call latency includes them',
+      loop: 'one loop on the main thread; it yields to the event loop (setImmediate) after each 1 ms of calls, where the replica applies what Kafka delivered; calls/s is over the whole window, turns included; no call latency includes them. The other measured process is stopped (SIGSTOP) during each window, so that a window measures one reader on its core; the replica, stopped through the co-located windows, catches up with the node before each of its own',
       keys: `reads pick from ${(1 << 17).toLocaleString('en-US')} keys drawn uniformly at random from all the loaded keys, built before the window (getMany: 100 of those a call)`,
       writer: `kcat (acks=all, murmur2 as kvs2) fed by a pacer: overwrites of random loaded keys with new ${options.valueBytes} B values at --writes-per-second; the node and the replica both apply them`,
       comparisons:
@@ -495,11 +543,13 @@ function buildReport(
   };
 }
 
-/** Which core runs what; the measured processes follow --probe-core (all their threads). */
+/** Which core runs what; the measured processes follow --probe-core (all their threads), the writer --writer-core. */
 function placement() {
   const probes = 'both measured processes (the replica probe and the co-located probe, all their threads)';
   const onServer = ['the Kafka broker', 'the kvs2 node', 'redis-server'];
-  const onClient = ['this script (with the writer pacer)', 'kcat (the writer)', 'redis-benchmark', 'ghz'];
+  const onClient = ['redis-benchmark', 'ghz'];
+  const writer = ['this script (with the writer pacer)', 'kcat (the writer)'];
+  (options.writerCore === SERVER_CORE ? onServer : onClient).push(...writer);
   (options.probeCore === SERVER_CORE ? onServer : onClient).push(probes);
   return {
     serverCore: SERVER_CORE,
@@ -507,10 +557,13 @@ function placement() {
     probeCore: options.probeCore,
     onServerCore: onServer.join(', '),
     onClientCore: onClient.join(', '),
+    writerCore: options.writerCore,
     convention:
-      options.probeCore === SERVER_CORE
+      options.probeCore === SERVER_CORE && options.writerCore === CLIENT_CORE
         ? "the suite's (measured process with the servers)"
-        : "not the suite's: --probe-core",
+        : options.probeCore === CLIENT_CORE && options.writerCore === SERVER_CORE
+          ? 'the measured processes alone on the client core during their windows (--probe-core, --writer-core)'
+          : "not the suite's: --probe-core, --writer-core",
   };
 }
 

@@ -7,7 +7,7 @@ import { sleep } from './processes.js';
 const TICK_MS = 5;
 
 /**
- * A steady stream of overwrites into a kvs2 topic at a fixed rate: kcat (on the client core, Java murmur2
+ * A steady stream of overwrites into a kvs2 topic at a fixed rate: kcat (on the client core unless told, Java murmur2
  * partitioning as kvs2's own producer, acks=all) fed `key\tvalue` lines by a pacer in this process, which
  * hands it, every 5 ms, the lines due by then (rate × time since the start, so no drift). Each record sets
  * a random loaded key to a new value of the same size: every node and replica of the topic applies it as
@@ -26,17 +26,27 @@ export class SteadyWriter {
     valueBytes: number,
     rate: number,
     seed: number,
+    core: number | undefined,
   ) {
-    this.#done = kcatProduce(cluster, topic, this.#lines(keys, valueBytes, rate, seed));
+    this.#done = kcatProduce(cluster, topic, this.#lines(keys, valueBytes, rate, seed), core);
     this.#done.catch(() => {});
   }
 
   static start(
     cluster: KafkaCluster,
     topic: string,
-    options: { keys: number; valueBytes: number; recordsPerSec: number; seed: number },
+    /** `core`: where kcat runs (default the client core). */
+    options: { keys: number; valueBytes: number; recordsPerSec: number; seed: number; core?: number },
   ): SteadyWriter {
-    return new SteadyWriter(cluster, topic, options.keys, options.valueBytes, options.recordsPerSec, options.seed);
+    return new SteadyWriter(
+      cluster,
+      topic,
+      options.keys,
+      options.valueBytes,
+      options.recordsPerSec,
+      options.seed,
+      options.core,
+    );
   }
 
   /** Ends the stream; resolves with the lines handed to kcat and the rate, once kcat has sent them and exited. */

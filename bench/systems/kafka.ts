@@ -116,6 +116,7 @@ export async function kcatProduce(
   cluster: KafkaCluster,
   topic: string,
   lines: AsyncIterable<Buffer>,
+  core: number = CLIENT_CORE,
 ): Promise<{ seconds: number }> {
   const result = await runChecked(
     'kcat',
@@ -134,7 +135,7 @@ export async function kcatProduce(
       '-X',
       'linger.ms=5',
     ],
-    { core: CLIENT_CORE, timeoutMs: 20 * 60_000, input: lines },
+    { core, timeoutMs: 20 * 60_000, input: lines },
   );
   return { seconds: result.seconds };
 }
