@@ -16,6 +16,12 @@ export interface AppliedWatermark {
    * moves to a new log meanwhile.
    */
   waitFor(target: Offsets, signal: AbortSignal): Promise<void>;
+  /**
+   * Resolves once logIdentity names a log: at once, unless the replica has not begun reading one yet (a
+   * node with an empty store, while it starts). A write's token must name the log it went to, and tokens
+   * are tagged with this identity. Rejects with the abort's error if the signal fires first.
+   */
+  whenNamed(signal: AbortSignal): Promise<void>;
 }
 
 interface Waiter {
@@ -69,6 +75,27 @@ export class ReplicaWatermark implements AppliedWatermark {
       };
       signal.addEventListener('abort', onAbort, { once: true });
       this.#waiters.add(waiter);
+    });
+  }
+
+  whenNamed(signal: AbortSignal): Promise<void> {
+    if (this.#identity !== '') return Promise.resolve();
+    if (signal.aborted) return Promise.reject(abortError(signal, 'waiting for the replica to open the log'));
+    return new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        unsubscribe();
+        signal.removeEventListener('abort', onAbort);
+      };
+      const unsubscribe = this.onRestart(() => {
+        if (this.#identity === '') return;
+        done();
+        resolve();
+      });
+      const onAbort = (): void => {
+        done();
+        reject(abortError(signal, 'waiting for the replica to open the log'));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 

@@ -209,6 +209,7 @@ export class KvService {
       reached.set(partition, Math.max(reached.get(partition) ?? 0, offset + 1));
     }
     if (request.waitForApply) await this.#applied.waitFor(reached, signal);
+    const tag = await this.#writeTag(signal);
     return {
       status: 'published',
       outcomes: results.map(
@@ -216,13 +217,13 @@ export class KvService {
           result.ok
             ? {
                 ok: true,
-                token: this.#tokenFor(result.position),
+                token: tokenAfter(tag, result.position),
                 version: request.mutations[i]?.delete ? 0 : result.position.offset + 1,
               }
             : result,
       ),
       // From the positions themselves: merging the mutations' tokens would decode each of them again.
-      token: reached.size > 0 ? encodeToken(this.currentLogTag(), reached) : null,
+      token: reached.size > 0 ? encodeToken(tag, reached) : null,
     };
   }
 
@@ -412,7 +413,8 @@ export class KvService {
     this.#checkWritable(signal);
     const position = await this.#log.append(key, value, signal);
     if (waitForApply) await this.#applied.waitFor(new Map([[position.partition, position.offset + 1]]), signal);
-    return { status: 'published', token: this.#tokenFor(position), version: value === null ? 0 : position.offset + 1 };
+    const tag = await this.#writeTag(signal);
+    return { status: 'published', token: tokenAfter(tag, position), version: value === null ? 0 : position.offset + 1 };
   }
 
   async #writeOneIf(
@@ -449,7 +451,7 @@ export class KvService {
         version,
         token:
           verdict.status === 'applied'
-            ? this.#tokenFor({ partition, offset: offset + i })
+            ? tokenAfter(this.currentLogTag(), { partition, offset: offset + i })
             : encodeToken(this.currentLogTag(), new Map([[partition, offset]])),
       })),
       token: verdict.token,
@@ -485,8 +487,19 @@ export class KvService {
     if (signal.aborted) throw abortError(signal, what);
   }
 
-  /** The token of one published record: its partition read up to just past it. */
-  #tokenFor(position: LogPosition): Buffer {
-    return encodeToken(this.currentLogTag(), new Map([[position.partition, position.offset + 1]]));
+  /**
+   * The tag of a plain write's tokens. A node with an empty store listens (and takes writes, which wait for
+   * the log to open) before its replica has begun reading: its watermark names no log yet, and a token
+   * tagged with that would be refused by every read (TOKEN_FROM_OTHER_LOG). Such a write waits, within its
+   * deadline, for the replica to name the log. (A conditional write is decided by the replica: named.)
+   */
+  async #writeTag(signal: AbortSignal): Promise<Buffer> {
+    if (this.#applied.logIdentity === '') await this.#applied.whenNamed(signal);
+    return this.currentLogTag();
   }
+}
+
+/** The token of one published record: its partition read up to just past it. */
+function tokenAfter(logTag: Buffer, position: LogPosition): Buffer {
+  return encodeToken(logTag, new Map([[position.partition, position.offset + 1]]));
 }

@@ -18,7 +18,13 @@ import {
   TestCall,
   withSignal,
 } from '../support/service-calls.js';
-import { type ServiceNode, type SteppedReplica, startLiveNode, startSteppedNode } from '../support/service-node.js';
+import {
+  type ServiceNode,
+  type SteppedReplica,
+  startLiveNode,
+  startNodeBeforeReplica,
+  startSteppedNode,
+} from '../support/service-node.js';
 
 const put = (key: string, value: string): MutationRequest => ({ key: b(key), value: b(value), delete: false });
 
@@ -645,6 +651,56 @@ describe('KvService after close()', () => {
       assert.equal(now(service.scan({ ...scan, ...LOCAL }, noDeadline())).items.length, 1);
       const latest = await service.get({ key: b('kept'), consistency: 'latest', after: [] }, noDeadline());
       assert.deepEqual(latest.value, b('v'));
+    } finally {
+      await node.close();
+    }
+  });
+});
+
+describe('KvService on a node whose replica has not begun reading yet', () => {
+  test("a write's token names the log it went to, not the empty store's none: a read given it succeeds", async () => {
+    const node = await startNodeBeforeReplica();
+    try {
+      const { service, replica, log } = node;
+      assert.equal(replica.watermark.logIdentity, '', 'an empty store names no log until the replica reads one');
+      const setting = service.set({ key: b('early'), value: b('bird'), waitForApply: false }, noDeadline());
+      const writing = service.write({ mutations: [put('early-batch', 'worm')], waitForApply: false }, noDeadline());
+      // Both land in the log; their answers wait for the replica to name it.
+      while ((await logEnd(log)) < 2) await new Promise((resolve) => setImmediate(resolve));
+      await replica.start(await log.open());
+      const { token } = await setting;
+      const written = await writing;
+      const expected = logTagOf(await log.open());
+      assert.deepEqual(decodeToken(token).logTag, expected);
+      assert.ok(written.token !== null);
+      assert.deepEqual(decodeToken(written.token).logTag, expected);
+      const outcome = written.outcomes[0];
+      assert.ok(outcome?.ok);
+      assert.deepEqual(decodeToken(outcome.token).logTag, expected);
+      const read = await service.get({ key: b('early'), consistency: 'at-least', after: [token] }, noDeadline());
+      assert.deepEqual(read.value, b('bird'));
+      const batchRead = await service.get(
+        { key: b('early-batch'), consistency: 'at-least', after: [written.token] },
+        noDeadline(),
+      );
+      assert.deepEqual(batchRead.value, b('worm'));
+    } finally {
+      await node.close();
+    }
+  });
+
+  test('a write waiting for the replica to name the log ends with its deadline', async () => {
+    const node = await startNodeBeforeReplica();
+    try {
+      const { service } = node;
+      await assertFails(
+        () =>
+          service.set(
+            { key: b('late'), value: b('never answered'), waitForApply: false },
+            withSignal(AbortSignal.timeout(50)),
+          ),
+        'DEADLINE_EXCEEDED',
+      );
     } finally {
       await node.close();
     }

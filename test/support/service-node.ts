@@ -71,6 +71,17 @@ export async function startLiveNode(options: ServiceNodeOptions = {}): Promise<S
   });
 }
 
+/**
+ * A node whose replica has not begun reading (as one with an empty store is while it starts): the test
+ * starts it with `node.replica.start(await node.log.open())`.
+ */
+export async function startNodeBeforeReplica(options: ServiceNodeOptions = {}): Promise<ServiceNode<Replica>> {
+  return start(options, async (log, store) => {
+    const replica = new Replica({ log, store, logger, onFatal: () => {} });
+    return { replica, watermark: replica.watermark, feed: replica.changes, stop: () => replica.stop() };
+  });
+}
+
 /** Like a live node, but the log is applied only when the test says so: the replica lags until then. */
 export async function startSteppedNode(options: ServiceNodeOptions = {}): Promise<ServiceNode<SteppedReplica>> {
   return start(options, async (log, store, logIdentity) => {
