@@ -1,8 +1,21 @@
 /** What a run measures: data sizes, points and timings, for a full run and for `--quick`. */
 
-export const SCENARIOS = ['get', 'multiget', 'set', 'bootstrap', 'memory', 'cas'] as const;
+export const SCENARIOS = [
+  'get',
+  'multiget',
+  'set',
+  'bootstrap',
+  'memory',
+  'cas',
+  'in-process',
+  'serve-workers',
+] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
-/** What a run measures when `--scenario` is not given: `cas` (conditional writes) is asked for by name. */
+/**
+ * What a run measures when `--scenario` is not given. Asked for by name: `cas` (conditional writes),
+ * `in-process` (the in-process replica and co-located reader, bench/in-process-reads.ts) and `serve-workers`
+ * (bench/serve-workers.ts), each several minutes of its own.
+ */
 export const DEFAULT_SCENARIOS: readonly ScenarioName[] = ['get', 'multiget', 'set', 'bootstrap', 'memory'];
 
 export const PEERS = ['etcd', 'redis', 'noop', 'kafka'] as const;

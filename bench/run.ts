@@ -3,7 +3,8 @@
  * not kvs2's code (ghz, redis-benchmark, kcat, Kafka's ProducerPerformance). Writes
  * <out>/<timestamp>.json, <out>/latest.json, <out>/latest.md and a latency/throughput plot.
  *
- *   npm run bench -- [--quick] [--scenario get,multiget,set,bootstrap,memory,cas] [--peers etcd,redis,noop,kafka]
+ *   npm run bench -- [--quick] [--scenario get,multiget,set,bootstrap,memory,cas,in-process,serve-workers]
+ *                    [--peers etcd,redis,noop,kafka]
  *                    [--duration 5s] [--repetitions 3] [--keys 1000000] [--in-flight 64,256] [--out bench/results]
  *                    [--baseline <another built kvs2 checkout, or . for this one>]
  *                    [--args "<kvs2 serve flags of this tree>"] [--baseline-args "<kvs2 serve flags of the baseline>"]
@@ -33,6 +34,7 @@ import { CasCheckError, casPhase } from './phases/cas.js';
 import { kafkaPhase } from './phases/kafka.js';
 import { kvs2Phase } from './phases/kvs2.js';
 import { etcdPhase, noopPhase, redisPhase } from './phases/peers.js';
+import { standalonePhase } from './phases/standalone.js';
 import { DEFAULT_SCENARIOS, makePlan, PEERS, type PeerName, SCENARIOS, type ScenarioName } from './plan.js';
 import { renderMarkdown } from './report/markdown.js';
 import { renderPlot } from './report/plot.js';
@@ -185,13 +187,14 @@ async function main(): Promise<number> {
   const tools = setUpTools();
   if (options.setup) tools.setup = 'bench/setup.sh';
   const workDir = mkdtempSync(join(tmpdir(), 'kvs2-bench-'));
-  snapshotTree(join(workDir, 'tree'));
+  const tree = join(workDir, 'tree');
+  snapshotTree(tree);
   // The same build runs from the one snapshot: both sides execute the very same files.
   const baselineSides: BaselineSides | undefined =
     options.baseline === undefined
       ? undefined
       : {
-          tree: sameTree ? join(workDir, 'tree') : snapshotOtherTree(options.baseline, join(workDir, 'baseline-tree')),
+          tree: sameTree ? tree : snapshotOtherTree(options.baseline, join(workDir, 'baseline-tree')),
           currentArgs: options.args ?? [],
           baselineArgs: options.baselineArgs ?? [],
         };
@@ -242,7 +245,7 @@ async function main(): Promise<number> {
     profile: null,
   };
   const ctx = new RunContext({ plan, scenarios, peers, workDir, results, profile: options.profile && !plan.quick });
-  for (const scenario of ['bootstrap', 'memory', 'cas'] as const) {
+  for (const scenario of ['bootstrap', 'memory', 'cas', 'in-process', 'serve-workers'] as const) {
     if (baselineSides && scenarios.has(scenario))
       ctx.skip(scenario, 'a comparison with --baseline runs Get, MultiGet, Set');
   }
@@ -251,7 +254,7 @@ async function main(): Promise<number> {
     `Servers run on core ${SERVER_CORE}, load generators on core ${CLIENT_CORE} (taskset); "Cores busy %" is core 0/core 1 during the first repetition: a load-generator core near 100% means the client, not the server, set the pace.`,
   );
   // Notes on the ghz and redis-benchmark points, which a run of conditional writes alone has none of.
-  if (!baselineSides && [...scenarios].some((s) => s !== 'cas'))
+  if (!baselineSides && [...scenarios].some((s) => !['cas', 'in-process', 'serve-workers'].includes(s)))
     results.notes.push(
       'Fixed-rate points use the same absolute rates for every contender: fractions of the best closed-loop rate kvs2 reached in this run. ghz spreads the rate over 64 workers; a contender that cannot keep up shows a lower achieved rate.',
       'etcd MultiGet is a Range over 100 consecutive keys (one B-tree scan), kvs2 MultiGet and Redis MGET read 100 random keys.',
@@ -285,11 +288,16 @@ async function main(): Promise<number> {
         ['redis', peers.has('redis'), () => redisPhase(ctx)],
         ['kafka', peers.has('kafka'), () => kafkaPhase(ctx)],
         ['cas', scenarios.has('cas'), () => casPhase(ctx)],
+        // Last: they start systems of their own and need the cores to themselves.
+        ['in-process', scenarios.has('in-process'), () => standalonePhase(ctx, tree, 'in-process')],
+        ['serve-workers', scenarios.has('serve-workers'), () => standalonePhase(ctx, tree, 'serve-workers')],
       ];
   const needs: Record<string, string[]> = {
     etcd: ['etcd'],
     redis: ['redis-server', 'redis-benchmark', 'redis-cli'],
     kafka: ['java', 'kcat'],
+    'in-process': ['java', 'kcat', 'redis-server', 'redis-benchmark', 'redis-cli'],
+    'serve-workers': ['h2load'],
   };
   let failed = false;
   try {
@@ -328,6 +336,7 @@ async function main(): Promise<number> {
     (results.cas?.length ?? 0) > 0 ||
     results.memory.length > 0 ||
     results.bootstrap !== null ||
+    (results.standalone?.length ?? 0) > 0 ||
     (results.baseline?.comparisons.length ?? 0) > 0;
   return failed || !measured ? 1 : 0;
 }

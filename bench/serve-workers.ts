@@ -11,6 +11,9 @@
  * reports percentiles), pinned to the client core as in the suite.
  *
  *   npm run build && node dist/bench/serve-workers.js [--workers 0,2] [--keys 100000] [--duration 5] [--rounds 6]
+ *     [--out bench/results]
+ *
+ * Writes <out>/serve-workers-<time>.json and .md (the suite's `serve-workers` scenario runs it so).
  */
 import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,8 +35,9 @@ const options = new Command('serve-workers')
   .option('--duration <s>', 'seconds of one measured run', Number, 5)
   .option('--rounds <n>', 'alternating rounds', Number, 6)
   .option('--value-bytes <n>', 'value size', Number, 100)
+  .option('--out <dir>', 'where to write serve-workers-<time>.{json,md}', join(REPO_DIR, 'bench/results'))
   .parse()
-  .opts<{ workers: string; keys: number; duration: number; rounds: number; valueBytes: number }>();
+  .opts<{ workers: string; keys: number; duration: number; rounds: number; valueBytes: number; out: string }>();
 
 const work = mkdtempSync(join(tmpdir(), 'kvs2-serve-workers-'));
 
@@ -278,7 +282,9 @@ async function main(): Promise<void> {
     throughputs,
     latencies,
   };
-  const out = join(REPO_DIR, 'bench/results', `serve-workers-${report.when.slice(0, 16).replace(/[:T]/g, '-')}.json`);
+  mkdirSync(options.out, { recursive: true });
+  const stem = join(options.out, `serve-workers-${report.when.slice(0, 16).replace(/[:T]/g, '-')}`);
+  const out = `${stem}.json`;
   writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
 
   const others = nodes.slice(1);
@@ -317,7 +323,16 @@ async function main(): Promise<void> {
     });
     lines.push(`| ${latency.name} at ${fmt(latency.rps)}/s | ${cells.join(' | ')} |`);
   }
-  process.stdout.write(`${lines.join('\n')}\n\n(${out})\n`);
+  const heading = [
+    `# Serving workers: ${report.when}`,
+    '',
+    `${options.keys.toLocaleString('en-US')} keys of 16 B with ${options.valueBytes} B values; nodes with --serve-workers ` +
+      `${nodes.map((n) => n.workers).join(', ')}, all up, ${options.rounds} alternating rounds of ${options.duration} s. ` +
+      `Machine: ${report.machine.cpuModel}, ${report.machine.cores} cores, Node ${report.machine.node}. Tree: ${report.commit}.`,
+    '',
+  ];
+  writeFileSync(`${stem}.md`, `${[...heading, ...lines].join('\n')}\n`);
+  process.stdout.write(`${lines.join('\n')}\n\n(${out}, ${stem}.md)\n`);
 }
 
 try {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the benchmark suite needs and is not in package.json: the load generators (ghz,
+# Installs what the benchmark suite needs and is not in package.json: the load generators (ghz, h2load,
 # redis-benchmark, kcat) and the peers (etcd, Redis). Idempotent and quick when everything is there:
 # apt-get runs only when a command is missing. Java and Maven (for the Kafka runner, scripts/kafka/) are
 # checked, not installed, as `npm test` needs them anyway.
@@ -26,6 +26,7 @@ declare -A APT_FOR=(
   [redis-cli]=redis-tools
   [kcat]=kcat
   [taskset]=util-linux
+  [h2load]=nghttp2-client
 )
 
 missing_packages=()

@@ -239,6 +239,18 @@ export interface CasPoint {
   readonly checked: boolean;
 }
 
+/** A scenario the suite ran as a script of its own (bench/<script>.ts), with that script's report. */
+export interface StandaloneResult {
+  readonly scenario: string;
+  /** The command line, from the suite's copy of the tree. */
+  readonly command: string;
+  readonly seconds: number;
+  /** The script's JSON report as it wrote it. */
+  readonly report: unknown;
+  /** The script's Markdown report, shown in the suite's. */
+  readonly markdown: string;
+}
+
 export interface Results {
   readonly suite: 'kvs2-bench';
   readonly version: 1;
@@ -258,6 +270,8 @@ export interface Results {
   readonly pairedGet?: PairedGetResult[];
   /** Conditional-write points (scenario cas); absent in results written before it existed. */
   cas?: CasPoint[];
+  /** Scenarios measured by a script of their own (in-process, serve-workers); absent before they joined. */
+  standalone?: StandaloneResult[];
   /** Only in runs with --baseline, which measure nothing else. */
   baseline?: BaselineResult;
   /** Peers or scenarios that could not run, and why. */

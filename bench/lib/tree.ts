@@ -33,7 +33,16 @@ export function snapshotOtherTree(from: string, dir: string): string {
 
 function copyTree(from: string, dir: string): void {
   // The descriptor set is read at start-up (reflection, the strict request check); older trees have none.
-  const parts = ['package.json', 'bin', 'dist', 'proto', 'bench/proto', 'scripts', 'src/gen/descriptor-set.binpb'];
+  const parts = [
+    'package.json',
+    'bin',
+    'dist',
+    'proto',
+    'bench/proto',
+    'bench/setup.sh',
+    'scripts',
+    'src/gen/descriptor-set.binpb',
+  ];
   for (const relative of parts) {
     if (existsSync(join(from, relative))) cpSync(join(from, relative), join(dir, relative), { recursive: true });
   }

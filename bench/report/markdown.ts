@@ -1,4 +1,4 @@
-import type { BaselineResult, CasPoint, Point, Results, Spread } from '../lib/results.js';
+import type { BaselineResult, CasPoint, Point, Results, Spread, StandaloneResult } from '../lib/results.js';
 import { describeServerArgs } from '../lib/server-args.js';
 import { closed, evaluateTargets } from './targets.js';
 
@@ -99,6 +99,7 @@ export function renderMarkdown(results: Results, plotFile: string | null): strin
   }
 
   if ((results.cas ?? []).length > 0) out.push(...casSection(results.cas ?? []));
+  for (const standalone of results.standalone ?? []) out.push(...standaloneSection(standalone));
 
   const paired = results.pairedGet ?? [];
   if (paired.length > 0) {
@@ -257,6 +258,21 @@ function cpuCell(p: CasPoint): string {
 }
 
 /** The conditional-write points: every system's table, then kvs2 ÷ etcd point by point. */
+/** A script's own report, its headings two levels down, under a heading that says how it ran. */
+function standaloneSection(standalone: StandaloneResult): string[] {
+  const body = standalone.markdown
+    .trim()
+    .split('\n')
+    .filter((line, i) => !(i === 0 && line.startsWith('# ')))
+    .map((line) => (line.startsWith('#') ? `##${line}` : line));
+  return [
+    `## Scenario ${standalone.scenario} (\`${standalone.command}\`, ${Math.round(standalone.seconds)} s)`,
+    '',
+    ...body,
+    '',
+  ];
+}
+
 export function casSection(points: readonly CasPoint[]): string[] {
   const shape = (p: CasPoint) =>
     p.contended
