@@ -260,7 +260,7 @@ async function main(): Promise<number> {
       'etcd MultiGet is a Range over 100 consecutive keys (one B-tree scan), kvs2 MultiGet and Redis MGET read 100 random keys.',
       'redis-benchmark reports no p99.9 and has no fixed-rate mode; its GET/SET use the same key format (key:%012d) and value size.',
     );
-  if (plan.largeValueBytes > 0 && !baselineSides) {
+  if (plan.largeValueBytes > 0 && !baselineSides && (scenarios.has('get') || scenarios.has('set'))) {
     results.notes.push(
       `Large-value points load ${plan.largeKeys.toLocaleString('en-US')} keys with ${plan.largeValueBytes} B values (a tenth of the keys keeps the load time bounded).`,
     );
@@ -347,9 +347,10 @@ function writeResults(results: Results): void {
   const quick = results.options.quick === true;
   // Quick runs and comparisons with a baseline are not full runs: their files never replace latest.*.
   const ran = new Set(Array.isArray(results.options.scenarios) ? results.options.scenarios : []);
-  // A run of the conditional-write points alone has files of its own: it never replaces a full run's latest.*.
-  const casOnly = ran.size === 1 && ran.has('cas');
-  const suffix = quick ? '-quick' : results.baseline ? '-baseline' : casOnly ? '-cas' : '';
+  // A run of scenarios asked for by name only (cas, in-process, serve-workers) has files of its own, named
+  // after them: it never replaces a full run's latest.*.
+  const byNameOnly = ran.size > 0 && [...ran].every((scenario) => !DEFAULT_SCENARIOS.includes(scenario));
+  const suffix = quick ? '-quick' : results.baseline ? '-baseline' : byNameOnly ? `-${[...ran].sort().join('-')}` : '';
   const stamp = results.startedAt.replace(/\.\d+Z$/, 'Z').replaceAll(':', '-');
   // The plot of a full run of every scenario into the default folder goes into docs/ (docs/benchmarks.md
   // shows it); any other run's plot stays with its results, so a partial run cannot replace the published one.
