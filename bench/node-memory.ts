@@ -92,6 +92,8 @@ interface Measured {
   readonly resident: ResidentBreakdown;
   readonly probe: ProbeReport | null;
   readonly sweepSec: number;
+  /** The node's CPU (user + system) over the sweep: what a setting costs the read path. */
+  readonly sweepCpuSec: number;
 }
 
 interface ProbeReport {
@@ -165,14 +167,23 @@ async function measure(variant: Variant, round: number, source: string, kafka: K
       await kcatProduce(kafka, topic, kcatLines(keys, VALUE_BYTES));
       await waitUntilApplied(node, keys);
     }
+    const cpuBefore = cpuSeconds(node.pid);
     const sweepSec = await sweep(node.target);
+    const sweepCpuSec = cpuSeconds(node.pid) - cpuBefore;
     await sleep(settleMs);
     const resident = residentBreakdown(node.pid);
     const probe = values.probe ? (JSON.parse(readFileSync(probeFile, 'utf8')) as ProbeReport) : null;
-    return { variant: variant.name, round, resident, probe, sweepSec };
+    return { variant: variant.name, round, resident, probe, sweepSec, sweepCpuSec };
   } finally {
     await node.stop();
   }
+}
+
+/** User plus system CPU of a process so far, from /proc/<pid>/stat (clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 function median(xs: number[]): number {
@@ -210,8 +221,8 @@ async function main(): Promise<void> {
   const lines = [
     `${keys} keys, ${values.log} log, after a MultiGet sweep of every key and ${settleMs / 1000} s idle; MiB, median of ${rounds}`,
     '',
-    `| variant | ${columns.map(([c]) => c).join(' | ')} | arenas | threads |`,
-    `| --- |${' --- |'.repeat(columns.length + 2)}`,
+    `| variant | ${columns.map(([c]) => c).join(' | ')} | sweep CPU s (each round) | arenas | threads |`,
+    `| --- |${' --- |'.repeat(columns.length + 3)}`,
   ];
   for (const variant of variants) {
     const mine = results.filter((r) => r.variant === variant.name);
@@ -220,7 +231,7 @@ async function main(): Promise<void> {
       .map(([n, c]) => `${n}×${c}`)
       .join(' ');
     lines.push(
-      `| ${variant.name} | ${columns.map(([, f]) => mib(median(mine.map((m) => f(m.resident))))).join(' | ')} | ${last.resident.mallocArenaCount} | ${threads} |`,
+      `| ${variant.name} | ${columns.map(([, f]) => mib(median(mine.map((m) => f(m.resident))))).join(' | ')} | ${mine.map((m) => m.sweepCpuSec.toFixed(2)).join(', ')} | ${last.resident.mallocArenaCount} | ${threads} |`,
     );
   }
   if (values.probe) {
