@@ -12,6 +12,8 @@ export interface Kvs2Options {
   readonly kafka?: { readonly brokers: string; readonly topic: string; readonly extraPids: () => number[] };
   /** Extra node flags, e.g. --cpu-prof. */
   readonly nodeFlags?: readonly string[];
+  /** Extra environment variables for the node's process (e.g. MALLOC_ARENA_MAX). */
+  readonly env?: Readonly<Record<string, string>>;
   /** Core to pin to (default: the server core). */
   readonly core?: number;
   /** How long to wait for SERVING (the replica caught up). */
@@ -52,6 +54,7 @@ export async function startKvs2(options: Kvs2Options): Promise<Kvs2Node> {
   const proc: ManagedProcess = spawnManaged(options.name, process.execPath, args, {
     core: options.core ?? SERVER_CORE,
     cwd: tree,
+    ...(options.env === undefined ? {} : { env: { ...process.env, ...options.env } }),
     logFile: options.logFile,
     onLine: (line) => {
       if (listeningMs < 0 && line.includes('kvs2 listening')) listeningMs = performance.now() - started;

@@ -10,8 +10,8 @@ import { describeError, type Kvs2Error } from '../errors.js';
 import { EmbeddedLog } from '../log/embedded/embedded-log.js';
 import type { Log } from '../log/log.js';
 import type { Logger } from '../logger.js';
-import { MetricsListener, type MetricsSource } from '../metrics/metrics-listener.js';
-import { NodeMetrics } from '../metrics/node-metrics.js';
+import type { MetricsSource } from '../metrics/metrics-listener.js';
+import type { NodeMetrics } from '../metrics/node-metrics.js';
 import { bootstrapIfEmpty } from '../replica/peer-bootstrap.js';
 import { Replica } from '../replica/replica.js';
 import { startReplica } from '../replica/start-replica.js';
@@ -78,7 +78,10 @@ export class KvsNode {
     try {
       // Without --metrics-listen there is no registry at all, and the log and the API observe nothing.
       const metricsAt = config.metricsListen;
-      const metrics = metricsAt === null ? null : new NodeMetrics(KVS2_VERSION);
+      // Loaded only then: prom-client and the OpenTelemetry API it imports are ~80 modules a node without
+      // /metrics would hold in its heap for nothing.
+      const metricsModules = metricsAt === null ? null : await loadMetricsModules();
+      const metrics = metricsModules === null ? null : new metricsModules.NodeMetrics(KVS2_VERSION);
       // With serving workers, /metrics adds theirs to the node's (they exist only once they listen, below).
       let workers: ServingWorkers | null = null;
       const registry = metrics?.registry ?? null;
@@ -93,10 +96,10 @@ export class KvsNode {
       // the store opens), then the node's own health. Closed last, so that they answer "stopping" meanwhile.
       const healthBeforeStart = new HealthBeforeStart();
       const metricsListener =
-        metricsSource === null || metricsAt === null
+        metricsSource === null || metricsAt === null || metricsModules === null
           ? null
           : stack.adopt(
-              new MetricsListener({ registry: metricsSource, health: healthBeforeStart, ...metricsAt }),
+              new metricsModules.MetricsListener({ registry: metricsSource, health: healthBeforeStart, ...metricsAt }),
               (l) => l.close(),
             );
       const metricsPort = (await metricsListener?.listen()) ?? null;
@@ -326,6 +329,14 @@ export class KvsNode {
     await this.#resources.disposeAsync();
     this.#logger.info({ tookMs: Date.now() - started }, 'kvs2 stopped');
   }
+}
+
+async function loadMetricsModules() {
+  const [{ MetricsListener }, { NodeMetrics }] = await Promise.all([
+    import('../metrics/metrics-listener.js'),
+    import('../metrics/node-metrics.js'),
+  ]);
+  return { MetricsListener, NodeMetrics };
 }
 
 function loadAuth(file: string, logger: Logger, metrics: NodeMetrics | null): Authorizer {
