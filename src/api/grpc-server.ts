@@ -67,6 +67,8 @@ export class GrpcApi {
   readonly #openCalls = new Set<(reason: Kvs2Error) => void>();
   /** The listener of listenShared(), which grpc-js does not own. */
   #sharedListener: NetServer | null = null;
+  /** The host listen() bound: direct transfers of store images listen there too. */
+  #listenHost: string | null = null;
 
   constructor(options: GrpcApiOptions) {
     this.#health = options.health;
@@ -88,6 +90,7 @@ export class GrpcApi {
         // Health and reflection stay open: probes and tools need no token.
         guard: auth ? callGuard(auth, { certificates: options.tls?.mutual ?? false }) : null,
         guardReloads: auth ? (listener) => auth.onReload(listener) : null,
+        directTransfer: () => (this.#listenHost === null ? null : { host: this.#listenHost, tls: this.#tls }),
       }),
     );
     this.#health.addTo(this.#server);
@@ -107,6 +110,7 @@ export class GrpcApi {
   /** Binds and starts serving; resolves with the bound port (useful with port 0). */
   listen(host: string, port: number): Promise<number> {
     const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    this.#listenHost = host;
     return new Promise((resolve, reject) => {
       const credentials = this.#tls === null ? ServerCredentials.createInsecure() : this.#tls.credentials();
       this.#server.bindAsync(address, credentials, (error, boundPort) => {
@@ -125,6 +129,7 @@ export class GrpcApi {
   listenShared(host: string, port: number, onConnection?: (remote: string) => void): Promise<number> {
     const credentials = this.#tls === null ? ServerCredentials.createInsecure() : this.#tls.credentials();
     const injector = this.#server.createConnectionInjector(credentials);
+    this.#listenHost = host;
     const listener = createServer((socket) => {
       onConnection?.(`${socket.remoteAddress}:${socket.remotePort}`);
       injector.injectConnection(socket);

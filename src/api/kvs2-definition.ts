@@ -1,7 +1,7 @@
 import { createFileRegistry, fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import { Kvs2Service, type SnapshotChunk } from '../gen/kvs2.js';
+import { Kvs2Service, SnapshotChunk } from '../gen/kvs2.js';
 import { readDescriptorSet } from './descriptor-set.js';
 import { EncodedReply } from './multi-get-encoding.js';
 import { findMalformation, type WireShape, wireShapeOf } from './wire-format.js';
@@ -62,6 +62,8 @@ export function strictKvs2Definition(): ServiceDefinition {
  * on the sender for 200 MiB here).
  */
 function serializeSnapshotChunk(chunk: SnapshotChunk): Buffer {
+  // The one message of a direct transfer: small, once per call.
+  if (chunk.directTransfer !== undefined) return Buffer.from(SnapshotChunk.encode(chunk).finish());
   const data = chunk.data;
   if (data.length === 0) return Buffer.alloc(0);
   let lengthBytes = 1;

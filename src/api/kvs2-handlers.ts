@@ -33,6 +33,7 @@ import type { Answer } from '../service/requests.js';
 import { type CallGuard, type CallNeeds, EVERY_KEY, keyTarget, scanTarget } from './call-auth.js';
 import type { GrpcCallObserver, MethodCallObserver } from './call-observer.js';
 import { CallScope } from './call-scope.js';
+import type { DirectTransferEndpoint } from './direct-transfer.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
 import { type EncodedReply, encodeMultiGetReply } from './multi-get-encoding.js';
 import { snapshotHandler } from './snapshot-handler.js';
@@ -66,6 +67,8 @@ export interface Kvs2HandlerOptions {
   readonly guard: CallGuard | null;
   /** Subscribes to reloads of the auth file (open watches are checked again); null without auth. */
   readonly guardReloads: ((listener: () => void) => () => void) | null;
+  /** Where store images are handed out by direct transfer; null: streamed on the call. */
+  readonly directTransfer: () => DirectTransferEndpoint | null;
 }
 
 /** The kvs2.Kvs2 handlers, over requests checked by the strict definition (kvs2-definition.ts). */
@@ -98,6 +101,7 @@ export function kvs2Handlers({
   calls,
   guard,
   guardReloads,
+  directTransfer,
 }: Kvs2HandlerOptions): Kvs2Handlers {
   const observed = {
     get: calls.method(SERVICE_NAME, 'Get', 'unary'),
@@ -268,7 +272,7 @@ export function kvs2Handlers({
       );
     },
 
-    snapshot: snapshotHandler({ service, open: openSnapshots, observer: observed.snapshot, guard }),
+    snapshot: snapshotHandler({ service, open: openSnapshots, observer: observed.snapshot, guard, directTransfer }),
   };
 }
 

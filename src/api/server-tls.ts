@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { createSecureContext } from 'node:tls';
+import { createSecureContext, type TlsOptions } from 'node:tls';
 import { experimental, type ServerCredentials } from '@grpc/grpc-js';
 import { flagOf, type TlsFiles } from '../config/config.js';
 import { ConfigError } from '../config/config-error.js';
@@ -49,6 +49,15 @@ export class ServerTls implements experimental.CertificateProvider {
     // grpc-js's declaration names its first two parameters the other way round; its code takes the
     // identity (certificate and key) provider first and the CA provider second, as passed here.
     return experimental.createCertificateProviderServerCredentials(this, this.mutual ? this : null, this.mutual);
+  }
+
+  /**
+   * Options for a Node TLS server with the certificates in use now, requiring client certificates signed by
+   * --tls-client-ca as the gRPC server does: a direct transfer (direct-transfer.ts) is as private as the call.
+   */
+  secureContextOptions(): TlsOptions {
+    const { cert, key, clientCa } = this.#material;
+    return clientCa === null ? { cert, key } : { cert, key, ca: clientCa, requestCert: true, rejectUnauthorized: true };
   }
 
   /**

@@ -1,10 +1,11 @@
 import { type ServerWritableStream, status } from '@grpc/grpc-js';
 import { pause } from '../abort.js';
-import { isKvs2Error, Kvs2Error } from '../errors.js';
+import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import { type SnapshotChunk, SnapshotFormat, type SnapshotRequest } from '../gen/kvs2.js';
 import type { KvService } from '../service/kv-service.js';
 import { type CallGuard, type CallNeeds, EVERY_KEY } from './call-auth.js';
 import type { MethodCallObserver } from './call-observer.js';
+import { DirectTransfer, type DirectTransferEndpoint } from './direct-transfer.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
 import { PacedWriter } from './paced-writer.js';
 import { toStatusError } from './status-mapping.js';
@@ -17,6 +18,8 @@ export interface SnapshotHandlerOptions {
   readonly observer: MethodCallObserver;
   /** Checks the caller's token and permission (--auth-file); null: allowed. */
   readonly guard: CallGuard | null;
+  /** Where this server hands out direct transfers of store images; null until it listens (then streamed). */
+  readonly directTransfer: () => DirectTransferEndpoint | null;
 }
 
 /** A snapshot is every key and value: it needs read on every key, as Status does. */
@@ -34,6 +37,8 @@ const MAX_UNSENT_BYTES = 2 * 1024 * 1024;
  */
 const MIN_BYTES_PER_SECOND = 64 * 1024;
 
+const EMPTY_DATA = Buffer.alloc(0);
+
 type SnapshotCall = ServerWritableStream<Received<SnapshotRequest>, SnapshotChunk>;
 
 /**
@@ -44,7 +49,7 @@ type SnapshotCall = ServerWritableStream<Received<SnapshotRequest>, SnapshotChun
  * pins LMDB pages while open) or the image (and its copy) is closed when the stream ends, fails, is
  * cancelled or is ended by shutdown.
  */
-export function snapshotHandler({ service, open, observer, guard }: SnapshotHandlerOptions) {
+export function snapshotHandler({ service, open, observer, guard, directTransfer }: SnapshotHandlerOptions) {
   return (call: SnapshotCall): void => {
     const startedAt = observer.started();
     const request = call.request;
@@ -69,7 +74,7 @@ export function snapshotHandler({ service, open, observer, guard }: SnapshotHand
     const end = (reason: Kvs2Error): void => stop.abort(reason);
     open.add(end);
     call.once('cancelled', () => end(new Kvs2Error('CANCELLED', 'the client cancelled the snapshot')));
-    stream(call, request, service, guard, stop.signal).then(
+    stream(call, request, service, guard, directTransfer(), stop.signal).then(
       () => {
         open.delete(end);
         observer.handled(status.OK, startedAt);
@@ -88,6 +93,7 @@ async function stream(
   request: SnapshotRequest,
   service: KvService,
   guard: CallGuard | null,
+  direct: DirectTransferEndpoint | null,
   signal: AbortSignal,
 ): Promise<void> {
   // With auth on, no snapshot is taken before the caller is known and allowed.
@@ -97,7 +103,12 @@ async function stream(
     // The copy is made before the first byte goes out; it is removed however the stream ends.
     const image = await service.storeImage(signal);
     try {
-      await pump(call, image, request.maxBytesPerSecond, signal);
+      // A paced image is streamed: the pace is for a busy node's reads, and the stream paces itself.
+      if (request.directTransfer && request.maxBytesPerSecond === 0 && direct !== null) {
+        await sendDirect(call, image, direct, signal);
+      } else {
+        await pump(call, image, request.maxBytesPerSecond, signal);
+      }
     } finally {
       await image.close();
     }
@@ -111,6 +122,30 @@ async function stream(
     }
   }
   call.end();
+}
+
+/**
+ * Hands the client a ticket in the call's only message and sends the image over the direct transfer it
+ * opens; the call then ends with the transfer's outcome (OK once every byte went out).
+ */
+async function sendDirect(
+  call: SnapshotCall,
+  image: AsyncIterable<Buffer>,
+  endpoint: DirectTransferEndpoint,
+  signal: AbortSignal,
+): Promise<void> {
+  const transfer = await DirectTransfer.open(endpoint, signal);
+  try {
+    call.write({ data: EMPTY_DATA, directTransfer: { port: transfer.port, ticket: transfer.ticket } });
+    await transfer.send(image, signal);
+  } catch (error) {
+    throwIfAborted(signal);
+    throw isKvs2Error(error)
+      ? error
+      : new Kvs2Error('STORE_UNAVAILABLE', `the direct transfer of the store image failed: ${describeError(error)}`);
+  } finally {
+    transfer.close();
+  }
 }
 
 /**

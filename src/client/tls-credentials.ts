@@ -26,7 +26,7 @@ export function serverNameOption(options: Kvs2ClientOptions): Record<string, str
 }
 
 /** PEM bytes from a Buffer, PEM text, or a path; read once here, so a missing file fails at construction. */
-function pem(source: string | Buffer | undefined, option: string): Buffer | null {
+export function pem(source: string | Buffer | undefined, option: string): Buffer | null {
   if (source === undefined) return null;
   if (Buffer.isBuffer(source)) return source;
   if (source.trimStart().startsWith('-----BEGIN')) return Buffer.from(source);

@@ -327,6 +327,23 @@ export interface SnapshotRequest {
    */
   maxBytesPerSecond: number;
   format: SnapshotFormat;
+  /**
+   * With SNAPSHOT_FORMAT_STORE_IMAGE and no max_bytes_per_second: the client can fetch the image over a
+   * direct transfer beside the call (docs/snapshot-format.md, "Direct transfer"), which moves bytes several
+   * times faster than the stream. The node may still stream the image; a node that predates this field does.
+   */
+  directTransfer: boolean;
+}
+
+/**
+ * Where to fetch a store image beside the Snapshot call: a one-time listener of the node, on the host the
+ * client called, open while the call is. The client connects (over TLS when the node serves TLS), sends the
+ * ticket, and reads the image's bytes to the end; the call then ends with the transfer's outcome.
+ */
+export interface DirectTransfer {
+  port: number;
+  /** 32 random bytes, good for one connection of this call only. */
+  ticket: Buffer;
 }
 
 /**
@@ -335,6 +352,8 @@ export interface SnapshotRequest {
  */
 export interface SnapshotChunk {
   data: Buffer;
+  /** Set only in the first and only message of a call that the node answers with a direct transfer. */
+  directTransfer?: DirectTransfer | undefined;
 }
 
 function createBaseSetRequest(): SetRequest {
@@ -2019,7 +2038,7 @@ export const StatusReply: MessageFns<StatusReply> = {
 };
 
 function createBaseSnapshotRequest(): SnapshotRequest {
-  return { maxBytesPerSecond: 0, format: 0 };
+  return { maxBytesPerSecond: 0, format: 0, directTransfer: false };
 }
 
 export const SnapshotRequest: MessageFns<SnapshotRequest> = {
@@ -2029,6 +2048,9 @@ export const SnapshotRequest: MessageFns<SnapshotRequest> = {
     }
     if (message.format !== 0) {
       writer.uint32(16).int32(message.format);
+    }
+    if (message.directTransfer !== false) {
+      writer.uint32(24).bool(message.directTransfer);
     }
     return writer;
   },
@@ -2062,6 +2084,71 @@ export const SnapshotRequest: MessageFns<SnapshotRequest> = {
             message.format = reader.int32() as any;
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.directTransfer = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseDirectTransfer(): DirectTransfer {
+  return { port: 0, ticket: EMPTY_BYTES };
+}
+
+export const DirectTransfer: MessageFns<DirectTransfer> = {
+  encode(message: DirectTransfer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.port !== 0) {
+      writer.uint32(8).uint32(message.port);
+    }
+    if (message.ticket.length !== 0) {
+      writer.uint32(18).bytes(message.ticket);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DirectTransfer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDirectTransfer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ticket = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2076,13 +2163,16 @@ export const SnapshotRequest: MessageFns<SnapshotRequest> = {
 };
 
 function createBaseSnapshotChunk(): SnapshotChunk {
-  return { data: EMPTY_BYTES };
+  return { data: EMPTY_BYTES, directTransfer: undefined };
 }
 
 export const SnapshotChunk: MessageFns<SnapshotChunk> = {
   encode(message: SnapshotChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.data.length !== 0) {
       writer.uint32(10).bytes(message.data);
+    }
+    if (message.directTransfer !== undefined) {
+      DirectTransfer.encode(message.directTransfer, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -2106,6 +2196,14 @@ export const SnapshotChunk: MessageFns<SnapshotChunk> = {
             }
 
             message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.directTransfer = DirectTransfer.decode(reader, reader.uint32());
             continue;
           }
         }

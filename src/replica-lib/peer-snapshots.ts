@@ -20,7 +20,7 @@ export function peerSnapshotStream(config: PeerBootstrapConfig, serverTls: TlsFi
           ca: config.tlsCaFile,
           ...(serverTls === null ? {} : { cert: serverTls.certFile, key: serverTls.keyFile }),
         };
-  return (peer, signal) => ({
+  return (peer, signal, onTransfer) => ({
     async *[Symbol.asyncIterator]() {
       const client = new Kvs2Client(peer, {
         ownConnection: true,
@@ -28,8 +28,14 @@ export function peerSnapshotStream(config: PeerBootstrapConfig, serverTls: TlsFi
         ...(token === undefined ? {} : { token }),
       });
       try {
-        // A peer of this kvs2 sends its store's file; an older one the portable format (told apart on arrival).
-        yield* client.snapshot({ signal, format: 'store-image' });
+        // A peer of this kvs2 sends its store's file, by direct transfer when it has them; an older one the
+        // portable format (told apart on arrival).
+        yield* client.snapshot({
+          signal,
+          format: 'store-image',
+          direct: true,
+          ...(onTransfer === undefined ? {} : { onTransfer }),
+        });
       } finally {
         client.close();
       }

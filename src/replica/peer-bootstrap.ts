@@ -17,7 +17,12 @@ import { untilLogAnswers } from './start-replica.js';
  * Where snapshots of peers' stores come from: the Snapshot RPC of each peer, asking for a store image
  * (cli/node.ts builds it). A peer may answer in either format: the bootstrap tells them apart.
  */
-export type PeerSnapshotStream = (peer: string, signal: AbortSignal) => AsyncIterable<Uint8Array>;
+export type PeerSnapshotStream = (
+  peer: string,
+  signal: AbortSignal,
+  /** Told how the bytes come: over a direct transfer beside the call, or streamed on it. */
+  onTransfer?: (transfer: 'direct' | 'stream') => void,
+) => AsyncIterable<Uint8Array>;
 
 export interface PeerBootstrapOptions {
   /** Peers to ask, in order, `host:port` each; the next is tried when one fails. */
@@ -44,6 +49,8 @@ export interface PeerBootstrapResult {
   readonly bytes: number | null;
   /** From asking to the first bytes: the peer's wait for its replica, and its copy for a store image. */
   readonly firstByteMs: number;
+  /** How the bytes came: a direct transfer beside the Snapshot call, or streamed on it. */
+  readonly transfer: 'direct' | 'stream';
 }
 
 /** The facts of a snapshot a bootstrap judges it by, whatever its format. */
@@ -101,6 +108,7 @@ export async function bootstrapFromPeers(options: PeerBootstrapOptions): Promise
         {
           peer,
           format: result.format,
+          transfer: result.transfer,
           keys: result.keys,
           bytes: result.bytes,
           appliedOffsets: offsetsForLog(result.progress.appliedOffsets),
@@ -140,9 +148,14 @@ async function installFrom(
   const onAbort = (): void => stop.abort();
   options.signal.addEventListener('abort', onAbort, { once: true });
   let sniffed: SniffedSnapshot | undefined;
+  let transfer: 'direct' | 'stream' = 'stream';
   try {
     const asked = performance.now();
-    sniffed = await sniffSnapshot(options.stream(peer, stop.signal));
+    sniffed = await sniffSnapshot(
+      options.stream(peer, stop.signal, (how) => {
+        transfer = how;
+      }),
+    );
     const firstByteMs = performance.now() - asked;
     if (sniffed.format === 'store-image') {
       const { metadata } = await installStoreImage(sniffed.chunks, {
@@ -151,7 +164,15 @@ async function installFrom(
         signal: options.signal,
       });
       const progress = progressOf(metadata);
-      return { peer, format: 'store-image', keys: metadata.keys, progress, bytes: metadata.bytes, firstByteMs };
+      return {
+        peer,
+        format: 'store-image',
+        keys: metadata.keys,
+        progress,
+        bytes: metadata.bytes,
+        firstByteMs,
+        transfer,
+      };
     }
     const installed = await installSnapshot(sniffed.chunks, {
       dataDir: options.dataDir,
@@ -162,7 +183,7 @@ async function installFrom(
       signal: options.signal,
     });
     const progress = progressOf(installed.metadata);
-    return { peer, format: 'portable', keys: installed.keys, progress, bytes: null, firstByteMs };
+    return { peer, format: 'portable', keys: installed.keys, progress, bytes: null, firstByteMs, transfer };
   } finally {
     stop.abort();
     options.signal.removeEventListener('abort', onAbort);
