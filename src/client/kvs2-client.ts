@@ -1,4 +1,3 @@
-import type { Socket } from 'node:net';
 import {
   type CallOptions,
   type ChannelCredentials,
@@ -231,9 +230,17 @@ export class Kvs2Client {
    * (docs/snapshot-format.md), which a reader must check to its trailer (a stream may be cut short at any
    * chunk). Needs read on every key under --auth-file. The call starts when iteration does, and its chunks
    * are asked for at the iteration's pace; stopping early cancels it. Never retried, whatever `readRetries`
-   * says: a stream broken half-way cannot be resumed, only taken again. Failures throw Kvs2ClientError.
+   * says: a stream broken half-way cannot be resumed, only taken again (only a direct transfer whose port
+   * cannot be reached is asked for again, as a stream, before any byte). Failures throw Kvs2ClientError.
    */
   async *snapshot(options: Kvs2SnapshotOptions = {}): AsyncIterable<Buffer> {
+    const fallback = { toStream: false };
+    yield* this.#snapshot(options, fallback);
+    if (fallback.toStream) yield* this.#snapshot({ ...options, direct: false }, fallback);
+  }
+
+  /** One Snapshot call; sets `fallback.toStream` (and yields nothing) when its direct transfer cannot be reached. */
+  async *#snapshot(options: Kvs2SnapshotOptions, fallback: { toStream: boolean }): AsyncIterable<Buffer> {
     const { signal, timeoutMs, maxBytesPerSecond = 0, format = 'portable' } = options;
     if (timeoutMs !== undefined) wholeNumberOption('timeoutMs', timeoutMs, 0, 1, 2 ** 31 - 1);
     wholeNumberOption('maxBytesPerSecond', maxBytesPerSecond, 0, 0, Number.MAX_SAFE_INTEGER);
@@ -256,19 +263,16 @@ export class Kvs2Client {
     );
     const cancel = (): void => call.cancel();
     signal?.addEventListener('abort', cancel, { once: true });
-    let unreachable = false;
     try {
       const replies = (call as AsyncIterable<SnapshotChunk>)[Symbol.asyncIterator]();
       let reply = await replies.next();
       const transfer = reply.done ? undefined : reply.value.directTransfer;
       if (transfer !== undefined && direct !== null) {
-        let socket: Socket;
-        try {
-          socket = await connectDirect(direct, transfer.port, transfer.ticket, signal);
-        } catch {
+        const socket = await connectDirect(direct, transfer.port, transfer.ticket, signal).catch(() => null);
+        if (socket === null) {
           // The node's transfer port may not be reachable from here (a firewall, a forwarded gRPC port):
           // the stream still is (below, once this call is cancelled).
-          unreachable = true;
+          fallback.toStream = true;
           return;
         }
         options.onTransfer?.('direct');
@@ -297,7 +301,6 @@ export class Kvs2Client {
       // Ends the stream on the node when the caller stopped early (a no-op once it ended).
       call.cancel();
     }
-    if (unreachable) yield* this.snapshot({ ...options, direct: false });
   }
 
   close(): void {

@@ -162,6 +162,7 @@ describe('a new node bootstrapping from a peer', needsKafka(), () => {
     const loaded = await fresh.waitForLine((l) => l.msg.startsWith('bootstrapped from peer'), 60_000);
     assert.equal(loaded.peer, peer.address);
     assert.equal(loaded.format, 'store-image', 'a peer of this kvs2 sends its store’s file');
+    assert.equal(loaded.transfer, 'direct', 'over a direct transfer beside the Snapshot call');
     assert.equal(loaded.keys, KEYS - Math.ceil(KEYS / 7));
     const loadedOffsets = loaded.appliedOffsets as Record<string, number>;
     const total = Object.values(loadedOffsets).reduce((sum, n) => sum + n, 0);
@@ -245,22 +246,25 @@ describe('a new node bootstrapping from a peer', needsKafka(), () => {
     flipped[middle] = (flipped[middle] as number) ^ 0x01;
     const damaged = await SnapshotPeer.start(flipped);
     const dying = await SnapshotPeer.start(image, { cutAfterBytes: middle });
-    peers.push(damaged, dying);
+    // The same, over a direct transfer: its socket closes half-way and its call fails.
+    const dyingDirect = await SnapshotPeer.start(image, { cutAfterBytes: middle, direct: 'serve' });
+    peers.push(damaged, dying, dyingDirect);
 
     const node = await startNode('after-bad-images', topic, [
       '--bootstrap-from',
-      `${damaged.address},${dying.address},${peer.address}`,
+      `${damaged.address},${dying.address},${dyingDirect.address},${peer.address}`,
     ]);
     const refused = await node.waitForLine((l) => l.msg.startsWith(`bootstrap from peer ${damaged.address} failed`));
     assert.match(refused.msg, /its CRC-32 does not match its content/);
     await node.waitForLine((l) => l.msg.startsWith(`bootstrap from peer ${dying.address} failed`));
+    await node.waitForLine((l) => l.msg.startsWith(`bootstrap from peer ${dyingDirect.address} failed`));
     const loaded = await node.waitForLine((l) => l.msg.startsWith('bootstrapped from peer'), 60_000);
-    assert.deepEqual([loaded.peer, loaded.format], [peer.address, 'store-image']);
+    assert.deepEqual([loaded.peer, loaded.format, loaded.transfer], [peer.address, 'store-image', 'direct']);
     await node.waitUntilCaughtUp(30_000);
     await holdsDataset(node, token, deletedEvery7th);
     await sameVersions(node, peer, token);
     assert.deepEqual(leftovers('after-bad-images'), []);
-    assert.deepEqual([damaged.calls, dying.calls], [1, 1]);
+    assert.deepEqual([damaged.calls, dying.calls, dyingDirect.calls], [1, 1, 1]);
 
     // A peer of a kvs2 before store images ignores the format asked for and sends the portable snapshot.
     const portable: Buffer[] = [];

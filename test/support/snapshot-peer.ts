@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { type AddressInfo, createServer, type Server as NetServer } from 'node:net';
 import { Server, ServerCredentials, type ServerWritableStream, status } from '@grpc/grpc-js';
 
 /** A SnapshotChunk on the wire: field 1 (`data`), length-delimited. */
@@ -12,11 +14,39 @@ function encodeChunk(data: Buffer): Buffer {
   return Buffer.concat([Buffer.from([0x0a, ...length]), data]);
 }
 
+/** A varint, as protobuf writes one. */
+function varint(n: number): number[] {
+  const bytes: number[] = [];
+  while (n >= 0x80) {
+    bytes.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  bytes.push(n);
+  return bytes;
+}
+
+/** The SnapshotChunk that hands out a direct transfer: field 2, a DirectTransfer { port = 1, ticket = 2 }. */
+function encodeDirectChunk(port: number, ticket: Buffer): Buffer {
+  const transfer = Buffer.concat([Buffer.from([0x08, ...varint(port), 0x12, ticket.length]), ticket]);
+  return Buffer.concat([Buffer.from([0x12, ...varint(transfer.length)]), transfer]);
+}
+
+/** Whether a SnapshotRequest's bytes ask for a direct transfer (field 3, true). */
+function asksDirect(request: Buffer): boolean {
+  return request.includes(Buffer.from([0x18, 0x01]));
+}
+
 export interface SnapshotPeerOptions {
   /** Stop after sending this many bytes of the snapshot and fail the stream UNAVAILABLE, as a peer dying mid-way. */
   readonly cutAfterBytes?: number;
   /** Bytes per chunk (default 16 KiB). */
   readonly chunkBytes?: number;
+  /**
+   * To a call that asks for a direct transfer: 'serve' sends the bytes over one (cut as `cutAfterBytes`
+   * says, the socket then destroyed and the call failed UNAVAILABLE); 'unreachable' hands out a port nothing
+   * listens on and then fails the call. Without it, every call is streamed, as a peer before direct transfers.
+   */
+  readonly direct?: 'serve' | 'unreachable';
 }
 
 /**
@@ -48,17 +78,21 @@ export class SnapshotPeer {
           responseStream: true,
           requestSerialize: (value: Buffer) => value,
           requestDeserialize: (bytes: Buffer) => bytes,
-          responseSerialize: (value: Buffer) => encodeChunk(value),
+          responseSerialize: (value: Buffer) => value,
           responseDeserialize: (bytes: Buffer) => bytes,
         },
       },
       {
         snapshot: (call: ServerWritableStream<Buffer, Buffer>) => {
           if (peer !== undefined) peer.calls++;
+          if (options.direct !== undefined && asksDirect(call.request)) {
+            void transferDirectly(call, snapshot.subarray(0, end), end < snapshot.length, options.direct);
+            return;
+          }
           void (async () => {
             for (let at = 0; at < end; at += chunkBytes) {
               const piece = snapshot.subarray(at, Math.min(end, at + chunkBytes));
-              if (!call.write(piece)) await new Promise((resolve) => call.once('drain', resolve));
+              if (!call.write(encodeChunk(piece))) await new Promise((resolve) => call.once('drain', resolve));
             }
             if (end < snapshot.length) call.emit('error', { code: status.UNAVAILABLE, details: 'the peer died' });
             else call.end();
@@ -78,4 +112,38 @@ export class SnapshotPeer {
   close(): Promise<void> {
     return new Promise((resolve) => this.#server.tryShutdown(() => resolve()));
   }
+}
+
+/** Answers a call with a direct transfer of `bytes` (see SnapshotPeerOptions.direct), then ends or fails it. */
+async function transferDirectly(
+  call: ServerWritableStream<Buffer, Buffer>,
+  bytes: Buffer,
+  cut: boolean,
+  mode: 'serve' | 'unreachable',
+): Promise<void> {
+  const ticket = randomBytes(32);
+  const listener: NetServer = createServer();
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  const { port } = listener.address() as AddressInfo;
+  if (mode === 'unreachable') {
+    await new Promise<void>((resolve) => listener.close(() => resolve()));
+    call.write(encodeDirectChunk(port, ticket));
+    // The client gives up on the port and cancels this call; nothing more is sent here.
+    return;
+  }
+  listener.once('connection', (socket) => {
+    listener.close();
+    socket.once('data', () => {
+      socket.write(bytes, () => {
+        if (cut) {
+          socket.destroy();
+          call.emit('error', { code: status.UNAVAILABLE, details: 'the peer died' });
+        } else {
+          socket.end();
+          call.end();
+        }
+      });
+    });
+  });
+  call.write(encodeDirectChunk(port, ticket));
 }
