@@ -5,6 +5,7 @@ import { abortError } from '../errors.js';
 import { readStoreFile } from '../store/store-file.js';
 import { STORE_FORMAT_VERSION } from '../store/store-format.js';
 import { makeStagingDir, refuseIfNodeRunning, replaceStoreData, syncDir } from './data-dir.js';
+import { FileWriter } from './file-writer.js';
 import {
   IMAGE_HEADER_BYTES,
   IMAGE_MAGIC,
@@ -175,8 +176,8 @@ async function receiveImage(
   let crc = 0;
   let metadata: ImageMetadata | undefined;
   let metadataBytes = -1;
-  let written = 0;
   const handle = await openFile(file, 'wx');
+  const writer = new FileWriter(handle);
   try {
     for await (const piece of chunks) {
       if (signal?.aborted) throw abortError(signal, 'installing a store image');
@@ -201,12 +202,11 @@ async function receiveImage(
         if (pendingBytes === 0) continue;
         chunk = take(pendingBytes);
       }
-      const fileLeft = metadata.bytes - written;
+      const fileLeft = metadata.bytes - writer.bytes;
       if (fileLeft > 0) {
         const part = chunk.length <= fileLeft ? chunk : chunk.subarray(0, fileLeft);
         crc = crc32(part, crc);
-        await writeAll(handle, part, written);
-        written += part.length;
+        await writer.write(part);
         if (part.length === chunk.length) continue;
         chunk = chunk.subarray(part.length);
       }
@@ -221,8 +221,8 @@ async function receiveImage(
         metadataBytes < 0 ? `it ends after ${pendingBytes} bytes, inside its header` : 'it ends inside its metadata',
       );
     }
-    if (written < metadata.bytes) {
-      throw invalidImage(`it ends after ${written} of the file's ${metadata.bytes} bytes, without its trailer`);
+    if (writer.bytes < metadata.bytes) {
+      throw invalidImage(`it ends after ${writer.bytes} of the file's ${metadata.bytes} bytes, without its trailer`);
     }
     if (pendingBytes < IMAGE_TRAILER_BYTES) throw invalidImage(`it ends inside its trailer`);
     const trailer = take(IMAGE_TRAILER_BYTES);
@@ -236,17 +236,12 @@ async function receiveImage(
     if (trailer.readUInt32BE(IMAGE_TRAILER_MAGIC.length + 8) !== crc) {
       throw invalidImage('its CRC-32 does not match its content');
     }
+    await writer.flush();
     await handle.sync();
     return metadata;
   } finally {
+    // Writes still in flight after a failure end before the file is closed (and its folder removed).
+    await writer.flush().catch(() => {});
     await handle.close();
-  }
-}
-
-async function writeAll(handle: Awaited<ReturnType<typeof openFile>>, bytes: Buffer, position: number): Promise<void> {
-  let at = 0;
-  while (at < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, at, bytes.length - at, position + at);
-    at += bytesWritten;
   }
 }
