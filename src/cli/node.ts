@@ -12,7 +12,7 @@ import type { Log } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import type { MetricsSource } from '../metrics/metrics-listener.js';
 import type { NodeMetrics } from '../metrics/node-metrics.js';
-import { bootstrapIfEmpty } from '../replica/peer-bootstrap.js';
+import { beginBootstrapIfEmpty } from '../replica/peer-bootstrap.js';
 import { Replica } from '../replica/replica.js';
 import { startReplica } from '../replica/start-replica.js';
 import { peerSnapshotStream } from '../replica-lib/peer-snapshots.js';
@@ -115,23 +115,29 @@ export class KvsNode {
       const memory = stack.adopt(new MemoryRelease({ logger }), (m) => m.close());
       // Read now: an unreadable --bootstrap-token-file is a usage error, before anything connects.
       const peerSnapshots = config.bootstrap === null ? null : peerSnapshotStream(config.bootstrap, config.tls);
-      const log = stack.adopt(await createLog(config, logger, metrics), (l) => l.close());
       const storeDir = join(config.dataDir, 'store');
       // Copies of the store that store images a crash interrupted left behind (snapshot/store-image.ts).
       await removeLeftoverImages(storeDir);
-      if (config.bootstrap !== null && peerSnapshots !== null) {
-        // Before the store opens: a peer's snapshot is installed as the store's whole file, which nothing
-        // may have open (serving workers open it too). The node listens once it is in place. Nothing stops
-        // it but the process's end (a signal during start-up exits at once; the next start clears up).
-        await bootstrapIfEmpty({
-          dataDir: config.dataDir,
-          peers: config.bootstrap.peers,
-          stream: peerSnapshots,
-          log,
-          logger,
-          signal: new AbortController().signal,
-        });
-      }
+      // Begun before the log is made, so that the peer copies and sends its store while this node loads the
+      // Kafka client and opens the topic; the snapshot is judged against the log before it is installed.
+      // Before the store opens: a peer's snapshot is installed as the store's whole file, which nothing may
+      // have open (serving workers open it too). The node listens once it is in place. Nothing stops it but
+      // the process's end (a signal during start-up exits at once; the next start clears up).
+      // Ends a bootstrap still running if the start-up fails (the log cannot be made, say).
+      const startup = new AbortController();
+      stack.defer(() => startup.abort());
+      const bootstrap =
+        config.bootstrap === null || peerSnapshots === null
+          ? null
+          : await beginBootstrapIfEmpty({
+              dataDir: config.dataDir,
+              peers: config.bootstrap.peers,
+              stream: peerSnapshots,
+              logger,
+              signal: startup.signal,
+            });
+      const log = stack.adopt(await createLog(config, logger, metrics), (l) => l.close());
+      await bootstrap?.judgedAgainst(log);
       const store = stack.adopt(LmdbStore.open(storeDir), (s) => s.close());
       if (store.clearedUnfinishedLoad) {
         logger.warn(

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { describeError, Kvs2Error } from '../errors.js';
+import { abortError, describeError, Kvs2Error } from '../errors.js';
 import type { Log } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import { offsetsForLog } from '../offsets.js';
@@ -10,7 +10,7 @@ import { UNVERSIONED_SNAPSHOT_FORMAT } from '../snapshot/snapshot-format.js';
 import { installSnapshot } from '../snapshot/snapshot-install.js';
 import type { StoreProgress } from '../store/store.js';
 import { readStoreFile } from '../store/store-file.js';
-import { planResume } from './resume-plan.js';
+import { type LogFacts, planResume } from './resume-plan.js';
 import { untilLogAnswers } from './start-replica.js';
 
 /**
@@ -30,9 +30,12 @@ export interface PeerBootstrapOptions {
   readonly stream: PeerSnapshotStream;
   /** The node's data dir, whose store nothing has open yet: a snapshot is installed as its store. */
   readonly dataDir: string;
-  /** The log this node reads, already opened: a snapshot must be of it, and recent enough for it. */
-  readonly log: Log;
-  readonly logIdentity: string;
+  /**
+   * What the log this node reads says about itself (logFactsOf()): a snapshot must be of it, and recent
+   * enough for it. It may come while the first peer's store image streams in: the image is judged (and
+   * installed or refused) once it is known.
+   */
+  readonly logFacts: Promise<LogFacts>;
   readonly logger: Logger;
   readonly signal: AbortSignal;
   readonly now?: () => number;
@@ -72,16 +75,9 @@ interface SnapshotFacts extends StoreProgress {
  * next peer is tried. When none works the caller reads the log from its start, as without peers.
  */
 export async function bootstrapFromPeers(options: PeerBootstrapOptions): Promise<PeerBootstrapResult | null> {
-  const { peers, logger, log } = options;
+  const { peers, logger } = options;
   const now = options.now ?? Date.now;
-  const facts = {
-    description: log.description,
-    identity: options.logIdentity,
-    retainsHistory: log.retainsHistory,
-    tombstoneRetentionMs: log.tombstoneRetentionMs,
-    startOffsets: await log.startOffsets(options.signal),
-  };
-  const refusal = (snapshot: SnapshotFacts): string | null => {
+  const refusal = async (snapshot: SnapshotFacts): Promise<string | null> => {
     if (snapshot.logIdentity === null) return 'its store holds nothing yet';
     if (snapshot.unversioned) {
       return (
@@ -89,10 +85,11 @@ export async function bootstrapFromPeers(options: PeerBootstrapOptions): Promise
         "before them), and this node needs each key's offset as its version"
       );
     }
-    if (snapshot.logIdentity !== options.logIdentity) {
-      return `it is a snapshot of log ${snapshot.logIdentity}, and this node reads ${log.description} (log ${options.logIdentity})`;
+    const log = await options.logFacts;
+    if (snapshot.logIdentity !== log.identity) {
+      return `it is a snapshot of log ${snapshot.logIdentity}, and this node reads ${log.description} (log ${log.identity})`;
     }
-    const plan = planResume(snapshot, facts, now());
+    const plan = planResume(snapshot, log, now());
     return plan.kind === 'resume' ? null : plan.reason;
   };
   for (const peer of peers) {
@@ -100,8 +97,8 @@ export async function bootstrapFromPeers(options: PeerBootstrapOptions): Promise
     const started = now();
     logger.info({ peer }, `bootstrapping from peer ${peer}: asking for a snapshot of its store`);
     try {
-      const result = await installFrom(peer, options, (snapshot) => {
-        const why = refusal(snapshot);
+      const result = await installFrom(peer, options, async (snapshot) => {
+        const why = await refusal(snapshot);
         if (why !== null) throw new Kvs2Error('SNAPSHOT_INVALID', `the snapshot of ${peer} cannot be used: ${why}`);
       });
       logger.info(
@@ -140,7 +137,7 @@ export async function bootstrapFromPeers(options: PeerBootstrapOptions): Promise
 async function installFrom(
   peer: string,
   options: PeerBootstrapOptions,
-  accept: (snapshot: SnapshotFacts) => void,
+  accept: (snapshot: SnapshotFacts) => Promise<void>,
 ): Promise<PeerBootstrapResult> {
   // Ends the peer's stream whatever happens here: a refused or failed snapshot must not keep the peer
   // copying or reading for nobody.
@@ -196,26 +193,75 @@ function progressOf(facts: StoreProgress): StoreProgress {
   return { logIdentity: facts.logIdentity, appliedOffsets: facts.appliedOffsets, caughtUpAt: facts.caughtUpAt };
 }
 
-/**
- * What the start-up runs before it opens the store when peers are given: a bootstrap, but only into an
- * empty store (none yet, one that never applied anything, or one a load cut short). A store that
- * bootstrapped (or read the log) before resumes as usual. The log is opened first, waiting for it as the
- * replica would: a snapshot is judged against it. Returns what was installed, or null.
- */
-export async function bootstrapIfEmpty(options: {
+/** The facts of an opened log a snapshot is judged by (its identity, start offsets, retention). */
+export async function logFactsOf(log: Log, signal: AbortSignal): Promise<LogFacts> {
+  const identity = await log.open(signal);
+  return {
+    description: log.description,
+    identity,
+    retainsHistory: log.retainsHistory,
+    tombstoneRetentionMs: log.tombstoneRetentionMs,
+    startOffsets: await log.startOffsets(signal),
+  };
+}
+
+export interface EmptyStoreBootstrapOptions {
   readonly dataDir: string;
   readonly peers: readonly string[];
   readonly stream: PeerSnapshotStream;
-  readonly log: Log;
   readonly logger: Logger;
   readonly signal: AbortSignal;
-}): Promise<PeerBootstrapResult | null> {
+}
+
+/**
+ * A bootstrap begun before the node's log exists: the first peer's store image already streams into the
+ * data dir's staging folder. `judgedAgainst(log)` opens the log (waiting for it as the replica would), hands
+ * its facts to the bootstrap, and resolves with what was installed, or null.
+ */
+export interface BegunBootstrap {
+  judgedAgainst(log: Log): Promise<PeerBootstrapResult | null>;
+}
+
+/**
+ * What the start-up runs before it opens the store when peers are given: a bootstrap, but only into an
+ * empty store (none yet, one that never applied anything, or one a load cut short); a store that
+ * bootstrapped (or read the log) before resumes as usual: null. It begins at once, before the log is
+ * opened (a Kafka node spends ~0.5 s loading its client and opening the topic, while the peer copies its
+ * store and sends it), and nothing is installed before the log's facts judged the snapshot.
+ */
+export async function beginBootstrapIfEmpty(options: EmptyStoreBootstrapOptions): Promise<BegunBootstrap | null> {
   if (!(await holdsEmptyStore(options.dataDir))) return null;
-  const { log, logger, signal } = options;
-  // The log's start offsets are asked for too before the first peer: a broker gone meanwhile is waited for.
-  return untilLogAnswers(logger, signal, async () =>
-    bootstrapFromPeers({ ...options, logIdentity: await log.open(signal) }),
-  );
+  const facts = Promise.withResolvers<LogFacts>();
+  // Observed: a log that never answers (the start-up stopped) must not be an unhandled rejection.
+  facts.promise.catch(() => {});
+  // Ends the bootstrap when the log cannot be judged at all (a failure other than waiting for it).
+  const stop = new AbortController();
+  const signal = AbortSignal.any([options.signal, stop.signal]);
+  const result = bootstrapFromPeers({ ...options, signal, logFacts: facts.promise });
+  result.catch(() => {});
+  return {
+    async judgedAgainst(log: Log): Promise<PeerBootstrapResult | null> {
+      try {
+        const known = await untilLogAnswers(options.logger, options.signal, () => logFactsOf(log, options.signal));
+        if (known === null) throw abortError(options.signal, 'bootstrapping from peers');
+        facts.resolve(known);
+      } catch (error) {
+        stop.abort(error);
+        facts.reject(error);
+        await result.catch(() => null);
+        throw error;
+      }
+      return result;
+    },
+  };
+}
+
+/** beginBootstrapIfEmpty() for a log already made: begun and judged in one go. */
+export async function bootstrapIfEmpty(
+  options: EmptyStoreBootstrapOptions & { readonly log: Log },
+): Promise<PeerBootstrapResult | null> {
+  const begun = await beginBootstrapIfEmpty(options);
+  return begun === null ? null : begun.judgedAgainst(options.log);
 }
 
 async function holdsEmptyStore(dataDir: string): Promise<boolean> {

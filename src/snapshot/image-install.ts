@@ -96,8 +96,13 @@ class PrefixedChunks implements AsyncIterable<Uint8Array>, AsyncIterator<Uint8Ar
 export interface InstallImageOptions {
   /** The node's data dir: the image becomes `<dataDir>/store/data.mdb`. Nothing may have that store open. */
   readonly dataDir: string;
-  /** Called with the metadata before the file streams in; throws to refuse the image. */
-  readonly accept: (metadata: ImageMetadata) => void;
+  /**
+   * Judges the metadata, which arrives before the file: throws (or rejects) to refuse the image. A promise
+   * lets the file stream into the staging folder while the judgment is pending (a node bootstrapping from a
+   * peer fetches the image while its log opens); nothing is installed before it resolves, and a refusal
+   * stops the transfer at the next piece.
+   */
+  readonly accept: (metadata: ImageMetadata) => void | Promise<void>;
   /** Stops the install; the data dir is left as it was. */
   readonly signal?: AbortSignal;
 }
@@ -175,12 +180,15 @@ async function receiveImage(
   };
   let crc = 0;
   let metadata: ImageMetadata | undefined;
+  let judged: Promise<void> = Promise.resolve();
+  let refusal: { readonly error: unknown } | undefined;
   let metadataBytes = -1;
   const handle = await openFile(file, 'wx');
   const writer = new FileWriter(handle);
   try {
     for await (const piece of chunks) {
       if (signal?.aborted) throw abortError(signal, 'installing a store image');
+      if (refusal !== undefined) throw refusal.error;
       let chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
       if (metadata === undefined) {
         pending.push(chunk);
@@ -198,7 +206,13 @@ async function receiveImage(
         const json = take(metadataBytes);
         crc = crc32(json, crc);
         metadata = parseImageMetadata(json);
-        options.accept(metadata);
+        const verdict = options.accept(metadata);
+        if (verdict instanceof Promise) {
+          judged = verdict;
+          verdict.catch((error: unknown) => {
+            refusal = { error };
+          });
+        }
         if (pendingBytes === 0) continue;
         chunk = take(pendingBytes);
       }
@@ -236,6 +250,7 @@ async function receiveImage(
     if (trailer.readUInt32BE(IMAGE_TRAILER_MAGIC.length + 8) !== crc) {
       throw invalidImage('its CRC-32 does not match its content');
     }
+    await judged;
     await writer.flush();
     await handle.sync();
     return metadata;

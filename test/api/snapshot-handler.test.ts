@@ -242,6 +242,37 @@ describe('the Snapshot RPC, in process', () => {
     assert.equal(error.kvs2Code, 'GRPC_DEADLINE_EXCEEDED');
   });
 
+  test('a judgment that comes only after the file streamed in: nothing is installed before it; a late refusal leaves nothing', async () => {
+    for (const verdict of ['refuse', 'accept'] as const) {
+      const target = await tempDir('image-judged-late');
+      try {
+        const judgment = Promise.withResolvers<void>();
+        const pendingWhileStreaming: boolean[] = [];
+        // The whole image arrives, and only then the log's facts judge it (a node whose log opened late).
+        const thenJudge = async function* (chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+          yield* chunks;
+          pendingWhileStreaming.push(existsSync(join(target.path, 'store')));
+          if (verdict === 'refuse') judgment.reject(new Error('refused once the log answered'));
+          else judgment.resolve();
+        };
+        const installing = installStoreImage(thenJudge(client.snapshot({ format: 'store-image' })), {
+          dataDir: target.path,
+          accept: () => judgment.promise,
+        });
+        if (verdict === 'refuse') {
+          await assert.rejects(installing, /refused once the log answered/);
+          assert.deepEqual(readdirSync(target.path), [], 'no store and no staging folder');
+        } else {
+          assert.equal((await installing).metadata.keys, KEYS);
+          assert.deepEqual(readdirSync(target.path), ['store']);
+        }
+        assert.deepEqual(pendingWhileStreaming, [false], 'nothing was installed while the judgment was pending');
+      } finally {
+        await target.remove();
+      }
+    }
+  });
+
   test('a store image installs as a store holding every key at the node’s offsets; its copy is removed', async () => {
     const copies = store.copies;
     const target = await tempDir('image-install');
@@ -249,7 +280,12 @@ describe('the Snapshot RPC, in process', () => {
       const sniffed = await sniffSnapshot(client.snapshot({ format: 'store-image' }));
       assert.equal(sniffed.format, 'store-image');
       let accepted = 0;
-      const installed = await installStoreImage(sniffed.chunks, { dataDir: target.path, accept: () => accepted++ });
+      const installed = await installStoreImage(sniffed.chunks, {
+        dataDir: target.path,
+        accept: () => {
+          accepted++;
+        },
+      });
       assert.equal(accepted, 1);
       assert.equal(installed.metadata.keys, KEYS);
       assert.notEqual(installed.metadata.caughtUpAt, null, 'a caught-up node dates its image');

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
-import { bootstrapFromPeers } from '../../src/replica/peer-bootstrap.js';
+import { bootstrapFromPeers, logFactsOf } from '../../src/replica/peer-bootstrap.js';
 import { holdsData } from '../../src/snapshot/data-dir.js';
 import { compactDataDir } from '../../src/snapshot/data-dir-snapshot.js';
 import { SnapshotEncoder } from '../../src/snapshot/snapshot-encoder.js';
@@ -189,8 +189,7 @@ describe('versions in snapshots (format 2)', () => {
         peers: ['old-peer:1'],
         stream: () => once(peerBytes),
         dataDir: bootstrapping,
-        log,
-        logIdentity: identity,
+        logFacts: logFactsOf(log, new AbortController().signal),
         logger,
         signal: new AbortController().signal,
       });
