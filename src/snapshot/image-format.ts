@@ -1,6 +1,7 @@
 import { Kvs2Error } from '../errors.js';
 import type { Offsets } from '../offsets.js';
 import { KVS2_VERSION } from '../version.js';
+import { MetadataFields } from './metadata-fields.js';
 import { logKindOf, type SnapshotMetadata } from './snapshot-format.js';
 
 /**
@@ -97,51 +98,22 @@ export function parseImageHeader(header: Buffer): { readonly version: number; re
 
 /** Parses and checks an image's metadata JSON; SNAPSHOT_INVALID saying what is wrong. */
 export function parseImageMetadata(body: Buffer): ImageMetadata {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(body.toString('utf8'));
-  } catch (error) {
-    throw invalidImage(`its metadata is not JSON: ${(error as Error).message}`);
+  const fields = MetadataFields.parse(body, invalidImage);
+  if (fields.count('imageFormat') !== IMAGE_FORMAT_VERSION) {
+    throw fields.bad('imageFormat', String(IMAGE_FORMAT_VERSION));
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
-    throw invalidImage('its metadata is not an object');
-  const field = (name: string): unknown => (raw as Record<string, unknown>)[name];
-  const bad = (name: string, expected: string): Kvs2Error =>
-    invalidImage(`its metadata field ${name} is ${JSON.stringify(field(name))}, not ${expected}`);
-  const count = (name: string): number => {
-    const value = field(name);
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw bad(name, 'a whole number');
-    return value;
-  };
-  if (count('imageFormat') !== IMAGE_FORMAT_VERSION) throw bad('imageFormat', String(IMAGE_FORMAT_VERSION));
-  const kvs2Version = field('kvs2Version');
-  if (typeof kvs2Version !== 'string') throw bad('kvs2Version', 'a string');
-  const logIdentity = field('logIdentity');
-  if (logIdentity !== null && (typeof logIdentity !== 'string' || !/^(embedded|kafka):\S{1,200}$/.test(logIdentity))) {
-    throw bad('logIdentity', 'null or "embedded:<id>" or "kafka:<id>"');
-  }
-  const offsetsField = field('appliedOffsets');
-  if (typeof offsetsField !== 'object' || offsetsField === null || Array.isArray(offsetsField)) {
-    throw bad('appliedOffsets', 'an object of partition: offset');
-  }
-  const appliedOffsets = new Map<number, number>();
-  for (const [partition, offset] of Object.entries(offsetsField)) {
-    if (!/^\d+$/.test(partition) || typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) {
-      throw bad('appliedOffsets', 'an object of partition: offset');
-    }
-    appliedOffsets.set(Number(partition), offset);
-  }
+  const logIdentity = fields.logIdentity();
   return {
     imageFormat: IMAGE_FORMAT_VERSION,
-    kvs2Version,
-    createdAt: count('createdAt'),
-    storeFormat: count('storeFormat'),
+    kvs2Version: fields.string('kvs2Version'),
+    createdAt: fields.count('createdAt'),
+    storeFormat: fields.count('storeFormat'),
     logKind: logKindOf(logIdentity),
     logIdentity,
-    appliedOffsets,
-    caughtUpAt: field('caughtUpAt') === null ? null : count('caughtUpAt'),
-    keys: count('keys'),
-    bytes: count('bytes'),
+    appliedOffsets: fields.appliedOffsets(),
+    caughtUpAt: fields.nullableCount('caughtUpAt'),
+    keys: fields.count('keys'),
+    bytes: fields.count('bytes'),
   };
 }
 

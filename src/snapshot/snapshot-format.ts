@@ -2,6 +2,7 @@ import { crc32 } from 'node:zlib';
 import { Kvs2Error } from '../errors.js';
 import type { Offsets } from '../offsets.js';
 import { KVS2_VERSION } from '../version.js';
+import { MetadataFields } from './metadata-fields.js';
 
 /**
  * The snapshot format (docs/snapshot-format.md): one byte stream, the same in a file and on the wire.
@@ -132,57 +133,26 @@ export function encodeTrailerFrame(entries: number, sha256: Buffer): Buffer {
 
 /** Parses and checks a metadata frame's JSON; SNAPSHOT_INVALID saying what is wrong. */
 export function parseMetadata(body: Buffer, headerVersion: number): SnapshotMetadata {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(body.toString('utf8'));
-  } catch (error) {
-    throw invalidSnapshot(`its metadata is not JSON: ${(error as Error).message}`);
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
-    throw invalidSnapshot('its metadata is not an object');
-  const field = (name: string): unknown => (raw as Record<string, unknown>)[name];
-  const bad = (name: string, expected: string): Kvs2Error =>
-    invalidSnapshot(`its metadata field ${name} is ${JSON.stringify(field(name))}, not ${expected}`);
-  const count = (name: string): number => {
-    const value = field(name);
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw bad(name, 'a whole number');
-    return value;
-  };
-  const nullableCount = (name: string): number | null => (field(name) === null ? null : count(name));
-  const snapshotFormat = count('snapshotFormat');
+  const fields = MetadataFields.parse(body, invalidSnapshot);
+  const snapshotFormat = fields.count('snapshotFormat');
   if (snapshotFormat !== headerVersion) {
     throw invalidSnapshot(`its metadata says format ${snapshotFormat} but its header says ${headerVersion}`);
   }
-  const kvs2Version = field('kvs2Version');
-  if (typeof kvs2Version !== 'string') throw bad('kvs2Version', 'a string');
-  const logIdentity = field('logIdentity');
-  if (logIdentity !== null && (typeof logIdentity !== 'string' || !/^(embedded|kafka):\S{1,200}$/.test(logIdentity))) {
-    throw bad('logIdentity', 'null or "embedded:<id>" or "kafka:<id>"');
-  }
-  const logKind = field('logKind');
-  if (logKind !== logKindOf(logIdentity))
-    throw bad('logKind', `${JSON.stringify(logKindOf(logIdentity))} (from logIdentity)`);
-  const offsetsField = field('appliedOffsets');
-  if (typeof offsetsField !== 'object' || offsetsField === null || Array.isArray(offsetsField)) {
-    throw bad('appliedOffsets', 'an object of partition: offset');
-  }
-  const appliedOffsets = new Map<number, number>();
-  for (const [partition, offset] of Object.entries(offsetsField)) {
-    if (!/^\d+$/.test(partition) || typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) {
-      throw bad('appliedOffsets', 'an object of partition: offset');
-    }
-    appliedOffsets.set(Number(partition), offset);
+  const kvs2Version = fields.string('kvs2Version');
+  const logIdentity = fields.logIdentity();
+  if (fields.field('logKind') !== logKindOf(logIdentity)) {
+    throw fields.bad('logKind', `${JSON.stringify(logKindOf(logIdentity))} (from logIdentity)`);
   }
   return {
     snapshotFormat,
     kvs2Version,
-    createdAt: count('createdAt'),
-    storeFormat: count('storeFormat'),
+    createdAt: fields.count('createdAt'),
+    storeFormat: fields.count('storeFormat'),
     logKind: logKindOf(logIdentity),
     logIdentity,
-    appliedOffsets,
-    caughtUpAt: nullableCount('caughtUpAt'),
-    keys: count('keys'),
+    appliedOffsets: fields.appliedOffsets(),
+    caughtUpAt: fields.nullableCount('caughtUpAt'),
+    keys: fields.count('keys'),
   };
 }
 
