@@ -3,6 +3,7 @@ import {
   type ChannelCredentials,
   type ClientOptions,
   type ClientReadableStream,
+  type ClientUnaryCall,
   Metadata,
   makeGenericClientConstructor,
   type ServiceError,
@@ -54,7 +55,21 @@ type Unary<Req, Reply> = (
   metadata: Metadata,
   options: Partial<CallOptions>,
   callback: (error: ServiceError | null, reply: Reply) => void,
-) => unknown;
+) => ClientUnaryCall;
+
+/**
+ * Options of one unary call (a number alone is `timeoutMs`, as before these options existed).
+ */
+export interface Kvs2CallOptions {
+  /** The call's deadline in milliseconds (default: the client's `timeoutMs`). */
+  readonly timeoutMs?: number;
+  /**
+   * Aborting it cancels the call, which rejects with GRPC_CANCELLED. A call whose signal aborted before it
+   * began is not sent. A write cancelled after it was sent may still land, as after a deadline: its outcome
+   * is unknown (README, "What a write does when a broker fails").
+   */
+  readonly signal?: AbortSignal;
+}
 
 const EMPTY = Buffer.alloc(0);
 
@@ -160,15 +175,15 @@ export class Kvs2Client {
     this.#direct = directFetchTargetOf(endpoint, options);
   }
 
-  get(request: Partial<GetRequest> & Pick<GetRequest, 'key'>, timeoutMs?: number): Promise<GetReply> {
-    return this.#call(this.#client.get, { consistency: 0, after: [], ...request }, timeoutMs);
+  get(request: Partial<GetRequest> & Pick<GetRequest, 'key'>, options?: number | Kvs2CallOptions): Promise<GetReply> {
+    return this.#call(this.#client.get, { consistency: 0, after: [], ...request }, options);
   }
 
   multiGet(
     request: Partial<MultiGetRequest> & Pick<MultiGetRequest, 'keys'>,
-    timeoutMs?: number,
+    options?: number | Kvs2CallOptions,
   ): Promise<MultiGetReply> {
-    return this.#call(this.#client.multiGet, { consistency: 0, after: [], ...request }, timeoutMs);
+    return this.#call(this.#client.multiGet, { consistency: 0, after: [], ...request }, options);
   }
 
   /**
@@ -176,28 +191,34 @@ export class Kvs2Client {
    * know conditions answers `PUBLISHED` after writing unconditionally, which rejects here (FAILED_PRECONDITION)
    * so that it is never mistaken for a compare-and-set.
    */
-  async set(request: Partial<SetRequest> & Pick<SetRequest, 'key' | 'value'>, timeoutMs?: number): Promise<SetReply> {
-    const reply = await this.#call(this.#client.set, { waitForApply: false, ...request }, timeoutMs);
+  async set(
+    request: Partial<SetRequest> & Pick<SetRequest, 'key' | 'value'>,
+    options?: number | Kvs2CallOptions,
+  ): Promise<SetReply> {
+    const reply = await this.#call(this.#client.set, { waitForApply: false, ...request }, options);
     return checkConditional(hasCondition(request.condition), reply);
   }
 
-  async delete(request: Partial<DeleteRequest> & Pick<DeleteRequest, 'key'>, timeoutMs?: number): Promise<DeleteReply> {
-    const reply = await this.#call(this.#client.delete, { waitForApply: false, ...request }, timeoutMs);
+  async delete(
+    request: Partial<DeleteRequest> & Pick<DeleteRequest, 'key'>,
+    options?: number | Kvs2CallOptions,
+  ): Promise<DeleteReply> {
+    const reply = await this.#call(this.#client.delete, { waitForApply: false, ...request }, options);
     return checkConditional(hasCondition(request.condition), reply);
   }
 
   async write(
     request: Partial<WriteRequest> & Pick<WriteRequest, 'mutations'>,
-    timeoutMs?: number,
+    options?: number | Kvs2CallOptions,
   ): Promise<WriteReply> {
-    const reply = await this.#call(this.#client.write, { waitForApply: false, ...request }, timeoutMs);
+    const reply = await this.#call(this.#client.write, { waitForApply: false, ...request }, options);
     return checkConditional(
       request.mutations.some((m) => hasCondition(m.condition)),
       reply,
     );
   }
 
-  scan(request: Partial<ScanRequest>, timeoutMs?: number): Promise<ScanReply> {
+  scan(request: Partial<ScanRequest>, options?: number | Kvs2CallOptions): Promise<ScanReply> {
     const full: ScanRequest = {
       prefix: EMPTY,
       start: EMPTY,
@@ -209,12 +230,12 @@ export class Kvs2Client {
       after: [],
       ...request,
     };
-    return this.#call(this.#client.scan, full, timeoutMs);
+    return this.#call(this.#client.scan, full, options);
   }
 
   /** What the node is doing: its state, version, log, lag per partition and store. */
-  status(request: StatusRequest = {}, timeoutMs?: number): Promise<StatusReply> {
-    return this.#call(this.#client.status, request, timeoutMs);
+  status(request: StatusRequest = {}, options?: number | Kvs2CallOptions): Promise<StatusReply> {
+    return this.#call(this.#client.status, request, options);
   }
 
   /** Opens a Watch stream; it runs until cancelled or ended by the server. */
@@ -314,15 +335,30 @@ export class Kvs2Client {
     return metadata;
   }
 
-  #call<Req, Reply>(method: Unary<Req, Reply>, request: Req, timeoutMs: number | undefined): Promise<Reply> {
+  #call<Req, Reply>(
+    method: Unary<Req, Reply>,
+    request: Req,
+    options: number | Kvs2CallOptions | undefined,
+  ): Promise<Reply> {
+    const { timeoutMs, signal } =
+      typeof options === 'number' ? { timeoutMs: options, signal: undefined } : (options ?? {});
+    // A call cancelled before it began is never sent: a write that was not sent cannot land.
+    if (signal?.aborted) return Promise.reject(cancelledError('the call was cancelled before it began'));
     return new Promise((resolve, reject) => {
-      method.call(
+      const call = method.call(
         this.#client,
         request,
         this.#metadata(),
         { deadline: Date.now() + (timeoutMs ?? this.#timeoutMs) },
-        (error, reply) => (error ? reject(new Kvs2ClientError(error)) : resolve(reply)),
+        (error, reply) => {
+          signal?.removeEventListener('abort', cancel);
+          if (error) reject(new Kvs2ClientError(error));
+          else resolve(reply);
+        },
       );
+      // grpc-js then ends the call with CANCELLED, through the callback above.
+      const cancel = (): void => call.cancel();
+      signal?.addEventListener('abort', cancel, { once: true });
     });
   }
 }

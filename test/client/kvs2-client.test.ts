@@ -4,12 +4,15 @@ import { after, before, describe, test } from 'node:test';
 import { credentials, ServerCredentials, status } from '@grpc/grpc-js';
 import {
   ConditionKind,
+  Consistency,
   Kvs2Client,
   Kvs2ClientError,
   Kvs2ClientOptionError,
   type Kvs2ClientOptions,
+  ReadStatus,
   SetStatus,
 } from '../../src/client/index.js';
+import { decodeToken, encodeToken } from '../../src/service/consistency-token.js';
 import { tempDir } from '../support/paths.js';
 import { ServerProcess } from '../support/server-process.js';
 import { STAND_IN_STATUS, StandInNode, type UnaryMethod } from '../support/stand-in-node.js';
@@ -319,5 +322,57 @@ describe('Kvs2Client against a real node serving mutual TLS', {
       await server.stop();
       await dir.remove();
     }
+  });
+});
+
+describe('Kvs2Client cancelling unary calls, against a real node', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let server: ServerProcess;
+  let client: Kvs2Client;
+  before(async () => {
+    dir = await tempDir('client-cancel');
+    server = await ServerProcess.start({ dataDir: dir.path });
+    client = new Kvs2Client(server.address);
+  });
+  after(async () => {
+    client.close();
+    await server.stop();
+    await dir.remove();
+  });
+
+  test('aborting the signal of a waiting call cancels it: GRPC_CANCELLED, long before its deadline', async () => {
+    const { token } = await client.set({ key: b('cancel/seen'), value: b('v'), waitForApply: true });
+    // A token 1,000 records past the log's end: the read waits for writes nobody makes.
+    const { logTag, offsets } = decodeToken(token);
+    const ahead = encodeToken(logTag, new Map([...offsets].map(([partition, offset]) => [partition, offset + 1000])));
+    const stop = new AbortController();
+    const waiting = client.get(
+      { key: b('cancel/seen'), consistency: Consistency.CONSISTENCY_AT_LEAST, after: [ahead] },
+      { timeoutMs: 10 * 60_000, signal: stop.signal },
+    );
+    setTimeout(() => stop.abort(), 100);
+    const error = await rejection(waiting);
+    // Without the cancel it would wait out its ten minutes and end DEADLINE_EXCEEDED.
+    assert.deepEqual([error.code, error.kvs2Code], [status.CANCELLED, 'GRPC_CANCELLED']);
+  });
+
+  test('a call whose signal aborted before it began is never sent: the write does not land', async () => {
+    const error = await rejection(
+      client.set({ key: b('cancel/never'), value: b('v') }, { signal: AbortSignal.abort() }),
+    );
+    assert.equal(error.kvs2Code, 'GRPC_CANCELLED');
+    // A later write's apply covers everything before it: had the first been sent, it would be readable now.
+    await client.set({ key: b('cancel/after'), value: b('v'), waitForApply: true });
+    assert.equal((await client.get({ key: b('cancel/never') })).status, ReadStatus.NOT_FOUND);
+  });
+
+  test('options as an object: a deadline of its own, and a signal that never aborts changes nothing', async () => {
+    const live = new AbortController();
+    await client.set(
+      { key: b('cancel/ok'), value: b('v'), waitForApply: true },
+      { timeoutMs: 5_000, signal: live.signal },
+    );
+    assert.equal((await client.get({ key: b('cancel/ok') }, { timeoutMs: 5_000 })).data.toString(), 'v');
+    assert.equal((await client.status({}, { signal: live.signal })).state !== undefined, true);
   });
 });
