@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { partitionForKey } from '../../src/log/kafka/murmur2-partitioner.js';
 import { eventually, HealthClient, SeedClient } from '../support/grpc-clients.js';
 import { kafkaBrokers, needsKafka } from '../support/kafka-env.js';
 import { tempDir } from '../support/paths.js';
@@ -105,6 +106,27 @@ describe('kvs2 nodes on a shared Kafka topic', needsKafka(), () => {
     await node.waitUntilCaughtUp();
     const client = new SeedClient(node.address);
     assert.deepEqual(await client.get(Buffer.from('keyed')), { status: 'OK', data: Buffer.from('kept') });
+    client.close();
+    await node.stop();
+  });
+
+  test('a record in a partition its key does not belong to is applied, with a warning naming both partitions', async () => {
+    const topic = `kvs2-test-${randomUUID()}`;
+    const node = await startNode('misplaced', topic);
+    await node.waitUntilCaughtUp();
+    const stray = Buffer.from('stray-key');
+    const home = partitionForKey(stray, 3);
+    const elsewhere = (home + 1) % 3;
+    const client = new SeedClient(node.address);
+    const valueIs = async (value: string) => (await client.get(stray)).data?.toString() === value;
+    // A producer that partitions otherwise: the key in its own partition, applied, then in another one.
+    await plain.produce(topic, [{ key: stray, value: Buffer.from('at home') }]);
+    await eventually(() => valueIs('at home'), 20_000, 'the record in its own partition applied');
+    await plain.produce(topic, [{ key: stray, value: Buffer.from('elsewhere'), partition: elsewhere }]);
+    const warning = await node.waitForLine((line) => line.level === 'warn' && /belongs to partition/.test(line.msg));
+    assert.match(warning.msg, new RegExp(`in partition ${elsewhere}, but its key belongs to partition ${home}`));
+    // Applied all the same: the log is the truth, and this node read it in this order.
+    await eventually(() => valueIs('elsewhere'), 20_000, 'the misplaced record applied');
     client.close();
     await node.stop();
   });

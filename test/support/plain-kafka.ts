@@ -22,13 +22,20 @@ export class PlainKafka {
     this.#admin = new Admin({ clientId: 'kvs2-test-admin', bootstrapBrokers: this.#brokers });
   }
 
-  /** Produces records; a null value is a tombstone, a null key a record without key. */
-  async produce(topic: string, records: Array<{ key: Buffer | null; value: Buffer | null }>): Promise<void> {
+  /**
+   * Produces records; a null value is a tombstone, a null key a record without key, a `partition` puts the
+   * record there instead of where the key's murmur2 would.
+   */
+  async produce(
+    topic: string,
+    records: Array<{ key: Buffer | null; value: Buffer | null; partition?: number }>,
+  ): Promise<void> {
     await this.#producer.send({
-      messages: records.map(({ key, value }) => ({
+      messages: records.map(({ key, value, partition }) => ({
         topic,
         ...(key === null ? {} : { key }),
         ...(value === null ? {} : { value }),
+        ...(partition === undefined ? {} : { partition }),
       })),
     });
   }
