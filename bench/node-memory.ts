@@ -20,11 +20,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Kvs2Client } from '../src/client/index.js';
 import { createEmbeddedLogAt } from '../src/log/embedded/log-at-offset.js';
 import { LmdbStore } from '../src/store/lmdb-store.js';
 import type { StoreWrite } from '../src/store/store.js';
 import { keyFor, valueFor } from './lib/dataset.js';
+import { sweepEveryKey } from './lib/key-sweep.js';
 import { describeMachine, treeCommit } from './lib/machine.js';
 import { sleep, stopAll } from './lib/processes.js';
 import { type ResidentBreakdown, residentBreakdown } from './lib/smaps.js';
@@ -36,8 +36,6 @@ import { startKvs2 } from './systems/kvs2.js';
 const VALUE_BYTES = 100;
 const LOAD_BATCH = 5_000;
 const LOG_IDENTITY = 'embedded:node-memory-bench';
-const SWEEP_BATCH = 1_000;
-const SWEEP_IN_FLIGHT = 4;
 
 const { values } = parseArgs({
   options: {
@@ -118,29 +116,6 @@ async function loadKeyOrderedStore(dataDir: string): Promise<void> {
   await createEmbeddedLogAt(join(dataDir, 'log'), LOG_IDENTITY, keys);
 }
 
-async function sweep(target: string): Promise<number> {
-  const client = new Kvs2Client(target, { timeoutMs: 60_000 });
-  try {
-    const started = performance.now();
-    let next = 0;
-    let missing = 0;
-    const worker = async (): Promise<void> => {
-      while (next < keys) {
-        const first = next;
-        next = Math.min(keys, next + SWEEP_BATCH);
-        const batch = Array.from({ length: next - first }, (_, n) => keyFor(first + n));
-        const reply = await client.multiGet({ keys: batch });
-        missing += reply.parts.filter((part) => part.status !== 0).length;
-      }
-    };
-    await Promise.all(Array.from({ length: SWEEP_IN_FLIGHT }, worker));
-    if (missing > 0) throw new Error(`${missing} of ${keys} keys not found`);
-    return (performance.now() - started) / 1000;
-  } finally {
-    client.close();
-  }
-}
-
 async function measure(variant: Variant, round: number, source: string, kafka: KafkaCluster | null): Promise<Measured> {
   const name = `${variant.name}-${round}`;
   const probeFile = join(root, `${name}.probe.json`);
@@ -168,7 +143,7 @@ async function measure(variant: Variant, round: number, source: string, kafka: K
       await waitUntilApplied(node, keys);
     }
     const cpuBefore = cpuSeconds(node.pid);
-    const sweepSec = await sweep(node.target);
+    const sweepSec = await sweepEveryKey(node.target, keys, name);
     const sweepCpuSec = cpuSeconds(node.pid) - cpuBefore;
     await sleep(settleMs);
     const resident = residentBreakdown(node.pid);

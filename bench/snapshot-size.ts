@@ -17,13 +17,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeOutput } from '../src/cli/commands/snapshot-files.js';
-import { Kvs2Client } from '../src/client/index.js';
 import { createEmbeddedLogAt } from '../src/log/embedded/log-at-offset.js';
 import { compactDataDir, snapshotDataDir } from '../src/snapshot/data-dir-snapshot.js';
 import { installSnapshot } from '../src/snapshot/snapshot-install.js';
 import { LmdbStore } from '../src/store/lmdb-store.js';
 import type { StoreWrite } from '../src/store/store.js';
 import { keyFor, seededRandom, valueFor } from './lib/dataset.js';
+import { sweepEveryKey } from './lib/key-sweep.js';
 import { loadRedis } from './lib/loader.js';
 import { describeMachine, treeCommit } from './lib/machine.js';
 import { rssBytes, rssParts, sleep, stopAll } from './lib/processes.js';
@@ -37,8 +37,6 @@ const LOAD_BATCH = 5_000;
 /** The log identity the bench stores are written with; their nodes get an embedded log of it. */
 const LOG_IDENTITY = 'embedded:snapshot-size-bench';
 /** Keys per MultiGet of the warm read, and calls in flight. */
-const SWEEP_BATCH = 1_000;
-const SWEEP_IN_FLIGHT = 4;
 
 const { values } = parseArgs({
   options: {
@@ -79,23 +77,8 @@ interface NodeMemory {
 /** A node serving `dataDir` (embedded log), after reading every key once and settling. */
 async function servedMemory(name: string, dataDir: string): Promise<NodeMemory> {
   const node = await startKvs2({ name, dataDir, logFile: join(root, `${name}.log`) });
-  const client = new Kvs2Client(node.target, { timeoutMs: 60_000 });
   try {
-    const started = performance.now();
-    let next = 0;
-    let missing = 0;
-    const worker = async (): Promise<void> => {
-      while (next < keys) {
-        const first = next;
-        next = Math.min(keys, next + SWEEP_BATCH);
-        const batch = Array.from({ length: next - first }, (_, n) => keyFor(first + n));
-        const reply = await client.multiGet({ keys: batch });
-        missing += reply.parts.filter((part) => part.status !== 0).length;
-      }
-    };
-    await Promise.all(Array.from({ length: SWEEP_IN_FLIGHT }, worker));
-    if (missing > 0) throw new Error(`${name}: ${missing} of ${keys} keys not found`);
-    const sweepSec = seconds(started);
+    const sweepSec = await sweepEveryKey(node.target, keys, name);
     await sleep(settleMs);
     const parts = rssParts(node.pid);
     return {
@@ -105,7 +88,6 @@ async function servedMemory(name: string, dataDir: string): Promise<NodeMemory> 
       sweepSec,
     };
   } finally {
-    client.close();
     await node.stop();
   }
 }
