@@ -2,6 +2,7 @@
 // The `kvs2` command. The TypeScript sources are compiled to dist/ by `npm install` (or `npm run build`).
 import { existsSync, readFileSync } from 'node:fs';
 import module from 'node:module';
+import { availableParallelism } from 'node:os';
 
 // npm scripts and npx run this on the Node that the project installs (the `node` devDependency); a bare
 // `node` may be older. package.json's engines is the one statement of the Node kvs2 needs.
@@ -16,25 +17,6 @@ if (Number(process.versions.node.split('.')[0]) < Number(required[1])) {
   process.exit(1);
 }
 
-// A node's malloc setting, which glibc reads only when a process starts: so `kvs2 serve` starts again at once,
-// in the same process (execve keeps the pid, the open files and the arguments), with it in its environment.
-// Without it, glibc's main arena keeps the memory a burst of reads freed (Node's 8 KiB Buffer slabs, among
-// long-lived allocations that pin the heap's top): tens of MiB resident for good on an idle node. From 8 KiB
-// up, an allocation is mapped on its own and unmapped when freed. An operator's own MALLOC_MMAP_THRESHOLD_ wins.
-// docs/operations.md, "Memory"; what it saves and costs: docs/benchmarks.md, "Issue 16: a node's memory".
-if (process.argv[2] === 'serve' && process.env.MALLOC_MMAP_THRESHOLD_ === undefined && onGlibc()) {
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
-    ...process.env,
-    MALLOC_MMAP_THRESHOLD_: '8192',
-  });
-}
-
-function onGlibc() {
-  if (process.platform !== 'linux' || typeof process.execve !== 'function') return false;
-  process.report.excludeNetwork = true;
-  return typeof process.report.getReport().header.glibcVersionRuntime === 'string';
-}
-
 // Caches compiled code on disk (Node's own cache, in the OS temp folder), so restarts start faster.
 module.enableCompileCache?.();
 
@@ -43,4 +25,30 @@ if (!existsSync(main)) {
   process.stderr.write('kvs2: not built yet; run `npm install` (or `npm run build`) in the kvs2 folder first\n');
   process.exit(1);
 }
+// The settings Node and glibc read only when a process starts (src/cli/runtime-settings.ts says which and
+// why): `kvs2 serve` starts again at once with those it lacks, in the same process (execve keeps the pid, the
+// open files and the arguments). An operator's own value of each wins.
+if (process.argv[2] === 'serve' && typeof process.execve === 'function') {
+  const { servingRuntimeChanges } = await import(new URL('../dist/src/cli/runtime-settings.js', import.meta.url).href);
+  const changes = servingRuntimeChanges({
+    env: process.env,
+    execArgv: process.execArgv,
+    cores: availableParallelism(),
+    glibc: onGlibc(),
+  });
+  if (changes.nodeFlags.length > 0 || Object.keys(changes.env).length > 0) {
+    process.execve(
+      process.execPath,
+      [process.execPath, ...changes.nodeFlags, ...process.execArgv, ...process.argv.slice(1)],
+      { ...process.env, ...changes.env },
+    );
+  }
+}
+
+function onGlibc() {
+  if (process.platform !== 'linux') return false;
+  process.report.excludeNetwork = true;
+  return typeof process.report.getReport().header.glibcVersionRuntime === 'string';
+}
+
 await import(main.href);

@@ -1,3 +1,4 @@
+import { servingNodeFlags } from '../../src/cli/runtime-settings.js';
 import { freePort, SERVER_CORE, spawnManaged, waitFor } from '../lib/processes.js';
 import { treePath } from '../lib/tree.js';
 import type { GrpcSystem } from './system.js';
@@ -5,7 +6,10 @@ import type { GrpcSystem } from './system.js';
 /** Which server answers: grpc-js (kvs2's stack, system `noop`) or node:http2 alone (system `http2`). */
 export type NoopStack = 'grpc-js' | 'http2';
 
-/** Starts bench/noop-server.ts pinned to the server core. */
+/**
+ * Starts bench/noop-server.ts pinned to the server core, with the Node flags `kvs2 serve` gives itself on one
+ * core (src/cli/runtime-settings.ts): the ceiling of kvs2's stack runs on the same runtime as kvs2.
+ */
 export async function startNoop(
   logFile: string,
   valueBytes: number,
@@ -18,7 +22,16 @@ export async function startNoop(
   const proc = spawnManaged(
     name,
     process.execPath,
-    [treePath('dist/bench/noop-server.js'), '--listen', target, '--value-bytes', String(valueBytes), '--stack', stack],
+    [
+      ...servingNodeFlags({ env: process.env, execArgv: [], cores: 1 }),
+      treePath('dist/bench/noop-server.js'),
+      '--listen',
+      target,
+      '--value-bytes',
+      String(valueBytes),
+      '--stack',
+      stack,
+    ],
     {
       core: SERVER_CORE,
       logFile,
