@@ -157,7 +157,14 @@ async function installFrom(
     if (sniffed.format === 'store-image') {
       const { metadata } = await installStoreImage(sniffed.chunks, {
         dataDir: options.dataDir,
-        accept: (image) => accept({ ...image, unversioned: false }),
+        accept: (image) => {
+          // Says the peer got as far as sending (its copy made), and how much is coming.
+          options.logger.info(
+            { peer, transfer, keys: image.keys, bytes: image.bytes },
+            `receiving a store image from peer ${peer}: ${image.keys} keys, ${image.bytes} bytes`,
+          );
+          return accept({ ...image, unversioned: false });
+        },
         signal: options.signal,
       });
       const progress = progressOf(metadata);
