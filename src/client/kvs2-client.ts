@@ -340,14 +340,27 @@ export class Kvs2Client {
           watch?.disarm();
         } catch (error) {
           throw endedHere(
-            new Kvs2ClientError(failedCall(status.UNAVAILABLE, `the direct transfer broke: ${String(error)}`)),
+            new Kvs2ClientError(
+              failedCall(status.UNAVAILABLE, `the direct transfer broke after ${received} bytes: ${String(error)}`),
+            ),
           );
         } finally {
           socket.destroy();
         }
-        // The call ends with the transfer's outcome: a failure on the node's side throws here.
+        // The call ends with the transfer's outcome: a failure on the node's side throws here, saying how
+        // far the transfer got (a node that died mid-image ends its socket as if it were done).
         watch?.arm();
-        reply = await replies.next();
+        reply = await replies.next().catch((error: unknown) => {
+          if (!isServiceError(error) || watch?.stalled || signal?.aborted) throw error;
+          const details = `the direct transfer ended after ${received} bytes, then the call failed: ${error.details}`;
+          throw new Kvs2ClientError(
+            Object.assign(new Error(`${error.code} ${status[error.code]}: ${details}`), {
+              code: error.code,
+              details,
+              metadata: error.metadata,
+            }),
+          );
+        });
         watch?.disarm();
         if (!reply.done) throw new Kvs2ClientError(failedCall(status.INTERNAL, 'a message followed a direct transfer'));
         return;
