@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import {
   type CallOptions,
   type ChannelCredentials,
@@ -39,6 +40,7 @@ import { Kvs2ClientError } from './client-error.js';
 import { Kvs2ClientOptionError, type Kvs2ClientOptions, wholeNumberOption } from './client-options.js';
 import { connectDirect, type DirectFetchTarget, directFetchTargetOf } from './direct-fetch.js';
 import { readRetryChannelOptions } from './read-retries.js';
+import { StallWatch } from './stall-watch.js';
 import { channelCredentialsOf, serverNameOption } from './tls-credentials.js';
 
 export { ConditionKind, Consistency, NodeState, ReadStatus, SetStatus, WatchEvent_Kind } from '../gen/kvs2.js';
@@ -133,6 +135,14 @@ export interface Kvs2SnapshotOptions {
   readonly direct?: boolean;
   /** Told once, when the first reply arrived, how the bytes come: 'direct' or 'stream'. */
   readonly onTransfer?: (transfer: 'direct' | 'stream') => void;
+  /**
+   * A progress limit in ms (none by default): the snapshot fails with GRPC_DEADLINE_EXCEEDED when the node
+   * sends nothing for this long, before its first byte (which comes once the node has made its snapshot or
+   * copy) or between two messages of the stream or two reads of a direct transfer. Time the caller spends
+   * on a chunk does not count. A node that accepted the connection and then went silent otherwise holds the
+   * stream until the connection fails, which on a live network may be never.
+   */
+  readonly stallTimeoutMs?: number;
 }
 
 /**
@@ -262,8 +272,9 @@ export class Kvs2Client {
 
   /** One Snapshot call; sets `fallback.toStream` (and yields nothing) when its direct transfer cannot be reached. */
   async *#snapshot(options: Kvs2SnapshotOptions, fallback: { toStream: boolean }): AsyncIterable<Buffer> {
-    const { signal, timeoutMs, maxBytesPerSecond = 0, format = 'portable' } = options;
+    const { signal, timeoutMs, stallTimeoutMs, maxBytesPerSecond = 0, format = 'portable' } = options;
     if (timeoutMs !== undefined) wholeNumberOption('timeoutMs', timeoutMs, 0, 1, 2 ** 31 - 1);
+    if (stallTimeoutMs !== undefined) wholeNumberOption('stallTimeoutMs', stallTimeoutMs, 0, 1, 2 ** 31 - 1);
     wholeNumberOption('maxBytesPerSecond', maxBytesPerSecond, 0, 0, Number.MAX_SAFE_INTEGER);
     if (signal?.aborted) throw cancelledError('the snapshot was cancelled before it began');
     if (format !== 'portable' && format !== 'store-image') {
@@ -282,14 +293,35 @@ export class Kvs2Client {
       this.#metadata(),
       timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs },
     );
-    const cancel = (): void => call.cancel();
+    // The direct transfer's socket, while one is read: a stall or the caller's abort destroys it too, since
+    // a silent node would never end it.
+    let socket: Socket | null = null;
+    const cancel = (): void => {
+      call.cancel();
+      socket?.destroy();
+    };
+    const watch = stallTimeoutMs === undefined ? null : new StallWatch(stallTimeoutMs, cancel);
+    let received = 0;
+    /** The error to throw instead of `error` when the stream was ended here: a stall, or the caller's abort. */
+    const endedHere = (error: unknown): unknown => {
+      if (watch?.stalled) {
+        const when = received === 0 ? 'before its first byte' : `after ${received} bytes`;
+        return new Kvs2ClientError(
+          failedCall(status.DEADLINE_EXCEEDED, `the node sent nothing for ${watch.limitMs} ms ${when} of the snapshot`),
+        );
+      }
+      if (signal?.aborted) return cancelledError('the snapshot was cancelled');
+      return error;
+    };
     signal?.addEventListener('abort', cancel, { once: true });
     try {
       const replies = (call as AsyncIterable<SnapshotChunk>)[Symbol.asyncIterator]();
+      watch?.arm();
       let reply = await replies.next();
+      watch?.disarm();
       const transfer = reply.done ? undefined : reply.value.directTransfer;
       if (transfer !== undefined && direct !== null) {
-        const socket = await connectDirect(direct, transfer.port, transfer.ticket, signal).catch(() => null);
+        socket = await connectDirect(direct, transfer.port, transfer.ticket, signal).catch(() => null);
         if (socket === null) {
           // The node's transfer port may not be reachable from here (a firewall, a forwarded gRPC port):
           // the stream still is (below, once this call is cancelled).
@@ -298,26 +330,55 @@ export class Kvs2Client {
         }
         options.onTransfer?.('direct');
         try {
-          for await (const bytes of socket) yield bytes as Buffer;
+          watch?.arm();
+          for await (const bytes of socket) {
+            watch?.disarm();
+            received += (bytes as Buffer).length;
+            yield bytes as Buffer;
+            watch?.arm();
+          }
+          watch?.disarm();
         } catch (error) {
-          throw new Kvs2ClientError(failedCall(status.UNAVAILABLE, `the direct transfer broke: ${String(error)}`));
+          throw endedHere(
+            new Kvs2ClientError(
+              failedCall(status.UNAVAILABLE, `the direct transfer broke after ${received} bytes: ${String(error)}`),
+            ),
+          );
         } finally {
           socket.destroy();
         }
-        // The call ends with the transfer's outcome: a failure on the node's side throws here.
-        reply = await replies.next();
+        // The call ends with the transfer's outcome: a failure on the node's side throws here, saying how
+        // far the transfer got (a node that died mid-image ends its socket as if it were done).
+        watch?.arm();
+        reply = await replies.next().catch((error: unknown) => {
+          if (!isServiceError(error) || watch?.stalled || signal?.aborted) throw error;
+          const details = `the direct transfer ended after ${received} bytes, then the call failed: ${error.details}`;
+          throw new Kvs2ClientError(
+            Object.assign(new Error(`${error.code} ${status[error.code]}: ${details}`), {
+              code: error.code,
+              details,
+              metadata: error.metadata,
+            }),
+          );
+        });
+        watch?.disarm();
         if (!reply.done) throw new Kvs2ClientError(failedCall(status.INTERNAL, 'a message followed a direct transfer'));
         return;
       }
       if (!reply.done) options.onTransfer?.('stream');
       while (!reply.done) {
+        received += reply.value.data.length;
         yield reply.value.data;
+        watch?.arm();
         reply = await replies.next();
+        watch?.disarm();
       }
     } catch (error) {
-      if (isServiceError(error)) throw new Kvs2ClientError(error);
-      throw error;
+      const thrown = endedHere(error);
+      if (isServiceError(thrown) && !(thrown instanceof Kvs2ClientError)) throw new Kvs2ClientError(thrown);
+      throw thrown;
     } finally {
+      watch?.close();
       signal?.removeEventListener('abort', cancel);
       // Ends the stream on the node when the caller stopped early (a no-op once it ended).
       call.cancel();

@@ -132,6 +132,11 @@ export interface PeerBootstrapConfig {
   readonly tlsCaFile: string | null;
   /** A file holding the bearer token sent to peers that run with --auth-file; null: none. */
   readonly tokenFile: string | null;
+  /**
+   * How long a peer may send nothing (before its first byte, or between two mid-image) before it is given
+   * up and the next one tried: a progress limit, not a deadline for the whole image.
+   */
+  readonly stallTimeoutMs: number;
 }
 
 /** Settings as they arrive from flags or environment variables: strings, or absent. */
@@ -239,6 +244,13 @@ export const SETTINGS = [
     valueName: 'file',
     description:
       'file holding the bearer token sent to --bootstrap-from peers that run with --auth-file (needs read on every key)',
+  },
+  {
+    name: 'bootstrap-stall-timeout-ms',
+    valueName: 'ms',
+    description:
+      'give up on a --bootstrap-from peer that sends nothing for this long, before its first byte (which follows its copy of its store, ~1 s per GB) or mid-image, and try the next peer or the topic',
+    defaultValue: '60000',
   },
   {
     name: 'max-key-bytes',
@@ -612,7 +624,13 @@ function parseBootstrap(
       'needs --kafka-brokers: nodes on embedded logs share no log, so a peer snapshot cannot be continued; restore one with kvs2 snapshot restore',
     );
   }
-  return { peers: parseAddresses('bootstrap-from', peersText), tlsCaFile, tokenFile };
+  const stallTimeoutMs = parseInteger(
+    'bootstrap-stall-timeout-ms',
+    value('bootstrap-stall-timeout-ms') ?? '',
+    1,
+    2 ** 31 - 1,
+  );
+  return { peers: parseAddresses('bootstrap-from', peersText), tlsCaFile, tokenFile, stallTimeoutMs };
 }
 
 /** An optional file: absent or empty means "off". */

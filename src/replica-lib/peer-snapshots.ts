@@ -34,6 +34,8 @@ export function peerSnapshotStream(config: PeerBootstrapConfig, serverTls: TlsFi
           signal,
           format: 'store-image',
           direct: true,
+          // A silent peer is given up on, and the next one tried, instead of holding the start.
+          stallTimeoutMs: config.stallTimeoutMs,
           ...(onTransfer === undefined ? {} : { onTransfer }),
         });
       } finally {

@@ -54,6 +54,8 @@ export interface ReplicaOptions {
     readonly tlsCaFile?: string;
     /** A file holding the bearer token for peers that run with --auth-file (needs read on every key). */
     readonly tokenFile?: string;
+    /** Give up on a peer that sends nothing for this many ms, and try the next one (default 60000). */
+    readonly stallTimeoutMs?: number;
   };
   /** Largest value the nodes accept (their `--max-value-bytes`; default 1 MiB): sizes the fetches. */
   readonly maxValueBytes?: number;

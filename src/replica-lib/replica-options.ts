@@ -21,6 +21,7 @@ const OPTION_OF: Readonly<Record<string, string>> = {
   '--bootstrap-from': 'bootstrapFrom.peers',
   '--bootstrap-tls-ca': 'bootstrapFrom.tlsCaFile',
   '--bootstrap-token-file': 'bootstrapFrom.tokenFile',
+  '--bootstrap-stall-timeout-ms': 'bootstrapFrom.stallTimeoutMs',
 };
 
 /** The environment variable parseConfig reads the SASL password from; here it is only ever the option. */
@@ -68,6 +69,7 @@ export function replicaConfig(options: ReplicaOptions): Config & { readonly kafk
     'bootstrap-from': options.bootstrapFrom?.peers.join(','),
     'bootstrap-tls-ca': options.bootstrapFrom?.tlsCaFile,
     'bootstrap-token-file': options.bootstrapFrom?.tokenFile,
+    'bootstrap-stall-timeout-ms': optionalNumber(options.bootstrapFrom?.stallTimeoutMs),
   };
   const settings = Object.fromEntries(Object.entries(raw).filter(([, value]) => value !== undefined)) as RawSettings;
   let config: Config;

@@ -71,8 +71,8 @@ interface SnapshotFacts extends StoreProgress {
  * returning node follows (resume-plan.ts): it must be of this log (not another topic, not one since
  * recreated), hold no offset the log has already removed, and have been caught up within the topic's
  * delete.retention.ms, or deletes it never saw may have been compacted away. A refused snapshot, a peer
- * that cannot be reached or dies mid-stream, or a damaged stream leaves the data dir as it was, and the
- * next peer is tried. When none works the caller reads the log from its start, as without peers.
+ * that cannot be reached, dies mid-stream or goes silent (the stream's stall limit, peer-snapshots.ts), or
+ * a damaged stream leaves the data dir as it was, and the next peer is tried. When none works the caller reads the log from its start, as without peers.
  */
 export async function bootstrapFromPeers(options: PeerBootstrapOptions): Promise<PeerBootstrapResult | null> {
   const { peers, logger } = options;
@@ -157,7 +157,14 @@ async function installFrom(
     if (sniffed.format === 'store-image') {
       const { metadata } = await installStoreImage(sniffed.chunks, {
         dataDir: options.dataDir,
-        accept: (image) => accept({ ...image, unversioned: false }),
+        accept: (image) => {
+          // Says the peer got as far as sending (its copy made), and how much is coming.
+          options.logger.info(
+            { peer, transfer, keys: image.keys, bytes: image.bytes },
+            `receiving a store image from peer ${peer}: ${image.keys} keys, ${image.bytes} bytes`,
+          );
+          return accept({ ...image, unversioned: false });
+        },
         signal: options.signal,
       });
       const progress = progressOf(metadata);

@@ -167,7 +167,7 @@ describe('parseConfig', () => {
     });
   });
 
-  test('--bootstrap-from: peers tried in order, with their TLS CA and token file; Kafka only', () => {
+  test('--bootstrap-from: peers tried in order, with their TLS CA, token file and stall limit; Kafka only', () => {
     assert.equal(parseConfig({ 'kafka-brokers': 'k:9092' }, '/srv', {}).bootstrap, null);
     assert.deepEqual(
       parseConfig(
@@ -176,12 +176,20 @@ describe('parseConfig', () => {
           'bootstrap-from': 'node-a:50051, [::1]:50052',
           'bootstrap-tls-ca': 'ca.pem',
           'bootstrap-token-file': '/run/secrets/token',
+          'bootstrap-stall-timeout-ms': '2500',
         },
         '/srv',
         {},
       ).bootstrap,
-      { peers: ['node-a:50051', '[::1]:50052'], tlsCaFile: '/srv/ca.pem', tokenFile: '/run/secrets/token' },
+      {
+        peers: ['node-a:50051', '[::1]:50052'],
+        tlsCaFile: '/srv/ca.pem',
+        tokenFile: '/run/secrets/token',
+        stallTimeoutMs: 2500,
+      },
     );
+    const byDefault = parseConfig({ 'kafka-brokers': 'k:9092', 'bootstrap-from': 'node-a:50051' }, '/srv', {});
+    assert.equal(byDefault.bootstrap?.stallTimeoutMs, 60_000);
   });
 
   const invalid: Array<[string, Record<string, string>]> = [
@@ -189,6 +197,10 @@ describe('parseConfig', () => {
     ['--bootstrap-from', { 'kafka-brokers': 'k:9092', 'bootstrap-from': 'node-a' }],
     ['--bootstrap-tls-ca', { 'kafka-brokers': 'k:9092', 'bootstrap-tls-ca': 'ca.pem' }],
     ['--bootstrap-token-file', { 'kafka-brokers': 'k:9092', 'bootstrap-token-file': 'token' }],
+    [
+      '--bootstrap-stall-timeout-ms',
+      { 'kafka-brokers': 'k:9092', 'bootstrap-from': 'node-a:50051', 'bootstrap-stall-timeout-ms': '0' },
+    ],
     ['--tls-key', { 'tls-cert': 'a.crt' }],
     ['--tls-cert', { 'tls-key': 'a.key' }],
     ['--tls-client-ca', { 'tls-client-ca': 'ca.crt' }],

@@ -27,7 +27,7 @@ import { runKvs2 } from '../support/cli-process.js';
 import { eventually } from '../support/grpc-clients.js';
 import { tempDir } from '../support/paths.js';
 import { ServerProcess } from '../support/server-process.js';
-import { SnapshotPeer } from '../support/snapshot-peer.js';
+import { SilentPeer, SnapshotPeer } from '../support/snapshot-peer.js';
 import { needsOpenssl, testCa } from '../support/tls-certificates.js';
 
 const b = (text: string): Buffer => Buffer.from(text);
@@ -176,6 +176,71 @@ describe('store images by direct transfer, against a real node', () => {
       fallbackClient.close();
       await cut.close();
       await unreachable.close();
+    }
+  });
+
+  test('with a stall limit, a peer that goes silent (before its first byte or mid-image, streamed or direct) fails the snapshot DEADLINE_EXCEEDED', async () => {
+    const image: Buffer[] = [];
+    for await (const chunk of client.snapshot({ format: 'store-image' })) image.push(chunk);
+    const whole = Buffer.concat(image);
+    const half = Math.floor(whole.length / 2);
+    const silent = await SilentPeer.start();
+    const stalls: Array<[string, string, SnapshotPeer]> = [
+      ['streamed, no first byte', 'before its first byte', await SnapshotPeer.start(whole, { stallAfterBytes: 0 })],
+      ['streamed, mid-image', 'after', await SnapshotPeer.start(whole, { stallAfterBytes: half })],
+      [
+        'direct, no first byte',
+        'before its first byte',
+        await SnapshotPeer.start(whole, { direct: 'serve', stallAfterBytes: 0 }),
+      ],
+      ['direct, mid-image', 'after', await SnapshotPeer.start(whole, { direct: 'serve', stallAfterBytes: half })],
+    ];
+    const clients: Kvs2Client[] = [];
+    const stalledFetch = async (address: string, expected: string, what: string): Promise<void> => {
+      const peerClient = new Kvs2Client(address);
+      clients.push(peerClient);
+      const target = join(dir.path, `stalled-${clients.length}`);
+      let received = 0;
+      const chunks = peerClient.snapshot({ format: 'store-image', direct: true, stallTimeoutMs: 300 });
+      const counted = (async function* () {
+        for await (const chunk of chunks) {
+          received += chunk.length;
+          yield chunk;
+        }
+      })();
+      const error = await installStoreImage(counted, { dataDir: target, accept: () => {} }).then(
+        () => assert.fail(`${what}: a stalled snapshot installed`),
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof Kvs2ClientError, `${what}: ${String(error)}`);
+      assert.equal(error.kvs2Code, 'GRPC_DEADLINE_EXCEEDED', what);
+      assert.match(error.details, /the node sent nothing for 300 ms/, what);
+      assert.ok(error.details.includes(expected), `${what}: ${error.details}`);
+      if (expected === 'after') assert.ok(received > 0 && received < whole.length, `${what}: ${received}`);
+      assert.equal(existsSync(join(storeDirOf(target), 'data.mdb')), false, what);
+    };
+    try {
+      await stalledFetch(silent.address, 'before its first byte', 'a peer that accepts and sends nothing');
+      assert.ok(silent.connections >= 1);
+      for (const [what, expected, peer] of stalls) await stalledFetch(peer.address, expected, what);
+      assert.deepEqual(
+        stalls.map(([, , peer]) => peer.calls),
+        [1, 1, 1, 1],
+      );
+
+      // A receiver that holds each chunk longer than the limit is no stall of the peer's.
+      const slowReader = new Kvs2Client(node.address);
+      clients.push(slowReader);
+      const parts: Buffer[] = [];
+      for await (const chunk of slowReader.snapshot({ format: 'store-image', direct: true, stallTimeoutMs: 100 })) {
+        parts.push(chunk);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      assert.equal(Buffer.concat(parts).length, whole.length);
+    } finally {
+      for (const c of clients) c.close();
+      await silent.close();
+      await Promise.all(stalls.map(([, , peer]) => peer.close()));
     }
   });
 });

@@ -12,7 +12,7 @@ import { tempDir } from '../support/paths.js';
 import { PlainKafka } from '../support/plain-kafka.js';
 import { httpGet } from '../support/prometheus-text.js';
 import { ServerProcess } from '../support/server-process.js';
-import { SnapshotPeer } from '../support/snapshot-peer.js';
+import { SilentPeer, SnapshotPeer } from '../support/snapshot-peer.js';
 
 const b = (text: string): Buffer => Buffer.from(text);
 const KEYS = 2_000;
@@ -35,7 +35,7 @@ describe('a new node bootstrapping from a peer', needsKafka(), () => {
   let plain: PlainKafka;
   const running: ServerProcess[] = [];
   const clients: Kvs2Client[] = [];
-  const peers: SnapshotPeer[] = [];
+  const peers: Array<SnapshotPeer | SilentPeer> = [];
 
   const startNode = async (name: string, topic: string, extra: readonly string[] = []): Promise<ServerProcess> => {
     const node = await ServerProcess.start({
@@ -234,6 +234,105 @@ describe('a new node bootstrapping from a peer', needsKafka(), () => {
     await alone.waitUntilCaughtUp(30_000);
     await holdsDataset(alone, token, deletedEvery7th);
     assert.equal(dying.calls, 2);
+  });
+
+  test('a peer that goes silent (before its first byte, or mid-image streamed or direct) is given up after --bootstrap-stall-timeout-ms; the next peer is used; with none left, the topic', async () => {
+    const topic = `kvs2-test-${randomUUID()}`;
+    const { peer, token } = await peerWithDataset('stall-source', topic);
+    const image = await imageOf(peer);
+    const half = Math.floor(image.length / 2);
+    const silent = await SilentPeer.start();
+    const stalledStream = await SnapshotPeer.start(image, { stallAfterBytes: half });
+    const stalledDirect = await SnapshotPeer.start(image, { direct: 'serve', stallAfterBytes: half });
+    peers.push(silent, stalledStream, stalledDirect);
+    const stallArgs = ['--bootstrap-stall-timeout-ms', '1000'];
+
+    const node = await startNode('after-stalled-peers', topic, [
+      '--bootstrap-from',
+      `${silent.address},${stalledStream.address},${stalledDirect.address},${peer.address}`,
+      ...stallArgs,
+    ]);
+    const gaveUp = async (address: string, why: RegExp) => {
+      const line = await node.waitForLine((l) => l.msg.startsWith(`bootstrap from peer ${address} failed`));
+      assert.match(line.msg, why, address);
+    };
+    await gaveUp(silent.address, /the node sent nothing for 1000 ms before its first byte/);
+    await gaveUp(stalledStream.address, /the node sent nothing for 1000 ms after \d+ bytes/);
+    await gaveUp(stalledDirect.address, /the node sent nothing for 1000 ms after \d+ bytes/);
+    const loaded = await node.waitForLine((l) => l.msg.startsWith('bootstrapped from peer'), 60_000);
+    assert.deepEqual([loaded.peer, loaded.format, loaded.transfer], [peer.address, 'store-image', 'direct']);
+    await node.waitUntilCaughtUp(30_000);
+    await holdsDataset(node, token, deletedEvery7th);
+    assert.deepEqual(leftovers('after-stalled-peers'), []);
+    assert.deepEqual([stalledStream.calls, stalledDirect.calls], [1, 1]);
+
+    const alone = await startNode('only-stalled-peers', topic, [
+      '--bootstrap-from',
+      `${silent.address},${stalledDirect.address}`,
+      ...stallArgs,
+    ]);
+    await alone.waitForLine((l) => l.msg.startsWith('no peer gave a usable snapshot'), 60_000);
+    const starting = await alone.waitForLine((l) => l.msg === 'replica starting');
+    assert.deepEqual(starting.appliedOffsets, {}, 'the topic is read from its start');
+    await alone.waitUntilCaughtUp(30_000);
+    await holdsDataset(alone, token, deletedEvery7th);
+    assert.deepEqual(leftovers('only-stalled-peers'), []);
+  });
+
+  test('a real peer killed mid-transfer: the new node reads the topic instead and holds every key', async (t) => {
+    const topic = `kvs2-test-${randomUUID()}`;
+    const big = await startNode('big-peer', topic);
+    await big.waitUntilCaughtUp(30_000);
+    // ~128 MiB of store image: the transfer lasts far longer than the kill takes to land once it has begun.
+    const BIG_KEYS = 2_000;
+    const bigValue = (i: number): Buffer => Buffer.alloc(64 * 1024, `value ${i} `);
+    const writer = client(big);
+    let token: Buffer = Buffer.alloc(0);
+    for (let i = 0; i < BIG_KEYS; i += 20) {
+      const mutations = Array.from({ length: 20 }, (_, j) => ({
+        key: keyOf(i + j),
+        value: bigValue(i + j),
+        delete: false,
+      }));
+      token = (await writer.write({ mutations })).token;
+    }
+    await writer.get({ key: keyOf(0), after: [token] });
+
+    const node = ServerProcess.launch({
+      dataDir: `${dir.path}/after-killed-peer`,
+      args: ['--kafka-brokers', brokers, '--topic', topic, '--partitions', '3', '--bootstrap-from', big.address],
+    });
+    running.push(node);
+    // The image's first bytes have arrived: the peer is mid-transfer.
+    const receiving = await node.waitForLine(
+      (l) => l.msg.startsWith(`receiving a store image from peer ${big.address}`),
+      60_000,
+    );
+    const killed = await big.kill9();
+    assert.equal(killed.signal, 'SIGKILL');
+    assert.equal(receiving.transfer, 'direct');
+    assert.ok((receiving.bytes as number) > 100 * 1024 * 1024, `an image of ${String(receiving.bytes)} bytes`);
+    const failed = await node.waitForLine((l) => l.msg.startsWith(`bootstrap from peer ${big.address} failed`), 60_000);
+    // How far it got (the image ends short, or its socket broke) says where the kill landed.
+    t.diagnostic(failed.msg);
+    const got = /(?:it ends after|the direct transfer (?:ended|broke) after) (\d+)/.exec(failed.msg);
+    assert.ok(got !== null, failed.msg);
+    assert.ok(Number(got[1]) < (receiving.bytes as number), `killed mid-transfer: ${failed.msg}`);
+    await node.waitForLine((l) => l.msg.startsWith('no peer gave a usable snapshot'), 60_000);
+    assert.ok(!node.lines.some((l) => l.msg.startsWith('bootstrapped from peer')), 'nothing installed');
+    await node.listening(60_000);
+    const starting = await node.waitForLine((l) => l.msg === 'replica starting');
+    assert.deepEqual(starting.appliedOffsets, {}, 'the topic is read from its start');
+    await node.waitUntilCaughtUp(120_000);
+    assert.deepEqual(leftovers('after-killed-peer'), []);
+    const reader = client(node);
+    for (let i = 0; i < BIG_KEYS; i += 100) {
+      const keys = Array.from({ length: 100 }, (_, j) => keyOf(i + j));
+      const reply = await reader.multiGet({ keys, after: [token] });
+      reply.parts.forEach((part, j) => {
+        assert.ok(part.data.equals(bigValue(i + j)), `key ${i + j}`);
+      });
+    }
   });
 
   test('a damaged or cut-short store image is refused and the next peer is used; a peer before store images still serves its portable snapshot', async () => {

@@ -84,6 +84,16 @@ describe('refusals of openReplica that need no broker', () => {
         [tlsWithoutTls.code, tlsWithoutTls.message.includes('kafka.security.tlsCaFile')],
         ['INVALID_ARGUMENT', true],
       );
+      const noStallLimit = await openReplica({
+        kafka,
+        dataDir: join(dir.path, 'other'),
+        bootstrapFrom: { peers: ['127.0.0.1:2'], stallTimeoutMs: 0 },
+      }).catch((e: unknown) => e);
+      assert.ok(isKvs2Error(noStallLimit));
+      assert.deepEqual(
+        [noStallLimit.code, noStallLimit.message.includes('bootstrapFrom.stallTimeoutMs')],
+        ['INVALID_ARGUMENT', true],
+      );
     } finally {
       await dir.remove();
     }

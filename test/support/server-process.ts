@@ -49,15 +49,25 @@ export class ServerProcess {
   }
 
   static async start(options: ServerProcessOptions): Promise<ServerProcess> {
+    const server = ServerProcess.launch(options);
+    await server.listening();
+    return server;
+  }
+
+  /** Spawns the node without waiting for it to listen: for what it logs before (a bootstrap from peers). */
+  static launch(options: ServerProcessOptions): ServerProcess {
     const child = spawn(
       process.execPath,
       [KVS2_BIN, 'serve', '--listen', '127.0.0.1:0', '--data-dir', options.dataDir, ...(options.args ?? [])],
       { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    const server = new ServerProcess(child);
-    const listening = await server.waitForLine((line) => line.msg.startsWith('kvs2 listening'), 20_000);
-    server.#port = listening.port as number;
-    return server;
+    return new ServerProcess(child);
+  }
+
+  /** Waits for the `kvs2 listening` line, after which `port` and `address` are known. */
+  async listening(timeoutMs = 20_000): Promise<void> {
+    const listening = await this.waitForLine((line) => line.msg.startsWith('kvs2 listening'), timeoutMs);
+    this.#port = listening.port as number;
   }
 
   get port(): number {

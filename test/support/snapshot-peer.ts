@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { type AddressInfo, createServer, type Server as NetServer } from 'node:net';
+import { type AddressInfo, createServer, type Server as NetServer, type Socket } from 'node:net';
 import { Server, ServerCredentials, type ServerWritableStream, status } from '@grpc/grpc-js';
 
 /** A SnapshotChunk on the wire: field 1 (`data`), length-delimited. */
@@ -39,6 +39,11 @@ function asksDirect(request: Buffer): boolean {
 export interface SnapshotPeerOptions {
   /** Stop after sending this many bytes of the snapshot and fail the stream UNAVAILABLE, as a peer dying mid-way. */
   readonly cutAfterBytes?: number;
+  /**
+   * Send this many bytes of the snapshot (0: none), then nothing more, keeping the call (and a direct
+   * transfer's socket) open: a peer hung mid-image, or one that never gets to its first byte.
+   */
+  readonly stallAfterBytes?: number;
   /** Bytes per chunk (default 16 KiB). */
   readonly chunkBytes?: number;
   /**
@@ -59,17 +64,22 @@ export class SnapshotPeer {
   /** How many Snapshot calls it answered. */
   calls = 0;
   readonly #server: Server;
+  readonly #held: Array<() => void>;
 
-  private constructor(server: Server, port: number) {
+  private constructor(server: Server, port: number, held: Array<() => void>) {
     this.#server = server;
+    this.#held = held;
     this.address = `127.0.0.1:${port}`;
   }
 
   static async start(snapshot: Buffer, options: SnapshotPeerOptions = {}): Promise<SnapshotPeer> {
     const server = new Server();
     const chunkBytes = options.chunkBytes ?? 16 * 1024;
-    const end = Math.min(snapshot.length, options.cutAfterBytes ?? snapshot.length);
+    const stall = options.stallAfterBytes !== undefined;
+    const end = Math.min(snapshot.length, options.cutAfterBytes ?? options.stallAfterBytes ?? snapshot.length);
     let peer: SnapshotPeer | undefined;
+    // Stalled calls and sockets, ended by close().
+    const held: Array<() => void> = [];
     server.addService(
       {
         snapshot: {
@@ -86,7 +96,8 @@ export class SnapshotPeer {
         snapshot: (call: ServerWritableStream<Buffer, Buffer>) => {
           if (peer !== undefined) peer.calls++;
           if (options.direct !== undefined && asksDirect(call.request)) {
-            void transferDirectly(call, snapshot.subarray(0, end), end < snapshot.length, options.direct);
+            const ending = stall ? 'stall' : end < snapshot.length ? 'cut' : 'end';
+            void transferDirectly(call, snapshot.subarray(0, end), ending, options.direct, held);
             return;
           }
           void (async () => {
@@ -94,7 +105,8 @@ export class SnapshotPeer {
               const piece = snapshot.subarray(at, Math.min(end, at + chunkBytes));
               if (!call.write(encodeChunk(piece))) await new Promise((resolve) => call.once('drain', resolve));
             }
-            if (end < snapshot.length) call.emit('error', { code: status.UNAVAILABLE, details: 'the peer died' });
+            if (stall) held.push(() => call.end());
+            else if (end < snapshot.length) call.emit('error', { code: status.UNAVAILABLE, details: 'the peer died' });
             else call.end();
           })();
         },
@@ -105,11 +117,12 @@ export class SnapshotPeer {
         error ? reject(error) : resolve(bound),
       ),
     );
-    peer = new SnapshotPeer(server, port);
+    peer = new SnapshotPeer(server, port, held);
     return peer;
   }
 
   close(): Promise<void> {
+    for (const release of this.#held.splice(0)) release();
     return new Promise((resolve) => this.#server.tryShutdown(() => resolve()));
   }
 }
@@ -118,8 +131,9 @@ export class SnapshotPeer {
 async function transferDirectly(
   call: ServerWritableStream<Buffer, Buffer>,
   bytes: Buffer,
-  cut: boolean,
+  ending: 'end' | 'cut' | 'stall',
   mode: 'serve' | 'unreachable',
+  held: Array<() => void>,
 ): Promise<void> {
   const ticket = randomBytes(32);
   const listener: NetServer = createServer();
@@ -135,7 +149,12 @@ async function transferDirectly(
     listener.close();
     socket.once('data', () => {
       socket.write(bytes, () => {
-        if (cut) {
+        if (ending === 'stall') {
+          held.push(() => {
+            socket.destroy();
+            call.end();
+          });
+        } else if (ending === 'cut') {
           socket.destroy();
           call.emit('error', { code: status.UNAVAILABLE, details: 'the peer died' });
         } else {
@@ -146,4 +165,38 @@ async function transferDirectly(
     });
   });
   call.write(encodeDirectChunk(port, ticket));
+}
+
+/**
+ * A peer that accepts TCP connections and never sends a byte (not even HTTP/2's preface): a hung process
+ * whose kernel still accepts, or a port forwarded to nothing that answers.
+ */
+export class SilentPeer {
+  readonly address: string;
+  /** How many connections it accepted. */
+  connections = 0;
+  readonly #listener: NetServer;
+  readonly #sockets = new Set<Socket>();
+
+  private constructor(listener: NetServer, port: number) {
+    this.#listener = listener;
+    this.address = `127.0.0.1:${port}`;
+    listener.on('connection', (socket) => {
+      this.connections++;
+      this.#sockets.add(socket);
+      socket.on('error', () => {});
+      socket.once('close', () => this.#sockets.delete(socket));
+    });
+  }
+
+  static async start(): Promise<SilentPeer> {
+    const listener = createServer();
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    return new SilentPeer(listener, (listener.address() as AddressInfo).port);
+  }
+
+  close(): Promise<void> {
+    for (const socket of this.#sockets) socket.destroy();
+    return new Promise((resolve) => this.#listener.close(() => resolve()));
+  }
 }
