@@ -3,7 +3,7 @@ import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import { Kvs2Service, SnapshotChunk } from '../gen/kvs2.js';
 import { readDescriptorSet } from './descriptor-set.js';
-import { EncodedReply } from './multi-get-encoding.js';
+import { EncodedReply } from './reply-encoding.js';
 import { findMalformation, type WireShape, wireShapeOf } from './wire-format.js';
 
 /** A request body that is not a valid encoding of its message: the handler answers INVALID_ARGUMENT. */
@@ -35,7 +35,7 @@ export function strictKvs2Definition(): ServiceDefinition {
     const encode: (reply: never) => Buffer = method.responseSerialize;
     definition[name] = {
       ...method,
-      // A handler may answer with bytes already encoded (multi-get-encoding.ts).
+      // A handler may answer with bytes already encoded (reply-encoding.ts).
       responseSerialize: (reply: unknown): Buffer =>
         reply instanceof EncodedReply ? reply.bytes : encode(reply as never),
       requestDeserialize: (bytes: Buffer): unknown => {

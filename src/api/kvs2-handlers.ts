@@ -35,7 +35,7 @@ import type { GrpcCallObserver, MethodCallObserver } from './call-observer.js';
 import { CallScope } from './call-scope.js';
 import type { DirectTransferEndpoint } from './direct-transfer.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
-import { type EncodedReply, encodeMultiGetReply } from './multi-get-encoding.js';
+import { type EncodedReply, encodeGetReply, encodeMultiGetReply } from './reply-encoding.js';
 import { snapshotHandler } from './snapshot-handler.js';
 import { toStatusError } from './status-mapping.js';
 import {
@@ -43,7 +43,6 @@ import {
   batchRequestOf,
   consistencyOf,
   deleteRequestOf,
-  getReplyOf,
   putRequestOf,
   scanReplyOf,
   statusReplyOf,
@@ -73,7 +72,7 @@ export interface Kvs2HandlerOptions {
 
 /** The kvs2.Kvs2 handlers, over requests checked by the strict definition (kvs2-definition.ts). */
 export interface Kvs2Handlers extends UntypedServiceImplementation {
-  get: handleUnaryCall<Received<GetRequest>, GetReply>;
+  get: handleUnaryCall<Received<GetRequest>, GetReply | EncodedReply>;
   multiGet: handleUnaryCall<Received<MultiGetRequest>, MultiGetReply | EncodedReply>;
   scan: handleUnaryCall<Received<ScanRequest>, ScanReply>;
   set: handleUnaryCall<Received<SetRequest>, SetReply>;
@@ -177,7 +176,7 @@ export function kvs2Handlers({
         call,
         callback,
         (r, scope) => service.get({ key: r.key, consistency: consistencyOf(r.consistency), after: r.after }, scope),
-        getReplyOf,
+        encodeGetReply,
         'Get',
         (r) => ({ access: 'read', targets: [keyTarget(r.key)] }),
       );

@@ -3,9 +3,7 @@ import {
   type Condition,
   ConditionKind,
   Consistency,
-  type GetReply,
   NodeState,
-  ReadStatus,
   type ScanReply,
   type SetReply,
   type SetRequest,
@@ -21,7 +19,6 @@ import type {
   BatchRequest,
   BatchResult,
   DeleteRequest,
-  GetResult,
   PutRequest,
   ReadConsistency,
   ScanResult,
@@ -103,12 +100,6 @@ const SET_STATUS: Readonly<Record<WriteStatus, SetStatus>> = {
   applied: SetStatus.APPLIED,
   conflict: SetStatus.CONFLICT,
 };
-
-export function getReplyOf(result: GetResult): GetReply {
-  return result.value === undefined
-    ? { status: ReadStatus.NOT_FOUND, data: EMPTY, token: result.token, version: 0 }
-    : { status: ReadStatus.OK, data: result.value, token: result.token, version: result.version };
-}
 
 export function scanReplyOf(result: ScanResult): ScanReply {
   return {

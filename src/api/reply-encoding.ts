@@ -1,14 +1,20 @@
-import type { MultiGetResult } from '../service/requests.js';
+import type { GetResult, MultiGetResult } from '../service/requests.js';
 
 /**
  * A reply already in its wire form: the definition's serializer sends these bytes as they are
- * (kvs2-definition.ts). For the replies whose generic encoding costs most.
+ * (kvs2-definition.ts). For the replies whose generic encoding costs most: MultiGet's (one object and a
+ * writer's copies per part) and Get's (the most frequent call: the generated encoder's writer and its own
+ * ArrayBuffer per reply are garbage each collection must sweep, docs/benchmarks.md "The young generation").
  */
 export class EncodedReply {
   constructor(readonly bytes: Buffer) {}
 }
 
 // Tags of kvs2.proto: (field number << 3) | wire type.
+const GET_STATUS = (1 << 3) | 0;
+const GET_DATA = (2 << 3) | 2;
+const GET_TOKEN = (3 << 3) | 2;
+const GET_VERSION = (4 << 3) | 0;
 const REPLY_PARTS = (1 << 3) | 2;
 const REPLY_TOKEN = (2 << 3) | 2;
 const PART_KEY = (1 << 3) | 2;
@@ -17,6 +23,35 @@ const PART_DATA = (3 << 3) | 2;
 const PART_VERSION = (4 << 3) | 0;
 /** ReadStatus.NOT_FOUND. */
 const NOT_FOUND = 1;
+
+/**
+ * GetReply in protobuf's wire form, in one Buffer (from Node's pool: replies are small), as the generated
+ * encoder writes it: fields in order, defaults (OK status, empty data and token, version 0) left out.
+ */
+export function encodeGetReply(result: GetResult): EncodedReply {
+  const { value, version, token } = result;
+  let size = token.length > 0 ? 1 + varintSize(token.length) + token.length : 0;
+  if (value === undefined) {
+    size += 2;
+  } else {
+    if (value.length > 0) size += 1 + varintSize(value.length) + value.length;
+    if (version > 0) size += 1 + varintSize(version);
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  if (value === undefined) {
+    out[at++] = GET_STATUS;
+    out[at++] = NOT_FOUND;
+  } else {
+    at = writeBytes(out, at, GET_DATA, value);
+  }
+  at = writeBytes(out, at, GET_TOKEN, token);
+  if (value !== undefined && version > 0) {
+    out[at++] = GET_VERSION;
+    at = writeVarint(out, at, version);
+  }
+  return new EncodedReply(out);
+}
 
 /**
  * MultiGetReply in protobuf's wire form, written straight into one Buffer: the generated encoder builds an

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { encodeMultiGetReply } from '../../src/api/multi-get-encoding.js';
-import { MultiGetReply, ReadStatus } from '../../src/gen/kvs2.js';
+import { encodeGetReply, encodeMultiGetReply } from '../../src/api/reply-encoding.js';
+import { GetReply, MultiGetReply, ReadStatus } from '../../src/gen/kvs2.js';
 
 const b = (text: string): Buffer => Buffer.from(text);
 const EMPTY = Buffer.alloc(0);
@@ -54,5 +54,34 @@ describe('MultiGetReply written directly', () => {
       encodeMultiGetReply([], { values: [], versions: [], token: b('t') }).bytes,
       generated([], [], [], b('t')),
     );
+  });
+});
+
+describe('GetReply written directly', () => {
+  const generatedGet = (value: Buffer | undefined, version: number, token: Buffer): Buffer =>
+    Buffer.from(
+      GetReply.encode(
+        value === undefined
+          ? { status: ReadStatus.NOT_FOUND, data: EMPTY, token, version: 0 }
+          : { status: ReadStatus.OK, data: value, token, version },
+      ).finish(),
+    );
+
+  test('the same bytes as the generated encoder: found, not found, empty values and tokens, versions of every size', () => {
+    const versions = [0, 1, 127, 128, 16_383, 16_384, 2 ** 31, 2 ** 32 + 5, 2 ** 53 - 1];
+    const values = [undefined, EMPTY, b('v'), Buffer.alloc(200, 9), Buffer.alloc(70_000, 3)];
+    for (const token of [EMPTY, b('t'), Buffer.alloc(300, 7)]) {
+      for (const value of values) {
+        for (const version of versions) {
+          const direct = encodeGetReply({ value, version, token }).bytes;
+          assert.deepEqual(direct, generatedGet(value, version, token), `${value?.length} ${version} ${token.length}`);
+          const decoded = GetReply.decode(direct);
+          assert.equal(decoded.status, value === undefined ? ReadStatus.NOT_FOUND : ReadStatus.OK);
+          assert.deepEqual(Buffer.from(decoded.data), value ?? EMPTY);
+          assert.equal(decoded.version, value === undefined ? 0 : version);
+          assert.deepEqual(Buffer.from(decoded.token), token);
+        }
+      }
+    }
   });
 });
