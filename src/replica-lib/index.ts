@@ -3,6 +3,8 @@
  * own entry point, so that `kvs2` and `kvs2/client` never load LMDB, the Kafka client or the replica; and
  * its types name nothing of the implementation, so that an application type-checks against this file only.
  */
+
+import { Kvs2Error } from '../errors.js';
 import type { ColocatedReaderOptions, Kvs2ColocatedReader } from './colocated-api.js';
 import type { Kvs2Replica, ReplicaOptions } from './replica-api.js';
 
@@ -38,8 +40,18 @@ export type {
  * another process (a node) has the store open.
  */
 export async function openReplica(options: ReplicaOptions): Promise<Kvs2Replica> {
-  const { openInProcessReplica } = await import('./kvs2-replica.js');
-  return openInProcessReplica(options);
+  if (options?.applyOn === 'caller') {
+    const { openInProcessReplica } = await import('./kvs2-replica.js');
+    return openInProcessReplica(options);
+  }
+  if (options?.applyOn !== undefined && options.applyOn !== 'worker') {
+    throw new Kvs2Error(
+      'INVALID_ARGUMENT',
+      `openReplica: applyOn must be 'worker' or 'caller', got ${String(options.applyOn)}`,
+    );
+  }
+  const { openWorkerReplica } = await import('./worker-replica.js');
+  return openWorkerReplica(options);
 }
 
 /**

@@ -70,6 +70,14 @@ export class ReplicaMirror implements NodeHealthView {
   }
 
   /**
+   * Brings reads and the watermark to what the owner has committed now, without a message (the in-process
+   * replica's worker says it caught up before it sends the batch that did it).
+   */
+  refresh(): void {
+    this.#sync();
+  }
+
+  /**
    * Moves reads to the store as committed now, and the watermark (every read's token) to the offsets saved
    * with exactly that data: the node may have committed more than its messages have said so far, and a
    * read must never return what its token does not name. Watches skip records they have passed.

@@ -1,4 +1,3 @@
-import type { MessagePort } from 'node:worker_threads';
 import { abortError, type Kvs2Error } from '../errors.js';
 import { MessageBatches } from './message-batches.js';
 import { type FailedReply, fromWireError } from './thread-messages.js';
@@ -30,7 +29,7 @@ export class ThreadLink<Out extends { readonly type: string }, Reply extends IdR
   #nextId = 1;
   #closedWith: Kvs2Error | null = null;
 
-  constructor(port: MessagePort) {
+  constructor(port: { postMessage(messages: unknown): void }) {
     this.#out = new MessageBatches((messages) => port.postMessage(messages));
   }
 
