@@ -5,7 +5,7 @@
  * lines, and close.
  */
 import type { LogLevel } from '../config/config.js';
-import type { LogReply, LogRequest, MirrorMessage, OffsetEntries, WireError } from '../threads/thread-messages.js';
+import type { LogReply, LogRequest, MirrorMessage, WireError } from '../threads/thread-messages.js';
 import type { ReplicaOptions } from './replica-api.js';
 
 /**
@@ -33,7 +33,8 @@ export type FromReplicaWorker =
   /** The start-up loop ended: the replica reads the topic (`started`), or failed, or was stopped. */
   | { readonly type: 'start-ended'; readonly started: boolean }
   | { readonly type: 'caught-up'; readonly now: boolean }
-  | { readonly type: 'progress'; readonly ends: EndEntries; readonly applied: OffsetEntries }
+  /** The topic's end as the replica last learnt it (about every second); applied offsets are the mirror's. */
+  | { readonly type: 'progress'; readonly ends: EndEntries }
   /** The replica met a state it cannot repair (the option's onFatal). */
   | { readonly type: 'fatal'; readonly error: WireError }
   /** One of the worker's log lines (pino JSON), for the application's logger. */

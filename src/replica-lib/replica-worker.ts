@@ -57,12 +57,8 @@ async function main(): Promise<void> {
   const requests = new LogRequests({ log: parts.log, conditional: parts.conditional, post: (m) => out.queue(m) });
   resources.defer(() => requests.abortAll());
   const progress = (): void => {
-    const partitions = replica.progress.partitions();
-    out.queue({
-      type: 'progress',
-      ends: partitions.map((p) => [p.partition, p.endOffset] as const),
-      applied: partitions.map((p) => [p.partition, p.appliedOffset] as const),
-    });
+    const ends = replica.progress.partitions().map((p) => [p.partition, p.endOffset] as const);
+    out.queue({ type: 'progress', ends });
   };
   resources.defer(replica.progress.onUpdate(progress));
   let closing = false;

@@ -11,7 +11,7 @@ import { LmdbStore } from '../store/lmdb-store.js';
 import { ForwardedLog } from '../threads/forwarded-log.js';
 import { ReplicaMirror } from '../threads/replica-mirror.js';
 import { ThreadLink } from '../threads/thread-link.js';
-import { fromWireError, isMirrorMessage, type LogReply, toOffsets } from '../threads/thread-messages.js';
+import { fromWireError, isMirrorMessage, type LogReply } from '../threads/thread-messages.js';
 import { checkDataDir, FatalState, InProcessReplica } from './kvs2-replica.js';
 import { LocalReads } from './local-reads.js';
 import type { Kvs2Replica, ReplicaOptions } from './replica-api.js';
@@ -116,7 +116,6 @@ class ReplicaThread {
   readonly #exited = Promise.withResolvers<void>();
   #mirror: ReplicaMirror | null = null;
   #ends: EndEntries = [];
-  #applied: ReadonlyMap<number, number> = new Map();
   #closing: Promise<void> | undefined;
   #openFailed = false;
 
@@ -169,15 +168,20 @@ class ReplicaThread {
   /** The topic's partitions: applied as reads see them here, ends as the worker last learnt them. */
   partitions(mirror: ReplicaMirror): PartitionLag[] {
     const reads = mirror.watermark.appliedOffsets;
-    return this.#ends.map(([partition, endOffset]) => {
-      const appliedOffset = reads.get(partition) ?? this.#applied.get(partition) ?? 0;
-      return {
-        partition,
-        appliedOffset,
-        endOffset,
-        lagRecords: endOffset === null ? null : Math.max(0, endOffset - appliedOffset),
-      };
-    });
+    const ends = new Map(this.#ends);
+    const numbers = new Set([...reads.keys(), ...ends.keys()]);
+    return [...numbers]
+      .sort((a, b) => a - b)
+      .map((partition) => {
+        const appliedOffset = reads.get(partition) ?? 0;
+        const endOffset = ends.get(partition) ?? null;
+        return {
+          partition,
+          appliedOffset,
+          endOffset,
+          lagRecords: endOffset === null ? null : Math.max(0, endOffset - appliedOffset),
+        };
+      });
   }
 
   /**
@@ -231,7 +235,6 @@ class ReplicaThread {
         return;
       case 'progress':
         this.#ends = message.ends;
-        this.#applied = toOffsets(message.applied);
         return;
       case 'fatal':
         this.#fatal.onFatal(fromWireError(message.error));
