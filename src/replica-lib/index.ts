@@ -35,7 +35,8 @@ export type {
  * (brokers that are down are waited for). Resolves once the store is open: reads answer at once from what
  * it holds, and `whenCaughtUp()` says when it holds everything the topic did. With `bootstrapFrom` and an
  * empty store, a peer's store is installed first (the topic is then opened before this resolves, waiting
- * for brokers that are down). Kafka only: refuses
+ * for brokers that are down). `applyOn` (default 'worker') says which thread applies the topic: a worker
+ * thread of the replica's own, or the caller's. Kafka only: refuses
  * (INVALID_ARGUMENT) options without it and a data dir holding a node's embedded log; DATA_DIR_IN_USE when
  * another process (a node) has the store open.
  */

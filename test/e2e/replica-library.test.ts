@@ -84,6 +84,13 @@ describe('refusals of openReplica that need no broker', () => {
         [tlsWithoutTls.code, tlsWithoutTls.message.includes('kafka.security.tlsCaFile')],
         ['INVALID_ARGUMENT', true],
       );
+      const badThread = await openReplica({
+        kafka,
+        dataDir: join(dir.path, 'other'),
+        applyOn: 'main' as unknown as 'worker',
+      }).catch((e: unknown) => e);
+      assert.ok(isKvs2Error(badThread));
+      assert.deepEqual([badThread.code, badThread.message.includes('applyOn')], ['INVALID_ARGUMENT', true]);
     } finally {
       await dir.remove();
     }
