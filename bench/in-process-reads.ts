@@ -24,6 +24,10 @@
  * node, Redis, the writer and this script on the server core; redis-benchmark and ghz on the client core
  * (during their own windows). `--probe-core 0 --writer-core 1` is the suite's usual placement instead
  * (measured processes beside the servers). `--readers` measures a subset (e.g. `replica,worker`).
+ * `--helpers-other-core` also moves each probe's threads but its main one to the other core: V8's platform
+ * threads (the GC helpers of every isolate in the process, the replica worker's included) and libuv's pool
+ * (where lmdb-js runs write transactions and syncs, for either applyOn): moving only the thread named
+ * kvs2-replica leaves those on the reading thread's core.
  *
  *   npm run build && node dist/bench/in-process-reads.js [--keys 1000000] [--duration 5] [--repetitions 3]
  *     [--writes-per-second 10000] [--in-flight 64] [--probe-core 1] [--writer-core 0] [--out bench/results]
@@ -97,6 +101,11 @@ const options = new Command('in-process-reads')
   .option('--no-setup', 'do not run bench/setup.sh (the tools must be installed)')
   .option('--keep-data', 'keep the temporary folder (data, logs)', false)
   .option(
+    '--helpers-other-core',
+    "also move every probe's threads but its main thread (V8's GC helpers, libuv's pool, where lmdb-js commits) to the other core",
+    false,
+  )
+  .option(
     '--readers <list>',
     'the readers measured, of replica, worker, worker-same-core, worker-unpinned, colocated',
     readerList,
@@ -116,6 +125,7 @@ const options = new Command('in-process-reads')
     setup: boolean;
     keepData: boolean;
     readers: ReaderName[];
+    helpersOtherCore: boolean;
   }>();
 
 function coreNumber(text: string): number {
@@ -168,6 +178,22 @@ function replicaThreadOf(pid: number): number {
     if (name === 'kvs2-replica') return Number(tid);
   }
   throw new Error(`process ${pid} has no thread named kvs2-replica`);
+}
+
+/**
+ * Moves the probe's threads other than its main thread and the replica's worker thread (V8's platform
+ * threads, which run the concurrent and parallel GC of every isolate of the process; libuv's pool, where
+ * lmdb-js commits write transactions and syncs) to `core`. Returns their names and tids.
+ */
+function moveHelpers(pid: number, core: number): string[] {
+  const moved: string[] = [];
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+    if (Number(tid) === pid || name === 'kvs2-replica') continue;
+    execFileSync('taskset', ['-p', '-c', String(core), tid], { stdio: 'ignore' });
+    moved.push(`${name} ${tid}`);
+  }
+  return moved;
 }
 
 /** The thread's affinity as taskset states it (e.g. "pid 123's current affinity list: 0"). */
@@ -320,6 +346,7 @@ async function main(): Promise<void> {
   /** Each worker thread's affinity once placed, as taskset reports it. */
   const workerThreads: Partial<Record<ReaderName, { tid: number; affinity: string }>> = {};
   const opened: Partial<Record<ReaderName, number>> = {};
+  const helpers: Partial<Record<ReaderName, string[]>> = {};
   for (const name of READERS) {
     const replicaArgs = [
       '--mode',
@@ -354,6 +381,10 @@ async function main(): Promise<void> {
       workerThreads[name] = { tid, affinity: affinityOf(tid) };
       log(`${name}: worker thread ${tid} placed: ${workerThreads[name]?.affinity}`);
     }
+    if (options.helpersOtherCore) {
+      helpers[name] = moveHelpers(probe.pid, OTHER_CORE);
+      log(`${name}: moved to core ${OTHER_CORE}: ${helpers[name]?.join(', ')}`);
+    }
   }
   for (const name of READERS) {
     const { keys } = await probeOf(probes, name).applied();
@@ -364,6 +395,7 @@ async function main(): Promise<void> {
     redisLoadSec: redisLoad.seconds,
     openSec: opened,
     workerThreads,
+    helpersMoved: helpers,
   };
   log(`opened: ${JSON.stringify(opened)}`);
 
@@ -527,6 +559,8 @@ interface Setup {
   /** Each reader's open (a replica: and its catch-up with the whole topic), in seconds. */
   readonly openSec: Partial<Record<ReaderName, number>>;
   readonly workerThreads: Partial<Record<ReaderName, { tid: number; affinity: string }>>;
+  /** With --helpers-other-core: the threads moved off the probes' core, per probe. */
+  readonly helpersMoved: Partial<Record<ReaderName, string[]>>;
 }
 
 function buildReport(
@@ -744,7 +778,10 @@ function renderMarkdown(report: Report): string {
         Object.entries(report.setup.workerThreads)
           .map(([name, t]) => `${name}: ${t?.affinity}`)
           .join('; ') || 'none'
-      }.`,
+      }.` +
+      (o.helpersOtherCore
+        ? ` Every other thread of each probe but its main thread (V8Worker, libuv-worker, ...) moved to core ${OTHER_CORE} (--helpers-other-core).`
+        : ''),
     '',
   );
   return out.join('\n');
