@@ -73,6 +73,10 @@ function seconds(text: string): number {
   return Number(m[1]) * (m[2] === 'm' ? 60 : 1);
 }
 
+/** The measured readers: three in-process replicas differing in where the replica applies, and the co-located reader. */
+const ALL_READERS = ['replica', 'worker', 'worker-same-core', 'worker-unpinned', 'colocated'] as const;
+type ReaderName = (typeof ALL_READERS)[number];
+
 const options = new Command('in-process-reads')
   .description(
     "issue 17's in-process read goals: the in-process replica and the co-located reader against Redis and gRPC",
@@ -134,9 +138,6 @@ function coreNumber(text: string): number {
     throw new InvalidArgumentError(`expected ${SERVER_CORE} or ${CLIENT_CORE}`);
   return core;
 }
-
-const ALL_READERS = ['replica', 'worker', 'worker-same-core', 'worker-unpinned', 'colocated'] as const;
-type ReaderName = (typeof ALL_READERS)[number];
 
 function readerList(text: string): ReaderName[] {
   const names = text.split(',').map((name) => name.trim());
