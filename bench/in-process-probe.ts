@@ -6,6 +6,7 @@
  * else is written there: the orchestrator parses every line); errors go to stderr.
  *
  *   node dist/bench/in-process-probe.js --mode replica --brokers host:port --topic t --data-dir <own dir> --keys N
+ *     [--apply-on worker|caller]
  *   node dist/bench/in-process-probe.js --mode colocated --data-dir <the node's --data-dir> --keys N
  *
  * A read loop runs on the main thread, the one an application's code runs on, and yields to the event loop
@@ -28,8 +29,21 @@ const options = new Command('in-process-probe')
   .option('--brokers <list>', 'Kafka bootstrap brokers (replica)')
   .option('--topic <name>', 'the topic (replica)')
   .option('--multi-get-keys <n>', 'keys per getMany', Number, 100)
+  .option(
+    '--apply-on <thread>',
+    "replica: openReplica's applyOn (worker: the replica on a thread of its own)",
+    'caller',
+  )
   .parse()
-  .opts<{ mode: string; dataDir: string; keys: number; brokers?: string; topic?: string; multiGetKeys: number }>();
+  .opts<{
+    mode: string;
+    dataDir: string;
+    keys: number;
+    brokers?: string;
+    topic?: string;
+    multiGetKeys: number;
+    applyOn: string;
+  }>();
 
 /** Distinct keys the loops read, drawn uniformly from all keys and built before any window: no key is made in a loop. */
 const KEY_POOL = 1 << 17;
@@ -60,6 +74,7 @@ async function openReader(): Promise<Reader> {
     const replica = await openReplica({
       kafka: { brokers: options.brokers.split(','), topic: options.topic },
       dataDir: options.dataDir,
+      applyOn: options.applyOn === 'worker' ? 'worker' : 'caller',
       onFatal: (error) => process.stderr.write(`the replica stopped: ${error.stack ?? error.message}\n`),
     });
     await replica.whenCaughtUp(AbortSignal.timeout(60 * 60_000));

@@ -4,9 +4,14 @@
  * reader (`openColocatedReader` on a running node's data dir), against Redis GET and kvs2's gRPC Get at 64
  * in flight.
  *
- * One broker, one kvs2 node on its topic, N keys loaded into the topic (kcat) and into Redis. Two measured
- * processes (bench/in-process-probe.ts), each an application holding one reader: an in-process replica of
- * the topic in a data dir of its own, and a co-located reader of the node's store. Each repetition then:
+ * One broker, one kvs2 node on its topic, N keys loaded into the topic (kcat) and into Redis. Five measured
+ * processes (bench/in-process-probe.ts), each an application holding one reader: three in-process replicas
+ * of the topic, each in a data dir of its own, and a co-located reader of the node's store. The replicas
+ * differ in where the replica's fetch, parse and apply run (issue 17's follow-up, `applyOn`): on the
+ * reading thread (`applyOn: 'caller'`), or on the replica's worker thread (`'worker'`), that thread moved to
+ * the other core (`taskset -p -c <core> <tid>`, the tid found by its name `kvs2-replica` in
+ * /proc/<pid>/task/<tid>/comm), left on the probe's core beside the reading thread, or unpinned (allowed on
+ * every core, the scheduler's choice). Each repetition then:
  *  1. under writes: a steady writer overwrites random keys at --writes-per-second (kcat, paced), which both
  *     the node and the replica apply; each probe times `get` and `getMany` of 100 keys per call
  *     (process.hrtime.bigint() around every call, nearest-rank percentiles over every call) and counts its
@@ -18,14 +23,18 @@
  * measured processes run on the client core, as an application with a core of its own; the broker, the
  * node, Redis, the writer and this script on the server core; redis-benchmark and ghz on the client core
  * (during their own windows). `--probe-core 0 --writer-core 1` is the suite's usual placement instead
- * (measured processes beside the servers).
+ * (measured processes beside the servers). `--readers` measures a subset (e.g. `replica,worker`).
+ * `--helpers-other-core` also moves each probe's threads but its main one to the other core: V8's platform
+ * threads (the GC helpers of every isolate in the process, the replica worker's included) and libuv's pool
+ * (where lmdb-js runs write transactions and syncs, for either applyOn): moving only the thread named
+ * kvs2-replica leaves those on the reading thread's core.
  *
  *   npm run build && node dist/bench/in-process-reads.js [--keys 1000000] [--duration 5] [--repetitions 3]
  *     [--writes-per-second 10000] [--in-flight 64] [--probe-core 1] [--writer-core 0] [--out bench/results]
  *     [--keep-data]
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
@@ -64,6 +73,10 @@ function seconds(text: string): number {
   return Number(m[1]) * (m[2] === 'm' ? 60 : 1);
 }
 
+/** The measured readers: three in-process replicas differing in where the replica applies, and the co-located reader. */
+const ALL_READERS = ['replica', 'worker', 'worker-same-core', 'worker-unpinned', 'colocated'] as const;
+type ReaderName = (typeof ALL_READERS)[number];
+
 const options = new Command('in-process-reads')
   .description(
     "issue 17's in-process read goals: the in-process replica and the co-located reader against Redis and gRPC",
@@ -91,6 +104,17 @@ const options = new Command('in-process-reads')
   .option('--out <dir>', 'where to write in-process-reads-<timestamp>.{md,json}', join(REPO_DIR, 'bench/results'))
   .option('--no-setup', 'do not run bench/setup.sh (the tools must be installed)')
   .option('--keep-data', 'keep the temporary folder (data, logs)', false)
+  .option(
+    '--helpers-other-core',
+    "also move every probe's threads but its main thread (V8's GC helpers, libuv's pool, where lmdb-js commits) to the other core",
+    false,
+  )
+  .option(
+    '--readers <list>',
+    'the readers measured, of replica, worker, worker-same-core, worker-unpinned, colocated',
+    readerList,
+    ['replica', 'worker', 'worker-same-core', 'worker-unpinned', 'colocated'],
+  )
   .parse()
   .opts<{
     keys: number;
@@ -104,6 +128,8 @@ const options = new Command('in-process-reads')
     out: string;
     setup: boolean;
     keepData: boolean;
+    readers: ReaderName[];
+    helpersOtherCore: boolean;
   }>();
 
 function coreNumber(text: string): number {
@@ -113,19 +139,75 @@ function coreNumber(text: string): number {
   return core;
 }
 
-type ReaderName = 'replica' | 'colocated';
-const READERS: readonly ReaderName[] = ['replica', 'colocated'];
+function readerList(text: string): ReaderName[] {
+  const names = text.split(',').map((name) => name.trim());
+  for (const name of names) {
+    if (!(ALL_READERS as readonly string[]).includes(name)) {
+      throw new InvalidArgumentError(`expected readers among ${ALL_READERS.join(', ')}`);
+    }
+  }
+  if (!names.includes('colocated'))
+    throw new InvalidArgumentError('colocated is needed: it says what the node applied');
+  return ALL_READERS.filter((name) => names.includes(name));
+}
+
+const READERS: readonly ReaderName[] = options.readers;
+/** The readers that are in-process replicas (they apply the topic themselves, and catch up before a window). */
+const REPLICAS: readonly ReaderName[] = READERS.filter((name) => name !== 'colocated');
+/** The core that is not the probes' (where a replica's worker thread is moved). */
+const OTHER_CORE = options.probeCore === SERVER_CORE ? CLIENT_CORE : SERVER_CORE;
 const READER_LABEL: Record<ReaderName, string> = {
-  replica: 'in-process replica (openReplica)',
+  replica: "in-process replica, applyOn 'caller' (apply on the reading thread)",
+  worker: `in-process replica, applyOn 'worker', its thread on core ${OTHER_CORE}`,
+  'worker-same-core': `in-process replica, applyOn 'worker', its thread on core ${options.probeCore} (the reading thread's)`,
+  'worker-unpinned': "in-process replica, applyOn 'worker', its thread unpinned (either core)",
   colocated: "co-located reader (openColocatedReader, the node's store)",
 };
+/** Where each replica's worker thread is put once it runs (taskset -p -c), null: a replica without one. */
+const WORKER_CORES: Record<ReaderName, string | null> = {
+  replica: null,
+  worker: String(OTHER_CORE),
+  'worker-same-core': String(options.probeCore),
+  'worker-unpinned': `${SERVER_CORE},${CLIENT_CORE}`,
+  colocated: null,
+};
+
+/** The in-process replica's worker thread of process `pid`: found by its name (src/replica-lib/worker-replica.ts). */
+function replicaThreadOf(pid: number): number {
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+    if (name === 'kvs2-replica') return Number(tid);
+  }
+  throw new Error(`process ${pid} has no thread named kvs2-replica`);
+}
+
+/**
+ * Moves the probe's threads other than its main thread and the replica's worker thread (V8's platform
+ * threads, which run the concurrent and parallel GC of every isolate of the process; libuv's pool, where
+ * lmdb-js commits write transactions and syncs) to `core`. Returns their names and tids.
+ */
+function moveHelpers(pid: number, core: number): string[] {
+  const moved: string[] = [];
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+    if (Number(tid) === pid || name === 'kvs2-replica') continue;
+    execFileSync('taskset', ['-p', '-c', String(core), tid], { stdio: 'ignore' });
+    moved.push(`${name} ${tid}`);
+  }
+  return moved;
+}
+
+/** The thread's affinity as taskset states it (e.g. "pid 123's current affinity list: 0"). */
+function affinityOf(tid: number): string {
+  return execFileSync('taskset', ['-c', '-p', String(tid)], { encoding: 'utf8' }).trim();
+}
 
 /** A probe's window with the cores' busy time around it, as the orchestrator saw it. */
 type Window = ProbeWindow & { readonly coreBusyPercent: number[] };
 
 interface Repetition {
-  readonly underWrites: Record<ReaderName, { get: Window; getMany: Window; getLoop: Window }>;
-  readonly quiet: Record<ReaderName, Window> & { redis: Sample; grpc: Sample };
+  readonly underWrites: Partial<Record<ReaderName, { get: Window; getMany: Window; getLoop: Window }>>;
+  readonly quiet: { readers: Partial<Record<ReaderName, Window>>; redis: Sample; grpc: Sample };
   /** What the writer handed kcat during the under-writes half. */
   readonly writer: { records: number; recordsPerSec: number };
 }
@@ -155,15 +237,15 @@ function setUpTools(): Record<string, string> {
  * window first catches up with the node, so that its own window applies the writer's rate and no backlog.
  */
 async function probeWindow(
-  probes: Record<ReaderName, Probe>,
+  probes: Probes,
   name: ReaderName,
   kind: 'get' | 'getMany',
   perCall: boolean,
   sec: number,
 ): Promise<Window> {
-  const probe = probes[name];
-  if (name === 'replica') await replicaCaughtUp(probes);
-  const others = READERS.filter((other) => other !== name).map((other) => probes[other]);
+  const probe = probeOf(probes, name);
+  if (REPLICAS.includes(name)) await replicaCaughtUp(probes, name);
+  const others = READERS.filter((other) => other !== name).map((other) => probeOf(probes, other));
   for (const other of others) other.pause();
   try {
     const before = coreTimes();
@@ -175,26 +257,36 @@ async function probeWindow(
   }
 }
 
+type Probes = Partial<Record<ReaderName, Probe>>;
+
+function probeOf(probes: Probes, name: ReaderName): Probe {
+  const probe = probes[name];
+  if (probe === undefined) throw new Error(`no probe for ${name}`);
+  return probe;
+}
+
 /** Waits until the replica has applied what the node had applied when asked (the writer may go on). */
-async function replicaCaughtUp(probes: Record<ReaderName, Probe>): Promise<void> {
-  const { records: target } = await probes.colocated.applied();
+async function replicaCaughtUp(probes: Probes, name: ReaderName): Promise<void> {
+  const { records: target } = await probeOf(probes, 'colocated').applied();
   await waitFor(
-    'the replica to catch up with the node',
-    async () => (await probes.replica.applied()).records >= target,
+    `the ${name} replica to catch up with the node`,
+    async () => (await probeOf(probes, name).applied()).records >= target,
     5 * 60_000,
     20,
   );
 }
 
-/** Waits until both readers have applied the same records and nothing moves: the writer's backlog is applied. */
-async function untilSettled(probes: Record<ReaderName, Probe>): Promise<void> {
+/** Waits until every reader has applied the same records and nothing moves: the writer's backlog is applied. */
+async function untilSettled(probes: Probes): Promise<void> {
   let last = -1;
   await waitFor(
-    'the replica and the node to apply the writer backlog',
+    'the replicas and the node to apply the writer backlog',
     async () => {
-      const [replica, node] = await Promise.all([probes.replica.applied(), probes.colocated.applied()]);
-      const settled = replica.records === node.records && replica.records === last;
-      last = replica.records === node.records ? replica.records : -1;
+      const applied = await Promise.all(READERS.map((name) => probeOf(probes, name).applied()));
+      const records = applied.map((a) => a.records);
+      const same = records.every((r) => r === records[0]);
+      const settled = same && records[0] === last;
+      last = same ? (records[0] as number) : -1;
       return settled;
     },
     5 * 60_000,
@@ -249,49 +341,64 @@ async function main(): Promise<void> {
   const redis = await startRedis(dir('redis'), logFile('redis'), 'none');
   const redisLoad = await loadRedis(redis.port, options.keys, options.valueBytes);
 
-  log('starting the in-process replica (catching up with the topic) and the co-located reader');
+  log(`starting the readers (${READERS.join(', ')}); each replica catches up with the topic`);
   const probeArgs = ['--keys', String(options.keys), '--multi-get-keys', String(MULTI_GET_KEYS)];
-  const probes: Record<ReaderName, Probe> = {
-    replica: await Probe.start({
-      name: 'replica-probe',
+  const probes: Probes = {};
+  /** Each worker thread's affinity once placed, as taskset reports it. */
+  const workerThreads: Partial<Record<ReaderName, { tid: number; affinity: string }>> = {};
+  const opened: Partial<Record<ReaderName, number>> = {};
+  const helpers: Partial<Record<ReaderName, string[]>> = {};
+  for (const name of READERS) {
+    const replicaArgs = [
+      '--mode',
+      'replica',
+      '--data-dir',
+      dir(`replica-${name}`),
+      '--brokers',
+      cluster.brokers,
+      '--topic',
+      TOPIC,
+      '--apply-on',
+      name === 'replica' ? 'caller' : 'worker',
+    ];
+    const probe = await Probe.start({
+      name: `${name}-probe`,
       tree,
       cwd: work,
-      logFile: logFile('replica-probe'),
+      logFile: logFile(`${name}-probe`),
       args: [
-        '--mode',
-        'replica',
-        '--data-dir',
-        dir('replica'),
-        '--brokers',
-        cluster.brokers,
-        '--topic',
-        TOPIC,
+        ...(name === 'colocated' ? ['--mode', 'colocated', '--data-dir', nodeDataDir] : replicaArgs),
         ...probeArgs,
       ],
-      readyTimeoutMs: 60 * 60_000,
+      readyTimeoutMs: name === 'colocated' ? 60_000 : 60 * 60_000,
       core: options.probeCore,
-    }),
-    colocated: await Probe.start({
-      name: 'colocated-probe',
-      tree,
-      cwd: work,
-      logFile: logFile('colocated-probe'),
-      args: ['--mode', 'colocated', '--data-dir', nodeDataDir, ...probeArgs],
-      readyTimeoutMs: 60_000,
-      core: options.probeCore,
-    }),
-  };
+    });
+    probes[name] = probe;
+    opened[name] = probe.readyMs / 1000;
+    const cores = WORKER_CORES[name];
+    if (cores !== null) {
+      const tid = replicaThreadOf(probe.pid);
+      execFileSync('taskset', ['-p', '-c', cores, String(tid)], { stdio: 'ignore' });
+      workerThreads[name] = { tid, affinity: affinityOf(tid) };
+      log(`${name}: worker thread ${tid} placed: ${workerThreads[name]?.affinity}`);
+    }
+    if (options.helpersOtherCore) {
+      helpers[name] = moveHelpers(probe.pid, OTHER_CORE);
+      log(`${name}: moved to core ${OTHER_CORE}: ${helpers[name]?.join(', ')}`);
+    }
+  }
   for (const name of READERS) {
-    const { keys } = await probes[name].applied();
+    const { keys } = await probeOf(probes, name).applied();
     if (keys !== options.keys) throw new Error(`${name} holds ${keys} keys, not ${options.keys}`);
   }
   const setup = {
     kcatLoadSec: loaded,
     redisLoadSec: redisLoad.seconds,
-    replicaOpenAndCatchUpSec: probes.replica.readyMs / 1000,
-    colocatedOpenSec: probes.colocated.readyMs / 1000,
+    openSec: opened,
+    workerThreads,
+    helpersMoved: helpers,
   };
-  log(`replica caught up in ${setup.replicaOpenAndCatchUpSec.toFixed(1)} s`);
+  log(`opened: ${JSON.stringify(opened)}`);
 
   const getData = join(work, 'get.json');
   ghzData.kvs2Get(getData, options.keys, 50_000);
@@ -311,7 +418,7 @@ async function main(): Promise<void> {
   });
   const load = { concurrency: options.inFlight, durationSec: sec };
 
-  const timerFloor = await probes.replica.timerFloor();
+  const timerFloor = await probeOf(probes, 'colocated').timerFloor();
   log('warming up');
   let writer = SteadyWriter.start(cluster, TOPIC, {
     keys: options.keys,
@@ -321,9 +428,10 @@ async function main(): Promise<void> {
     core: options.writerCore,
   });
   for (const name of READERS) {
-    await probes[name].measure('get', WARM_UP_SEC, true);
-    await probes[name].measure('getMany', WARM_UP_SEC, true);
-    await probes[name].measure('get', WARM_UP_SEC, false);
+    const probe = probeOf(probes, name);
+    await probe.measure('get', WARM_UP_SEC, true);
+    await probe.measure('getMany', WARM_UP_SEC, true);
+    await probe.measure('get', WARM_UP_SEC, false);
   }
   await writer.stop();
   await untilSettled(probes);
@@ -352,37 +460,39 @@ async function main(): Promise<void> {
     const w = await alternated(rep, steps);
     const written = await writer.stop();
     await untilSettled(probes);
-    const [replicaQuiet, colocatedQuiet, redisSample, grpcSample] = await alternated<Window | Sample>(rep, [
-      () => probeWindow(probes, 'replica', 'get', false, sec),
-      () => probeWindow(probes, 'colocated', 'get', false, sec),
+    const quietSteps: Array<() => Promise<Window | Sample>> = [
+      ...READERS.map((name) => () => probeWindow(probes, name, 'get', false, sec)),
       () => measure(redisGet, load, `redis-${rep}`),
       () => measure(grpc, load, `grpc-${rep}`),
-    ]);
+    ];
+    const quietResults = await alternated<Window | Sample>(rep, quietSteps);
     const at = (i: number) => w[i] as Window;
-    const repetition: Repetition = {
-      underWrites: {
-        replica: { get: at(0), getMany: at(1), getLoop: at(2) },
-        colocated: { get: at(3), getMany: at(4), getLoop: at(5) },
-      },
-      quiet: {
-        replica: replicaQuiet as Window,
-        colocated: colocatedQuiet as Window,
-        redis: redisSample as Sample,
-        grpc: grpcSample as Sample,
-      },
+    const underWrites: Repetition['underWrites'] = {};
+    const quietReaders: Repetition['quiet']['readers'] = {};
+    READERS.forEach((name, i) => {
+      underWrites[name] = { get: at(3 * i), getMany: at(3 * i + 1), getLoop: at(3 * i + 2) };
+      quietReaders[name] = quietResults[i] as Window;
+    });
+    const redisSample = quietResults[READERS.length] as Sample;
+    const grpcSample = quietResults[READERS.length + 1] as Sample;
+    repetitions.push({
+      underWrites,
+      quiet: { readers: quietReaders, redis: redisSample, grpc: grpcSample },
       writer: written,
-    };
-    repetitions.push(repetition);
+    });
     const us = (ns: number | undefined) => ((ns ?? Number.NaN) / 1000).toFixed(1);
     log(
-      `repetition ${rep + 1}/${options.repetitions}: under ${written.recordsPerSec.toFixed(0)} writes/s, replica get ` +
-        `p99 ${us(at(0).latencyNs?.p99)} µs, getMany p99 ${us(at(1).latencyNs?.p99)} µs; co-located get p99 ` +
-        `${us(at(3).latencyNs?.p99)} µs, getMany p99 ${us(at(4).latencyNs?.p99)} µs. Quiet reads/s: replica ` +
-        `${(replicaQuiet as Window).callsPerSec.toFixed(0)}, co-located ${(colocatedQuiet as Window).callsPerSec.toFixed(0)}, ` +
-        `Redis ${(redisSample as Sample).opsPerSec.toFixed(0)}, gRPC ${(grpcSample as Sample).opsPerSec.toFixed(0)}`,
+      `repetition ${rep + 1}/${options.repetitions}: under ${written.recordsPerSec.toFixed(0)} writes/s: ` +
+        READERS.map(
+          (name) =>
+            `${name} get p99 ${us(underWrites[name]?.get.latencyNs?.p99)} µs, getMany p99 ` +
+            `${us(underWrites[name]?.getMany.latencyNs?.p99)} µs, reads/s ${underWrites[name]?.getLoop.callsPerSec.toFixed(0)}`,
+        ).join('; ') +
+        `. Quiet reads/s: ${READERS.map((name) => `${name} ${quietReaders[name]?.callsPerSec.toFixed(0)}`).join(', ')}, ` +
+        `Redis ${redisSample.opsPerSec.toFixed(0)}, gRPC ${grpcSample.opsPerSec.toFixed(0)}`,
     );
   }
-  for (const name of READERS) await probes[name].stop();
+  for (const name of READERS) await probeOf(probes, name).stop();
   await redis.stop();
   await node.stop();
   await cluster.down();
@@ -444,40 +554,56 @@ function sampleSummary(samples: readonly Sample[]) {
   };
 }
 
+interface Setup {
+  readonly kcatLoadSec: number;
+  readonly redisLoadSec: number;
+  /** Each reader's open (a replica: and its catch-up with the whole topic), in seconds. */
+  readonly openSec: Partial<Record<ReaderName, number>>;
+  readonly workerThreads: Partial<Record<ReaderName, { tid: number; affinity: string }>>;
+  /** With --helpers-other-core: the threads moved off the probes' core, per probe. */
+  readonly helpersMoved: Partial<Record<ReaderName, string[]>>;
+}
+
 function buildReport(
   startedAt: Date,
   machine: Record<string, string | number>,
   tools: Record<string, string>,
-  setup: Record<string, number>,
+  setup: Setup,
   timerFloorNs: ProbeLatency,
   repetitions: readonly Repetition[],
 ) {
+  const windowsOf = (name: ReaderName) =>
+    repetitions.map((r) => r.underWrites[name]).filter((w): w is NonNullable<typeof w> => w !== undefined);
   const under = (name: ReaderName) => ({
-    get: latencySummary(repetitions.map((r) => r.underWrites[name].get)),
-    getMany: latencySummary(repetitions.map((r) => r.underWrites[name].getMany)),
-    getLoop: latencySummary(repetitions.map((r) => r.underWrites[name].getLoop)),
+    get: latencySummary(windowsOf(name).map((w) => w.get)),
+    getMany: latencySummary(windowsOf(name).map((w) => w.getMany)),
+    getLoop: latencySummary(windowsOf(name).map((w) => w.getLoop)),
   });
-  const quiet = (name: ReaderName) => latencySummary(repetitions.map((r) => r.quiet[name]));
+  const quiet = (name: ReaderName) =>
+    latencySummary(repetitions.map((r) => r.quiet.readers[name]).filter((w): w is Window => w !== undefined));
+  const quietOf = (r: Repetition, name: ReaderName): number => r.quiet.readers[name]?.callsPerSec ?? Number.NaN;
+  const loopOf = (r: Repetition, name: ReaderName): number => r.underWrites[name]?.getLoop.callsPerSec ?? Number.NaN;
   // Ratios are taken repetition by repetition (the windows of one repetition ran minutes apart at most).
   const overRedis = (pick: (r: Repetition) => number) =>
     spread(repetitions.map((r) => (r.quiet.redis.opsPerSec > 0 ? pick(r) / r.quiet.redis.opsPerSec : null)));
   const overGrpc = (pick: (r: Repetition) => number) =>
     spread(repetitions.map((r) => (r.quiet.grpc.opsPerSec > 0 ? pick(r) / r.quiet.grpc.opsPerSec : null)));
-  const ratios = {
-    replicaQuietOverRedis: overRedis((r) => r.quiet.replica.callsPerSec),
-    replicaUnderWritesOverRedis: overRedis((r) => r.underWrites.replica.getLoop.callsPerSec),
-    colocatedQuietOverRedis: overRedis((r) => r.quiet.colocated.callsPerSec),
-    colocatedUnderWritesOverRedis: overRedis((r) => r.underWrites.colocated.getLoop.callsPerSec),
-    replicaQuietOverGrpc: overGrpc((r) => r.quiet.replica.callsPerSec),
-    colocatedQuietOverGrpc: overGrpc((r) => r.quiet.colocated.callsPerSec),
-  };
-  const underWrites = { replica: under('replica'), colocated: under('colocated') };
+  const perReader = <T>(make: (name: ReaderName) => T): Partial<Record<ReaderName, T>> =>
+    Object.fromEntries(READERS.map((name) => [name, make(name)]));
+  const ratios = perReader((name) => ({
+    quietOverRedis: overRedis((r) => quietOf(r, name)),
+    underWritesOverRedis: overRedis((r) => loopOf(r, name)),
+    quietOverGrpc: overGrpc((r) => quietOf(r, name)),
+    /** Reads/s under writes over the same reader's reads/s without: what the writes leave the reading thread. */
+    keptUnderWrites: spread(repetitions.map((r) => loopOf(r, name) / quietOf(r, name))),
+  }));
+  const underWrites = perReader(under);
   const ms = (ns: number | undefined) => (ns === undefined ? null : ns / 1e6);
   const writerRate = spread(repetitions.map((r) => r.writer.recordsPerSec));
   const goals = READERS.flatMap((name) => {
-    const u = underWrites[name];
-    const quietRatio = name === 'replica' ? ratios.replicaQuietOverRedis : ratios.colocatedQuietOverRedis;
-    const busyRatio = name === 'replica' ? ratios.replicaUnderWritesOverRedis : ratios.colocatedUnderWritesOverRedis;
+    const u = under(name);
+    const quietRatio = ratios[name]?.quietOverRedis;
+    const busyRatio = ratios[name]?.underWritesOverRedis;
     const met = (value: number | undefined, ok: (v: number) => boolean) => (value === undefined ? null : ok(value));
     return [
       {
@@ -490,7 +616,7 @@ function buildReport(
       {
         reader: name,
         goal: `getMany of ${MULTI_GET_KEYS} p99 ≤ ${GOALS.multiGetP99Ms} ms under ${options.writesPerSecond.toLocaleString('en-US')} writes/s`,
-        measured: spread(repetitions.map((r) => ms(r.underWrites[name].getMany.latencyNs?.p99))),
+        measured: spread(repetitions.map((r) => ms(r.underWrites[name]?.getMany.latencyNs?.p99))),
         unit: 'ms',
         met: met(u.getMany.p99Us?.median, (v) => v / 1000 <= GOALS.multiGetP99Ms),
       },
@@ -532,8 +658,7 @@ function buildReport(
     writer: { target: options.writesPerSecond, handedToKcatPerSec: writerRate },
     underWrites,
     quiet: {
-      replica: quiet('replica'),
-      colocated: quiet('colocated'),
+      readers: perReader(quiet),
       redisGet: sampleSummary(repetitions.map((r) => r.quiet.redis)),
       grpcGet: sampleSummary(repetitions.map((r) => r.quiet.grpc)),
     },
@@ -615,9 +740,11 @@ function renderMarkdown(report: Report): string {
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const name of READERS) {
+    const u = report.underWrites[name];
+    if (u === undefined) continue;
     for (const [call, s] of [
-      ['get', report.underWrites[name].get],
-      [`getMany (${MULTI_GET_KEYS} keys)`, report.underWrites[name].getMany],
+      ['get', u.get],
+      [`getMany (${MULTI_GET_KEYS} keys)`, u.getMany],
     ] as const) {
       out.push(
         `| ${READER_LABEL[name]} | ${call} | ${range(s.callsPerSec)} | ${range(s.p50Us, 1)} | ${range(s.p99Us, 1)} | ` +
@@ -633,20 +760,29 @@ function renderMarkdown(report: Report): string {
     '',
     `In-process: the \`get\` loop above without per-call clock reads, one thread. Redis and gRPC: ${o.inFlight} in flight from the client core, no writes running.`,
     '',
-    `| Reader | reads/s, no writes | reads/s under ${writes} | ÷ Redis GET (no writes) | ÷ gRPC Get (no writes) | p50 ms | p99 ms | server CPU s/1k calls |`,
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
-    `| ${READER_LABEL.replica} | ${range(q.replica.callsPerSec)} | ${range(report.underWrites.replica.getLoop.callsPerSec)} | ` +
-      `${range(r.replicaQuietOverRedis, 1)} (under writes ${range(r.replicaUnderWritesOverRedis, 1)}) | ${range(r.replicaQuietOverGrpc, 1)} | – | – | – |`,
-    `| ${READER_LABEL.colocated} | ${range(q.colocated.callsPerSec)} | ${range(report.underWrites.colocated.getLoop.callsPerSec)} | ` +
-      `${range(r.colocatedQuietOverRedis, 1)} (under writes ${range(r.colocatedUnderWritesOverRedis, 1)}) | ${range(r.colocatedQuietOverGrpc, 1)} | – | – | – |`,
-    `| Redis GET, ${o.inFlight} in flight (redis-benchmark) | ${range(q.redisGet.callsPerSec)} | – | 1 | – | ${range(q.redisGet.p50Ms, 3)} | ${range(q.redisGet.p99Ms, 3)} | ${range(q.redisGet.serverCpuSecPer1kOps, 3)} |`,
-    `| kvs2 gRPC Get, ${o.inFlight} in flight (ghz, the node) | ${range(q.grpcGet.callsPerSec)} | – | – | 1 | ${range(q.grpcGet.p50Ms, 3)} | ${range(q.grpcGet.p99Ms, 3)} | ${range(q.grpcGet.serverCpuSecPer1kOps, 3)} |`,
+    `| Reader | reads/s, no writes | reads/s under ${writes} | under writes ÷ no writes | ÷ Redis GET (no writes) | ÷ gRPC Get (no writes) | p50 ms | p99 ms | server CPU s/1k calls |`,
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...READERS.map(
+      (name) =>
+        `| ${READER_LABEL[name]} | ${range(q.readers[name]?.callsPerSec)} | ${range(report.underWrites[name]?.getLoop.callsPerSec)} | ` +
+        `${range(r[name]?.keptUnderWrites, 2)} | ${range(r[name]?.quietOverRedis, 1)} (under writes ${range(r[name]?.underWritesOverRedis, 1)}) | ` +
+        `${range(r[name]?.quietOverGrpc, 1)} | – | – | – |`,
+    ),
+    `| Redis GET, ${o.inFlight} in flight (redis-benchmark) | ${range(q.redisGet.callsPerSec)} | – | – | 1 | – | ${range(q.redisGet.p50Ms, 3)} | ${range(q.redisGet.p99Ms, 3)} | ${range(q.redisGet.serverCpuSecPer1kOps, 3)} |`,
+    `| kvs2 gRPC Get, ${o.inFlight} in flight (ghz, the node) | ${range(q.grpcGet.callsPerSec)} | – | – | – | 1 | ${range(q.grpcGet.p50Ms, 3)} | ${range(q.grpcGet.p99Ms, 3)} | ${range(q.grpcGet.serverCpuSecPer1kOps, 3)} |`,
     '',
     `Client core busy during Redis ${range(q.redisGet.clientCoreBusyPercent)} %, during gRPC ${range(q.grpcGet.clientCoreBusyPercent)} % ` +
       '(near 100: the load generator set the pace). Errors: Redis ' +
-      `${q.redisGet.errors}, gRPC ${q.grpcGet.errors}. Set-up: topic loaded by kcat in ${num(report.setup.kcatLoadSec, 1)} s, ` +
-      `the replica opened and caught up in ${num(report.setup.replicaOpenAndCatchUpSec, 1)} s, the co-located reader opened in ` +
-      `${num(report.setup.colocatedOpenSec, 2)} s.`,
+      `${q.redisGet.errors}, gRPC ${q.grpcGet.errors}. Set-up: topic loaded by kcat in ${num(report.setup.kcatLoadSec, 1)} s; ` +
+      `opened (a replica: and caught up with the topic), s: ${READERS.map((name) => `${name} ${num(report.setup.openSec[name], 2)}`).join(', ')}. ` +
+      `Worker threads placed (taskset -p -c on the tid named kvs2-replica): ${
+        Object.entries(report.setup.workerThreads)
+          .map(([name, t]) => `${name}: ${t?.affinity}`)
+          .join('; ') || 'none'
+      }.` +
+      (o.helpersOtherCore
+        ? ` Every other thread of each probe but its main thread (V8Worker, libuv-worker, ...) moved to core ${OTHER_CORE} (--helpers-other-core).`
+        : ''),
     '',
   );
   return out.join('\n');

@@ -21,7 +21,8 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   api: ['config', 'service', 'gen', 'auth'],
   metrics: ['log', 'store', 'replica', 'service', 'api'],
   client: ['gen'],
-  'replica-lib': ['config', 'log', 'store', 'replica', 'snapshot', 'service', 'client'],
+  threads: ['config', 'log', 'store', 'replica', 'service'],
+  'replica-lib': ['config', 'log', 'store', 'replica', 'snapshot', 'service', 'client', 'threads'],
   cli: [
     'config',
     'lmdb',
@@ -34,6 +35,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
     'api',
     'metrics',
     'client',
+    'threads',
     'replica-lib',
   ],
 };

@@ -3,6 +3,8 @@
  * own entry point, so that `kvs2` and `kvs2/client` never load LMDB, the Kafka client or the replica; and
  * its types name nothing of the implementation, so that an application type-checks against this file only.
  */
+
+import { Kvs2Error } from '../errors.js';
 import type { ColocatedReaderOptions, Kvs2ColocatedReader } from './colocated-api.js';
 import type { Kvs2Replica, ReplicaOptions } from './replica-api.js';
 
@@ -33,13 +35,24 @@ export type {
  * (brokers that are down are waited for). Resolves once the store is open: reads answer at once from what
  * it holds, and `whenCaughtUp()` says when it holds everything the topic did. With `bootstrapFrom` and an
  * empty store, a peer's store is installed first (the topic is then opened before this resolves, waiting
- * for brokers that are down). Kafka only: refuses
+ * for brokers that are down). `applyOn` (default 'worker') says which thread applies the topic: a worker
+ * thread of the replica's own, or the caller's. Kafka only: refuses
  * (INVALID_ARGUMENT) options without it and a data dir holding a node's embedded log; DATA_DIR_IN_USE when
  * another process (a node) has the store open.
  */
 export async function openReplica(options: ReplicaOptions): Promise<Kvs2Replica> {
-  const { openInProcessReplica } = await import('./kvs2-replica.js');
-  return openInProcessReplica(options);
+  if (options?.applyOn === 'caller') {
+    const { openInProcessReplica } = await import('./kvs2-replica.js');
+    return openInProcessReplica(options);
+  }
+  if (options?.applyOn !== undefined && options.applyOn !== 'worker') {
+    throw new Kvs2Error(
+      'INVALID_ARGUMENT',
+      `openReplica: applyOn must be 'worker' or 'caller', got ${String(options.applyOn)}`,
+    );
+  }
+  const { openWorkerReplica } = await import('./worker-replica.js');
+  return openWorkerReplica(options);
 }
 
 /**

@@ -1,20 +1,13 @@
 import { pino } from 'pino';
-import type { PeerBootstrapConfig } from '../config/config.js';
-import { ConfigError } from '../config/config-error.js';
 import { abortError, Kvs2Error } from '../errors.js';
-import { openKafkaLog } from '../log/kafka/open-kafka-log.js';
 import type { Logger } from '../logger.js';
-import type { PeerSnapshotStream } from '../replica/peer-bootstrap.js';
-import { bootstrapIfEmpty } from '../replica/peer-bootstrap.js';
-import { Replica } from '../replica/replica.js';
-import { startReplica } from '../replica/start-replica.js';
-import { ConditionalWrites } from '../service/conditional-writes.js';
+import type { PartitionLag } from '../replica/replica-progress.js';
 import { KvService } from '../service/kv-service.js';
 import { RequestChecks } from '../service/request-checks.js';
 import type { CallContext, ReadOptions } from '../service/requests.js';
 import type { WatchSession } from '../service/watch-session.js';
-import { holdsData, refuseIfNodeRunning, storeDirOf } from '../snapshot/data-dir.js';
-import { LmdbStore } from '../store/lmdb-store.js';
+import { holdsData, refuseIfNodeRunning } from '../snapshot/data-dir.js';
+import type { KeyValueReader, StoreStats } from '../store/store.js';
 import { asBuffer, LocalReads, tokensOf } from './local-reads.js';
 import type {
   ConsistencyToken,
@@ -26,20 +19,70 @@ import type {
   ReplicaStatus,
   ReplicaWatchOptions,
 } from './replica-api.js';
-import { optionError, replicaConfig } from './replica-options.js';
+import { replicaConfig } from './replica-options.js';
+import { openReplicaStack, startReplicaStack } from './replica-stack.js';
 
 const EMPTY = Buffer.alloc(0);
 
 /**
- * openReplica (index.ts, where it is documented): the store, the Kafka log and the replica, assembled as
- * src/cli/node.ts assembles them, from the same parts (startReplica, openKafkaLog, bootstrapIfEmpty), with
- * the node's KvService for reads that wait for tokens and for watches. Everything opened has one owner, the
- * stack that close() unwinds in reverse.
+ * openReplica with `applyOn: 'caller'` (index.ts, where it is documented): the store, the Kafka log and the
+ * replica on the application's own thread, assembled as src/cli/node.ts assembles them (replica-stack.ts),
+ * with the node's KvService for reads that wait for tokens and for watches. Everything opened has one
+ * owner, the stack that close() unwinds in reverse.
  */
 export async function openInProcessReplica(options: ReplicaOptions): Promise<Kvs2Replica> {
   const config = replicaConfig(options);
   const logger = options.logger ?? pino({ level: 'silent' });
-  const { dataDir } = config;
+  await checkDataDir(config.dataDir);
+  const fatal = new FatalState(options.onFatal);
+  let caughtUp = false;
+  const parts = await openReplicaStack(config, logger, {
+    onFatal: fatal.onFatal,
+    onCaughtUpChange: (now) => {
+      caughtUp = now;
+    },
+  });
+  const { log, store, replica, conditional, resources } = parts;
+  try {
+    const service = new KvService({
+      log,
+      conditional,
+      store,
+      applied: replica.watermark,
+      changes: { feed: replica.changes, history: log },
+      limits: config.limits,
+      maxReplyBytesInFlight: config.maxReplyBytesInFlight,
+    });
+    // The library never writes; closing it refuses whatever would still ask the service to.
+    resources.defer(() => service.close());
+    const start = startReplicaStack(parts, logger, fatal.onFatal, () => fatal.failure !== null);
+    return new InProcessReplica({
+      store,
+      service,
+      logger,
+      reads: new LocalReads(new RequestChecks(config.limits)),
+      resources,
+      state: {
+        caughtUp: () => caughtUp,
+        whenCaughtUp: () => replica.whenCaughtUp(),
+        partitions: () => replica.progress.partitions(),
+        started: start.started,
+        whenStarted: start.whenStarted,
+        failure: () => fatal.failure,
+        failed: fatal.failed,
+      },
+    });
+  } catch (error) {
+    await resources.disposeAsync().catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * What openReplica refuses before it opens anything, whichever thread applies: a node's embedded-log data
+ * dir, and a data dir a running node holds.
+ */
+export async function checkDataDir(dataDir: string): Promise<void> {
   if (holdsData(dataDir).log) {
     throw new Kvs2Error(
       'INVALID_ARGUMENT',
@@ -48,102 +91,49 @@ export async function openInProcessReplica(options: ReplicaOptions): Promise<Kvs
     );
   }
   await refuseIfNodeRunning(dataDir, 'open an in-process replica');
-  const peers = config.bootstrap;
-  // Reads the token file now: an unreadable one is refused before anything connects, as for a node.
-  const peerSnapshots = peers === null ? null : await peerStream(peers);
-  const stack = new AsyncDisposableStack();
-  try {
-    const log = stack.adopt(openKafkaLog(config.kafka, config.limits, logger), (l) => l.close());
-    if (peers !== null && peerSnapshots !== null) {
-      // Before the store opens, as a node does: a peer's store image becomes the store's whole file.
-      await bootstrapIfEmpty({
-        dataDir,
-        peers: peers.peers,
-        stream: peerSnapshots,
-        log,
-        logger,
-        signal: new AbortController().signal,
-      });
-    }
-    const store = stack.adopt(LmdbStore.open(storeDirOf(dataDir)), (s) => s.close());
-    if (store.clearedUnfinishedLoad) {
-      logger.warn('the store held a snapshot load that never finished: cleared, starting over');
-    }
+}
+
+/** The replica's failure for good: set once, reported once (to the option's onFatal), awaited by waits. */
+export class FatalState {
+  readonly failed: Promise<never>;
+  #failure: Kvs2Error | null = null;
+  readonly #reject: (error: Kvs2Error) => void;
+  readonly #onFatal: ((error: Kvs2Error) => void) | undefined;
+
+  constructor(onFatal: ((error: Kvs2Error) => void) | undefined) {
     const failed = Promise.withResolvers<never>();
     // Observed, so that a failure nobody waits for is no unhandled rejection.
     failed.promise.catch(() => {});
-    let failure: Kvs2Error | null = null;
-    const onFatal = (error: Kvs2Error): void => {
-      if (failure !== null) return;
-      failure = error;
-      failed.reject(error);
-      options.onFatal?.(error);
-    };
-    let caughtUp = false;
-    const replica = stack.adopt(
-      new Replica({
-        log,
-        store,
-        logger,
-        onFatal,
-        onCaughtUpChange: (now) => {
-          caughtUp = now;
-        },
-      }),
-      (r) => r.stop(),
-    );
-    const service = new KvService({
-      log,
-      conditional: new ConditionalWrites({ log, applied: replica.watermark, feed: replica.changes, store }),
-      store,
-      applied: replica.watermark,
-      changes: { feed: replica.changes, history: log },
-      limits: config.limits,
-      maxReplyBytesInFlight: config.maxReplyBytesInFlight,
-    });
-    // The library never writes; closing it refuses whatever would still ask the service to.
-    stack.defer(() => service.close());
-    const stopStarting = new AbortController();
-    let started = false;
-    const starting = startReplica(log, replica, logger, onFatal, stopStarting.signal).then(() => {
-      started = !stopStarting.signal.aborted && failure === null;
-    });
-    stack.defer(async () => {
-      stopStarting.abort();
-      // A replica still starting waits on the log with its own signal, which only stop() aborts.
-      await replica.stop();
-      await starting;
-    });
-    return new InProcessReplica({
-      store,
-      replica,
-      service,
-      logger,
-      reads: new LocalReads(new RequestChecks(config.limits)),
-      resources: stack.move(),
-      state: {
-        caughtUp: () => caughtUp,
-        started: () => started,
-        whenStarted: starting,
-        failure: () => failure,
-        failed: failed.promise,
-      },
-    });
-  } catch (error) {
-    await stack.disposeAsync().catch(() => {});
-    throw error;
+    this.failed = failed.promise;
+    this.#reject = failed.reject;
+    this.#onFatal = onFatal;
   }
+
+  get failure(): Kvs2Error | null {
+    return this.#failure;
+  }
+
+  readonly onFatal = (error: Kvs2Error): void => {
+    if (this.#failure !== null) return;
+    this.#failure = error;
+    this.#reject(error);
+    this.#onFatal?.(error);
+  };
 }
 
-interface ReplicaParts {
-  readonly store: LmdbStore;
-  readonly replica: Replica;
+/** What an InProcessReplica reads and waits on, wherever its replica applies the topic. */
+export interface ReplicaParts {
+  /** The store reads look up (the writer's own, or a reader of the same environment beside a worker). */
+  readonly store: KeyValueReader & { stats(): StoreStats };
   readonly service: KvService;
   readonly logger: Logger;
   readonly reads: LocalReads;
   readonly resources: AsyncDisposableStack;
   readonly state: {
     readonly caughtUp: () => boolean;
+    /** Resolves once the replica has applied everything the topic held when it started (and reads see it). */
+    readonly whenCaughtUp: () => Promise<void>;
+    readonly partitions: () => readonly PartitionLag[];
     /** True once the topic is open and the replica reads it (tokens name positions in it only then). */
     readonly started: () => boolean;
     /** Resolves when the start-up loop ends: started, failed for good, or stopped. */
@@ -176,7 +166,7 @@ export class InProcessReplica implements Kvs2Replica {
    */
   async whenCaughtUp(signal?: AbortSignal): Promise<void> {
     this.#checkOpen();
-    await this.#waiting(this.#parts.replica.whenCaughtUp(), signal, 'waiting for the replica to catch up');
+    await this.#waiting(this.#parts.state.whenCaughtUp(), signal, 'waiting for the replica to catch up');
   }
 
   /** The value applied now, or undefined: a lookup in the local store. */
@@ -298,10 +288,10 @@ export class InProcessReplica implements Kvs2Replica {
   }
 
   status(): ReplicaStatus {
-    const { replica, store, state } = this.#parts;
+    const { store, state } = this.#parts;
     return {
       caughtUp: state.caughtUp(),
-      partitions: replica.progress.partitions().map((p) => ({
+      partitions: state.partitions().map((p) => ({
         partition: p.partition,
         appliedOffset: p.appliedOffset,
         endOffset: p.endOffset,
@@ -387,16 +377,6 @@ export class InProcessReplica implements Kvs2Replica {
     });
     stopped.catch(() => {});
     return Promise.race([promise, failed, stopped]);
-  }
-}
-
-/** The peers' Snapshot RPC, loaded only when asked for: it brings the gRPC client. */
-async function peerStream(peers: PeerBootstrapConfig): Promise<PeerSnapshotStream> {
-  const { peerSnapshotStream } = await import('./peer-snapshots.js');
-  try {
-    return peerSnapshotStream(peers, null);
-  } catch (error) {
-    throw error instanceof ConfigError ? optionError(error) : error;
   }
 }
 

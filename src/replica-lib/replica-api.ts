@@ -60,6 +60,17 @@ export interface ReplicaOptions {
   /** Largest value the nodes accept (their `--max-value-bytes`; default 1 MiB): sizes the fetches. */
   readonly maxValueBytes?: number;
   /**
+   * Which thread fetches the topic, parses its records and writes them to the store:
+   * - `'worker'` (default): a worker thread of the replica's own (named `kvs2-replica`), which opens the
+   *   Kafka client and writes the store; this thread opens the same LMDB environment to read and learns
+   *   every commit by message, in commit order. The application's thread spends nothing on the topic: its
+   *   reads keep their speed under a heavy write load, and the worker can run on another core.
+   * - `'caller'`: all on the application's thread, as a node's main thread does: one thread fewer, but every
+   *   fetch, parse and commit competes with the application's reads.
+   * Reads, tokens, waits, watches, status and close() behave the same with either.
+   */
+  readonly applyOn?: 'worker' | 'caller';
+  /**
    * Called once if the replica meets a state it cannot repair (as a node would stop): reads then keep
    * answering from what was applied, and waits fail. Default: logged only.
    */

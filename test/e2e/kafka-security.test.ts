@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { Kvs2Client } from '../../src/client/index.js';
+import { isKvs2Error, type Kvs2Error } from '../../src/errors.js';
+import { openReplica } from '../../src/replica-lib/index.js';
 import { OwnKafkaCluster } from '../support/kafka-cluster.js';
 import { needsKafka } from '../support/kafka-env.js';
 import { tempDir } from '../support/paths.js';
@@ -117,6 +119,45 @@ describe('kvs2 on Kafka over TLS and SASL', { ...needsKafka(), ...needsOpenssl()
     assert.match(JSON.stringify(fatal), /SASL_AUTHENTICATION_FAILED/);
     assert.ok(!JSON.stringify(wrong.lines).includes(password), 'not even the wrong password is logged');
   });
+
+  for (const applyOn of ['worker', 'caller'] as const) {
+    test(`the in-process replica (applyOn: '${applyOn}') with a wrong SASL password: onFatal, status().failure and waits all say LOG_MISCONFIGURED; close() ends it`, async () => {
+      const fatal: Kvs2Error[] = [];
+      const replica = await openReplica({
+        kafka: {
+          brokers: [security.saslSslBootstrap],
+          topic: TOPIC,
+          security: {
+            tlsCaFile: security.caFile,
+            sasl: { mechanism: 'SCRAM-SHA-256', username: security.username, password: `${password}-wrong` },
+          },
+        },
+        dataDir: `${dir.path}/replica-wrong-password-${applyOn}`,
+        applyOn,
+        onFatal: (error) => fatal.push(error),
+      });
+      try {
+        const waited = await replica.whenCaughtUp(AbortSignal.timeout(60_000)).then(
+          () => assert.fail('caught up with a wrong password'),
+          (error: unknown) => error,
+        );
+        assert.ok(isKvs2Error(waited));
+        assert.equal(waited.code, 'LOG_MISCONFIGURED');
+        assert.match(waited.message, /SASL_AUTHENTICATION_FAILED/);
+        assert.deepEqual(
+          fatal.map((error) => error.code),
+          ['LOG_MISCONFIGURED'],
+          'onFatal is called once',
+        );
+        assert.equal(replica.status().failure?.code, 'LOG_MISCONFIGURED');
+        // Reads keep answering from what was applied (nothing here).
+        assert.equal(replica.get(b('k')), undefined);
+        assert.ok(!waited.message.includes(password), 'the password is not in the error');
+      } finally {
+        await replica.close();
+      }
+    });
+  }
 
   test('a node that does not trust the brokers’ certificate stops at start-up, naming the certificate problem', async () => {
     // Node's bundled CAs do not include the runner's own CA.

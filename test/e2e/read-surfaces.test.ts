@@ -41,7 +41,8 @@ const text = (value: Buffer | undefined): string | undefined => value?.toString(
 type SurfaceId = keyof typeof FEATURES;
 const SURFACES: ReadonlyArray<{ readonly id: SurfaceId; readonly name: string }> = [
   { id: 'server', name: 'the gRPC server (node B, through Kvs2Client)' },
-  { id: 'replica', name: 'the in-process replica (openReplica in this process)' },
+  { id: 'replica', name: "the in-process replica on the application's thread (openReplica, applyOn: 'caller')" },
+  { id: 'replica-worker', name: "the in-process replica on its worker thread (openReplica, applyOn: 'worker')" },
   { id: 'colocated', name: "the co-located reader (openColocatedReader on node B's data dir)" },
 ];
 
@@ -102,6 +103,7 @@ describe('every read surface on one Kafka topic, with the same scenarios', needs
   let writer: Kvs2Client;
   let nodeB: Kvs2Client;
   let replica: Kvs2Replica | undefined;
+  let replicaOnWorker: Kvs2Replica | undefined;
   let reader: Kvs2ColocatedReader | undefined;
   /** A Set's token from a node on a log of its own: no surface here can wait for it. */
   let foreignToken: Buffer;
@@ -130,16 +132,24 @@ describe('every read surface on one Kafka topic, with the same scenarios', needs
     await embedded.stop();
     writer = new Kvs2Client(a.address);
     nodeB = new Kvs2Client(bNode.address);
-    replica = await openReplica({ kafka: { brokers, topic }, dataDir: join(dir.path, 'replica') });
+    replica = await openReplica({ kafka: { brokers, topic }, dataDir: join(dir.path, 'replica'), applyOn: 'caller' });
+    replicaOnWorker = await openReplica({
+      kafka: { brokers, topic },
+      dataDir: join(dir.path, 'replica-worker'),
+      applyOn: 'worker',
+    });
     await replica.whenCaughtUp(AbortSignal.timeout(60_000));
+    await replicaOnWorker.whenCaughtUp(AbortSignal.timeout(60_000));
     reader = await openColocatedReader({ dataDir: join(dir.path, 'b') });
     surfaces.set('server', serverSurface('server', nodeB));
     surfaces.set('replica', replicaSurface('replica', replica));
+    surfaces.set('replica-worker', replicaSurface('replica-worker', replicaOnWorker, FEATURES['replica-worker']));
     surfaces.set('colocated', colocatedSurface('colocated', reader));
   });
   after(async () => {
     await reader?.close();
     await replica?.close();
+    await replicaOnWorker?.close();
     writer?.close();
     nodeB?.close();
     await Promise.all(nodes.map((node) => node.stop()));

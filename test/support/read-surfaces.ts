@@ -87,6 +87,7 @@ export interface ReadSurface {
 export const FEATURES = {
   server: { readToken: true, latest: true, watch: true, cancel: false },
   replica: { readToken: true, latest: false, watch: true, cancel: true },
+  'replica-worker': { readToken: true, latest: false, watch: true, cancel: true },
   colocated: { readToken: false, latest: false, watch: false, cancel: true },
 } as const satisfies Record<string, SurfaceFeatures>;
 
@@ -205,10 +206,14 @@ export function serverSurface(name: string, client: Kvs2Client): ReadSurface {
 }
 
 /** The in-process replica (`openReplica`), read in this process. */
-export function replicaSurface(name: string, replica: Kvs2Replica): ReadSurface {
+export function replicaSurface(
+  name: string,
+  replica: Kvs2Replica,
+  features: SurfaceFeatures = FEATURES.replica,
+): ReadSurface {
   return {
     name,
-    features: FEATURES.replica,
+    features,
     async read(key) {
       // The lookup and the token in one synchronous turn, as a node answers a Get.
       const value = replica.get(key);

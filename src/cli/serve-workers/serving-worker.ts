@@ -16,18 +16,19 @@ import { ServingWorkerMetrics } from '../../metrics/worker-metrics.js';
 import { KvService } from '../../service/kv-service.js';
 import type { NodeStatus } from '../../service/node-status.js';
 import { LmdbStore } from '../../store/lmdb-store.js';
-import { NodeLink } from './node-link.js';
-import { NodeLog } from './node-log.js';
-import { asBuffer } from './record-packing.js';
-import { ReplicaMirror } from './replica-mirror.js';
-import { type ToWorker, toWireError, type WorkerSettings } from './worker-messages.js';
+import { ForwardedLog } from '../../threads/forwarded-log.js';
+import { asBuffer } from '../../threads/record-packing.js';
+import { ReplicaMirror } from '../../threads/replica-mirror.js';
+import { ThreadLink } from '../../threads/thread-link.js';
+import { toWireError } from '../../threads/thread-messages.js';
+import type { FromWorker, ToWorker, WorkerReply, WorkerSettings } from './worker-messages.js';
 
 async function main(): Promise<void> {
   const port = parentPort;
   if (port === null) throw new Error('serving-worker.js runs only as a worker thread of a node');
   const settings = workerData as WorkerSettings;
   const logger = createLogger(settings.logLevel as LogLevel).child({ worker: settings.index });
-  const link = new NodeLink(port);
+  const link = new ThreadLink<FromWorker, WorkerReply>(port);
   // Messages that arrive while the worker starts wait here, in order.
   const early: ToWorker[] = [];
   let take: (message: ToWorker) => void = (message) => early.push(message);
@@ -52,7 +53,7 @@ async function main(): Promise<void> {
     store = LmdbStore.openReader(settings.storeDir);
     const openStore = store;
     const mirror = new ReplicaMirror(store, settings.identity, settings.health, logger);
-    const log = new NodeLog(link);
+    const log = new ForwardedLog(link);
     service = new KvService({
       log,
       conditional: log,

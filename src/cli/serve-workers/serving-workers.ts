@@ -9,19 +9,11 @@ import type { Replica } from '../../replica/replica.js';
 import type { ConditionalWriter } from '../../service/conditional-writes.js';
 import type { NodeHealth } from '../../service/node-health.js';
 import type { NodeStatusReport } from '../../service/node-status.js';
-import { MessageBatches } from './message-batches.js';
-import { asBuffer, packRecords } from './record-packing.js';
-import {
-  type FromWorker,
-  type HealthState,
-  type ToWorker,
-  toBatchMessage,
-  toEntries,
-  toOffsets,
-  toWireError,
-  type WireError,
-  type WorkerSettings,
-} from './worker-messages.js';
+import { LogRequests } from '../../threads/log-requests.js';
+import { MessageBatches } from '../../threads/message-batches.js';
+import { mirrorReplica } from '../../threads/mirror-source.js';
+import { type HealthState, isLogRequest, toWireError, type WireError } from '../../threads/thread-messages.js';
+import type { FromWorker, ToWorker, WorkerSettings } from './worker-messages.js';
 
 export interface ServingWorkersOptions {
   readonly count: number;
@@ -84,11 +76,7 @@ export class ServingWorkers {
     };
     // Subscribed before any worker reads the replica's state, so that no change falls in between.
     const unsubscribe = [
-      replica.changes.subscribe((change) => {
-        if (change.kind === 'reset') broadcast({ type: 'reset', reason: change.reason });
-        else broadcast({ type: 'applied', next: toEntries(change.nextOffsets), records: packRecords(change.records) });
-      }).unsubscribe,
-      replica.onRestart(() => broadcast({ type: 'restart', identity: replica.watermark.logIdentity })),
+      mirrorReplica(replica, broadcast),
       health.onChange(() => broadcast({ type: 'health', health: healthState(health) })),
     ];
     let port = options.config.listen.port;
@@ -174,10 +162,8 @@ class WorkerChannel {
   readonly #worker: Worker;
   readonly #out: MessageBatches<ToWorker>;
   readonly #options: ServingWorkersOptions;
-  /** Appends, end-offset queries and history reads in flight, by the worker's request id. */
-  readonly #requests = new Map<number, AbortController>();
-  /** History reads waiting for the worker to take their last batch. */
-  readonly #historyNext = new Map<number, () => void>();
+  /** What the worker asks of the log, in flight. */
+  readonly #logRequests: LogRequests;
   readonly #metricsWaiting = new Map<number, (metrics: object[]) => void>();
   #nextMetricsId = 1;
   readonly #reloadsWaiting = new Map<number, (error: WireError | null) => void>();
@@ -190,6 +176,11 @@ class WorkerChannel {
     this.#index = index;
     this.#options = options;
     this.#worker = new Worker(WORKER_ENTRY, { workerData: settings });
+    this.#logRequests = new LogRequests({
+      log: options.log,
+      conditional: options.conditional,
+      post: (reply) => this.post(reply),
+    });
     this.#out = new MessageBatches((messages) => this.#worker.postMessage(messages));
     this.listening = new Promise<number>((resolve, reject) => {
       this.#worker.on('message', (messages: FromWorker[]) => {
@@ -216,8 +207,7 @@ class WorkerChannel {
         this.#onShutdownDone?.(false);
         for (const settle of this.#reloadsWaiting.values()) settle(null);
         this.#reloadsWaiting.clear();
-        for (const controller of this.#requests.values()) controller.abort();
-        this.#requests.clear();
+        this.#logRequests.abortAll();
         if (this.#stopped === null) {
           const failure = new Kvs2Error('INCONSISTENT_STATE', `serving worker ${index} exited (code ${code})`);
           reject(failure);
@@ -285,44 +275,12 @@ class WorkerChannel {
   }
 
   #take(message: FromWorker): void {
-    const { log, status, conditional } = this.#options;
+    if (isLogRequest(message)) {
+      this.#logRequests.take(message);
+      return;
+    }
+    const { status } = this.#options;
     switch (message.type) {
-      case 'write-if': {
-        const { id } = message;
-        const mutations = message.mutations.map(({ key, value, condition }) => ({
-          key: asBuffer(key),
-          value: value === null ? null : asBuffer(value),
-          condition,
-        }));
-        this.#answer(id, (signal) =>
-          conditional.writeIf(mutations, signal).then((verdict) => ({ type: 'written-if', id, verdict })),
-        );
-        return;
-      }
-      case 'append': {
-        const { id } = message;
-        const value = message.value === null ? null : asBuffer(message.value);
-        this.#answer(id, (signal) =>
-          log.append(asBuffer(message.key), value, signal).then((position) => ({ type: 'appended', id, position })),
-        );
-        return;
-      }
-      case 'end-offsets': {
-        const { id } = message;
-        this.#answer(id, (signal) =>
-          log.endOffsets(signal).then((offsets) => ({ type: 'end-offsets', id, offsets: toEntries(offsets) })),
-        );
-        return;
-      }
-      case 'history':
-        void this.#history(message.id, message.from);
-        return;
-      case 'history-next':
-        this.#historyNext.get(message.id)?.();
-        return;
-      case 'cancel':
-        this.#requests.get(message.id)?.abort(new Kvs2Error('CANCELLED', 'the call ended'));
-        return;
       case 'status':
         try {
           this.post({ type: 'status', id: message.id, status: status.status() });
@@ -343,44 +301,6 @@ class WorkerChannel {
         return;
       default:
         return;
-    }
-  }
-
-  /** Runs one request for the worker with a signal the worker can abort, and posts its answer. */
-  #answer(id: number, run: (signal: AbortSignal) => Promise<ToWorker>): void {
-    const controller = new AbortController();
-    this.#requests.set(id, controller);
-    run(controller.signal).then(
-      (reply) => {
-        this.#requests.delete(id);
-        this.post(reply);
-      },
-      (error: unknown) => {
-        this.#requests.delete(id);
-        this.post({ type: 'failed', id, error: toWireError(error) });
-      },
-    );
-  }
-
-  /** A watch's replay: the log from `from`, one batch at a time, each sent when the worker took the last. */
-  async #history(id: number, from: ReadonlyArray<readonly [number, number]>): Promise<void> {
-    const controller = new AbortController();
-    this.#requests.set(id, controller);
-    const { signal } = controller;
-    // One listener for the whole replay: a cancel wakes the wait for the batch in hand.
-    signal.addEventListener('abort', () => this.#historyNext.get(id)?.(), { once: true });
-    try {
-      for await (const batch of this.#options.log.read(toOffsets(from), signal)) {
-        const taken = new Promise<void>((resolve) => this.#historyNext.set(id, resolve));
-        this.post({ type: 'history-batch', id, batch: toBatchMessage(batch) });
-        await taken;
-        if (signal.aborted) return;
-      }
-    } catch (error) {
-      if (!signal.aborted) this.post({ type: 'failed', id, error: toWireError(error) });
-    } finally {
-      this.#requests.delete(id);
-      this.#historyNext.delete(id);
     }
   }
 }

@@ -1,45 +1,53 @@
-import type { MessagePort } from 'node:worker_threads';
-import { abortError, type Kvs2Error } from '../../errors.js';
+import { abortError, type Kvs2Error } from '../errors.js';
 import { MessageBatches } from './message-batches.js';
-import { type FromWorker, fromWireError, type ToWorker } from './worker-messages.js';
+import { type FailedReply, fromWireError } from './thread-messages.js';
 
-type Reply = Extract<ToWorker, { id: number }>;
+/** Gives up a request whose call ended (every owner takes it: LogRequest has it). */
+type CancelRequest = { readonly type: 'cancel'; readonly id: number };
 
-interface Pending {
+/** A reply to one request: it names the request's id. */
+export interface IdReply {
+  readonly type: string;
+  readonly id: number;
+}
+
+interface Pending<Reply> {
   readonly onReply: (reply: Reply) => void;
   readonly fail: (error: Kvs2Error) => void;
 }
 
 /**
- * A serving worker's line to its node: requests with an id, answered by the node in a message of their own
- * (or `failed`). A request whose signal aborts is given up at once and the node is told, so that an append
- * not yet handed to the log is never written (the Log contract).
+ * A reading thread's line to the thread that owns the log (a serving worker's to its node; the in-process
+ * replica's application thread's to its replica worker): requests with an id, answered by the owner in a
+ * message of their own (or `failed`). A request whose signal aborts is given up at once and the owner is
+ * told, so that an append not yet handed to the log is never written (the Log contract). `Out` is what
+ * this side sends (with `cancel` among it), `Reply` the owner's answers.
  */
-export class NodeLink {
-  readonly #out: MessageBatches<FromWorker>;
-  readonly #pending = new Map<number, Pending>();
+export class ThreadLink<Out extends { readonly type: string }, Reply extends IdReply> {
+  readonly #out: MessageBatches<Out | CancelRequest>;
+  readonly #pending = new Map<number, Pending<Reply | FailedReply>>();
   #nextId = 1;
   #closedWith: Kvs2Error | null = null;
 
-  constructor(port: MessagePort) {
+  constructor(port: { postMessage(messages: unknown): void }) {
     this.#out = new MessageBatches((messages) => port.postMessage(messages));
   }
 
-  send(message: FromWorker): void {
+  send(message: Out | CancelRequest): void {
     this.#out.queue(message);
   }
 
-  /** Sends what is queued at once (the worker is about to stop). */
+  /** Sends what is queued at once (the thread is about to stop). */
   flush(): void {
     this.#out.flush();
   }
 
   /**
-   * Sends the request `make(id)` builds and resolves with what `take` makes of the node's reply. Rejects with
-   * the node's error, or the abort's.
+   * Sends the request `make(id)` builds and resolves with what `take` makes of the owner's reply. Rejects with
+   * the owner's error, or the abort's.
    */
   request<T>(
-    make: (id: number) => FromWorker,
+    make: (id: number) => Out,
     take: (reply: Reply) => T,
     signal: AbortSignal | undefined,
     what: string,
@@ -57,10 +65,10 @@ export class NodeLink {
         onReply: (reply) => {
           signal?.removeEventListener('abort', onAbort);
           this.#pending.delete(id);
-          if (reply.type === 'failed') reject(fromWireError(reply.error));
+          if (isFailed(reply)) reject(fromWireError(reply.error));
           else {
             try {
-              resolve(take(reply));
+              resolve(take(reply as Reply));
             } catch (error) {
               reject(error);
             }
@@ -79,9 +87,9 @@ export class NodeLink {
 
   /**
    * Registers a handler for every reply to one id (a history read gets many); returns its removal. The
-   * caller tells the node to stop (`cancel`) itself.
+   * caller tells the owner to stop (`cancel`) itself.
    */
-  stream(id: number, onReply: (reply: Reply) => void, fail: (error: Kvs2Error) => void): () => void {
+  stream(id: number, onReply: (reply: Reply | FailedReply) => void, fail: (error: Kvs2Error) => void): () => void {
     this.#pending.set(id, { onReply, fail });
     return () => this.#pending.delete(id);
   }
@@ -91,17 +99,21 @@ export class NodeLink {
   }
 
   /** Routes a reply; false if no request waits for it (given up meanwhile). */
-  deliver(reply: Reply): boolean {
+  deliver(reply: Reply | FailedReply): boolean {
     const pending = this.#pending.get(reply.id);
     if (pending === undefined) return false;
     pending.onReply(reply);
     return true;
   }
 
-  /** Fails every request still waiting, and any made later, with this error (the worker is stopping). */
+  /** Fails every request still waiting, and any made later, with this error (the thread is stopping). */
   close(error: Kvs2Error): void {
     this.#closedWith = error;
     for (const pending of [...this.#pending.values()]) pending.fail(error);
     this.#pending.clear();
   }
+}
+
+function isFailed(reply: IdReply): reply is FailedReply {
+  return reply.type === 'failed';
 }

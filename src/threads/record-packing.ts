@@ -1,4 +1,4 @@
-import type { LogRecord } from '../../log/log.js';
+import type { LogRecord } from '../log/log.js';
 
 /**
  * Log records packed for another thread: every key and value in one byte array, the rest in typed arrays.

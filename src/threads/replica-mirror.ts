@@ -1,18 +1,22 @@
-import type { Logger } from '../../logger.js';
-import { ReplicaWatermark } from '../../replica/applied-watermark.js';
-import { ChangeBroadcaster, type ChangeFeed } from '../../replica/change-feed.js';
-import type { NodeHealthView, NodeStateName } from '../../service/node-health.js';
-import type { StoreProgress } from '../../store/store.js';
+import type { Logger } from '../logger.js';
+import { ReplicaWatermark } from '../replica/applied-watermark.js';
+import { ChangeBroadcaster, type ChangeFeed } from '../replica/change-feed.js';
+import type { NodeHealthView, NodeStateName } from '../service/node-health.js';
+import type { StoreProgress } from '../store/store.js';
 import { unpackRecords } from './record-packing.js';
-import { type HealthState, type ToWorker, toOffsets } from './worker-messages.js';
+import { type HealthState, isMirrorMessage, toOffsets } from './thread-messages.js';
 
-/** The worker's view of the node's store. */
+/** The reading thread's view of the owner's store. */
 export interface MirroredStore {
   advanceReads(): void;
   progressOfReads(): StoreProgress;
 }
 
-/** What a serving worker knows of the node's replica and health: the node's messages, applied in order. */
+/**
+ * What a thread reading the store knows of the replica (and health) of the thread that owns the log: the
+ * owner's messages, applied in order. A node's serving worker mirrors the node; the in-process replica's
+ * application thread mirrors its replica worker (`applyOn: 'worker'`).
+ */
 export class ReplicaMirror implements NodeHealthView {
   readonly watermark: ReplicaWatermark;
   readonly #changes: ChangeBroadcaster;
@@ -36,8 +40,9 @@ export class ReplicaMirror implements NodeHealthView {
     return this.#changes;
   }
 
-  /** Takes one of the node's replica or health messages; false for any other kind. */
-  take(message: ToWorker): boolean {
+  /** Takes one of the owner's replica or health messages; false for any other kind. */
+  take(message: { readonly type: string }): boolean {
+    if (!isMirrorMessage(message)) return false;
     switch (message.type) {
       case 'applied': {
         this.#sync();
@@ -62,6 +67,14 @@ export class ReplicaMirror implements NodeHealthView {
       default:
         return false;
     }
+  }
+
+  /**
+   * Brings reads and the watermark to what the owner has committed now, without a message (the in-process
+   * replica's worker says it caught up before it sends the batch that did it).
+   */
+  refresh(): void {
+    this.#sync();
   }
 
   /**
