@@ -16,6 +16,7 @@ import { ServingWorkerMetrics } from '../../metrics/worker-metrics.js';
 import { KvService } from '../../service/kv-service.js';
 import type { NodeStatus } from '../../service/node-status.js';
 import { LmdbStore } from '../../store/lmdb-store.js';
+import { sendStallLogger } from '../send-stall-log.js';
 import { NodeLink } from './node-link.js';
 import { NodeLog } from './node-log.js';
 import { asBuffer } from './record-packing.js';
@@ -81,6 +82,7 @@ async function main(): Promise<void> {
       limits: settings.limits,
       maxRequestBytes: settings.maxRequestBytes,
       requestTimeoutMs: settings.requestTimeoutMs,
+      sendStall: { limitMs: settings.snapshotSendStallTimeoutMs, onStall: sendStallLogger(logger) },
       calls: metrics?.calls,
       tls,
       auth,
