@@ -41,7 +41,7 @@ const KEYS = 4_000;
 const VALUE_BYTES = 8 * 1024;
 /** The node's limit: small for the test, well above a slow reader's pauses (LIMIT_MS / 4). */
 const LIMIT_MS = 1_000;
-/** A slow reader pauses this long after each MiB it takes. */
+/** A slow reader pauses this long after each 2 MiB it takes. */
 const SLOW_PAUSE_MS = LIMIT_MS / 4;
 const MIB = 1024 * 1024;
 
@@ -59,13 +59,13 @@ function copiesIn(dataDir: string): string[] {
   return existsSync(storeDir) ? readdirSync(storeDir).filter((name) => name.startsWith('.store-image-')) : [];
 }
 
-/** Yields `chunks`, pausing SLOW_PAUSE_MS after each MiB: slow, but never silent for the limit. */
+/** Yields `chunks`, pausing SLOW_PAUSE_MS after each 2 MiB: slow, but never silent for the limit. */
 async function* slowly(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   let sinceLastPause = 0;
   for await (const chunk of chunks) {
     yield chunk;
     sinceLastPause += chunk.length;
-    if (sinceLastPause >= MIB) {
+    if (sinceLastPause >= 2 * MIB) {
       sinceLastPause = 0;
       await sleep(SLOW_PAUSE_MS);
     }
@@ -85,7 +85,10 @@ describe('a node ends a snapshot whose receiver stops reading (--snapshot-send-s
     node = await ServerProcess.start({
       dataDir: nodeDir,
       // 64 KiB messages on the stream: grpc-js's client buffers 16 messages of a paused call, not 16 MiB.
-      args: ['--snapshot-send-stall-timeout-ms', String(LIMIT_MS), '--max-reply-bytes', String(64 * 1024)],
+      args: [
+        ...['--snapshot-send-stall-timeout-ms', String(LIMIT_MS)],
+        ...['--max-value-bytes', String(2 * VALUE_BYTES), '--max-reply-bytes', String(64 * 1024)],
+      ],
     });
     await node.waitUntilCaughtUp();
     client = new Kvs2Client(node.address);
