@@ -1,10 +1,9 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { createServer as createTlsServer } from 'node:tls';
 import { Kvs2Error } from '../errors.js';
+import { StallWatch } from '../stall-watch.js';
 import type { ServerTls } from './server-tls.js';
 
 /** Bytes of a ticket: 256 random bits, never guessed within the few seconds one is good for. */
@@ -13,6 +12,19 @@ export const TICKET_BYTES = 32;
 const TICKET_WAIT_MS = 15_000;
 /** Connections a listener holds at once while they send their tickets; more are dropped. */
 const MAX_PENDING_CONNECTIONS = 8;
+/**
+ * Bytes per socket write. Each write's completion (its bytes in the kernel) is what shows the receiver still
+ * takes bytes, so a receiver is judged by whether it takes this much within the stall limit, not a whole
+ * (1 MiB) chunk of the image.
+ */
+const WRITE_BYTES = 64 * 1024;
+
+/** The send-side progress limit of a transfer, and who is told (once) that it was hit. */
+export interface DirectSendStall {
+  readonly limitMs: number;
+  /** The receiver's address and the bytes it was sent; the transfer is ended as this returns. */
+  readonly onStall: (peer: string, bytesSent: number) => void;
+}
 
 /** Where a node serves direct transfers: the host its gRPC server listens on, with its TLS. */
 export interface DirectTransferEndpoint {
@@ -103,8 +115,10 @@ export class DirectTransfer {
   /**
    * Waits for the ticket's connection (at most TICKET_WAIT_MS), closes the listener, and writes `bytes` to it
    * at the pace the receiver reads; resolves once all were handed to the kernel and the socket was ended.
+   * A receiver that takes nothing for `stall.limitMs` while bytes wait for it has its socket destroyed, and
+   * this rejects with DEADLINE_EXCEEDED.
    */
-  async send(bytes: AsyncIterable<Buffer>, signal: AbortSignal): Promise<void> {
+  async send(bytes: AsyncIterable<Buffer>, signal: AbortSignal, stall: DirectSendStall): Promise<void> {
     const waiting = AbortSignal.any([signal, AbortSignal.timeout(TICKET_WAIT_MS)]);
     const socket = await new Promise<Socket>((resolve, reject) => {
       const onAbort = (): void => {
@@ -127,7 +141,7 @@ export class DirectTransfer {
     });
     // One transfer per ticket: no one else gets in.
     this.#listener.close();
-    await pipeline(Readable.from(bytes, { objectMode: false }), socket, { signal });
+    await writeAll(socket, bytes, signal, stall);
   }
 
   /** Closes the listener and every connection. Safe at any time, and more than once. */
@@ -135,6 +149,87 @@ export class DirectTransfer {
     this.#listener.close();
     for (const socket of this.#sockets) socket.destroy();
   }
+}
+
+/**
+ * Writes every chunk to the socket in WRITE_BYTES pieces, waiting for 'drain' when it asks, then ends it and
+ * waits until it finished. While written bytes wait for the kernel to take them, a StallWatch runs; each
+ * completed write renews it. A stall destroys the socket, which ends every wait here.
+ */
+async function writeAll(
+  socket: Socket,
+  chunks: AsyncIterable<Buffer>,
+  signal: AbortSignal,
+  stall: DirectSendStall,
+): Promise<void> {
+  const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+  let pending = 0;
+  let sent = 0;
+  const watch = new StallWatch(stall.limitMs, () => {
+    stall.onStall(peer, sent);
+    socket.destroy(
+      new Kvs2Error(
+        'DEADLINE_EXCEEDED',
+        `the receiver ${peer} took nothing for ${stall.limitMs} ms after ${sent} bytes`,
+      ),
+    );
+  });
+  const onAbort = (): void => {
+    socket.destroy(signal.reason instanceof Error ? signal.reason : new Error('the transfer was aborted'));
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    if (signal.aborted) onAbort();
+    for await (const chunk of chunks) {
+      for (let at = 0; at < chunk.length; at += WRITE_BYTES) {
+        const piece = chunk.subarray(at, at + WRITE_BYTES);
+        if (pending === 0) watch.arm();
+        pending++;
+        socket.write(piece, (error) => {
+          pending--;
+          if (error) return;
+          sent += piece.length;
+          if (pending > 0) watch.arm();
+          else watch.disarm();
+        });
+        if (socket.writableNeedDrain || socket.destroyed) await settled(socket, 'drain');
+      }
+    }
+    socket.end();
+    await settled(socket, 'finish');
+  } finally {
+    watch.close();
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
+/**
+ * Resolves on the socket's `event`; rejects with the socket's error when it is destroyed first (for any
+ * reason: the stall, the abort, the receiver gone).
+ */
+function settled(socket: Socket, event: 'drain' | 'finish'): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const failed = (): void => {
+      done();
+      reject(socket.errored ?? new Error('the connection closed before the transfer ended'));
+    };
+    const ok = (): void => {
+      done();
+      resolve();
+    };
+    const done = (): void => {
+      socket.off(event, ok);
+      socket.off('close', failed);
+      socket.off('error', failed);
+    };
+    if (socket.destroyed) {
+      failed();
+      return;
+    }
+    socket.once(event, ok);
+    socket.once('close', failed);
+    socket.once('error', failed);
+  });
 }
 
 /** The first TICKET_BYTES bytes a connection sends, or null when it sends more or fewer before pausing. */

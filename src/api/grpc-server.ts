@@ -11,6 +11,7 @@ import type { HealthService } from './health.js';
 import { strictKvs2Definition } from './kvs2-definition.js';
 import { kvs2Handlers } from './kvs2-handlers.js';
 import { addReflection } from './reflection.js';
+import { DEFAULT_SEND_STALL, type SendStallOptions } from './send-stall.js';
 import type { ServerTls } from './server-tls.js';
 
 export interface GrpcApiOptions {
@@ -28,6 +29,11 @@ export interface GrpcApiOptions {
   readonly tls?: ServerTls | null;
   /** Tokens and permissions (--auth-file): kvs2.Kvs2 calls must be allowed; absent or null, all are. */
   readonly auth?: Authorizer | null;
+  /**
+   * How long a receiver of a snapshot or store image may take nothing before the node ends the transfer and
+   * removes its copy, and who is told (the node logs it); by default 60 s, told no one.
+   */
+  readonly sendStall?: SendStallOptions;
 }
 
 /** Room for field tags, lengths and framing around the keys and values of a reply. */
@@ -91,6 +97,7 @@ export class GrpcApi {
         guard: auth ? callGuard(auth, { certificates: options.tls?.mutual ?? false }) : null,
         guardReloads: auth ? (listener) => auth.onReload(listener) : null,
         directTransfer: () => (this.#listenHost === null ? null : { host: this.#listenHost, tls: this.#tls }),
+        sendStall: options.sendStall ?? DEFAULT_SEND_STALL,
       }),
     );
     this.#health.addTo(this.#server);

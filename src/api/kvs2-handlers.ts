@@ -36,6 +36,7 @@ import { CallScope } from './call-scope.js';
 import type { DirectTransferEndpoint } from './direct-transfer.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
 import { type EncodedReply, encodeGetReply, encodeMultiGetReply } from './reply-encoding.js';
+import type { SendStallOptions } from './send-stall.js';
 import { snapshotHandler } from './snapshot-handler.js';
 import { toStatusError } from './status-mapping.js';
 import {
@@ -68,6 +69,8 @@ export interface Kvs2HandlerOptions {
   readonly guardReloads: ((listener: () => void) => () => void) | null;
   /** Where store images are handed out by direct transfer; null: streamed on the call. */
   readonly directTransfer: () => DirectTransferEndpoint | null;
+  /** The send-side progress limit of snapshots and store images, and who is told when it ends one. */
+  readonly sendStall: SendStallOptions;
 }
 
 /** The kvs2.Kvs2 handlers, over requests checked by the strict definition (kvs2-definition.ts). */
@@ -101,6 +104,7 @@ export function kvs2Handlers({
   guard,
   guardReloads,
   directTransfer,
+  sendStall,
 }: Kvs2HandlerOptions): Kvs2Handlers {
   const observed = {
     get: calls.method(SERVICE_NAME, 'Get', 'unary'),
@@ -271,7 +275,14 @@ export function kvs2Handlers({
       );
     },
 
-    snapshot: snapshotHandler({ service, open: openSnapshots, observer: observed.snapshot, guard, directTransfer }),
+    snapshot: snapshotHandler({
+      service,
+      open: openSnapshots,
+      observer: observed.snapshot,
+      guard,
+      directTransfer,
+      sendStall,
+    }),
   };
 }
 

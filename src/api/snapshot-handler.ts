@@ -8,6 +8,7 @@ import type { MethodCallObserver } from './call-observer.js';
 import { DirectTransfer, type DirectTransferEndpoint } from './direct-transfer.js';
 import { MalformedRequest, type Received } from './kvs2-definition.js';
 import { PacedWriter } from './paced-writer.js';
+import { resetStream, type SendStall, type SendStallOptions, sendStallError } from './send-stall.js';
 import { toStatusError } from './status-mapping.js';
 
 export interface SnapshotHandlerOptions {
@@ -20,6 +21,8 @@ export interface SnapshotHandlerOptions {
   readonly guard: CallGuard | null;
   /** Where this server hands out direct transfers of store images; null until it listens (then streamed). */
   readonly directTransfer: () => DirectTransferEndpoint | null;
+  /** How long a receiver may take nothing before the transfer is ended and its copy removed; who is told. */
+  readonly sendStall: SendStallOptions;
 }
 
 /** A snapshot is every key and value: it needs read on every key, as Status does. */
@@ -48,8 +51,13 @@ type SnapshotCall = ServerWritableStream<Received<SnapshotRequest>, SnapshotChun
  * (or the image's copy on disk) longer, never more memory. The encoder (and its read transaction, which
  * pins LMDB pages while open) or the image (and its copy) is closed when the stream ends, fails, is
  * cancelled or is ended by shutdown.
+ *
+ * A receiver that takes nothing for `sendStall.limitMs` while bytes wait for it (a hung process, a partition
+ * without a reset) would hold the copy and the stream forever: the transfer is ended then (DEADLINE_EXCEEDED,
+ * the direct socket destroyed, the HTTP/2 stream reset since its status would queue behind the untaken
+ * bytes), the copy removed, and `sendStall.onStall` told. A slow receiver that keeps taking bytes is not.
  */
-export function snapshotHandler({ service, open, observer, guard, directTransfer }: SnapshotHandlerOptions) {
+export function snapshotHandler({ service, open, observer, guard, directTransfer, sendStall }: SnapshotHandlerOptions) {
   return (call: SnapshotCall): void => {
     const startedAt = observer.started();
     const request = call.request;
@@ -74,7 +82,17 @@ export function snapshotHandler({ service, open, observer, guard, directTransfer
     const end = (reason: Kvs2Error): void => stop.abort(reason);
     open.add(end);
     call.once('cancelled', () => end(new Kvs2Error('CANCELLED', 'the client cancelled the snapshot')));
-    stream(call, request, service, guard, directTransfer(), stop.signal).then(
+    let stalledOn: SendStall['transfer'] | null = null;
+    const stall: Stall = {
+      limitMs: sendStall.limitMs,
+      stalled: (what) => {
+        if (stop.signal.aborted) return;
+        stalledOn = what.transfer;
+        sendStall.onStall(what);
+        end(sendStallError(what));
+      },
+    };
+    stream(call, request, service, guard, directTransfer(), stop.signal, stall).then(
       () => {
         open.delete(end);
         observer.handled(status.OK, startedAt);
@@ -83,9 +101,18 @@ export function snapshotHandler({ service, open, observer, guard, directTransfer
         open.delete(end);
         if (isKvs2Error(error) && error.code === 'CANCELLED') observer.handled(status.CANCELLED, startedAt);
         else fail(call, observer, startedAt, error);
+        // Only a stalled stream: a direct transfer's receiver stopped reading its socket, not the call,
+        // whose status then arrives.
+        if (stalledOn === 'stream') resetStream(call);
       },
     );
   };
+}
+
+/** The send-side progress limit of one call: its length, and what ends the call when it is hit. */
+interface Stall {
+  readonly limitMs: number;
+  readonly stalled: (stall: SendStall) => void;
 }
 
 async function stream(
@@ -95,6 +122,7 @@ async function stream(
   guard: CallGuard | null,
   direct: DirectTransferEndpoint | null,
   signal: AbortSignal,
+  stall: Stall,
 ): Promise<void> {
   // With auth on, no snapshot is taken before the caller is known and allowed.
   await guard?.(call, 'Snapshot', NEEDS);
@@ -105,9 +133,9 @@ async function stream(
     try {
       // A paced image is streamed: the pace is for a busy node's reads, and the stream paces itself.
       if (request.directTransfer && request.maxBytesPerSecond === 0 && direct !== null) {
-        await sendDirect(call, image, direct, signal);
+        await sendDirect(call, image, direct, signal, stall);
       } else {
-        await pump(call, image, request.maxBytesPerSecond, signal);
+        await pump(call, image, request.maxBytesPerSecond, signal, stall);
       }
     } finally {
       await image.close();
@@ -116,7 +144,7 @@ async function stream(
     // Any other value (one a later kvs2 may define) gets the portable format, which every reader reads.
     const encoder = await service.snapshot(signal);
     try {
-      await pump(call, encoder, request.maxBytesPerSecond, signal);
+      await pump(call, encoder, request.maxBytesPerSecond, signal, stall);
     } finally {
       encoder.close();
     }
@@ -133,11 +161,15 @@ async function sendDirect(
   image: AsyncIterable<Buffer>,
   endpoint: DirectTransferEndpoint,
   signal: AbortSignal,
+  stall: Stall,
 ): Promise<void> {
   const transfer = await DirectTransfer.open(endpoint, signal);
   try {
     call.write({ data: EMPTY_DATA, directTransfer: { port: transfer.port, ticket: transfer.ticket } });
-    await transfer.send(image, signal);
+    await transfer.send(image, signal, {
+      limitMs: stall.limitMs,
+      onStall: (peer, bytesSent) => stall.stalled({ transfer: 'direct', peer, bytesSent, limitMs: stall.limitMs }),
+    });
   } catch (error) {
     throwIfAborted(signal);
     throw isKvs2Error(error)
@@ -158,8 +190,13 @@ async function pump(
   chunks: AsyncIterable<Buffer>,
   maxBytesPerSecond: number,
   signal: AbortSignal,
+  stall: Stall,
 ): Promise<void> {
-  const writer = new PacedWriter(call, MAX_UNSENT_BYTES, signal);
+  const writer = new PacedWriter(call, MAX_UNSENT_BYTES, signal, {
+    limitMs: stall.limitMs,
+    onStall: (bytesSent) =>
+      stall.stalled({ transfer: 'stream', peer: call.getPeer(), bytesSent, limitMs: stall.limitMs }),
+  });
   const started = performance.now();
   let sent = 0;
   try {
@@ -173,6 +210,8 @@ async function pump(
       }
       throwIfAborted(signal);
     }
+    await writer.flush();
+    throwIfAborted(signal);
   } finally {
     writer.close();
   }

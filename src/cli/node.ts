@@ -25,6 +25,7 @@ import { LmdbStore } from '../store/lmdb-store.js';
 import { KVS2_VERSION } from '../version.js';
 import { MemoryRelease } from './memory-release.js';
 import { nodeIdOf } from './node-id.js';
+import { sendStallLogger } from './send-stall-log.js';
 import { ServingWorkers } from './serve-workers/serving-workers.js';
 
 export interface NodeOptions {
@@ -202,6 +203,7 @@ export class KvsNode {
                 limits: config.limits,
                 maxRequestBytes: config.maxRequestBytes,
                 requestTimeoutMs: config.requestTimeoutMs,
+                sendStall: { limitMs: config.snapshotSendStallTimeoutMs, onStall: sendStallLogger(logger) },
                 calls: metrics?.calls,
                 tls,
                 auth,

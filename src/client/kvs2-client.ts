@@ -35,12 +35,11 @@ import {
   type WriteReply,
   type WriteRequest,
 } from '../gen/kvs2.js';
-
+import { StallWatch } from '../stall-watch.js';
 import { Kvs2ClientError } from './client-error.js';
 import { Kvs2ClientOptionError, type Kvs2ClientOptions, wholeNumberOption } from './client-options.js';
 import { connectDirect, type DirectFetchTarget, directFetchTargetOf } from './direct-fetch.js';
 import { readRetryChannelOptions } from './read-retries.js';
-import { StallWatch } from './stall-watch.js';
 import { channelCredentialsOf, serverNameOption } from './tls-credentials.js';
 
 export { ConditionKind, Consistency, NodeState, ReadStatus, SetStatus, WatchEvent_Kind } from '../gen/kvs2.js';

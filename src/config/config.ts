@@ -110,6 +110,11 @@ export interface Config {
   readonly requestTimeoutMs: number;
   /** How long shutdown waits for calls in flight before cancelling them. */
   readonly shutdownTimeoutMs: number;
+  /**
+   * How long the receiver of a snapshot or store image this node sends may take nothing before the node ends
+   * the transfer and removes its copy: a progress limit, not a deadline for the whole transfer.
+   */
+  readonly snapshotSendStallTimeoutMs: number;
   /** After the first catch-up, records behind the log's end beyond which the node is not ready; 0: off. */
   readonly maxReadyLag: number;
   /** Worker threads serving gRPC on the node's port (cli/serve-workers); 0: the main thread serves. */
@@ -296,6 +301,13 @@ export const SETTINGS = [
     defaultValue: '5000',
   },
   {
+    name: 'snapshot-send-stall-timeout-ms',
+    valueName: 'ms',
+    description:
+      "end a snapshot or store image this node sends (to a backup or a bootstrapping peer) when the receiver takes nothing of it for this long, and remove the image's copy; a receiver that keeps reading, however slowly, is never cut off",
+    defaultValue: '60000',
+  },
+  {
     name: 'shutdown-timeout-ms',
     valueName: 'ms',
     description: 'how long shutdown waits for calls in flight before cancelling them',
@@ -425,6 +437,12 @@ export function parseConfig(
     ),
     requestTimeoutMs: parseInteger('request-timeout-ms', required('request-timeout-ms'), 1, 24 * 3600 * 1000),
     shutdownTimeoutMs: parseInteger('shutdown-timeout-ms', required('shutdown-timeout-ms'), 0, 3600 * 1000),
+    snapshotSendStallTimeoutMs: parseInteger(
+      'snapshot-send-stall-timeout-ms',
+      required('snapshot-send-stall-timeout-ms'),
+      1,
+      2 ** 31 - 1,
+    ),
     maxReadyLag: parseInteger('max-ready-lag', required('max-ready-lag'), 0, Number.MAX_SAFE_INTEGER),
     serveWorkers: parseServeWorkers(required('serve-workers')),
     logLevel: parseLogLevel(required('log-level')),

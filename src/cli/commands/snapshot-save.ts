@@ -19,6 +19,14 @@ import { UsageError } from './usage-error.js';
  */
 const DEFAULT_MAX_RATE_MIB = 4;
 
+/**
+ * How long a node may send nothing before a backup gives up on it: a silent node (hung, or cut off without a
+ * reset) would otherwise hold the command forever. As a bootstrapping node's --bootstrap-stall-timeout-ms and
+ * a serving node's --snapshot-send-stall-timeout-ms: it covers the node's copy of its store before the first
+ * byte of a store image (~1 s per GB).
+ */
+const DEFAULT_STALL_TIMEOUT_MS = 60_000;
+
 function parseRate(text: string): number {
   const rate = /^\d+(?:\.\d+)?$/.test(text.trim()) ? Number(text) : Number.NaN;
   if (!Number.isFinite(rate) || rate < 0 || (rate > 0 && rate < 1 / 16) || rate > 1024 * 1024) {
@@ -32,6 +40,7 @@ interface SaveFlags {
   readonly dataDir?: string;
   readonly endpoint?: string;
   readonly timeout?: number;
+  readonly stallTimeout: number;
   readonly token?: string;
 }
 
@@ -62,6 +71,14 @@ export function snapshotSaveCommand(): Command {
         '--timeout <duration>',
         'with --endpoint: give up if the whole snapshot has not arrived by then (500ms, 5s, 2m); default: no limit',
       ).argParser(parseDuration),
+    )
+    .addOption(
+      new Option(
+        '--stall-timeout <duration>',
+        'with --endpoint: give up if the node sends nothing for this long (before its first byte or between two), however long the whole snapshot takes',
+      )
+        .argParser(parseDuration)
+        .default(DEFAULT_STALL_TIMEOUT_MS, '60s'),
     )
     .addOption(
       new Option(
@@ -100,6 +117,7 @@ export function snapshotSaveCommand(): Command {
       try {
         const chunks = client.snapshot({
           maxBytesPerSecond: Math.round(flags.maxRate * 1024 * 1024),
+          stallTimeoutMs: flags.stallTimeout,
           ...(flags.timeout === undefined ? {} : { timeoutMs: flags.timeout }),
         });
         const { bytes, checked } = await writeCheckedOutput(file, chunks, (written) => verifySnapshot(written));
@@ -142,7 +160,7 @@ function sourceOf(
   return { kind: 'data-dir', dataDir: flags.dataDir as string };
 }
 
-const CLIENT_FLAGS = ['timeout', 'token', 'tls', 'tlsCa', 'tlsCert', 'tlsKey', 'tlsServerName'];
+const CLIENT_FLAGS = ['timeout', 'stallTimeout', 'token', 'tls', 'tlsCa', 'tlsCert', 'tlsKey', 'tlsServerName'];
 
 function kebab(name: string): string {
   return name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);

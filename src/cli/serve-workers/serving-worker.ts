@@ -16,6 +16,7 @@ import { ServingWorkerMetrics } from '../../metrics/worker-metrics.js';
 import { KvService } from '../../service/kv-service.js';
 import type { NodeStatus } from '../../service/node-status.js';
 import { LmdbStore } from '../../store/lmdb-store.js';
+import { sendStallLogger } from '../send-stall-log.js';
 import { ForwardedLog } from '../../threads/forwarded-log.js';
 import { asBuffer } from '../../threads/record-packing.js';
 import { ReplicaMirror } from '../../threads/replica-mirror.js';
@@ -82,6 +83,7 @@ async function main(): Promise<void> {
       limits: settings.limits,
       maxRequestBytes: settings.maxRequestBytes,
       requestTimeoutMs: settings.requestTimeoutMs,
+      sendStall: { limitMs: settings.snapshotSendStallTimeoutMs, onStall: sendStallLogger(logger) },
       calls: metrics?.calls,
       tls,
       auth,

@@ -146,6 +146,7 @@ function settingsOf(options: ServingWorkersOptions, index: number, port: number)
       Math.floor(config.maxReplyBytesInFlight / options.count),
     ),
     requestTimeoutMs: config.requestTimeoutMs,
+    snapshotSendStallTimeoutMs: config.snapshotSendStallTimeoutMs,
     tls: config.tls,
     authFile: config.authFile,
     logLevel: config.logLevel,

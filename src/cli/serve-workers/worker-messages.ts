@@ -25,6 +25,7 @@ export interface WorkerSettings {
   readonly maxRequestBytes: number;
   readonly maxReplyBytesInFlight: number;
   readonly requestTimeoutMs: number;
+  readonly snapshotSendStallTimeoutMs: number;
   readonly tls: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile: string | null } | null;
   readonly authFile: string | null;
   readonly logLevel: string;

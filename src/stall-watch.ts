@@ -1,8 +1,10 @@
 /**
- * Watches a transfer for a sender that stops sending: armed only while the receiver waits for the sender's
- * next bytes (not while the caller holds a chunk: a slow disk on this side is no stall of the sender's),
- * it calls `onStall` once, when one wait lasts `limitMs`. A progress limit, not a deadline: a large
- * transfer that keeps moving takes as long as it takes. One timer, rearmed per wait without a new one.
+ * Watches a transfer for a side that stops moving bytes: armed only while this side waits for the other
+ * (a receiver for the sender's next bytes, not while the caller holds a chunk: a slow disk on this side is no
+ * stall of the sender's; a sender for the receiver to take what was written), it calls `onStall` once, when
+ * one wait lasts `limitMs` without the wait being renewed (arm() again on progress). A progress limit, not a
+ * deadline: a large transfer that keeps moving takes as long as it takes. One timer, rearmed per wait
+ * without a new one. A base module: the client's receive side and the node's send side both use it.
  */
 export class StallWatch {
   readonly limitMs: number;
