@@ -16,12 +16,12 @@ import { ServingWorkerMetrics } from '../../metrics/worker-metrics.js';
 import { KvService } from '../../service/kv-service.js';
 import type { NodeStatus } from '../../service/node-status.js';
 import { LmdbStore } from '../../store/lmdb-store.js';
-import { sendStallLogger } from '../send-stall-log.js';
 import { ForwardedLog } from '../../threads/forwarded-log.js';
 import { asBuffer } from '../../threads/record-packing.js';
 import { ReplicaMirror } from '../../threads/replica-mirror.js';
 import { ThreadLink } from '../../threads/thread-link.js';
 import { toWireError } from '../../threads/thread-messages.js';
+import { sendStallLogger } from '../send-stall-log.js';
 import type { FromWorker, ToWorker, WorkerReply, WorkerSettings } from './worker-messages.js';
 
 async function main(): Promise<void> {
