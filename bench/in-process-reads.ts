@@ -73,9 +73,24 @@ function seconds(text: string): number {
   return Number(m[1]) * (m[2] === 'm' ? 60 : 1);
 }
 
-/** The measured readers: three in-process replicas differing in where the replica applies, and the co-located reader. */
-const ALL_READERS = ['replica', 'worker', 'worker-same-core', 'worker-unpinned', 'colocated'] as const;
+/**
+ * The measured readers: in-process replicas differing in where the replica applies, the co-located reader,
+ * and `-tuned` twins of three of them whose process runs with --tuned-flags (the Node flags an application
+ * may choose for its collector, as `kvs2 serve` does for itself).
+ */
+const ALL_READERS = [
+  'replica',
+  'worker',
+  'worker-same-core',
+  'worker-unpinned',
+  'colocated',
+  'replica-tuned',
+  'worker-tuned',
+  'colocated-tuned',
+] as const;
 type ReaderName = (typeof ALL_READERS)[number];
+const TUNED: readonly ReaderName[] = ['replica-tuned', 'worker-tuned', 'colocated-tuned'];
+const COLOCATED: readonly ReaderName[] = ['colocated', 'colocated-tuned'];
 
 const options = new Command('in-process-reads')
   .description(
@@ -110,11 +125,17 @@ const options = new Command('in-process-reads')
     false,
   )
   .option(
-    '--readers <list>',
-    'the readers measured, of replica, worker, worker-same-core, worker-unpinned, colocated',
-    readerList,
-    ['replica', 'worker', 'worker-same-core', 'worker-unpinned', 'colocated'],
+    '--tuned-flags <flags>',
+    'Node flags of the -tuned readers (space-separated)',
+    '--max-semi-space-size=2 --single-threaded-gc',
   )
+  .option('--readers <list>', `the readers measured, of ${ALL_READERS.join(', ')}`, readerList, [
+    'replica',
+    'worker',
+    'worker-same-core',
+    'worker-unpinned',
+    'colocated',
+  ])
   .parse()
   .opts<{
     keys: number;
@@ -130,6 +151,7 @@ const options = new Command('in-process-reads')
     keepData: boolean;
     readers: ReaderName[];
     helpersOtherCore: boolean;
+    tunedFlags: string;
   }>();
 
 function coreNumber(text: string): number {
@@ -153,7 +175,8 @@ function readerList(text: string): ReaderName[] {
 
 const READERS: readonly ReaderName[] = options.readers;
 /** The readers that are in-process replicas (they apply the topic themselves, and catch up before a window). */
-const REPLICAS: readonly ReaderName[] = READERS.filter((name) => name !== 'colocated');
+const REPLICAS: readonly ReaderName[] = READERS.filter((name) => !COLOCATED.includes(name));
+const TUNED_FLAGS: readonly string[] = options.tunedFlags.split(/\s+/).filter((flag) => flag !== '');
 /** The core that is not the probes' (where a replica's worker thread is moved). */
 const OTHER_CORE = options.probeCore === SERVER_CORE ? CLIENT_CORE : SERVER_CORE;
 const READER_LABEL: Record<ReaderName, string> = {
@@ -162,6 +185,9 @@ const READER_LABEL: Record<ReaderName, string> = {
   'worker-same-core': `in-process replica, applyOn 'worker', its thread on core ${options.probeCore} (the reading thread's)`,
   'worker-unpinned': "in-process replica, applyOn 'worker', its thread unpinned (either core)",
   colocated: "co-located reader (openColocatedReader, the node's store)",
+  'replica-tuned': `as replica, the process started with ${options.tunedFlags}`,
+  'worker-tuned': `as worker, the process started with ${options.tunedFlags}`,
+  'colocated-tuned': `as colocated, the process started with ${options.tunedFlags}`,
 };
 /** Where each replica's worker thread is put once it runs (taskset -p -c), null: a replica without one. */
 const WORKER_CORES: Record<ReaderName, string | null> = {
@@ -170,6 +196,9 @@ const WORKER_CORES: Record<ReaderName, string | null> = {
   'worker-same-core': String(options.probeCore),
   'worker-unpinned': `${SERVER_CORE},${CLIENT_CORE}`,
   colocated: null,
+  'replica-tuned': null,
+  'worker-tuned': String(OTHER_CORE),
+  'colocated-tuned': null,
 };
 
 /** The in-process replica's worker thread of process `pid`: found by its name (src/replica-lib/worker-replica.ts). */
@@ -359,7 +388,7 @@ async function main(): Promise<void> {
       '--topic',
       TOPIC,
       '--apply-on',
-      name === 'replica' ? 'caller' : 'worker',
+      name === 'replica' || name === 'replica-tuned' ? 'caller' : 'worker',
     ];
     const probe = await Probe.start({
       name: `${name}-probe`,
@@ -367,10 +396,11 @@ async function main(): Promise<void> {
       cwd: work,
       logFile: logFile(`${name}-probe`),
       args: [
-        ...(name === 'colocated' ? ['--mode', 'colocated', '--data-dir', nodeDataDir] : replicaArgs),
+        ...(COLOCATED.includes(name) ? ['--mode', 'colocated', '--data-dir', nodeDataDir] : replicaArgs),
         ...probeArgs,
       ],
-      readyTimeoutMs: name === 'colocated' ? 60_000 : 60 * 60_000,
+      readyTimeoutMs: COLOCATED.includes(name) ? 60_000 : 60 * 60_000,
+      nodeFlags: TUNED.includes(name) ? TUNED_FLAGS : [],
       core: options.probeCore,
     });
     probes[name] = probe;
@@ -397,6 +427,7 @@ async function main(): Promise<void> {
     openSec: opened,
     workerThreads,
     helpersMoved: helpers,
+    tunedFlags: READERS.some((name) => TUNED.includes(name)) ? TUNED_FLAGS : null,
   };
   log(`opened: ${JSON.stringify(opened)}`);
 

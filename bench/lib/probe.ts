@@ -35,6 +35,8 @@ export interface ProbeStart {
   readonly readyTimeoutMs: number;
   /** The core to pin it to (default: the server core, as the suite runs a server). */
   readonly core?: number;
+  /** Node flags it starts with (default: none, Node's own settings). */
+  readonly nodeFlags?: readonly string[];
 }
 
 /**
@@ -53,7 +55,7 @@ export class Probe {
     this.#process = spawnManaged(
       options.name,
       process.execPath,
-      [join(options.tree, 'dist/bench/in-process-probe.js'), ...options.args],
+      [...(options.nodeFlags ?? []), join(options.tree, 'dist/bench/in-process-probe.js'), ...options.args],
       {
         core: options.core ?? SERVER_CORE,
         cwd: options.cwd,
