@@ -29,6 +29,14 @@ export interface ReplicaStackEvents {
   readonly onCaughtUpChange: (caughtUp: boolean) => void;
 }
 
+export interface ReplicaStackOptions {
+  /**
+   * The store commits on the thread that applies (LmdbStoreOptions.inlineCommits): for the replica's own
+   * worker thread, never for the application's.
+   */
+  readonly inlineCommits?: boolean;
+}
+
 /**
  * Opens the log, the store (a peer's image installed first with `bootstrapFrom`) and the replica, as
  * src/cli/node.ts assembles them, from the same parts; nothing reads the topic until startReplicaStack.
@@ -38,6 +46,7 @@ export async function openReplicaStack(
   config: Config & { readonly kafka: NonNullable<Config['kafka']> },
   logger: Logger,
   events: ReplicaStackEvents,
+  options: ReplicaStackOptions = {},
 ): Promise<ReplicaStack> {
   const { dataDir } = config;
   const peers = config.bootstrap;
@@ -57,7 +66,10 @@ export async function openReplicaStack(
         signal: new AbortController().signal,
       });
     }
-    const store = stack.adopt(LmdbStore.open(storeDirOf(dataDir)), (s) => s.close());
+    const store = stack.adopt(
+      LmdbStore.open(storeDirOf(dataDir), { inlineCommits: options.inlineCommits ?? false }),
+      (s) => s.close(),
+    );
     if (store.clearedUnfinishedLoad) {
       logger.warn('the store held a snapshot load that never finished: cleared, starting over');
     }

@@ -41,10 +41,14 @@ async function main(): Promise<void> {
   };
   let parts: ReplicaStack;
   try {
-    parts = await openReplicaStack(replicaConfig(data.options), logger, {
-      onFatal,
-      onCaughtUpChange: (now) => out.queue({ type: 'caught-up', now }),
-    });
+    // This thread only writes: its commits run here (not on libuv's pool), so wherever the application
+    // or the scheduler puts this thread, the replica's whole cost goes with it.
+    parts = await openReplicaStack(
+      replicaConfig(data.options),
+      logger,
+      { onFatal, onCaughtUpChange: (now) => out.queue({ type: 'caught-up', now }) },
+      { inlineCommits: true },
+    );
   } catch (error) {
     out.queue({ type: 'open-failed', error: toWireError(error) });
     exit();

@@ -42,6 +42,20 @@ const LOAD_BATCH_BYTES = 8 * 1024 * 1024;
 const UPGRADE_BATCH_ENTRIES = 10_000;
 const UPGRADE_BATCH_BYTES = 8 * 1024 * 1024;
 
+export interface LmdbStoreOptions {
+  /**
+   * Commit the replica's writes (apply(), markCaughtUp()) on the calling thread, synchronously, instead of
+   * handing them to lmdb-js's batching writer on libuv's thread pool. For a thread that does nothing but
+   * write (the in-process replica's worker): its commits, the costliest part of applying (LMDB copies every
+   * page a random key touches), then run where that thread runs, and an application that places the
+   * thread (or a scheduler with a free core) moves all of the replica's work off its reading thread's core.
+   * Each commit is synced to disk before apply() returns (lmdb-js's transactionSync): `flushed` is then
+   * already resolved. (lmdb-js's deferred sync of a synchronous commit reports its end to no promise, so
+   * it is not used.) Never for a thread that serves: it stops while LMDB writes and syncs. Default false.
+   */
+  readonly inlineCommits?: boolean;
+}
+
 /** A snapshot being loaded into an empty store (LmdbStore.beginLoad()). */
 export interface StoreLoad {
   /** Adds entries, whose keys follow every key added before in key order. */
@@ -132,8 +146,9 @@ export class LmdbStore implements Store, SnapshotSource, StoreFileSource {
   #closed = false;
   /** The read transaction reads use since the last advanceReads(); before the first, lmdb-js's own. */
   #readAt: ReadAt;
+  readonly #inlineCommits: boolean;
 
-  private constructor(dir: string, env: RootDatabase, format: number, reader = false) {
+  private constructor(dir: string, env: RootDatabase, format: number, reader = false, inlineCommits = false) {
     this.description = `LMDB store in ${dir}`;
     this.dir = dir;
     this.#dataFile = join(dir, 'data.mdb');
@@ -148,19 +163,20 @@ export class LmdbStore implements Store, SnapshotSource, StoreFileSource {
     }
     this.#progress = toProgress(this.#meta.get(PROGRESS_KEY));
     this.#unversioned = format === UNVERSIONED_STORE_FORMAT;
+    this.#inlineCommits = inlineCommits;
   }
 
   /**
    * Opens (or creates) the store a node's replica writes. A store of format 1 (no versions) opens
    * `unversioned`: its replica upgrades it before anything reads it (upgradeUnversioned()).
    */
-  static open(dir: string): LmdbStore {
+  static open(dir: string, options: LmdbStoreOptions = {}): LmdbStore {
     let env: RootDatabase | undefined;
     try {
       mkdirSync(dir, { recursive: true });
       env = open({ path: dir, maxDbs: MAX_DBS, separateFlushed: true, mapSize: MAP_SIZE_BYTES });
       const format = adoptStoreFormat(env, `LMDB store in ${dir}`);
-      return new LmdbStore(dir, env, format);
+      return new LmdbStore(dir, env, format, false, options.inlineCommits ?? false);
     } catch (error) {
       void env?.close().catch(() => {});
       if (isKvs2Error(error)) throw error;
@@ -273,28 +289,30 @@ export class LmdbStore implements Store, SnapshotSource, StoreFileSource {
     const offsets = new Map(this.#progress.appliedOffsets);
     for (const [partition, offset] of appliedOffsets) offsets.set(partition, offset);
     const progress: StoreProgress = { ...this.#progress, logIdentity, appliedOffsets: offsets };
+    const kv = this.#kv;
+    const meta = this.#meta;
+    const writeAll = (): void => {
+      let at = 0;
+      for (const write of writes) {
+        if (write.value === null) {
+          kv.remove(write.key);
+          continue;
+        }
+        const end = at + storedLength(write.value.length);
+        writeVersion(stored, at, write.version);
+        write.value.copy(stored, at + VERSION_BYTES);
+        kv.put(write.key, stored.subarray(at, end));
+        at = end;
+      }
+      meta.put(PROGRESS_KEY, toSaved(progress));
+    };
+    if (this.#inlineCommits) return this.#commitInline(writeAll, progress);
     // Progress is tracked as queued, not as committed: lmdb-js commits writes in the order they are
     // queued, so a later markCaughtUp must build on this one, not on what committed before it.
     this.#progress = progress;
-    const kv = this.#kv;
-    const meta = this.#meta;
     let commit: CommitPromise<boolean>;
     try {
-      commit = kv.batch(() => {
-        let at = 0;
-        for (const write of writes) {
-          if (write.value === null) {
-            kv.remove(write.key);
-            continue;
-          }
-          const end = at + storedLength(write.value.length);
-          writeVersion(stored, at, write.version);
-          write.value.copy(stored, at + VERSION_BYTES);
-          kv.put(write.key, stored.subarray(at, end));
-          at = end;
-        }
-        meta.put(PROGRESS_KEY, toSaved(progress));
-      }) as CommitPromise<boolean>;
+      commit = kv.batch(writeAll) as CommitPromise<boolean>;
       await commit;
     } catch (error) {
       throw this.#writeError(error);
@@ -306,6 +324,21 @@ export class LmdbStore implements Store, SnapshotSource, StoreFileSource {
     // The caller may never look at `flushed`; an unobserved rejection must not crash the process.
     flushed.catch(() => {});
     return { flushed };
+  }
+
+  /**
+   * Runs `write` in a write transaction committed and synced on this thread (LmdbStoreOptions.inlineCommits);
+   * `progress` becomes the store's once it committed. Nothing is queued in lmdb-js's batches in this mode,
+   * so commits happen in the order of the calls.
+   */
+  #commitInline(write: () => void, progress: StoreProgress): Applied {
+    try {
+      this.#env.transactionSync(write);
+    } catch (error) {
+      throw this.#writeError(error);
+    }
+    this.#progress = progress;
+    return { flushed: Promise.resolve() };
   }
 
   /**
@@ -358,6 +391,10 @@ export class LmdbStore implements Store, SnapshotSource, StoreFileSource {
 
   async markCaughtUp(at: number): Promise<void> {
     const progress: StoreProgress = { ...this.#progress, caughtUpAt: at };
+    if (this.#inlineCommits) {
+      this.#commitInline(() => this.#meta.put(PROGRESS_KEY, toSaved(progress)), progress);
+      return;
+    }
     this.#progress = progress;
     try {
       await this.#meta.put(PROGRESS_KEY, toSaved(progress));
@@ -367,6 +404,8 @@ export class LmdbStore implements Store, SnapshotSource, StoreFileSource {
   }
 
   async flushed(): Promise<void> {
+    // Inline commits are synced as they commit.
+    if (this.#inlineCommits) return;
     // An empty batch queues behind every earlier write; its flush covers theirs.
     await untilFlushed(this.#kv.batch(() => {}) as CommitPromise<boolean>);
   }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { isKvs2Error } from '../../src/errors.js';
 import { LmdbStore } from '../../src/store/lmdb-store.js';
 import { tempDir } from '../support/paths.js';
 
@@ -104,6 +105,84 @@ describe('LmdbStore', () => {
       assert.ok(store.stats().bytesOnDisk >= before + 1000 * 4096, `${store.stats().bytesOnDisk} bytes`);
       await store.apply([{ key: Buffer.from('key-0'), value: null, version: 1001 }], new Map([[0, 1001]]), 'log');
       assert.equal(store.stats().keys, 999);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("LmdbStore with inline commits (the in-process replica worker's store)", () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  before(async () => {
+    dir = await tempDir('store-inline');
+  });
+  after(async () => {
+    await dir.remove();
+  });
+  const k = (text: string): Buffer => Buffer.from(text);
+
+  test('apply() has committed before it returns: a read right after the call sees it, as a reopen does', async () => {
+    const path = `${dir.path}/apply`;
+    let store = LmdbStore.open(path, { inlineCommits: true });
+    const pending = store.apply(
+      [
+        { key: k('a'), value: k('1'), version: 1 },
+        { key: k('gone'), value: k('x'), version: 2 },
+      ],
+      new Map([[0, 2]]),
+      'log-1',
+    );
+    // Not awaited yet: a batched commit would still be queued for libuv's pool here.
+    store.advanceReads();
+    assert.deepEqual(store.get(k('a')), k('1'));
+    assert.deepEqual(store.progress().appliedOffsets, new Map([[0, 2]]));
+    await (await pending).flushed;
+    await store.apply([{ key: k('gone'), value: null, version: 9 }], new Map([[3, 9]]), 'log-1');
+    await store.markCaughtUp(77);
+    await store.flushed();
+    await store.close();
+
+    // Reopened as a node opens it (batched commits): everything is there, progress with it.
+    store = LmdbStore.open(path);
+    try {
+      assert.deepEqual(store.get(k('a')), k('1'));
+      assert.equal(store.lastVersion, 1);
+      assert.equal(store.get(k('gone')), undefined);
+      assert.deepEqual(store.progress(), {
+        logIdentity: 'log-1',
+        appliedOffsets: new Map([
+          [0, 2],
+          [3, 9],
+        ]),
+        caughtUpAt: 77,
+      });
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('a write LMDB refuses fails with STORE_UNAVAILABLE, commits none of its batch, and the store goes on', async () => {
+    const store = LmdbStore.open(`${dir.path}/refused`, { inlineCommits: true });
+    try {
+      await store.apply([{ key: k('before'), value: k('v'), version: 1 }], new Map([[0, 1]]), 'log');
+      // LMDB's keys are at most 1,978 bytes here: the second write of the batch is refused.
+      const refused = store.apply(
+        [
+          { key: k('in-the-batch'), value: k('v'), version: 2 },
+          { key: Buffer.alloc(4000, 1), value: k('v'), version: 3 },
+        ],
+        new Map([[0, 3]]),
+        'log',
+      );
+      await assert.rejects(refused, (error: unknown) => isKvs2Error(error) && error.code === 'STORE_UNAVAILABLE');
+      store.advanceReads();
+      assert.equal(store.get(k('in-the-batch')), undefined);
+      assert.deepEqual(store.progress().appliedOffsets, new Map([[0, 1]]));
+      await store.apply([{ key: k('after'), value: k('v'), version: 4 }], new Map([[0, 4]]), 'log');
+      store.advanceReads();
+      assert.deepEqual(store.get(k('after')), k('v'));
+      assert.deepEqual(store.get(k('before')), k('v'));
+      assert.deepEqual(store.progress().appliedOffsets, new Map([[0, 4]]));
     } finally {
       await store.close();
     }
