@@ -26,8 +26,9 @@
  * (measured processes beside the servers). `--readers` measures a subset (e.g. `replica,worker`).
  * `--helpers-other-core` also moves each probe's threads but its main one to the other core: V8's platform
  * threads (the GC helpers of every isolate in the process, the replica worker's included) and libuv's pool
- * (where lmdb-js runs write transactions and syncs, for either applyOn): moving only the thread named
- * kvs2-replica leaves those on the reading thread's core.
+ * (where lmdb-js runs the write transactions and syncs of applyOn 'caller'; with 'worker' the replica's
+ * thread commits itself): moving only the thread named kvs2-replica leaves those on the reading thread's core.
+ * A `-tuned` reader (e.g. `worker-tuned`) is the same reader in a process started with --tuned-flags.
  *
  *   npm run build && node dist/bench/in-process-reads.js [--keys 1000000] [--duration 5] [--repetitions 3]
  *     [--writes-per-second 10000] [--in-flight 64] [--probe-core 1] [--writer-core 0] [--out bench/results]
@@ -213,7 +214,7 @@ function replicaThreadOf(pid: number): number {
 /**
  * Moves the probe's threads other than its main thread and the replica's worker thread (V8's platform
  * threads, which run the concurrent and parallel GC of every isolate of the process; libuv's pool, where
- * lmdb-js commits write transactions and syncs) to `core`. Returns their names and tids.
+ * lmdb-js commits the write transactions of applyOn 'caller') to `core`. Returns their names and tids.
  */
 function moveHelpers(pid: number, core: number): string[] {
   const moved: string[] = [];
