@@ -26,7 +26,7 @@ import { KVS2_VERSION } from '../version.js';
 import { MemoryRelease } from './memory-release.js';
 import { nodeIdOf } from './node-id.js';
 import { sendStallLogger } from './send-stall-log.js';
-import { ServingWorkers } from './serve-workers/serving-workers.js';
+import type { ServingWorkers } from './serve-workers/serving-workers.js';
 
 export interface NodeOptions {
   readonly config: Config;
@@ -91,7 +91,7 @@ export class KvsNode {
           ? null
           : {
               contentType: registry.contentType,
-              metrics: () => (workers === null ? registry.metrics() : workers.metrics.metrics()),
+              metrics: () => (workers === null ? registry.metrics() : workers.metricsText()),
             };
       // Probes answer from the start: `starting` while the log opens and a bootstrap from a peer runs (before
       // the store opens), then the node's own health. Closed last, so that they answer "stopping" meanwhile.
@@ -221,6 +221,9 @@ export class KvsNode {
       let port: number;
       if (api !== null) port = await api.listen(config.listen.host, config.listen.port);
       else {
+        // Loaded only then: the workers' metrics aggregation imports prom-client, which a node that serves
+        // on its own thread does not load unless /metrics is asked for.
+        const { ServingWorkers } = await import('./serve-workers/serving-workers.js');
         const started = await ServingWorkers.start({
           conditional,
           count: config.serveWorkers,

@@ -275,6 +275,42 @@ describe('the metrics listener in the node', () => {
     }
   });
 
+  test('a node serving without --metrics-listen loads neither prom-client nor the OpenTelemetry API', async () => {
+    // Every module the serving process loads, written when it exits (a load hook given through NODE_OPTIONS,
+    // which the process keeps when it restarts itself with its runtime settings).
+    const listFile = join(dir.path, 'modules.txt');
+    const hook = [
+      "import { registerHooks } from 'node:module';",
+      "import { writeFileSync } from 'node:fs';",
+      'const seen = [];',
+      'registerHooks({ load(url, context, next) { seen.push(url); return next(url, context); } });',
+      "process.on('exit', () => writeFileSync(process.env.KVS2_TEST_MODULE_LIST, seen.join('\\n')));",
+    ].join('\n');
+    const server = await ServerProcess.start({
+      dataDir: join(dir.path, 'no-metrics'),
+      env: {
+        NODE_OPTIONS: `--import=data:text/javascript,${encodeURIComponent(hook)}`,
+        KVS2_TEST_MODULE_LIST: listFile,
+      },
+    });
+    await server.waitUntilCaughtUp();
+    const seed = new SeedClient(server.address);
+    try {
+      await seed.set(Buffer.from('k'), Buffer.from('v'));
+    } finally {
+      seed.close();
+    }
+    assert.deepEqual(await server.stop(), { code: 0, signal: null });
+    const loaded = (await readFile(listFile, 'utf8')).split('\n');
+    // Checks the list is the serving process's: its gRPC server and store were loaded.
+    assert.ok(loaded.some((url) => url.includes('/@grpc/grpc-js/')));
+    assert.ok(loaded.some((url) => url.includes('/lmdb/')));
+    assert.deepEqual(
+      loaded.filter((url) => url.includes('/prom-client/') || url.includes('/@opentelemetry/')),
+      [],
+    );
+  });
+
   test('a --metrics-listen that is not host:port is a usage error (exit code 2) naming the flag', () => {
     const result = spawnSync(
       process.execPath,

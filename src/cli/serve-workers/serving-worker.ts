@@ -12,7 +12,6 @@ import { Authorizer } from '../../auth/authorizer.js';
 import type { LogLevel } from '../../config/config.js';
 import { Kvs2Error } from '../../errors.js';
 import { createLogger } from '../../logger.js';
-import { ServingWorkerMetrics } from '../../metrics/worker-metrics.js';
 import { KvService } from '../../service/kv-service.js';
 import type { NodeStatus } from '../../service/node-status.js';
 import { LmdbStore } from '../../store/lmdb-store.js';
@@ -42,7 +41,10 @@ async function main(): Promise<void> {
   let service: KvService | undefined;
   try {
     const tls = settings.tls === null ? null : ServerTls.load(settings.tls);
-    const metrics = settings.metrics ? new ServingWorkerMetrics() : null;
+    // prom-client is loaded only for a node with /metrics.
+    const metrics = settings.metrics
+      ? new (await import('../../metrics/worker-metrics.js')).ServingWorkerMetrics()
+      : null;
     const auth =
       settings.authFile === null
         ? null

@@ -1,10 +1,9 @@
 import { Worker } from 'node:worker_threads';
-import { AggregatorRegistry, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Config } from '../../config/config.js';
 import { Kvs2Error } from '../../errors.js';
 import type { Log } from '../../log/log.js';
 import type { Logger } from '../../logger.js';
-import type { MetricsSource } from '../../metrics/metrics-listener.js';
 import type { Replica } from '../../replica/replica.js';
 import type { ConditionalWriter } from '../../service/conditional-writes.js';
 import type { NodeHealth } from '../../service/node-health.js';
@@ -102,18 +101,15 @@ export class ServingWorkers {
     await Promise.all(this.#workers.map((worker) => worker.reload(what)));
   }
 
-  /** The node's metrics with every worker's call metrics added. */
-  get metrics(): MetricsSource {
-    const registry = this.#registry;
-    const workers = this.#workers;
-    return {
-      contentType: AggregatorRegistry.PROMETHEUS_CONTENT_TYPE,
-      async metrics(): Promise<string> {
-        const own = registry === null ? [] : await registry.getMetricsAsJSON();
-        const theirs = await Promise.all(workers.map((worker) => worker.metrics()));
-        return AggregatorRegistry.aggregate([own, ...theirs]).metrics();
-      },
-    };
+  /**
+   * The node's metrics with every worker's call metrics added, as Prometheus text. prom-client is loaded
+   * here, on the first scrape: a node without /metrics never asks, and never loads it.
+   */
+  async metricsText(): Promise<string> {
+    const { AggregatorRegistry } = await import('prom-client');
+    const own = this.#registry === null ? [] : await this.#registry.getMetricsAsJSON();
+    const theirs = await Promise.all(this.#workers.map((worker) => worker.metrics()));
+    return AggregatorRegistry.aggregate([own, ...theirs]).metrics();
   }
 
   /**
