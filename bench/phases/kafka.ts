@@ -3,6 +3,7 @@ import { credentials } from '@grpc/grpc-js';
 import { Kvs2Client, MultiGetRequest } from '../../src/gen/kvs2.js';
 import type { RunContext } from '../context.js';
 import { keyFor, valueFor } from '../lib/dataset.js';
+import { sweepEveryKey } from '../lib/key-sweep.js';
 import { CLIENT_CORE, sleep, waitFor } from '../lib/processes.js';
 import type { PeerBootstrapResult } from '../lib/results.js';
 import { spread } from '../lib/stats.js';
@@ -262,6 +263,9 @@ async function peerBootstrap(
             `(${loaded.keys} keys from the peer in ${(loaded.tookMs / 1000).toFixed(2)} s)`,
         );
         if (last && ctx.scenarios.has('memory')) {
+          // Read every key once first: right after the install the node has touched almost none of its
+          // store's pages, and its RSS would say nothing about a node that serves them.
+          await sweepEveryKey(node.target, variant.keys, 'the peer-bootstrapped node');
           await recordKvs2Memory(ctx, 'kvs2-peer-bootstrapped', node, dataDir, variant);
         }
       } finally {

@@ -178,11 +178,12 @@ export function evaluateTargets(results: Results, valueBytes: number): TargetChe
     met: memOk ? (kvs2Mem.rssBytesPerMillionKeys ?? 0) <= (redisMem.rssBytesPerMillionKeys ?? 0) / 2 : null,
   });
 
-  // 7b. A node whose store came from a peer's snapshot (written in key order): RSS ≤ Redis's (issue 16).
+  // 7b. A node whose store came from a peer's snapshot, after reading every key once: RSS ≤ Redis's (issue 16;
+  // its store has the peer's page fill, so a peer filled in random key order makes it larger than a restore).
   const peerMem = results.memory.find((m) => m.system === 'kvs2-peer-bootstrapped');
   const peerMemOk = redisMem?.rssBytesPerMillionKeys && peerMem?.rssBytesPerMillionKeys;
   checks.push({
-    target: "A node bootstrapped from a peer's snapshot: RSS ≤ Redis's",
+    target: "A node bootstrapped from a peer's snapshot, every key read once: RSS ≤ Redis's",
     measured: peerMemOk
       ? `${mibText(peerMem.rssBytesPerMillionKeys)} vs Redis ${mibText(redisMem.rssBytesPerMillionKeys)} MiB per 1M keys${anonText(peerMem)}`
       : 'not measured',
