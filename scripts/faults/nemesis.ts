@@ -8,6 +8,7 @@ export const FAULT_KINDS = [
   'kill-node',
   'pause-node',
   'wipe-node',
+  'wipe-node-while-its-peer-is-paused',
   'kill-broker',
   'pause-broker',
   'restart-node-while-broker-down',
@@ -21,9 +22,10 @@ export interface NemesisTarget {
 }
 
 /**
- * Faults one at a time, so that at most one node and one broker are away together: the cluster must then
- * keep every acknowledged write (RF 3, min.insync.replicas 2). Kinds come round in a seeded order, so a
- * short run still meets each of them.
+ * Faults one at a time, so that at most one broker is away: the cluster must then keep every acknowledged
+ * write (RF 3, min.insync.replicas 2). At most two nodes are away together (a wiped node and the peer it
+ * first asks for a snapshot), so one always serves. Kinds come round in a seeded order, so a short run still
+ * meets each of them.
  */
 export class Nemesis {
   readonly #target: NemesisTarget;
@@ -89,6 +91,26 @@ export class Nemesis {
         await node.wipe();
         await this.#startNode(node);
         break;
+      case 'wipe-node-while-its-peer-is-paused': {
+        // The wiped node asks its first peer, which answers nothing: after the stall limit it must take
+        // the next peer's snapshot (or read the topic), and serve what the others serve.
+        const peer = node.bootstrapFrom[0];
+        if (peer === undefined || peer.paused || !peer.running) {
+          history.event(`kill -9 ${node.name} and wipe its data (its first peer is away already)`);
+          await node.kill9();
+          await node.wipe();
+          await this.#startNode(node);
+          break;
+        }
+        history.event(`SIGSTOP ${peer.name}, then kill -9 ${node.name} and wipe its data`);
+        peer.pause();
+        await node.kill9();
+        await node.wipe();
+        await this.#startNode(node);
+        history.event(`SIGCONT ${peer.name}`);
+        peer.resume();
+        break;
+      }
       case 'kill-broker':
         history.event(`kill -9 broker ${broker}`);
         await kafka.stopBroker(broker);

@@ -27,6 +27,11 @@ export interface ClusterNodeOptions {
   readonly dataDir: string;
   /** Flags after `serve --listen ... --data-dir ...`. */
   readonly args: readonly string[];
+  /**
+   * Peers (`--bootstrap-from`, in the order asked) an empty start installs a store from; none: read the
+   * topic. Given after `args`; a function, because the nodes of a cluster name each other.
+   */
+  readonly bootstrapFrom?: () => readonly ClusterNode[];
   /** Where every line the node prints is appended. */
   readonly logFile: string;
   /** Called once for every crash. */
@@ -49,6 +54,8 @@ export class ClusterNode {
   #stopping = false;
   #paused = false;
   #tail: string[] = [];
+  #peerBootstraps = 0;
+  #topicFallbacks = 0;
 
   constructor(options: ClusterNodeOptions) {
     this.#options = options;
@@ -66,6 +73,16 @@ export class ClusterNode {
     return this.#paused;
   }
 
+  /** The peers an empty start asks, in order. */
+  get bootstrapFrom(): readonly ClusterNode[] {
+    return this.#options.bootstrapFrom?.() ?? [];
+  }
+
+  /** Starts that installed a peer's snapshot, and those where no peer gave one (the topic was read). */
+  get bootstraps(): { readonly fromPeer: number; readonly topicFallback: number } {
+    return { fromPeer: this.#peerBootstraps, topicFallback: this.#topicFallbacks };
+  }
+
   /**
    * Spawns the node and resolves once it listens. A node that exits before that has crashed (recorded);
    * this then resolves false, and the caller may try again later.
@@ -75,9 +92,19 @@ export class ClusterNode {
     const { port, dataDir, args } = this.#options;
     this.#stopping = false;
     this.#paused = false;
+    const peers = this.bootstrapFrom.map((peer) => peer.address).join(',');
     const child = spawn(
       process.execPath,
-      [KVS2_BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, ...args],
+      [
+        KVS2_BIN,
+        'serve',
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--data-dir',
+        dataDir,
+        ...args,
+        ...(peers === '' ? [] : ['--bootstrap-from', peers]),
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.#child = child;
@@ -103,6 +130,9 @@ export class ClusterNode {
     this.#exited = exited;
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
       this.#note(line);
+      // The messages of src/replica/peer-bootstrap.ts.
+      if (line.includes('"bootstrapped from peer ')) this.#peerBootstraps++;
+      if (line.includes('"no peer gave a usable snapshot')) this.#topicFallbacks++;
       if (!listening && line.includes('"kvs2 listening')) {
         listening = true;
         wake();

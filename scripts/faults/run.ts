@@ -46,12 +46,17 @@ export interface FaultRunCounts {
   readonly unknownWrites: number;
   readonly answeredReads: number;
   readonly faults: readonly FaultKind[];
+  /** Starts of wiped nodes during the load that installed a peer's snapshot, and those that read the topic. */
+  readonly peerBootstraps: number;
+  readonly topicFallbacks: number;
 }
 
 const NODES = 3;
 const BROKERS = 3;
 const SERVING_TIMEOUT_MS = 180_000;
 const SCAN_TIMEOUT_MS = 120_000;
+/** How long a bootstrapping node waits on a silent (paused) peer before it asks the next one. */
+const BOOTSTRAP_STALL_MS = 3_000;
 
 /**
  * A Jepsen-style run against a real cluster: 3 brokers (RF 3, min.insync.replicas 2) and 3 kvs2 nodes,
@@ -95,7 +100,12 @@ export async function runFaultCheck(options: FaultRunOptions): Promise<FaultRunR
             String(partitions),
             '--replication-factor',
             String(BROKERS),
+            '--bootstrap-stall-timeout-ms',
+            String(BOOTSTRAP_STALL_MS),
           ],
+          // An empty node (a wiped one) installs a peer's store, the next in the ring first, then reads the
+          // topic from its offsets; a peer that is away is given up after the stall limit.
+          bootstrapFrom: () => [1, 2].map((step) => nodes[(i + step) % NODES] as ClusterNode),
           startedAt,
           onCrash: (crash) => {
             crashes.push(crash);
@@ -125,6 +135,12 @@ export async function runFaultCheck(options: FaultRunOptions): Promise<FaultRunR
       ...Array.from({ length: options.readers ?? 3 }, (_, i) => runReader(`r${i}`, random.fork(), workOptions)),
     ];
     const nemesis = new Nemesis({ nodes, kafka, history }, random.fork());
+    // Only the starts of wiped nodes count: at the cluster's own start the peers are empty or not up yet.
+    const bootstrapsSoFar = () => ({
+      fromPeer: nodes.reduce((sum, node) => sum + node.bootstraps.fromPeer, 0),
+      topicFallback: nodes.reduce((sum, node) => sum + node.bootstraps.topicFallback, 0),
+    });
+    const bootstrapsBefore = bootstrapsSoFar();
     history.event('load starts');
     const loadStarted = Date.now();
     await nemesis.run(() => Date.now() >= loadEnds, options.everyFaultKind === true);
@@ -140,7 +156,12 @@ export async function runFaultCheck(options: FaultRunOptions): Promise<FaultRunR
     log('every node healed; reading the log and every node');
     const { snapshot, nodeStates } = await quiescentState(brokers, topic, workload, notServing);
     const result = check({ history, log: snapshot, nodeStates, crashes, notServing });
-    const summary = summarize(options.seed, loadMs, history, nemesis.done, snapshot, nodeStates, result);
+    const bootstrapsAfter = bootstrapsSoFar();
+    const bootstraps = {
+      fromPeer: bootstrapsAfter.fromPeer - bootstrapsBefore.fromPeer,
+      topicFallback: bootstrapsAfter.topicFallback - bootstrapsBefore.topicFallback,
+    };
+    const summary = summarize(options.seed, loadMs, history, nemesis.done, snapshot, nodeStates, result, bootstraps);
     const report = [
       summary,
       ...result.notes.map((n) => `note: ${n}`),
@@ -152,6 +173,8 @@ export async function runFaultCheck(options: FaultRunOptions): Promise<FaultRunR
       unknownWrites: history.writes.filter((w) => w.outcome === 'unknown').length,
       answeredReads: history.reads.filter((r) => r.ok).length,
       faults: nemesis.done,
+      peerBootstraps: bootstraps.fromPeer,
+      topicFallbacks: bootstraps.topicFallback,
     };
     return { ok: passed, summary, report, violations: result.violations, counts, workDir };
   } finally {
@@ -236,6 +259,7 @@ function summarize(
   snapshot: LogSnapshot,
   nodeStates: ReadonlyMap<string, ReadonlyMap<string, string>>,
   result: CheckResult,
+  bootstraps: { readonly fromPeer: number; readonly topicFallback: number },
 ): string {
   const count = (outcome: string) => history.writes.filter((w) => w.outcome === outcome).length;
   const reads = history.reads.filter((r) => r.ok);
@@ -243,6 +267,7 @@ function summarize(
     `faults check: seed ${seed}, ${Math.round(loadMs / 1000)} s of load, ${faults.length} faults (${faults.join(', ') || 'none'})`,
     `writes: ${count('ok')} acknowledged, ${count('failed')} refused, ${count('unknown')} unknown (${result.unknownLanded} landed, ${result.unknownNotLanded} not; deletes not counted)`,
     `reads: ${reads.length} answered (${reads.filter((r) => r.afterWrite !== undefined).length} with a write's token, ${reads.filter((r) => r.consistency === 'latest').length} latest), ${history.reads.length - reads.length} failed`,
+    `wiped nodes: ${bootstraps.fromPeer} installed a peer's snapshot, ${bootstraps.topicFallback} read the topic (no peer gave one)`,
     `log: ${snapshot.records.length} records; nodes checked: ${[...nodeStates].map(([n, s]) => `${n} (${s.size} keys)`).join(', ')}`,
     `violations: ${result.violations.length}`,
   ].join('\n');
