@@ -2,9 +2,11 @@
  * What a bootstrap peer's page layout costs a new node (issue 16). A store image keeps the peer's page fill,
  * so a peer that read the topic itself (pages about 2/3 full, as any random-order fill leaves them) sends
  * more than one that was `kvs2 compact`ed. One broker, a topic of --keys records loaded with kcat (as the
- * suite's bootstrap scenario loads it), two peers that read it on the server core, the second then stopped,
- * compacted and started again; then --rounds rounds, each a new node bootstrapped from either peer (the order
- * swapped every round) on the client core, and kcat reading the topic, as the suite's bootstrap scenario does.
+ * suite's bootstrap scenario loads it), three peers that read it on the server core: one as usual, one then
+ * stopped, `kvs2 compact`ed and started again, one with `--compact-after-bootstrap on` (its own read of the
+ * topic is timed: that flag's cost); then --rounds rounds, each a new node bootstrapped from each peer in turn
+ * (the order turned every round) on the client core, and kcat reading the topic, as the suite's bootstrap
+ * scenario does.
  *
  *   npm run --silent build && node dist/bench/peer-layout.js [--keys 1000000] [--rounds 3]
  *
@@ -26,7 +28,7 @@ import { type Kvs2Node, startKvs2 } from './systems/kvs2.js';
 const TOPIC = 'kvs2-bench';
 const PARTITIONS = 12;
 const VALUE_BYTES = 100;
-const LAYOUTS = ['random-order', 'compacted'] as const;
+const LAYOUTS = ['random-order', 'compacted', 'compact-after-bootstrap'] as const;
 type Layout = (typeof LAYOUTS)[number];
 
 const { values } = parseArgs({
@@ -70,13 +72,22 @@ try {
   await kcatProduce(kafka, TOPIC, kcatLines(keys, VALUE_BYTES));
   const peers = new Map<Layout, Kvs2Node>();
   const peerBytes = new Map<Layout, number>();
+  /** Each peer's own start on the topic, spawn -> SERVING (all of it read by then). */
+  const peerServingSec = new Map<Layout, number>();
   let compactSec = 0;
   for (const layout of LAYOUTS) {
     const dataDir = join(root, `peer-${layout}`);
     const start = (suffix: string) =>
-      startKvs2({ name: `peer-${layout}`, dataDir, logFile: join(root, `peer-${layout}${suffix}.log`), kafka: target });
+      startKvs2({
+        name: `peer-${layout}`,
+        dataDir,
+        logFile: join(root, `peer-${layout}${suffix}.log`),
+        kafka: target,
+        serverArgs: layout === 'compact-after-bootstrap' ? ['--compact-after-bootstrap', 'on'] : [],
+      });
     let peer = await start('');
     await waitUntilApplied(peer, keys);
+    peerServingSec.set(layout, peer.startup.servingMs / 1000);
     if (layout === 'compacted') {
       await peer.stop();
       const started = performance.now();
@@ -90,7 +101,7 @@ try {
   const runs = new Map<Layout, Bootstrap[]>(LAYOUTS.map((layout) => [layout, []]));
   const kcatSec: number[] = [];
   for (let round = 0; round < rounds; round++) {
-    for (const layout of round % 2 === 0 ? LAYOUTS : [...LAYOUTS].reverse()) {
+    for (const layout of LAYOUTS.map((_, i) => LAYOUTS[(i + round) % LAYOUTS.length] as Layout)) {
       const name = `new-from-${layout}-${round}`;
       const dataDir = join(root, name);
       const logFile = join(root, `${name}.log`);
@@ -128,7 +139,12 @@ try {
     valueBytes: VALUE_BYTES,
     compactSec,
     kcatSec,
-    peers: Object.fromEntries(LAYOUTS.map((layout) => [layout, { dataMdbBytes: peerBytes.get(layout) }])),
+    peers: Object.fromEntries(
+      LAYOUTS.map((layout) => [
+        layout,
+        { dataMdbBytes: peerBytes.get(layout), servingSec: peerServingSec.get(layout) },
+      ]),
+    ),
     bootstraps: Object.fromEntries(runs),
   };
   const out = join(REPO_DIR, 'bench/results', `peer-layout-${report.when.slice(0, 16).replace(/[:T]/g, '-')}.json`);
@@ -136,12 +152,12 @@ try {
   const lines = [
     `${keys} records of 16-byte keys and ${VALUE_BYTES}-byte values on ${PARTITIONS} partitions; ${rounds} rounds; the peer's compaction took ${compactSec.toFixed(2)} s`,
     '',
-    "| peer's store | peer data.mdb MiB | image MiB | spawn → SERVING s, median (each) | asked → installed ms | new node's data.mdb MiB | ÷ kcat |",
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    "| peer's store | peer's own start on the topic, s | peer data.mdb MiB | image MiB | spawn → SERVING s, median (each) | asked → installed ms | new node's data.mdb MiB | ÷ kcat |",
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...LAYOUTS.map((layout) => {
       const each = runs.get(layout) ?? [];
       const serving = median(each.map((run) => run.servingSec));
-      return `| ${layout} | ${mib(peerBytes.get(layout) ?? 0)} | ${mib(each[0]?.imageBytes ?? 0)} | ${serving.toFixed(2)} (${each.map((run) => run.servingSec.toFixed(2)).join(', ')}) | ${median(each.map((run) => run.askedToInstalledMs)).toFixed(0)} | ${mib(each[0]?.dataMdbBytes ?? 0)} | ${(kcat / serving).toFixed(2)}× |`;
+      return `| ${layout} | ${(peerServingSec.get(layout) ?? 0).toFixed(2)} | ${mib(peerBytes.get(layout) ?? 0)} | ${mib(each[0]?.imageBytes ?? 0)} | ${serving.toFixed(2)} (${each.map((run) => run.servingSec.toFixed(2)).join(', ')}) | ${median(each.map((run) => run.askedToInstalledMs)).toFixed(0)} | ${mib(each[0]?.dataMdbBytes ?? 0)} | ${(kcat / serving).toFixed(2)}× |`;
     }),
     '',
     `kcat -C -e -o beginning: ${kcat.toFixed(2)} s median (${kcatSec.map((s) => s.toFixed(2)).join(', ')})`,

@@ -12,7 +12,8 @@ import type { Log } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import type { MetricsSource } from '../metrics/metrics-listener.js';
 import type { NodeMetrics } from '../metrics/node-metrics.js';
-import { beginBootstrapIfEmpty } from '../replica/peer-bootstrap.js';
+import { bootstrapThenCompact } from '../replica/compacting-bootstrap.js';
+import { beginBootstrapIfEmpty, holdsEmptyStore } from '../replica/peer-bootstrap.js';
 import { Replica } from '../replica/replica.js';
 import { startReplica } from '../replica/start-replica.js';
 import { peerSnapshotStream } from '../replica-lib/peer-snapshots.js';
@@ -119,6 +120,8 @@ export class KvsNode {
       const storeDir = join(config.dataDir, 'store');
       // Copies of the store that store images a crash interrupted left behind (snapshot/store-image.ts).
       await removeLeftoverImages(storeDir);
+      // Before a bootstrap from peers can fill it: whether this start reads the whole log into an empty store.
+      const emptyAtStart = config.compactAfterBootstrap && (await holdsEmptyStore(config.dataDir));
       // Begun before the log is made, so that the peer copies and sends its store while this node loads the
       // Kafka client and opens the topic; the snapshot is judged against the log before it is installed.
       // Before the store opens: a peer's snapshot is installed as the store's whole file, which nothing may
@@ -138,7 +141,12 @@ export class KvsNode {
               signal: startup.signal,
             });
       const log = stack.adopt(await createLog(config, logger, metrics), (l) => l.close());
-      await bootstrap?.judgedAgainst(log);
+      const fromPeer = (await bootstrap?.judgedAgainst(log)) ?? null;
+      if (emptyAtStart && fromPeer === null) {
+        // Read the whole log into the store and rewrite it in key order before anything opens it to serve;
+        // a peer's snapshot keeps its peer's layout instead (compacted peers give compact stores).
+        await bootstrapThenCompact({ dataDir: config.dataDir, log, logger, signal: startup.signal });
+      }
       const store = stack.adopt(LmdbStore.open(storeDir), (s) => s.close());
       if (store.clearedUnfinishedLoad) {
         logger.warn(

@@ -128,6 +128,11 @@ export interface Config {
   readonly authFile: string | null;
   /** Peers whose snapshot an empty node loads before reading the log (Kafka only); null: read the whole log. */
   readonly bootstrap: PeerBootstrapConfig | null;
+  /**
+   * Whether a node that reads the whole topic into an empty store rewrites the store in key order before it
+   * serves (replica/compacting-bootstrap.ts). Kafka only.
+   */
+  readonly compactAfterBootstrap: boolean;
 }
 
 export interface PeerBootstrapConfig {
@@ -256,6 +261,13 @@ export const SETTINGS = [
     description:
       'give up on a --bootstrap-from peer that sends nothing for this long, before its first byte (which follows its copy of its store, ~1 s per GB) or mid-image, and try the next peer or the topic',
     defaultValue: '60000',
+  },
+  {
+    name: 'compact-after-bootstrap',
+    valueName: 'on|off',
+    description:
+      'on: a node that reads the whole topic into an empty store rewrites the store in key order before it listens (about half the read again; a store about 40% smaller, in disk, memory and the store image peers bootstrapping from it get) (Kafka only)',
+    defaultValue: 'off',
   },
   {
     name: 'max-key-bytes',
@@ -450,6 +462,7 @@ export function parseConfig(
     tls: parseTls(value('tls-cert'), value('tls-key'), value('tls-client-ca'), cwd),
     authFile: optionalPath(value('auth-file'), cwd),
     bootstrap: parseBootstrap(value, cwd, noBrokers),
+    compactAfterBootstrap: parseCompactAfterBootstrap(required('compact-after-bootstrap'), noBrokers),
   };
   return deepFreeze(config);
 }
@@ -649,6 +662,18 @@ function parseBootstrap(
     2 ** 31 - 1,
   );
   return { peers: parseAddresses('bootstrap-from', peersText), tlsCaFile, tokenFile, stallTimeoutMs };
+}
+
+function parseCompactAfterBootstrap(text: string, noBrokers: boolean): boolean {
+  const on = { on: true, off: false }[text.trim().toLowerCase()];
+  if (on === undefined) throw new ConfigError(flagOf('compact-after-bootstrap'), `expected on or off, got '${text}'`);
+  if (on && noBrokers) {
+    throw new ConfigError(
+      flagOf('compact-after-bootstrap'),
+      'needs --kafka-brokers: a node on the embedded log never reads a whole log into an empty store; kvs2 compact rewrites a stopped one',
+    );
+  }
+  return on;
 }
 
 /** An optional file: absent or empty means "off". */

@@ -271,7 +271,11 @@ export async function bootstrapIfEmpty(
   return begun === null ? null : begun.judgedAgainst(options.log);
 }
 
-async function holdsEmptyStore(dataDir: string): Promise<boolean> {
+/**
+ * Whether the data dir's store is empty: none yet, one that never applied anything, or one holding a load
+ * cut short. Read from the file, so nothing may have the store open.
+ */
+export async function holdsEmptyStore(dataDir: string): Promise<boolean> {
   const storeDir = storeDirOf(dataDir);
   if (!existsSync(join(storeDir, 'data.mdb'))) return true;
   const facts = await readStoreFile(storeDir);

@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { Kvs2Client } from '../../src/client/index.js';
+import { runKvs2 } from '../support/cli-process.js';
+import { kafkaBrokers, needsKafka } from '../support/kafka-env.js';
+import { tempDir } from '../support/paths.js';
+import { ServerProcess } from '../support/server-process.js';
+
+const b = (text: string): Buffer => Buffer.from(text);
+const KEYS = 6_000;
+const keyOf = (i: number): Buffer => b(`key-${String(i).padStart(5, '0')}`);
+const valueFor = (i: number): Buffer => b(`value ${i} `.padEnd(100, '.'));
+const deleted = (i: number): boolean => i % 7 === 0;
+
+/** The keys 0..n-1 in an order fixed by a small linear congruential generator (no two runs differ). */
+function shuffled(n: number): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  let state = 12_345;
+  for (let i = n - 1; i > 0; i--) {
+    state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
+    const j = state % (i + 1);
+    [order[i], order[j]] = [order[j] as number, order[i] as number];
+  }
+  return order;
+}
+
+/** --compact-after-bootstrap on a real Kafka topic: a node reads the topic, rewrites its store, then serves. */
+describe('a node that compacts its store after reading the topic', needsKafka(), () => {
+  let brokers: string;
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  const running: ServerProcess[] = [];
+  const clients: Kvs2Client[] = [];
+  const topic = `kvs2-test-${randomUUID()}`;
+
+  const startNode = async (name: string, extra: readonly string[] = []): Promise<ServerProcess> => {
+    const node = await ServerProcess.start({
+      dataDir: `${dir.path}/${name}`,
+      args: ['--kafka-brokers', brokers, '--topic', topic, '--partitions', '3', ...extra],
+    });
+    running.push(node);
+    return node;
+  };
+  const client = (node: ServerProcess): Kvs2Client => {
+    const c = new Kvs2Client(node.address);
+    clients.push(c);
+    return c;
+  };
+  const dataMdbBytes = (name: string): number => statSync(`${dir.path}/${name}/store/data.mdb`).size;
+
+  before(async () => {
+    brokers = kafkaBrokers().join(',');
+    dir = await tempDir('compact-after-bootstrap');
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await Promise.all(running.map((node) => node.stop()));
+    await dir.remove();
+  });
+
+  test('holds every key as the writer does, in a store the size `kvs2 compact` makes, and goes on applying', async () => {
+    // The dataset, written in random key order (as a topic's keys arrive), every 7th key deleted again.
+    const writer = await startNode('writer');
+    await writer.waitUntilCaughtUp(30_000);
+    const writes = client(writer);
+    const order = shuffled(KEYS);
+    let token: Buffer = Buffer.alloc(0);
+    for (let at = 0; at < KEYS; at += 100) {
+      const mutations = order.slice(at, at + 100).map((i) => ({ key: keyOf(i), value: valueFor(i), delete: false }));
+      token = (await writes.write({ mutations })).token;
+    }
+    for (let i = 0; i < KEYS; i += 7) token = (await writes.delete({ key: keyOf(i) })).token;
+    const live = Array.from({ length: KEYS }, (_, i) => i).filter((i) => !deleted(i)).length;
+
+    // One node reads the topic as usual, one with the flag; both caught up with every write above.
+    const plain = await startNode('plain');
+    const compacting = await startNode('compacting', ['--compact-after-bootstrap', 'on']);
+    const compactedLine = await compacting.waitForLine((line) => line.msg.startsWith('compacted the store'), 60_000);
+    assert.equal(compactedLine.keys, live);
+    assert.ok((compactedLine.bytesAfter as number) < (compactedLine.bytesBefore as number), compactedLine.msg);
+    await Promise.all([plain.waitUntilCaughtUp(60_000), compacting.waitUntilCaughtUp(60_000)]);
+    assert.equal(plain.lines.filter((line) => line.msg.startsWith('compacted the store')).length, 0);
+
+    // The same keys, values and versions as the writer's.
+    const keys = Array.from({ length: KEYS }, (_, i) => keyOf(i));
+    const [expected, actual] = await Promise.all(
+      [writer, compacting].map(async (node) => (await client(node).multiGet({ keys, after: [token] })).parts),
+    );
+    (actual ?? []).forEach((part, i) => {
+      if (deleted(i)) assert.equal(part.status, 1, `key ${i} is deleted`);
+      else assert.equal(part.data.toString(), valueFor(i).toString(), `key ${i}`);
+      assert.equal(part.version, expected?.[i]?.version, `key ${i}'s version`);
+    });
+
+    // Writes after the rewrite reach it: its own replica resumed from the rewritten store's offsets.
+    const later = await writes.set({ key: b('after-the-rewrite'), value: b('applied') });
+    const read = await client(compacting).get({ key: b('after-the-rewrite'), after: [later.token] });
+    assert.equal(read.data.toString(), 'applied');
+
+    // Its store was rewritten to the size `kvs2 compact` gives the plain node's (same entries, in key order),
+    // and is smaller than the plain node's random-order one.
+    await Promise.all([plain.stop(), compacting.stop()]);
+    const plainBytes = dataMdbBytes('plain');
+    const compactingBytes = dataMdbBytes('compacting');
+    assert.ok(compactingBytes < plainBytes * 0.85, `${compactingBytes} bytes against ${plainBytes} read as usual`);
+    const compact = await runKvs2(['compact', '--data-dir', `${dir.path}/plain`]);
+    assert.equal(compact.code, 0, compact.stderr);
+    // The rewrite's own size against it: the plain node holds one key more (the write after the rewrite),
+    // which may take one more page; the compacting node's file has since grown by the pages that write and
+    // its progress records copied (LMDB copies on write).
+    const rewritten = compactedLine.bytesAfter as number;
+    assert.ok(Math.abs(rewritten - dataMdbBytes('plain')) <= 8192, `${rewritten} against ${dataMdbBytes('plain')}`);
+
+    // A restart finds a store that is not empty: it resumes, without a second rewrite.
+    const restarted = await startNode('compacting', ['--compact-after-bootstrap', 'on']);
+    await restarted.waitUntilCaughtUp(30_000);
+    assert.equal(restarted.lines.filter((line) => line.msg.startsWith('compacted the store')).length, 0);
+    const again = await client(restarted).get({ key: b('after-the-rewrite'), after: [later.token] });
+    assert.equal(again.data.toString(), 'applied');
+  });
+
+  test('is refused without Kafka, and takes only on or off', async () => {
+    const embedded = await runKvs2(['serve', '--data-dir', `${dir.path}/embedded`, '--compact-after-bootstrap', 'on']);
+    assert.equal(embedded.code, 2);
+    assert.match(embedded.stderr, /--compact-after-bootstrap.*needs --kafka-brokers/);
+    const wrong = await runKvs2([
+      'serve',
+      '--data-dir',
+      `${dir.path}/wrong`,
+      '--kafka-brokers',
+      brokers,
+      '--compact-after-bootstrap',
+      'yes',
+    ]);
+    assert.equal(wrong.code, 2);
+    assert.match(wrong.stderr, /--compact-after-bootstrap.*expected on or off, got 'yes'/);
+  });
+});
