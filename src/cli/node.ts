@@ -145,7 +145,14 @@ export class KvsNode {
       if (emptyAtStart && fromPeer === null) {
         // Read the whole log into the store and rewrite it in key order before anything opens it to serve;
         // a peer's snapshot keeps its peer's layout instead (compacted peers give compact stores).
-        await bootstrapThenCompact({ dataDir: config.dataDir, log, logger, signal: startup.signal });
+        await bootstrapThenCompact({
+          dataDir: config.dataDir,
+          log,
+          logger,
+          signal: startup.signal,
+          // The rewrite allocates per key: on a heap full of the read's garbage it took 2.9 s, not 2.4 (1M keys).
+          beforeRewrite: () => memory.releaseIfGrown('read the log; rewriting the store'),
+        });
       }
       const store = stack.adopt(LmdbStore.open(storeDir), (s) => s.close());
       if (store.clearedUnfinishedLoad) {
