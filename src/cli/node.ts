@@ -21,6 +21,7 @@ import { ConditionalWrites } from '../service/conditional-writes.js';
 import { KvService } from '../service/kv-service.js';
 import { HealthBeforeStart, NodeHealth } from '../service/node-health.js';
 import { NodeStatusReport } from '../service/node-status.js';
+import { removeLeftoverStaging } from '../snapshot/data-dir.js';
 import { removeLeftoverImages } from '../snapshot/store-image.js';
 import { LmdbStore } from '../store/lmdb-store.js';
 import { KVS2_VERSION } from '../version.js';
@@ -118,8 +119,16 @@ export class KvsNode {
       // Read now: an unreadable --bootstrap-token-file is a usage error, before anything connects.
       const peerSnapshots = config.bootstrap === null ? null : peerSnapshotStream(config.bootstrap, config.tls);
       const storeDir = join(config.dataDir, 'store');
-      // Copies of the store that store images a crash interrupted left behind (snapshot/store-image.ts).
+      // Copies of the store that store images a crash interrupted left behind (snapshot/store-image.ts), and
+      // stores a crash interrupted while they were being built (a peer's snapshot installing, a rewrite).
       await removeLeftoverImages(storeDir);
+      const staging = await removeLeftoverStaging(config.dataDir);
+      if (staging.length > 0) {
+        logger.warn(
+          { removed: staging },
+          'removed what an install or rewrite cut short by a crash had left in the data dir',
+        );
+      }
       // Before a bootstrap from peers can fill it: whether this start reads the whole log into an empty store.
       const emptyAtStart = config.compactAfterBootstrap && (await holdsEmptyStore(config.dataDir));
       // Begun before the log is made, so that the peer copies and sends its store while this node loads the

@@ -41,12 +41,27 @@ export function holdsData(dataDir: string): { readonly store: boolean; readonly 
 /** A fresh folder inside the data dir for a store (and log) being built; removed by the caller. */
 export async function makeStagingDir(dataDir: string): Promise<string> {
   await mkdir(dataDir, { recursive: true });
-  // Staging folders an interrupted restore or compaction left hold nothing in use: clear them. Folders of
-  // replaced data stay: after a crash mid-restore one may hold the only copy of the old log.
-  for (const name of readdirSync(dataDir)) {
-    if (name.startsWith(STAGING_PREFIX)) await rm(join(dataDir, name), { recursive: true, force: true });
-  }
+  await removeLeftoverStaging(dataDir);
   return mkdtemp(join(dataDir, STAGING_PREFIX));
+}
+
+/**
+ * Removes the staging folders a restore, a compaction or a peer's snapshot being installed left when its
+ * process died: they hold nothing in use (only a finished one is renamed into place), but a store's worth of
+ * disk. Run where nothing else may be staging in the data dir: a node's start, or before new staging. Folders
+ * of replaced data stay: after a crash mid-restore one may hold the only copy of the old log. Returns the
+ * names removed.
+ */
+export async function removeLeftoverStaging(dataDir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = readdirSync(dataDir);
+  } catch {
+    return [];
+  }
+  const leftovers = names.filter((name) => name.startsWith(STAGING_PREFIX));
+  for (const name of leftovers) await rm(join(dataDir, name), { recursive: true, force: true });
+  return leftovers;
 }
 
 /**

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { eventually, HealthClient, SeedClient } from '../support/grpc-clients.js';
@@ -69,6 +71,33 @@ describe('a node on the embedded log across restarts and shutdowns', () => {
       client = new SeedClient(server.address);
       await assertAllReadable(client, 300);
       client.close();
+    } finally {
+      assert.equal((await server.stop('SIGTERM')).code, 0);
+    }
+  });
+
+  test('a start removes the staging folder an install or a rewrite cut short by a crash left, and keeps the data', async () => {
+    const dataDir = `${dir.path}/staging-left`;
+    let server = await ServerProcess.start({ dataDir });
+    const client = new SeedClient(server.address);
+    await client.set(keyOf(0), valueFor(0));
+    client.close();
+    assert.equal((await server.stop('SIGTERM')).code, 0);
+    // What a process killed while it built a store leaves: a staging folder with a partial store in it.
+    const leftover = join(dataDir, '.snapshot-staging-Xy12Ab', 'store');
+    mkdirSync(leftover, { recursive: true });
+    writeFileSync(join(leftover, 'data.mdb'), randomBytes(64 * 1024));
+    server = await ServerProcess.start({ dataDir });
+    try {
+      const removed = server.lines.find((line) => line.msg.startsWith('removed what an install or rewrite'));
+      assert.deepEqual(removed?.removed, ['.snapshot-staging-Xy12Ab']);
+      assert.deepEqual(
+        readdirSync(dataDir).filter((name) => name.startsWith('.snapshot-')),
+        [],
+      );
+      const reader = new SeedClient(server.address);
+      await assertAllReadable(reader, 1);
+      reader.close();
     } finally {
       assert.equal((await server.stop('SIGTERM')).code, 0);
     }
