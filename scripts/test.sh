@@ -47,6 +47,7 @@ if [ "$whole" = true ]; then
     dist/test/e2e/lifecycle.test.js dist/test/e2e/metrics.test.js dist/test/e2e/auth.test.js \
     dist/test/e2e/server-tls.test.js dist/test/e2e/watch-stalled.test.js dist/test/e2e/overload.test.js \
     dist/test/e2e/request-limits.test.js dist/test/e2e/snapshot-remote.test.js dist/test/e2e/conditional-writes.test.js \
-    dist/test/e2e/kafka-consistency.test.js dist/test/e2e/kafka-readiness.test.js || status=$?
+    dist/test/e2e/kafka-consistency.test.js dist/test/e2e/kafka-readiness.test.js \
+    dist/test/e2e/compact-after-bootstrap.test.js || status=$?
 fi
 exit "$status"
