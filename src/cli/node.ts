@@ -12,7 +12,7 @@ import type { Log } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import type { MetricsSource } from '../metrics/metrics-listener.js';
 import type { NodeMetrics } from '../metrics/node-metrics.js';
-import { bootstrapThenCompact } from '../replica/compacting-bootstrap.js';
+import { compactIfItPays, readLogIntoStore } from '../replica/compacting-bootstrap.js';
 import { beginBootstrapIfEmpty, holdsEmptyStore } from '../replica/peer-bootstrap.js';
 import { Replica } from '../replica/replica.js';
 import { startReplica } from '../replica/start-replica.js';
@@ -151,17 +151,21 @@ export class KvsNode {
             });
       const log = stack.adopt(await createLog(config, logger, metrics), (l) => l.close());
       const fromPeer = (await bootstrap?.judgedAgainst(log)) ?? null;
-      if (emptyAtStart && fromPeer === null) {
-        // Read the whole log into the store and rewrite it in key order before anything opens it to serve;
-        // a peer's snapshot keeps its peer's layout instead (compacted peers give compact stores).
-        await bootstrapThenCompact({
-          dataDir: config.dataDir,
-          log,
-          logger,
-          signal: startup.signal,
-          // The rewrite allocates per key: on a heap full of the read's garbage it took 2.9 s, not 2.4 (1M keys).
-          beforeRewrite: () => memory.releaseIfGrown('read the log; rewriting the store'),
-        });
+      if (emptyAtStart) {
+        // --compact-after-bootstrap: fill the store (a peer's snapshot, or the whole log read here) and
+        // rewrite it in key order if that pays, before anything opens it to serve.
+        const filled =
+          fromPeer !== null ||
+          (await readLogIntoStore({ dataDir: config.dataDir, log, logger, signal: startup.signal }));
+        if (filled) {
+          await compactIfItPays({
+            dataDir: config.dataDir,
+            logger,
+            filledFrom: fromPeer === null ? 'the log' : `peer ${fromPeer.peer}`,
+            // The rewrite allocates per key: on a heap full of the read's garbage it took 2.9 s, not 2.4 (1M keys).
+            beforeRewrite: () => memory.releaseIfGrown('bootstrapped; rewriting the store'),
+          });
+        }
       }
       const store = stack.adopt(LmdbStore.open(storeDir), (s) => s.close());
       if (store.clearedUnfinishedLoad) {

@@ -129,8 +129,8 @@ export interface Config {
   /** Peers whose snapshot an empty node loads before reading the log (Kafka only); null: read the whole log. */
   readonly bootstrap: PeerBootstrapConfig | null;
   /**
-   * Whether a node that reads the whole topic into an empty store rewrites the store in key order before it
-   * serves (replica/compacting-bootstrap.ts). Kafka only.
+   * Whether a node that starts on an empty store rewrites it in key order once the topic or a peer's snapshot
+   * filled it, before it serves, when that pays (replica/compacting-bootstrap.ts). Kafka only.
    */
   readonly compactAfterBootstrap: boolean;
 }
@@ -266,7 +266,7 @@ export const SETTINGS = [
     name: 'compact-after-bootstrap',
     valueName: 'on|off',
     description:
-      'on: a node that reads the whole topic into an empty store rewrites the store in key order before it listens (about half the read again; a store about 40% smaller, in disk, memory and the store image peers bootstrapping from it get) (Kafka only)',
+      "on: a node that starts on an empty store rewrites it in key order once filled (the topic read, or a peer's snapshot installed), before it listens, when its pages are under 85% of a key-ordered fill (about half the read again; a store about 40% smaller, in disk, memory and the store image peers bootstrapping from it get) (Kafka only)",
     defaultValue: 'off',
   },
   {

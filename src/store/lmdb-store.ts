@@ -5,6 +5,7 @@ import { describeError, isKvs2Error, Kvs2Error } from '../errors.js';
 import { type CommitPromise, untilFlushed } from '../lmdb/durability.js';
 import type { Offsets } from '../offsets.js';
 import { type LastRead, type ReadAt, readPage, readValue } from './lmdb-reads.js';
+import { keyOrderedLeafPages, type PageFill } from './page-fill.js';
 import {
   LOADING_KEY,
   MAP_SIZE_BYTES,
@@ -274,6 +275,27 @@ export class LmdbStore implements Store, SnapshotSource, StoreFileSource {
       const { entryCount } = this.#kv.getStats() as { entryCount: number };
       const file = statSync(this.#dataFile);
       return { keys: entryCount, bytesOnDisk: file.blocks * 512 };
+    } catch (error) {
+      throw this.#readError(error);
+    }
+  }
+
+  /**
+   * How full the leaf pages are against a key-ordered rewrite (page-fill.ts), from LMDB's counts and the
+   * sizes of the first `sample` entries: what tells whether compacting the store pays.
+   */
+  pageFill(sample = 2_000): PageFill {
+    try {
+      const stats = this.#kv.getStats() as { entryCount: number; treeLeafPageCount: number; pageSize: number };
+      const sizes: Array<{ keyBytes: number; valueBytes: number }> = [];
+      for (const { key, value } of this.#kv.getRange({ limit: sample })) {
+        sizes.push({ keyBytes: key.length, valueBytes: value.length });
+      }
+      return {
+        entries: stats.entryCount,
+        leafPages: stats.treeLeafPageCount,
+        keyOrderedLeafPages: keyOrderedLeafPages(stats.entryCount, stats.pageSize, sizes),
+      };
     } catch (error) {
       throw this.#readError(error);
     }

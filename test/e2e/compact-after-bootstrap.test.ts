@@ -120,6 +120,60 @@ describe('a node that compacts its store after reading the topic', needsKafka(),
     assert.equal(again.data.toString(), 'applied');
   });
 
+  test("after a peer's snapshot: a random-order peer's is rewritten, a compact peer's is not", async () => {
+    const peerTopic = `kvs2-test-${randomUUID()}`;
+    const onTopic = (name: string, extra: readonly string[]) =>
+      ServerProcess.start({
+        dataDir: `${dir.path}/${name}`,
+        args: ['--kafka-brokers', brokers, '--topic', peerTopic, '--partitions', '3', ...extra],
+      }).then((node) => {
+        running.push(node);
+        return node;
+      });
+    // A peer filled in random key order by its own writes.
+    const randomPeer = await onTopic('random-peer', []);
+    await randomPeer.waitUntilCaughtUp(30_000);
+    const order = shuffled(KEYS);
+    let token: Buffer = Buffer.alloc(0);
+    for (let at = 0; at < KEYS; at += 100) {
+      const mutations = order.slice(at, at + 100).map((i) => ({ key: keyOf(i), value: valueFor(i), delete: false }));
+      token = (await client(randomPeer).write({ mutations })).token;
+    }
+    await client(randomPeer).get({ key: keyOf(0), after: [token] });
+
+    // Its image is rewritten by a node with the flag, which is then a compact peer: its own image is kept.
+    const fromRandom = await onTopic('from-random', [
+      '--bootstrap-from',
+      randomPeer.address,
+      '--compact-after-bootstrap',
+      'on',
+    ]);
+    const rewritten = await fromRandom.waitForLine((line) => line.msg.startsWith('compacted the store'), 60_000);
+    assert.match(rewritten.msg, /filled from peer 127\.0\.0\.1:\d+ \(leaf pages \d+% full\)/);
+    assert.ok((rewritten.fill as number) < 0.85, rewritten.msg);
+    await fromRandom.waitUntilCaughtUp(30_000);
+    const fromCompact = await onTopic('from-compact', [
+      '--bootstrap-from',
+      fromRandom.address,
+      '--compact-after-bootstrap',
+      'on',
+    ]);
+    const kept = await fromCompact.waitForLine((line) => line.msg.includes('in key order already'), 60_000);
+    assert.ok((kept.fill as number) >= 0.85, kept.msg);
+    await fromCompact.waitUntilCaughtUp(30_000);
+    assert.equal(fromCompact.lines.filter((line) => line.msg.startsWith('compacted the store')).length, 0);
+    assert.ok(dataMdbBytes('from-compact') < dataMdbBytes('random-peer') * 0.85);
+
+    // Both hold every key as the writer does.
+    const keys = Array.from({ length: KEYS }, (_, i) => keyOf(i));
+    for (const node of [fromRandom, fromCompact]) {
+      const reply = await client(node).multiGet({ keys, after: [token] });
+      reply.parts.forEach((part, i) => {
+        assert.equal(part.data.toString(), valueFor(i).toString(), `key ${i}`);
+      });
+    }
+  });
+
   test('is refused without Kafka, and takes only on or off', async () => {
     const embedded = await runKvs2(['serve', '--data-dir', `${dir.path}/embedded`, '--compact-after-bootstrap', 'on']);
     assert.equal(embedded.code, 2);
