@@ -4,9 +4,9 @@
  * more than one that was `kvs2 compact`ed. One broker, a topic of --keys records loaded with kcat (as the
  * suite's bootstrap scenario loads it), three peers that read it on the server core: one as usual, one then
  * stopped, `kvs2 compact`ed and started again, one with `--compact-after-bootstrap on` (its own read of the
- * topic is timed: that flag's cost); then --rounds rounds, each a new node bootstrapped from each peer in turn
- * (the order turned every round) on the client core, and kcat reading the topic, as the suite's bootstrap
- * scenario does.
+ * topic is timed: that flag's cost); then --rounds rounds, each a new node bootstrapped from each peer in turn,
+ * and one with the flag itself from the first peer (which it rewrites), the order turned every round, on the
+ * client core, and kcat reading the topic, as the suite's bootstrap scenario does.
  *
  *   npm run --silent build && node dist/bench/peer-layout.js [--keys 1000000] [--rounds 3]
  *
@@ -30,6 +30,11 @@ const PARTITIONS = 12;
 const VALUE_BYTES = 100;
 const LAYOUTS = ['random-order', 'compacted', 'compact-after-bootstrap'] as const;
 type Layout = (typeof LAYOUTS)[number];
+/** What each new node bootstraps from, and whether it runs with --compact-after-bootstrap on itself. */
+const CASES: ReadonlyArray<{ readonly name: string; readonly peer: Layout; readonly flag: boolean }> = [
+  ...LAYOUTS.map((layout) => ({ name: layout, peer: layout, flag: false })),
+  { name: 'random-order, the new node with --compact-after-bootstrap on', peer: 'random-order', flag: true },
+];
 
 const { values } = parseArgs({
   options: {
@@ -98,11 +103,12 @@ try {
     peers.set(layout, peer);
     peerBytes.set(layout, dataMdbBytes(dataDir));
   }
-  const runs = new Map<Layout, Bootstrap[]>(LAYOUTS.map((layout) => [layout, []]));
+  const runs = new Map<string, Bootstrap[]>(CASES.map((run) => [run.name, []]));
   const kcatSec: number[] = [];
   for (let round = 0; round < rounds; round++) {
-    for (const layout of LAYOUTS.map((_, i) => LAYOUTS[(i + round) % LAYOUTS.length] as Layout)) {
-      const name = `new-from-${layout}-${round}`;
+    for (const [index, run] of CASES.map((_, i) => [i, CASES[(i + round) % CASES.length]] as const)) {
+      if (run === undefined) continue;
+      const name = `new-${index}-${round}`;
       const dataDir = join(root, name);
       const logFile = join(root, `${name}.log`);
       const node = await startKvs2({
@@ -111,11 +117,15 @@ try {
         logFile,
         kafka: target,
         core: CLIENT_CORE,
-        serverArgs: ['--bootstrap-from', (peers.get(layout) as Kvs2Node).target],
+        serverArgs: [
+          '--bootstrap-from',
+          (peers.get(run.peer) as Kvs2Node).target,
+          ...(run.flag ? ['--compact-after-bootstrap', 'on'] : []),
+        ],
       });
       await node.stop();
       const line = bootstrapLine(logFile);
-      runs.get(layout)?.push({
+      runs.get(run.name)?.push({
         servingSec: node.startup.servingMs / 1000,
         imageBytes: line.bytes,
         firstByteMs: line.firstByteMs,
@@ -152,12 +162,12 @@ try {
   const lines = [
     `${keys} records of 16-byte keys and ${VALUE_BYTES}-byte values on ${PARTITIONS} partitions; ${rounds} rounds; the peer's compaction took ${compactSec.toFixed(2)} s`,
     '',
-    "| peer's store | peer's own start on the topic, s | peer data.mdb MiB | image MiB | spawn → SERVING s, median (each) | asked → installed ms | new node's data.mdb MiB | ÷ kcat |",
+    "| peer's store (new node) | peer's own start on the topic, s | peer data.mdb MiB | image MiB | spawn → SERVING s, median (each) | asked → installed ms | new node's data.mdb MiB | ÷ kcat |",
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...LAYOUTS.map((layout) => {
-      const each = runs.get(layout) ?? [];
-      const serving = median(each.map((run) => run.servingSec));
-      return `| ${layout} | ${(peerServingSec.get(layout) ?? 0).toFixed(2)} | ${mib(peerBytes.get(layout) ?? 0)} | ${mib(each[0]?.imageBytes ?? 0)} | ${serving.toFixed(2)} (${each.map((run) => run.servingSec.toFixed(2)).join(', ')}) | ${median(each.map((run) => run.askedToInstalledMs)).toFixed(0)} | ${mib(each[0]?.dataMdbBytes ?? 0)} | ${(kcat / serving).toFixed(2)}× |`;
+    ...CASES.map((run) => {
+      const each = runs.get(run.name) ?? [];
+      const serving = median(each.map((one) => one.servingSec));
+      return `| ${run.name} | ${(peerServingSec.get(run.peer) ?? 0).toFixed(2)} | ${mib(peerBytes.get(run.peer) ?? 0)} | ${mib(each[0]?.imageBytes ?? 0)} | ${serving.toFixed(2)} (${each.map((one) => one.servingSec.toFixed(2)).join(', ')}) | ${median(each.map((one) => one.askedToInstalledMs)).toFixed(0)} | ${mib(each[0]?.dataMdbBytes ?? 0)} | ${(kcat / serving).toFixed(2)}× |`;
     }),
     '',
     `kcat -C -e -o beginning: ${kcat.toFixed(2)} s median (${kcatSec.map((s) => s.toFixed(2)).join(', ')})`,
