@@ -7,24 +7,13 @@ import { runKvs2 } from '../support/cli-process.js';
 import { kafkaBrokers, needsKafka } from '../support/kafka-env.js';
 import { tempDir } from '../support/paths.js';
 import { ServerProcess } from '../support/server-process.js';
+import { shuffledIndexes } from '../support/shuffled.js';
 
 const b = (text: string): Buffer => Buffer.from(text);
 const KEYS = 6_000;
 const keyOf = (i: number): Buffer => b(`key-${String(i).padStart(5, '0')}`);
 const valueFor = (i: number): Buffer => b(`value ${i} `.padEnd(100, '.'));
 const deleted = (i: number): boolean => i % 7 === 0;
-
-/** The keys 0..n-1 in an order fixed by a small linear congruential generator (no two runs differ). */
-function shuffled(n: number): number[] {
-  const order = Array.from({ length: n }, (_, i) => i);
-  let state = 12_345;
-  for (let i = n - 1; i > 0; i--) {
-    state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
-    const j = state % (i + 1);
-    [order[i], order[j]] = [order[j] as number, order[i] as number];
-  }
-  return order;
-}
 
 /** --compact-after-bootstrap on a real Kafka topic: a node reads the topic, rewrites its store, then serves. */
 describe('a node that compacts its store after reading the topic', needsKafka(), () => {
@@ -64,7 +53,7 @@ describe('a node that compacts its store after reading the topic', needsKafka(),
     const writer = await startNode('writer');
     await writer.waitUntilCaughtUp(30_000);
     const writes = client(writer);
-    const order = shuffled(KEYS);
+    const order = shuffledIndexes(KEYS, 12_345);
     let token: Buffer = Buffer.alloc(0);
     for (let at = 0; at < KEYS; at += 100) {
       const mutations = order.slice(at, at + 100).map((i) => ({ key: keyOf(i), value: valueFor(i), delete: false }));
@@ -133,7 +122,7 @@ describe('a node that compacts its store after reading the topic', needsKafka(),
     // A peer filled in random key order by its own writes.
     const randomPeer = await onTopic('random-peer', []);
     await randomPeer.waitUntilCaughtUp(30_000);
-    const order = shuffled(KEYS);
+    const order = shuffledIndexes(KEYS, 12_345);
     let token: Buffer = Buffer.alloc(0);
     for (let at = 0; at < KEYS; at += 100) {
       const mutations = order.slice(at, at + 100).map((i) => ({ key: keyOf(i), value: valueFor(i), delete: false }));

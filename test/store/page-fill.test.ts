@@ -5,21 +5,10 @@ import { LmdbStore } from '../../src/store/lmdb-store.js';
 import { fillRatio, keyOrderedLeafPages } from '../../src/store/page-fill.js';
 import type { StoreWrite } from '../../src/store/store.js';
 import { tempDir } from '../support/paths.js';
+import { shuffledIndexes } from '../support/shuffled.js';
 
 const KEYS = 30_000;
 const keyOf = (i: number): Buffer => Buffer.from(`key-${String(i).padStart(6, '0')}`);
-
-/** 0..n-1 in a fixed pseudo-random order. */
-function shuffled(n: number): number[] {
-  const order = Array.from({ length: n }, (_, i) => i);
-  let state = 7;
-  for (let i = n - 1; i > 0; i--) {
-    state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
-    const j = state % (i + 1);
-    [order[i], order[j]] = [order[j] as number, order[i] as number];
-  }
-  return order;
-}
 
 /** A store holding KEYS keys written in `order`, 1,000 a transaction, as a replica applies batches. */
 async function storeWritten(path: string, order: readonly number[], valueBytes: (i: number) => number) {
@@ -44,7 +33,7 @@ describe("a store's page fill against a key-ordered rewrite", () => {
 
   test('filled in random order: pages about 2/3 full; rewritten in key order: nearly full, as estimated', async () => {
     const dataDir = `${dir.path}/random`;
-    const store = await storeWritten(`${dataDir}/store`, shuffled(KEYS), () => 100);
+    const store = await storeWritten(`${dataDir}/store`, shuffledIndexes(KEYS, 7), () => 100);
     try {
       const fill = store.pageFill();
       assert.equal(fill.entries, KEYS);
