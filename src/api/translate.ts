@@ -144,6 +144,7 @@ export function statusReplyOf(status: NodeStatus): StatusReply {
     })),
     keys: status.keys,
     storeBytes: status.storeBytes,
+    storeLeafFill: status.storeLeafFill ?? 0,
     lastCaughtUpUnixMs: status.lastCaughtUpAtMs ?? 0,
     token: status.token,
     uptimeSeconds: status.uptimeSeconds,

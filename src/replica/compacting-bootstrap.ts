@@ -4,7 +4,7 @@ import type { Logger } from '../logger.js';
 import { storeDirOf } from '../snapshot/data-dir.js';
 import { type CompactedStore, compactDataDir } from '../snapshot/data-dir-snapshot.js';
 import { LmdbStore } from '../store/lmdb-store.js';
-import { fillRatio } from '../store/page-fill.js';
+import { fillRatio, REWRITE_PAYS_BELOW_FILL } from '../store/page-fill.js';
 import { Replica } from './replica.js';
 import { startReplica } from './start-replica.js';
 
@@ -19,9 +19,6 @@ import { startReplica } from './start-replica.js';
  * Rewriting costs about half the read again (4.96 -> 7.86 s to SERVING for those 1,000,000 keys); it is done
  * once, while the node is not serving yet.
  */
-
-/** Below this estimated fill (page-fill.ts) a rewrite pays: a key-ordered store estimates at ~0.98. */
-export const REWRITE_BELOW_FILL = 0.85;
 
 export interface LogIntoStoreOptions {
   /** The node's data dir, whose store is empty and not open. */
@@ -87,7 +84,7 @@ export interface CompactingResult extends CompactedStore {
 }
 
 /**
- * Rewrites the data dir's store in key order when its leaf pages are estimated below REWRITE_BELOW_FILL of
+ * Rewrites the data dir's store in key order when its leaf pages are estimated below REWRITE_PAYS_BELOW_FILL of
  * a key-ordered rewrite's (a store read from a topic, or a random-order peer's image); says so either way.
  * Resolves with what the rewrite did, or null when it did not pay.
  */
@@ -103,7 +100,7 @@ export async function compactIfItPays(options: CompactIfItPaysOptions): Promise<
   } finally {
     await store.close();
   }
-  if (fill >= REWRITE_BELOW_FILL) {
+  if (fill >= REWRITE_PAYS_BELOW_FILL) {
     logger.info(
       { fill: round(fill), leafPages },
       `the store filled from ${filledFrom} is in key order already (leaf pages ${percent(fill)} full): not rewritten`,

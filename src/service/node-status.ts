@@ -1,4 +1,5 @@
 import type { PartitionLag, ReplicaProgressView } from '../replica/replica-progress.js';
+import { fillRatio, type PageFill } from '../store/page-fill.js';
 import type { StoreStats } from '../store/store.js';
 import type { NodeHealthView, NodeStateName } from './node-health.js';
 
@@ -13,6 +14,11 @@ export interface NodeStatus {
   readonly partitions: readonly PartitionLag[];
   readonly keys: number;
   readonly storeBytes: number;
+  /**
+   * How full the store's leaf pages are against a key-ordered rewrite (store/page-fill.ts), 0..1; null when
+   * not known (an empty store, or a store that cannot say).
+   */
+  readonly storeLeafFill: number | null;
   /** Unix ms when the replica was last known caught up; null if never. */
   readonly lastCaughtUpAtMs: number | null;
   /** A token naming everything the node has applied, as read replies carry. */
@@ -34,7 +40,7 @@ export interface NodeStatusSources {
   readonly startedAtMs: number;
   readonly health: NodeHealthView;
   readonly progress: ReplicaProgressView;
-  readonly store: { stats(): StoreStats };
+  readonly store: { stats(): StoreStats; pageFill?(): PageFill };
   /** The token of what the node has applied now (KvService.appliedToken). */
   readonly appliedToken: () => Buffer;
   readonly now?: () => number;
@@ -53,6 +59,7 @@ export class NodeStatusReport implements StatusSource {
   status(): NodeStatus {
     const sources = this.#sources;
     const stats = sources.store.stats();
+    const pages = sources.store.pageFill?.();
     return {
       state: sources.health.state(),
       version: sources.version,
@@ -61,6 +68,7 @@ export class NodeStatusReport implements StatusSource {
       partitions: sources.progress.partitions(),
       keys: stats.keys,
       storeBytes: stats.bytesOnDisk,
+      storeLeafFill: pages === undefined || pages.entries === 0 ? null : fillRatio(pages),
       lastCaughtUpAtMs: sources.progress.lastCaughtUpAtMs(),
       token: sources.appliedToken(),
       uptimeSeconds: Math.max(0, this.#now() - sources.startedAtMs) / 1000,

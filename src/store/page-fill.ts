@@ -11,6 +11,12 @@ export interface PageFill {
   readonly keyOrderedLeafPages: number;
 }
 
+/**
+ * Below this fill a key-ordered rewrite pays (gives back disk and memory): a store read from a topic or filled by
+ * random writes estimates at about 0.67, a key-ordered one at about 0.97–0.99.
+ */
+export const REWRITE_PAYS_BELOW_FILL = 0.85;
+
 /** Bytes of an LMDB page header (PAGEHDRSZ), and of a leaf node's header (NODESIZE) and index slot. */
 const PAGE_HEADER_BYTES = 16;
 const NODE_HEADER_BYTES = 8;

@@ -82,6 +82,13 @@ describe('a node that compacts its store after reading the topic', needsKafka(),
       assert.equal(part.version, expected?.[i]?.version, `key ${i}'s version`);
     });
 
+    // Status says how full each store's pages are: the plain node's as a topic read leaves them.
+    const [plainFill, compactFill] = await Promise.all(
+      [plain, compacting].map(async (node) => (await client(node).status()).storeLeafFill),
+    );
+    assert.ok((plainFill as number) > 0.5 && (plainFill as number) < 0.85, `plain node: ${plainFill}`);
+    assert.ok((compactFill as number) >= 0.9, `compacted node: ${compactFill}`);
+
     // Writes after the rewrite reach it: its own replica resumed from the rewritten store's offsets.
     const later = await writes.set({ key: b('after-the-rewrite'), value: b('applied') });
     const read = await client(compacting).get({ key: b('after-the-rewrite'), after: [later.token] });

@@ -56,6 +56,7 @@ describe('Status and probes of a node on the embedded log', () => {
     assert.deepEqual(reply.partitions, [{ partition: 0, appliedOffset: KEYS, endOffset: KEYS, lagRecords: 0 }]);
     assert.equal(reply.keys, KEYS);
     assert.ok(reply.storeBytes >= KEYS * VALUE.length, `${reply.storeBytes} store bytes`);
+    assert.ok(reply.storeLeafFill > 0 && reply.storeLeafFill <= 1, `store leaf fill ${reply.storeLeafFill}`);
     assert.deepEqual(decodeToken(reply.token).offsets, new Map([[0, KEYS]]));
     assert.ok(reply.lastCaughtUpUnixMs > 0 && reply.lastCaughtUpUnixMs <= Date.now());
     assert.ok(reply.uptimeSeconds > 0);

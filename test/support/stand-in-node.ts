@@ -22,6 +22,7 @@ export const STAND_IN_STATUS: StatusReply = {
   partitions: [{ partition: 0, appliedOffset: 3, endOffset: 3, lagRecords: 0 }],
   keys: 2,
   storeBytes: 4096,
+  storeLeafFill: 0.5,
   lastCaughtUpUnixMs: 1_700_000_000_000,
   token: Buffer.from([1, 2, 3]),
   uptimeSeconds: 12.5,

@@ -1,4 +1,5 @@
 import { NodeState, type StatusReply } from '../../client/index.js';
+import { REWRITE_PAYS_BELOW_FILL } from '../../store/page-fill.js';
 import { formatToken } from './bytes-encoding.js';
 
 const STATE_NAMES: Readonly<Record<number, string>> = {
@@ -27,10 +28,17 @@ export function statusObject(reply: StatusReply): Record<string, unknown> {
     })),
     keys: reply.keys,
     storeBytes: reply.storeBytes,
+    storeLeafFill: reply.storeLeafFill > 0 ? reply.storeLeafFill : null,
     lastCaughtUp: reply.lastCaughtUpUnixMs > 0 ? new Date(reply.lastCaughtUpUnixMs).toISOString() : null,
     uptimeSeconds: reply.uptimeSeconds,
     token: formatToken(reply.token),
   };
+}
+
+/** How full the store's leaf pages are, and whether `kvs2 compact` would repack them. */
+function pagesLine(fill: number): string {
+  const percent = `${Math.round(fill * 100)}% as full as in key order`;
+  return fill < REWRITE_PAYS_BELOW_FILL ? `${percent} (kvs2 compact on the stopped node would repack them)` : percent;
 }
 
 /** `kvs2 status`: aligned `name  value` lines, then a table of the partitions; `nowMs` dates "ago". */
@@ -47,6 +55,7 @@ export function statusLines(reply: StatusReply, nowMs: number): string[] {
     ],
     ['keys', String(reply.keys)],
     ['store size', `${humanBytes(reply.storeBytes)} (${reply.storeBytes} bytes)`],
+    ...(reply.storeLeafFill > 0 ? [['store pages', pagesLine(reply.storeLeafFill)] as [string, string]] : []),
     ['last caught up', caughtUp(reply.lastCaughtUpUnixMs, nowMs)],
     ['uptime', humanDuration(reply.uptimeSeconds)],
     ['token', formatToken(reply.token)],

@@ -17,6 +17,7 @@ function reply(overrides: Partial<StatusReply> = {}): StatusReply {
     ],
     keys: 42,
     storeBytes: 3 * 1024 * 1024 + 512 * 1024,
+    storeLeafFill: 0.674,
     lastCaughtUpUnixMs: NOW - 3723_000,
     token: Buffer.from([1, 2, 3, 250]),
     uptimeSeconds: 90_061.5,
@@ -25,7 +26,7 @@ function reply(overrides: Partial<StatusReply> = {}): StatusReply {
 }
 
 describe('kvs2 status output', () => {
-  test('text: state, version, log, total lag, keys, store size, last caught up, uptime, token, then partitions', () => {
+  test('text: state, version, log, total lag, keys, store size and fill, last caught up, uptime, token, then partitions', () => {
     assert.deepEqual(statusLines(reply(), NOW), [
       'state           serving',
       'version         0.1.0',
@@ -33,6 +34,7 @@ describe('kvs2 status output', () => {
       'lag             1000 records',
       'keys            42',
       'store size      3.5 MiB (3670016 bytes)',
+      'store pages     67% as full as in key order (kvs2 compact on the stopped node would repack them)',
       'last caught up  2026-12-01T10:57:57.000Z (1h 2m 3s ago)',
       'uptime          1d 1h 1m 1s',
       'token           AQID+g==',
@@ -51,9 +53,12 @@ describe('kvs2 status output', () => {
         lastCaughtUpUnixMs: 0,
         logDescription: '',
         logKind: 'embedded',
+        storeLeafFill: 0,
       }),
       NOW,
     );
+    // A node that does not say how full its pages are (older, or empty) gets no line for it.
+    assert.equal(lines.filter((line) => line.startsWith('store pages')).length, 0);
     assert.equal(lines[0], 'state           unknown (9)');
     assert.equal(lines[2], 'log             embedded');
     assert.equal(lines[3], 'lag             0+ records (the log end of some partitions is not known yet)');
@@ -72,6 +77,7 @@ describe('kvs2 status output', () => {
       ],
       keys: 42,
       storeBytes: 3670016,
+      storeLeafFill: 0.674,
       lastCaughtUp: '2026-12-01T10:57:57.000Z',
       uptimeSeconds: 90_061.5,
       token: 'AQID+g==',
@@ -86,6 +92,12 @@ describe('kvs2 status output', () => {
     assert.equal(starting.state, 'starting');
     assert.deepEqual(starting.partitions, [{ partition: 0, appliedOffset: 0, endOffset: null, lagRecords: null }]);
     assert.equal(starting.lastCaughtUp, null);
+    assert.equal(statusObject(reply({ storeLeafFill: 0 })).storeLeafFill, null);
+  });
+
+  test('text: pages in key order already get no advice to compact', () => {
+    const lines = statusLines(reply({ storeLeafFill: 0.981 }), NOW);
+    assert.ok(lines.includes('store pages     98% as full as in key order'), lines.join('\n'));
   });
 
   test('sizes in binary units and durations in d/h/m/s', () => {
