@@ -118,6 +118,8 @@ describe('metrics and probes on --metrics-listen', () => {
     // The embedded log has one partition, whose offsets count the appends since the store was created.
     assert.equal(sampleValue(after, 'kvs2_replica_applied_offset', { partition: '0' }), appendsBefore + writes);
     assert.ok((sampleValue(after, 'kvs2_store_size_bytes') ?? 0) >= writes * 1000);
+    const leafFill = sampleValue(after, 'kvs2_store_leaf_fill_ratio') ?? Number.NaN;
+    assert.ok(leafFill > 0 && leafFill <= 1, `leaf fill ${leafFill}`);
     assert.equal(sampleValue(after, 'kvs2_ready'), 1);
     assert.equal(sampleValue(after, 'kvs2_replica_bootstrap_ratio'), 1);
     const sinceCaughtUp = sampleValue(after, 'kvs2_replica_seconds_since_caught_up') ?? Number.NaN;
