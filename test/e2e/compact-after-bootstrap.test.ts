@@ -23,10 +23,10 @@ describe('a node that compacts its store after reading the topic', needsKafka(),
   const clients: Kvs2Client[] = [];
   const topic = `kvs2-test-${randomUUID()}`;
 
-  const startNode = async (name: string, extra: readonly string[] = []): Promise<ServerProcess> => {
+  const startNode = async (name: string, extra: readonly string[] = [], onTopic = topic): Promise<ServerProcess> => {
     const node = await ServerProcess.start({
       dataDir: `${dir.path}/${name}`,
-      args: ['--kafka-brokers', brokers, '--topic', topic, '--partitions', '3', ...extra],
+      args: ['--kafka-brokers', brokers, '--topic', onTopic, '--partitions', '3', ...extra],
     });
     running.push(node);
     return node;
@@ -118,14 +118,7 @@ describe('a node that compacts its store after reading the topic', needsKafka(),
 
   test("after a peer's snapshot: a random-order peer's is rewritten, a compact peer's is not", async () => {
     const peerTopic = `kvs2-test-${randomUUID()}`;
-    const onTopic = (name: string, extra: readonly string[]) =>
-      ServerProcess.start({
-        dataDir: `${dir.path}/${name}`,
-        args: ['--kafka-brokers', brokers, '--topic', peerTopic, '--partitions', '3', ...extra],
-      }).then((node) => {
-        running.push(node);
-        return node;
-      });
+    const onTopic = (name: string, extra: readonly string[]) => startNode(name, extra, peerTopic);
     // A peer filled in random key order by its own writes.
     const randomPeer = await onTopic('random-peer', []);
     await randomPeer.waitUntilCaughtUp(30_000);
